@@ -1,0 +1,266 @@
+"""Read a workflow from YAML or JSON, validate it, and build a :class:`Workflow`.
+
+Every error is a :class:`SpecError` with the file, the line and the step, what
+is wrong and what would fix it. Files are parsed with PyYAML's composer so
+that every value keeps the line it came from (JSON is valid YAML here).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import networkx as nx
+import yaml
+
+from petriflow.errors import SpecError
+from petriflow.spec.model import Branch, Loop, MapOver, ModelEndpoint, Resource, Retry, Step, Workflow
+from petriflow.spec.schema import WORKFLOW_SCHEMA
+
+__all__ = ["load", "loads", "from_document"]
+
+Path_ = tuple[str | int, ...]
+
+
+class _Lines:
+    """Line numbers (1-based) of every value in a document, keyed by its path."""
+
+    def __init__(self) -> None:
+        self.by_path: dict[Path_, int] = {}
+
+    def line(self, path: Path_) -> int | None:
+        while path:
+            if path in self.by_path:
+                return self.by_path[path]
+            path = path[:-1]
+        return self.by_path.get((), None)
+
+
+def _to_python(node: yaml.Node, path: Path_, lines: _Lines, file: str) -> Any:
+    lines.by_path[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in out:
+                raise SpecError(
+                    f"key '{key}' appears twice",
+                    file=file,
+                    line=key_node.start_mark.line + 1,
+                    hint="remove one of them",
+                )
+            out[key] = _to_python(value_node, path + (key,), lines, file)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(v, path + (i,), lines, file) for i, v in enumerate(node.value)]
+    return yaml.SafeLoader("").construct_object(node, deep=True)  # scalars: ints, floats, bools, strings
+
+
+def loads(text: str, *, file: str = "<string>") -> Workflow:
+    """Parse and check a workflow document given as YAML or JSON text."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        if file.endswith(".json"):
+            try:
+                json.loads(text)
+            except json.JSONDecodeError as jexc:
+                raise SpecError(f"invalid JSON: {jexc.msg}", file=file, line=jexc.lineno,
+                                hint="fix the syntax at that line") from None
+        raise SpecError(f"invalid YAML: {exc.problem}", file=file, line=line,
+                        hint="fix the syntax at that line (indentation, a missing ':' or quote)") from None
+    if root is None:
+        raise SpecError("the file is empty", file=file, hint="a workflow needs `name` and `steps`")
+    lines = _Lines()
+    doc = _to_python(root, (), lines, file)
+    return from_document(doc, file=file, lines=lines)
+
+
+def load(path: str | Path) -> Workflow:
+    """Load a workflow file (``.yaml``, ``.yml`` or ``.json``)."""
+    p = Path(path)
+    if not p.exists():
+        raise SpecError("no such file", file=str(path), hint="check the path")
+    if p.suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise SpecError(f"unknown workflow file type '{p.suffix}'", file=str(path),
+                        hint="use .yaml, .yml or .json (or .pnml for a net)")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError("not a UTF-8 text file", file=str(path), hint="save it as UTF-8") from None
+    return loads(text, file=str(path))
+
+
+def _schema_error(doc: Mapping[str, Any], file: str, lines: _Lines | None) -> None:
+    validator = jsonschema.Draft202012Validator(WORKFLOW_SCHEMA)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if not errors:
+        return
+    err = jsonschema.exceptions.best_match(errors) or errors[0]
+    path = tuple(err.absolute_path)
+    step = None
+    if len(path) >= 2 and path[0] == "steps" and isinstance(path[1], int):
+        steps = doc.get("steps") or []
+        if path[1] < len(steps) and isinstance(steps[path[1]], dict):
+            step = steps[path[1]].get("id")
+    where = ".".join(str(x) for x in path) or "the document"
+    msg = err.message
+    if err.validator == "additionalProperties":
+        hint = "remove it or fix its spelling; `petriflow schema` lists the allowed keys"
+    elif err.validator == "required":
+        hint = "add it"
+    elif err.validator in ("enum", "type", "pattern", "minimum", "maximum", "exclusiveMinimum", "minItems"):
+        hint = "`petriflow schema` gives the allowed values"
+    else:
+        hint = "`petriflow schema` describes the format"
+    raise SpecError(f"{where}: {msg}", file=file, line=lines.line(path) if lines else None, step=step, hint=hint)
+
+
+def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = None) -> Workflow:
+    """Check a parsed document (dicts and lists) and build the workflow."""
+    if not isinstance(doc, dict):
+        raise SpecError("the document must be a mapping with `name` and `steps`", file=file, line=1)
+    _schema_error(doc, file, lines)
+
+    def where(i: int, *key: str | int) -> int | None:
+        return lines.line(("steps", i) + key) if lines else None
+
+    steps: list[Step] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(doc["steps"]):
+        sid = raw["id"]
+        if sid in ("begin", "end"):
+            raise SpecError(f"'{sid}' is reserved", file=file, line=where(i, "id"), step=sid, hint="rename the step")
+        if sid in seen:
+            raise SpecError(f"duplicate step id '{sid}' (first defined on line {where(seen[sid])})",
+                            file=file, line=where(i, "id"), step=sid, hint="give every step its own id")
+        seen[sid] = i
+        uses = raw.get("uses", {})
+        if isinstance(uses, list):
+            uses = {u: 1 for u in uses}
+        steps.append(Step(
+            id=sid,
+            kind=raw["kind"],
+            after=tuple(raw.get("after", ())),
+            after_any=tuple(raw.get("after_any", ())),
+            route=tuple(Branch(to=b["to"], p=float(b["p"]), when=str(b.get("when", b["to"]))) for b in raw.get("route", ())),
+            loop=Loop(**raw["loop"]) if "loop" in raw else None,
+            map=MapOver(**raw["map"]) if "map" in raw else None,
+            uses=dict(uses),
+            retry=Retry(**raw["retry"]) if "retry" in raw else Retry(),
+            timeout=raw.get("timeout"),
+            fallback=raw.get("fallback"),
+            model=raw.get("model"),
+            prompt=raw.get("prompt"),
+            system=raw.get("system"),
+            output_schema=raw.get("output_schema"),
+            tool=raw.get("tool"),
+            function=raw.get("function"),
+            labels={k: tuple(v) for k, v in raw.get("labels", {}).items()},
+            config=raw.get("config", {}),
+            latency=raw.get("latency"),
+            cost=raw.get("cost"),
+            failure_rate=float(raw.get("failure_rate", 0.0)),
+            tokens=raw.get("tokens", {}),
+            description=raw.get("description", ""),
+            line=where(i),
+        ))
+    resources = {rid: Resource(id=rid, **r) for rid, r in doc.get("resources", {}).items()}
+    models = {mid: ModelEndpoint(id=mid, name=m.get("name", mid), **{k: v for k, v in m.items() if k != "name"})
+              for mid, m in doc.get("models", {}).items()}
+    wf = Workflow(name=doc["name"], steps=tuple(steps), resources=resources, models=models,
+                  description=doc.get("description", ""), source=file)
+    _check_references(wf, file, where, seen)
+    return wf
+
+
+def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, int]) -> None:
+    """What the schema cannot say: references, cycles, probabilities, loop and map targets."""
+    ids = set(index)
+    fallbacks = wf.fallback_owner
+
+    def fail(step: Step, key: str, msg: str, hint: str) -> None:
+        raise SpecError(msg, file=file, line=where(index[step.id], key) or step.line, step=step.id, hint=hint)
+
+    for s in wf.steps:
+        for key, refs in (("after", s.after), ("after_any", s.after_any)):
+            for r in refs:
+                if r not in ids:
+                    fail(s, key, f"`{key}` names unknown step '{r}'", f"define a step '{r}' or remove it")
+                if r == s.id:
+                    fail(s, key, "a step cannot wait for itself", "use `loop` to repeat a step")
+                if r in fallbacks:
+                    fail(s, key, f"'{r}' is the fallback of '{fallbacks[r]}' and cannot be waited on",
+                         f"wait for '{fallbacks[r]}' instead; its fallback stands in for it")
+        both = set(s.after) & set(s.after_any)
+        if both:
+            fail(s, "after_any", f"'{sorted(both)[0]}' is in both `after` and `after_any`", "keep it in one of them")
+        if len(s.after_any) == 1:
+            fail(s, "after_any", "`after_any` with one step is a plain dependency", "move it to `after`")
+        if s.route:
+            total = sum(b.p for b in s.route)
+            if abs(total - 1.0) > 1e-6:
+                fail(s, "route", f"route probabilities sum to {total:g}, not 1", "make the branch `p` values add up to 1")
+            whens = [b.when for b in s.route]
+            if len(set(whens)) != len(whens):
+                fail(s, "route", "two branches have the same label", "give each branch its own `when`")
+            for b in s.route:
+                if b.to not in ids:
+                    fail(s, "route", f"route goes to unknown step '{b.to}'", f"define a step '{b.to}'")
+                if b.to == s.id or b.to in fallbacks:
+                    fail(s, "route", f"route cannot go to '{b.to}'", "route to an ordinary downstream step")
+        for r, n in s.uses.items():
+            if r not in wf.resources:
+                fail(s, "uses", f"uses unknown resource '{r}'", f"declare it under `resources:` with a capacity")
+            if n > wf.resources[r].capacity:
+                fail(s, "uses", f"needs {n} of '{r}' but its capacity is {wf.resources[r].capacity}",
+                     "raise the capacity or use fewer")
+        if s.fallback is not None:
+            if s.fallback not in ids or s.fallback == s.id:
+                fail(s, "fallback", f"fallback '{s.fallback}' is not another step", "name a step defined in this file")
+            fb = wf.step(s.fallback)
+            if fb.inputs or fb.route or fb.loop or fb.map:
+                fail(fb, "id", f"fallback step '{fb.id}' must not have its own after/route/loop/map",
+                     f"it runs only when '{s.id}' gives up and then continues where '{s.id}' would have")
+            if list(fallbacks).count(s.fallback) > 1 or sum(1 for x in wf.steps if x.fallback == s.fallback) > 1:
+                fail(s, "fallback", f"'{s.fallback}' is the fallback of two steps", "give each its own fallback step")
+        if s.map is not None:
+            if s.map.over not in s.after:
+                fail(s, "map", f"map over '{s.map.over}', which is not in `after`", f"add '{s.map.over}' to `after`")
+            if s.route or s.loop:
+                fail(s, "map", "a map step cannot also route or loop", "put the route or loop on a step after it")
+        if s.model is not None and wf.models and s.model not in wf.models and s.kind in ("chat", "embed", "classify"):
+            fail(s, "model", f"model '{s.model}' is not declared under `models:`",
+                 f"declare it or use one of: {', '.join(wf.models)}")
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(s.id for s in wf.steps)
+    for s in wf.steps:
+        for r in s.inputs:
+            graph.add_edge(r, s.id)
+        for b in s.route:
+            graph.add_edge(s.id, b.to)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        cycle = []
+    if cycle:
+        names = [u for u, _ in cycle] + [cycle[0][0]]
+        last = wf.step(cycle[-1][1])
+        fail(last, "after", f"cycle without a bound: {' -> '.join(names)}",
+             f"remove the back edge and put `loop: {{to: {cycle[-1][1]}, max: N}}` on '{cycle[-1][0]}'")
+    for s in wf.steps:
+        if s.loop is not None:
+            if s.loop.to not in ids:
+                fail(s, "loop", f"loop goes back to unknown step '{s.loop.to}'", "name an earlier step")
+            if s.loop.to != s.id and not nx.has_path(graph, s.loop.to, s.id):
+                fail(s, "loop", f"loop target '{s.loop.to}' is not upstream of '{s.id}'",
+                     "a loop goes back to a step this one (indirectly) waits on")
+    if not wf.initial_steps():
+        raise SpecError("no step can start: every step waits on another", file=file, line=1,
+                        hint="give at least one step no `after`")

@@ -1,0 +1,163 @@
+"""The workflow model: immutable values that one file (or the builder) describes.
+
+A :class:`Workflow` is what the user wrote, checked and normalised; it knows
+nothing of Petri nets. :func:`petriflow.net.lower.lower` turns it into one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["Branch", "Loop", "MapOver", "Retry", "Step", "Resource", "ModelEndpoint", "Workflow"]
+
+
+def _frozen_map(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(m or {}))
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One branch of a route: go to step ``to`` when the output says ``when``."""
+
+    to: str
+    p: float
+    when: str
+
+
+@dataclass(frozen=True)
+class Loop:
+    """Go back to the earlier step ``to``, at most ``max`` times; ``p`` is the chance per pass."""
+
+    to: str
+    max: int
+    p: float = 0.5
+    when: str = "retry"
+
+
+@dataclass(frozen=True)
+class MapOver:
+    """Run the step once per item of step ``over``'s list output, at most ``max`` items."""
+
+    over: str
+    max: int
+
+
+@dataclass(frozen=True)
+class Retry:
+    """At most ``max_attempts`` attempts, waiting ``backoff * 2**k`` (capped) between them."""
+
+    max_attempts: int = 1
+    backoff: float = 0.5
+    backoff_max: float = 30.0
+    jitter: bool = True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of work. Control flow: ``after`` (AND-join), ``after_any`` (XOR-join),
+    ``route`` (XOR-split), ``loop``, ``map``; policies: ``retry``, ``timeout``,
+    ``fallback``; ``uses`` holds resources while the step runs."""
+
+    id: str
+    kind: str
+    after: tuple[str, ...] = ()
+    after_any: tuple[str, ...] = ()
+    route: tuple[Branch, ...] = ()
+    loop: Loop | None = None
+    map: MapOver | None = None
+    uses: Mapping[str, int] = field(default_factory=lambda: _frozen_map(None))
+    retry: Retry = Retry()
+    timeout: float | None = None
+    fallback: str | None = None
+    model: str | None = None
+    prompt: str | None = None
+    system: str | None = None
+    output_schema: Mapping[str, Any] | None = None
+    tool: str | None = None
+    function: str | None = None
+    labels: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _frozen_map(None))
+    config: Mapping[str, Any] = field(default_factory=lambda: _frozen_map(None))
+    latency: Any = None
+    cost: float | None = None
+    failure_rate: float = 0.0
+    tokens: Mapping[str, Any] = field(default_factory=lambda: _frozen_map(None))
+    description: str = ""
+    line: int | None = None
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every step this one waits on, by ``after`` or ``after_any``."""
+        return self.after + self.after_any
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A shared resource: ``capacity`` calls at once, optionally rate-limited."""
+
+    id: str
+    capacity: int
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelEndpoint:
+    """A model behind an OpenAI-compatible endpoint, with its prices (dollars per 1M tokens)."""
+
+    id: str
+    name: str
+    base_url: str = "local"
+    api_key_env: str | None = None
+    kind: str = "chat"
+    price_input: float = 0.0
+    price_output: float = 0.0
+    price_call: float = 0.0
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A checked workflow: steps in file order, resources and models by id.
+
+    ``fallback_owner`` maps a fallback step to the step it stands in for.
+    """
+
+    name: str
+    steps: tuple[Step, ...]
+    resources: Mapping[str, Resource] = field(default_factory=lambda: _frozen_map(None))
+    models: Mapping[str, ModelEndpoint] = field(default_factory=lambda: _frozen_map(None))
+    description: str = ""
+    source: str | None = None
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    @property
+    def step_ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.steps)
+
+    @property
+    def fallback_owner(self) -> Mapping[str, str]:
+        return {s.fallback: s.id for s in self.steps if s.fallback}
+
+    def successors(self, step_id: str) -> tuple[str, ...]:
+        """Steps that wait on ``step_id`` (by after/after_any or as a route target), file order."""
+        me = self.step(step_id)
+        targets = {b.to for b in me.route}
+        return tuple(s.id for s in self.steps if step_id in s.inputs or s.id in targets)
+
+    def initial_steps(self) -> tuple[str, ...]:
+        """Steps that start when the workflow starts (no inputs, not a route target or fallback)."""
+        routed = {b.to for s in self.steps for b in s.route}
+        fallbacks = set(self.fallback_owner)
+        return tuple(s.id for s in self.steps if not s.inputs and s.id not in routed | fallbacks)
+
+    def terminal_steps(self) -> tuple[str, ...]:
+        """Steps nothing waits on: the workflow ends when all of them have finished."""
+        fallbacks = set(self.fallback_owner)
+        return tuple(s.id for s in self.steps if s.id not in fallbacks and not self.successors(s.id))

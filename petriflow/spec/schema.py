@@ -1,0 +1,185 @@
+"""The JSON Schema of a workflow document (what ``petriflow schema`` prints).
+
+The schema checks shapes and types; :mod:`petriflow.spec.load` then checks
+what a schema cannot say (references, cycles, probabilities summing to one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["WORKFLOW_SCHEMA", "STEP_KINDS", "DIST_FAMILIES"]
+
+STEP_KINDS = ("chat", "embed", "classify", "tool", "python", "human")
+"""chat: a chat completion; embed/classify: an embedding call or an embedding-based
+classifier; tool: a registered tool; python: a Python callable; human: a review."""
+
+DIST_FAMILIES = ("fixed", "exponential", "lognormal", "gamma", "empirical", "mixture")
+
+_ID = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$", "maxLength": 64}
+_IDS = {"type": "array", "items": {"$ref": "#/$defs/id"}, "uniqueItems": True}
+_PROB = {"type": "number", "minimum": 0, "maximum": 1}
+
+_DIST: dict[str, Any] = {
+    "description": "A number (a fixed value) or a distribution: {dist: FAMILY, ...parameters}.",
+    "oneOf": [
+        {"type": "number", "minimum": 0},
+        {
+            "type": "object",
+            "required": ["dist"],
+            "properties": {
+                "dist": {"enum": list(DIST_FAMILIES)},
+                "value": {"type": "number", "minimum": 0},
+                "mean": {"type": "number", "exclusiveMinimum": 0},
+                "rate": {"type": "number", "exclusiveMinimum": 0},
+                "mu": {"type": "number"},
+                "sigma": {"type": "number", "exclusiveMinimum": 0},
+                "shape": {"type": "number", "exclusiveMinimum": 0},
+                "scale": {"type": "number", "exclusiveMinimum": 0},
+                "samples": {"type": "array", "items": {"type": "number"}, "minItems": 1},
+                "components": {"type": "array", "items": {"$ref": "#/$defs/dist"}, "minItems": 1},
+                "weights": {"type": "array", "items": {"type": "number", "minimum": 0}},
+            },
+            "additionalProperties": False,
+        },
+    ],
+}
+
+WORKFLOW_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://petriflow.dev/schema/workflow.json",
+    "title": "petriflow workflow",
+    "type": "object",
+    "required": ["name", "steps"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "description": {"type": "string"},
+        "models": {
+            "description": "Model endpoints by id. A step's `model` names one of these or is passed through as a model name.",
+            "type": "object",
+            "propertyNames": {"$ref": "#/$defs/id"},
+            "additionalProperties": {"$ref": "#/$defs/model"},
+        },
+        "resources": {
+            "description": "Shared resources: capacity tokens that steps hold while they run.",
+            "type": "object",
+            "propertyNames": {"$ref": "#/$defs/id"},
+            "additionalProperties": {"$ref": "#/$defs/resource"},
+        },
+        "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
+    },
+    "$defs": {
+        "id": _ID,
+        "dist": _DIST,
+        "model": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "description": "the model name sent to the endpoint"},
+                "base_url": {"type": "string", "description": "OpenAI-compatible endpoint, or `local` (default)"},
+                "api_key_env": {"type": "string"},
+                "kind": {"enum": ["chat", "embedding"]},
+                "price_input": {"type": "number", "minimum": 0, "description": "dollars per 1M input tokens"},
+                "price_output": {"type": "number", "minimum": 0, "description": "dollars per 1M output tokens"},
+                "price_call": {"type": "number", "minimum": 0, "description": "dollars per call"},
+            },
+        },
+        "resource": {
+            "type": "object",
+            "required": ["capacity"],
+            "additionalProperties": False,
+            "properties": {
+                "capacity": {"type": "integer", "minimum": 1, "description": "calls in flight at once"},
+                "requests_per_minute": {"type": "number", "exclusiveMinimum": 0},
+                "tokens_per_minute": {"type": "number", "exclusiveMinimum": 0},
+            },
+        },
+        "step": {
+            "type": "object",
+            "required": ["id", "kind"],
+            "additionalProperties": False,
+            "properties": {
+                "id": {"$ref": "#/$defs/id"},
+                "kind": {"enum": list(STEP_KINDS)},
+                "description": {"type": "string"},
+                "after": {**_IDS, "description": "AND-join: start when all of these have finished"},
+                "after_any": {**_IDS, "description": "XOR-join: start when one of these has finished"},
+                "route": {
+                    "description": "XOR-split: the step's output picks exactly one branch",
+                    "type": "array",
+                    "minItems": 2,
+                    "items": {
+                        "type": "object",
+                        "required": ["to", "p"],
+                        "additionalProperties": False,
+                        "properties": {"to": {"$ref": "#/$defs/id"}, "p": _PROB, "when": {"type": "string"}},
+                    },
+                },
+                "loop": {
+                    "description": "go back to an earlier step, at most `max` times",
+                    "type": "object",
+                    "required": ["to", "max"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "to": {"$ref": "#/$defs/id"},
+                        "max": {"type": "integer", "minimum": 1},
+                        "p": _PROB,
+                        "when": {"type": "string"},
+                    },
+                },
+                "map": {
+                    "description": "run once per item of an upstream step's list output, at most `max` items",
+                    "type": "object",
+                    "required": ["over", "max"],
+                    "additionalProperties": False,
+                    "properties": {"over": {"$ref": "#/$defs/id"}, "max": {"type": "integer", "minimum": 1}},
+                },
+                "uses": {
+                    "description": "resources held while the step runs: a list of ids or {id: count}",
+                    "oneOf": [
+                        _IDS,
+                        {
+                            "type": "object",
+                            "propertyNames": {"$ref": "#/$defs/id"},
+                            "additionalProperties": {"type": "integer", "minimum": 1},
+                        },
+                    ],
+                },
+                "retry": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["max_attempts"],
+                    "properties": {
+                        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
+                        "backoff": {"type": "number", "minimum": 0, "description": "first delay, seconds"},
+                        "backoff_max": {"type": "number", "minimum": 0},
+                        "jitter": {"type": "boolean"},
+                    },
+                },
+                "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds per attempt"},
+                "fallback": {"$ref": "#/$defs/id"},
+                "model": {"type": "string"},
+                "prompt": {"type": "string"},
+                "system": {"type": "string"},
+                "output_schema": {"type": "object"},
+                "tool": {"type": "string"},
+                "function": {"type": "string", "description": "module:callable"},
+                "labels": {
+                    "description": "classify: label -> example texts (nearest centroid)",
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                },
+                "config": {"type": "object"},
+                "latency": {"$ref": "#/$defs/dist"},
+                "cost": {"type": "number", "minimum": 0, "description": "dollars per call (simulation)"},
+                "failure_rate": _PROB,
+                "tokens": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"input": {"$ref": "#/$defs/dist"}, "output": {"$ref": "#/$defs/dist"}},
+                },
+            },
+        },
+    },
+}
