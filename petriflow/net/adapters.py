@@ -10,6 +10,12 @@ A P/T net becomes a SNAKES net of black tokens: a place with ``n`` tokens
 holds ``[dot] * n``; an arc of weight 1 is ``Value(dot)`` and an arc of weight
 ``w > 1`` is ``MultiArc([Value(dot)] * w)``, which SNAKES consumes and produces
 as ``w`` tokens at once. Both libraries are imported when first used.
+
+One semantic gap is bridged: SNAKES never enables a transition without input
+arcs, whereas in a P/T net such a transition is always enabled. Those
+transitions therefore get a self-loop on one extra place, :data:`ALWAYS_PLACE`,
+that holds a single token forever; :func:`from_snakes` drops it again and
+:func:`snakes_reachable_markings` never reports it.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ if TYPE_CHECKING:
     import networkx as nx
     import snakes.nets
 
-__all__ = ["to_networkx", "to_snakes", "from_snakes", "snakes_reachable_markings"]
+__all__ = ["to_networkx", "to_snakes", "from_snakes", "snakes_reachable_markings", "ALWAYS_PLACE"]
+
+ALWAYS_PLACE = "_petriflow_always_"
+"""The SNAKES place that lets transitions with an empty preset fire (see the module docstring)."""
 
 
 def to_networkx(net: PetriNet) -> nx.DiGraph:
@@ -72,6 +81,14 @@ def to_snakes(net: PetriNet) -> snakes.nets.PetriNet:
         snet.add_place(Place(p, [dot] * tokens))
     for t in net.transitions:
         snet.add_transition(Transition(t))
+    unguarded = [net.transitions[i] for i in np.flatnonzero(~net.pre.any(axis=1))]
+    if unguarded:
+        if ALWAYS_PLACE in net.places or ALWAYS_PLACE in net.transitions:
+            raise NetError(f"'{ALWAYS_PLACE}' is reserved by the SNAKES adapter", hint="rename that node")
+        snet.add_place(Place(ALWAYS_PLACE, [dot]))
+        for t in unguarded:
+            snet.add_input(ALWAYS_PLACE, t, Value(dot))
+            snet.add_output(ALWAYS_PLACE, t, Value(dot))
     places = set(net.places)
     for src, dst, weight in net.arcs():
         if src in places:
@@ -99,16 +116,17 @@ def from_snakes(snet: snakes.nets.PetriNet) -> PetriNet:
     """A :class:`PetriNet` from a SNAKES net whose places hold only black tokens.
 
     Place and transition order follow SNAKES' insertion order; labels are the
-    node names. Raises :class:`NetError` for coloured tokens, guards, or arcs
+    node names; :data:`ALWAYS_PLACE` and its arcs are dropped. Raises :class:`NetError` for coloured tokens, guards, or arcs
     that are not ``Value(dot)`` / ``MultiArc`` of them.
     """
     from snakes.nets import Expression, dot
 
-    places = [p.name for p in snet.place()]
+    snakes_places = [p for p in snet.place() if p.name != ALWAYS_PLACE]
+    places = [p.name for p in snakes_places]
     transitions = [t.name for t in snet.transition()]
     pix = {p: i for i, p in enumerate(places)}
     initial = np.zeros(len(places), dtype=np.int64)
-    for i, place in enumerate(snet.place()):
+    for i, place in enumerate(snakes_places):
         tokens = list(place.tokens)
         if any(tok != dot for tok in tokens):
             raise NetError(f"place '{place.name}' holds tokens other than dot", hint="only black-token nets convert")
@@ -119,9 +137,11 @@ def from_snakes(snet: snakes.nets.PetriNet) -> PetriNet:
         if trans.guard != Expression("True"):
             raise NetError(f"transition '{trans.name}' has guard {trans.guard}", hint="only unguarded P/T nets convert")
         for place, ann in trans.input():
-            pre[k, pix[place.name]] += _weight(ann, f"{place.name} -> {trans.name}")
+            if place.name != ALWAYS_PLACE:
+                pre[k, pix[place.name]] += _weight(ann, f"{place.name} -> {trans.name}")
         for place, ann in trans.output():
-            post[k, pix[place.name]] += _weight(ann, f"{trans.name} -> {place.name}")
+            if place.name != ALWAYS_PLACE:
+                post[k, pix[place.name]] += _weight(ann, f"{trans.name} -> {place.name}")
     return PetriNet(
         places=tuple(places), transitions=tuple(transitions), pre=pre, post=post, initial=initial, name=snet.name
     )
