@@ -1,0 +1,140 @@
+"""Benchmark net families, built in code so anyone can rerun the benchmarks.
+
+Each builder returns a :class:`petriflow.net.petrinet.PetriNet` whose
+reachable state count has a closed form (tested in
+``tests/verify/test_statespace.py``):
+
+==========================  =========================  ===========================
+family                      states                     e.g.
+==========================  =========================  ===========================
+``fork_join(k)``            ``4**k + 2``               k=10: 1,048,578
+``philosophers(n)``         ``(1+√2)**n + (1-√2)**n``  n=14: 228,486 (n=5: 82)
+``token_ring(n)``           ``1.5 * n * 2**n``         n=16: 1,572,864
+``producer_consumer(c)``    ``4 * (c + 1)``, c >= 1    c=10: 44
+==========================  =========================  ===========================
+
+``philosophers`` is the classic think / take-left / take-right / eat model
+(4 places per philosopher), not the MCC ``Philosophers-PT`` model (5 places
+per philosopher, ``3**n`` states): a philosopher is thinking, holding the
+left fork, or eating with both forks, and two neighbours cannot both hold the
+fork between them; counting those rings gives the companion Pell (Pell-Lucas)
+numbers 2, 6, 14, 34, 82, ..., 228,486 (n=14). It deadlocks when every
+philosopher holds the left fork.
+"""
+
+from __future__ import annotations
+
+from petriflow.net.petrinet import PetriNet
+
+__all__ = ["fork_join", "philosophers", "token_ring", "producer_consumer", "FAMILIES", "expected_states"]
+
+
+def fork_join(k: int) -> PetriNet:
+    """A source transition forks ``k`` branches of 3 sequential tasks, then one join.
+
+    Places: ``start``, ``b{i}_{0..3}`` (before task 1, ..., after task 3), ``end``;
+    transitions ``fork``, ``t{i}_{1..3}``, ``join``. Reachable: the initial
+    marking, the ``4**k`` positions of the branches, and the end: ``4**k + 2``.
+    """
+    places = {"start": 1} | {f"b{i}_{j}": 0 for i in range(k) for j in range(4)} | {"end": 0}
+    transitions = ["fork"] + [f"t{i}_{j}" for i in range(k) for j in range(1, 4)] + ["join"]
+    arcs = [("start", "fork", 1)] + [("fork", f"b{i}_0", 1) for i in range(k)]
+    for i in range(k):
+        for j in range(1, 4):
+            arcs += [(f"b{i}_{j - 1}", f"t{i}_{j}", 1), (f"t{i}_{j}", f"b{i}_{j}", 1)]
+    arcs += [(f"b{i}_3", "join", 1) for i in range(k)] + [("join", "end", 1)]
+    return PetriNet.from_arcs(places=places, transitions=transitions, arcs=arcs, name=f"fork_join({k})")
+
+
+def philosophers(n: int) -> PetriNet:
+    """``n`` dining philosophers who take the left fork, then the right one, eat, and put both back.
+
+    Philosopher ``i`` has places ``think{i}``, ``left{i}`` (holds fork ``i``),
+    ``eat{i}`` (holds forks ``i`` and ``i+1``); fork ``i`` is place ``fork{i}``.
+    Transitions: ``takeL{i}``, ``takeR{i}``, ``release{i}``.
+    """
+    if n < 2:
+        raise ValueError("philosophers needs n >= 2")
+    places: dict[str, int] = {}
+    for i in range(n):
+        places |= {f"think{i}": 1, f"left{i}": 0, f"eat{i}": 0, f"fork{i}": 1}
+    transitions: list[str] = []
+    arcs: list[tuple[str, str, int]] = []
+    for i in range(n):
+        right = f"fork{(i + 1) % n}"
+        transitions += [f"takeL{i}", f"takeR{i}", f"release{i}"]
+        arcs += [(f"think{i}", f"takeL{i}", 1), (f"fork{i}", f"takeL{i}", 1), (f"takeL{i}", f"left{i}", 1)]
+        arcs += [(f"left{i}", f"takeR{i}", 1), (right, f"takeR{i}", 1), (f"takeR{i}", f"eat{i}", 1)]
+        arcs += [(f"eat{i}", f"release{i}", 1), (f"release{i}", f"think{i}", 1),
+                 (f"release{i}", f"fork{i}", 1), (f"release{i}", right, 1)]
+    return PetriNet.from_arcs(places=places, transitions=transitions, arcs=arcs, name=f"philosophers({n})")
+
+
+def token_ring(n: int) -> PetriNet:
+    """Mutual exclusion on a ring of ``n`` stations by one circulating token.
+
+    Station ``i`` is ``idle{i}`` or ``want{i}`` (``request{i}``), enters
+    ``crit{i}`` only while holding the token ``tok{i}`` (``enter{i}``) and
+    gives it back on ``exit{i}``; ``pass{i}`` hands a free token to station
+    ``i+1``. The holder is idle, waiting or critical, every other station idle or
+    waiting, the token is at one of ``n`` stations: ``n * 3 * 2**(n-1)`` states.
+    """
+    if n < 1:
+        raise ValueError("token_ring needs n >= 1")
+    places: dict[str, int] = {}
+    for i in range(n):
+        places |= {f"idle{i}": 1, f"want{i}": 0, f"crit{i}": 0, f"tok{i}": int(i == 0)}
+    transitions: list[str] = []
+    arcs: list[tuple[str, str, int]] = []
+    for i in range(n):
+        transitions += [f"request{i}", f"enter{i}", f"exit{i}", f"pass{i}"]
+        arcs += [(f"idle{i}", f"request{i}", 1), (f"request{i}", f"want{i}", 1)]
+        arcs += [(f"want{i}", f"enter{i}", 1), (f"tok{i}", f"enter{i}", 1), (f"enter{i}", f"crit{i}", 1)]
+        arcs += [(f"crit{i}", f"exit{i}", 1), (f"exit{i}", f"idle{i}", 1), (f"exit{i}", f"tok{i}", 1)]
+        arcs += [(f"tok{i}", f"pass{i}", 1), (f"pass{i}", f"tok{(i + 1) % n}", 1)]
+    return PetriNet.from_arcs(places=places, transitions=transitions, arcs=arcs, name=f"token_ring({n})")
+
+
+def producer_consumer(c: int) -> PetriNet:
+    """A producer and a consumer around a buffer of capacity ``c`` (``c`` tokens in ``empty``).
+
+    Producer: ``produce`` (``p_idle -> p_ready``), ``deliver`` (``p_ready +
+    empty -> p_idle + full``); consumer: ``take`` (``c_idle + full -> c_busy +
+    empty``), ``consume`` (``c_busy -> c_idle``): ``2 * 2 * (c + 1)`` states.
+    Not safe for ``c >= 2``: the buffer places hold up to ``c`` tokens.
+    """
+    if c < 1:
+        raise ValueError("producer_consumer needs c >= 1 (a buffer of capacity 0 deadlocks at once)")
+    places = {"p_idle": 1, "p_ready": 0, "empty": c, "full": 0, "c_idle": 1, "c_busy": 0}
+    transitions = ["produce", "deliver", "take", "consume"]
+    arcs = [
+        ("p_idle", "produce", 1), ("produce", "p_ready", 1),
+        ("p_ready", "deliver", 1), ("empty", "deliver", 1), ("deliver", "p_idle", 1), ("deliver", "full", 1),
+        ("c_idle", "take", 1), ("full", "take", 1), ("take", "c_busy", 1), ("take", "empty", 1),
+        ("c_busy", "consume", 1), ("consume", "c_idle", 1),
+    ]
+    return PetriNet.from_arcs(places=places, transitions=transitions, arcs=arcs, name=f"producer_consumer({c})")
+
+
+def expected_states(family: str, size: int) -> int:
+    """The closed-form reachable state count of ``family(size)``."""
+    if family == "fork_join":
+        return 4**size + 2
+    if family == "philosophers":
+        a, b = 2, 2  # Pell-Lucas Q_0, Q_1
+        for _ in range(size - 1):
+            a, b = b, 2 * b + a
+        return b if size >= 1 else a
+    if family == "token_ring":
+        return 3 * size * 2 ** (size - 1)
+    if family == "producer_consumer":
+        return 4 * (size + 1)
+    raise KeyError(family)
+
+
+FAMILIES = {
+    "fork_join": fork_join,
+    "philosophers": philosophers,
+    "token_ring": token_ring,
+    "producer_consumer": producer_consumer,
+}

@@ -1,0 +1,259 @@
+"""The explicit-state engine against closed forms, a reference BFS, and the MCC oracles.
+
+Oracles, not golden files: the benchmark families have closed-form state
+counts; random nets are checked against a dozen-line BFS over tuples that
+shares no code with the engine; the conformance models against
+``expected.csv`` (MCC / Tedd / ITS-Tools results).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from petriflow.errors import InputError, NetError
+from petriflow.net.petrinet import PetriNet
+from petriflow.verify.statespace import StateSpace, explore
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFORMANCE = Path("/work/shared/conformance")
+if not CONFORMANCE.exists():
+    CONFORMANCE = ROOT.parent / "shared" / "conformance"
+
+
+def _load_nets():
+    spec = importlib.util.spec_from_file_location("bench_nets", ROOT / "analysis" / "bench" / "nets.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_nets"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+nets = _load_nets()
+
+
+# -- a reference explorer: plain Python, tuples, same BFS order ---------------
+def reference(net: PetriNet, limit: int | None = None):
+    """BFS over tuples; returns (markings in discovery order, edge triples, dead, depth, complete)."""
+    pre = [tuple(int(x) for x in row) for row in net.pre]
+    post = [tuple(int(x) for x in row) for row in net.post]
+    m0 = tuple(int(x) for x in net.initial)
+    order = [m0]
+    index = {m0: 0}
+    depth = [0]
+    edges: list[tuple[int, int, int]] = []
+    dead: list[int] = []
+    queue = deque([0])
+    while queue:
+        i = queue.popleft()
+        m = order[i]
+        fired = False
+        for t, (a, b) in enumerate(zip(pre, post)):
+            if all(x >= y for x, y in zip(m, a)):
+                fired = True
+                m2 = tuple(x - y + z for x, y, z in zip(m, a, b))
+                if m2 not in index:
+                    if limit is not None and len(order) >= limit:
+                        return order, edges, dead, depth, False
+                    index[m2] = len(order)
+                    order.append(m2)
+                    depth.append(depth[i] + 1)
+                    queue.append(index[m2])
+                edges.append((i, t, index[m2]))
+        if not fired:
+            dead.append(i)
+    return order, edges, dead, depth, True
+
+
+def tiny(**kw) -> PetriNet:
+    return PetriNet.from_arcs(**kw)
+
+
+# -- small fixtures -------------------------------------------------------------
+def test_sequence_and_dead_end():
+    net = tiny(places={"a": 1, "b": 0, "c": 0}, transitions=["t1", "t2"],
+               arcs=[("a", "t1", 1), ("t1", "b", 1), ("b", "t2", 1), ("t2", "c", 1)])
+    ss = explore(net, store_edges=True)
+    assert (ss.n_states, ss.n_edges, ss.complete, ss.stop_reason) == (3, 2, True, None)
+    assert ss.dead_states().tolist() == [2]
+    assert ss.path_to(2) == ["t1", "t2"]
+    assert ss.marking(2).tolist() == [0, 0, 1]
+    src, tr, dst = ss.edges()
+    assert list(zip(src.tolist(), tr.tolist(), dst.tolist())) == [(0, 0, 1), (1, 1, 2)]
+    assert ss.markings().dtype == np.int64
+
+
+def test_edges_need_store_edges():
+    ss = explore(nets.producer_consumer(1))
+    with pytest.raises(NetError):
+        ss.edges()
+
+
+def test_unbounded_net_stops_on_budget():
+    net = tiny(places={"p": 0}, transitions=["grow"], arcs=[("grow", "p", 1)])
+    ss = explore(net, max_states=50)
+    assert not ss.complete and ss.stop_reason == "max_states"
+    assert ss.n_states == 50
+    assert ss.place_bounds().tolist() == [49]
+    assert ss.dead_states().size == 0  # unexpanded states are never called dead
+    assert ss.path_to(49) == ["grow"] * 49
+
+
+def test_unbounded_net_stops_on_memory_budget():
+    net = tiny(places={"p": 1, "q": 0}, transitions=["grow"], arcs=[("p", "grow", 1), ("grow", "p", 1), ("grow", "q", 2)])
+    ss = explore(net, max_bytes=1 << 20)
+    assert not ss.complete and ss.stop_reason == "max_bytes"
+    assert ss.n_states > 100
+    assert ss.place_bounds()[1] == 2 * (ss.n_states - 1)
+
+
+def test_big_counts_never_wrap():
+    """A place that starts near a packing width's limit and keeps growing is repacked, not wrapped."""
+    for start in (1, 2**7 - 1, 2**15 - 2, 2**31 - 3, 2**40):
+        net = tiny(places={"p": start, "q": 0}, transitions=["move", "dup"],
+                   arcs=[("p", "move", 1), ("move", "q", 1), ("q", "dup", 1), ("dup", "p", 3)])
+        ss = explore(net, max_states=300)
+        order, *_ = reference(net, limit=300)
+        assert [tuple(m) for m in ss.markings().tolist()] == order
+
+
+def test_weighted_arcs_and_self_loop():
+    net = tiny(places={"a": 3, "b": 0, "c": 1}, transitions=["two", "back", "loop"],
+               arcs=[("a", "two", 2), ("two", "b", 1), ("b", "back", 1), ("back", "a", 2),
+                     ("c", "loop", 1), ("loop", "c", 1)])
+    ss = explore(net, store_edges=True)
+    order, edges, dead, _, _ = reference(net)
+    assert ss.n_states == len(order) and ss.n_edges == len(edges)
+    assert ss.place_bounds().tolist() == [3, 1, 1]
+
+
+def test_index_of():
+    net = nets.philosophers(3)
+    ss = explore(net)
+    for i in range(ss.n_states):
+        assert ss.index_of(ss.marking(i)) == i
+    assert ss.index_of(np.zeros(len(net.places), np.int64)) is None
+
+
+def test_bad_budget():
+    with pytest.raises(InputError):
+        explore(nets.fork_join(1), max_states=0)
+
+
+# -- closed forms --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("family", "sizes"),
+    [("fork_join", [1, 2, 3, 4, 5]), ("philosophers", [2, 3, 4, 5, 6, 7]),
+     ("token_ring", [1, 2, 3, 4, 5, 6]), ("producer_consumer", [1, 2, 3, 7, 20])],
+)
+def test_closed_forms(family, sizes):
+    for size in sizes:
+        ss = explore(nets.FAMILIES[family](size))
+        assert ss.complete
+        assert ss.n_states == nets.expected_states(family, size), (family, size)
+
+
+def test_pell_lucas_at_14():
+    assert nets.expected_states("philosophers", 14) == 228_486
+    assert nets.expected_states("fork_join", 10) == 1_048_578
+    assert nets.expected_states("token_ring", 16) == 1_572_864
+
+
+def test_family_deadlocks():
+    assert explore(nets.fork_join(3)).dead_states().size == 1  # only the end
+    ss = explore(nets.philosophers(5))
+    (d,) = ss.dead_states().tolist()
+    net = ss.net
+    assert all(ss.marking(d)[net.place_index(f"left{i}")] == 1 for i in range(5))
+    assert len(ss.path_to(d)) == 5
+    assert explore(nets.token_ring(4)).dead_states().size == 0
+    assert explore(nets.producer_consumer(3)).dead_states().size == 0
+
+
+# -- differential: random nets against the reference ------------------------------------
+@st.composite
+def random_nets(draw) -> PetriNet:
+    P = draw(st.integers(1, 5))
+    T = draw(st.integers(1, 5))
+    w = st.integers(0, 2)
+    pre = draw(st.lists(st.lists(w, min_size=P, max_size=P), min_size=T, max_size=T))
+    post = draw(st.lists(st.lists(w, min_size=P, max_size=P), min_size=T, max_size=T))
+    m0 = draw(st.lists(st.integers(0, 3), min_size=P, max_size=P))
+    return PetriNet(places=tuple(f"p{i}" for i in range(P)), transitions=tuple(f"t{i}" for i in range(T)),
+                    pre=np.array(pre), post=np.array(post), initial=np.array(m0))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_nets(), st.sampled_from([None, 1, 7, 60]))
+def test_against_reference(net: PetriNet, limit: int | None):
+    cap = 400 if limit is None else limit
+    order, edges, dead, depth, complete = reference(net, limit=cap)
+    ss = explore(net, max_states=cap, store_edges=True)
+    assert ss.complete == complete
+    assert ss.stop_reason == (None if complete else "max_states")
+    assert [tuple(m) for m in ss.markings().tolist()] == order
+    assert ss.n_states == len(order)
+    if complete:
+        assert ss.n_edges == len(edges)
+        src, tr, dst = ss.edges()
+        assert sorted(zip(src.tolist(), tr.tolist(), dst.tolist())) == sorted(edges)
+        assert ss.dead_states().tolist() == dead
+        assert ss.place_bounds().tolist() == list(np.max(np.array(order), axis=0))
+        assert ss.max_tokens_per_marking() == max(sum(m) for m in order)
+    for i in range(0, ss.n_states, max(1, ss.n_states // 7)):
+        path = ss.path_to(i)
+        assert len(path) == depth[i]
+        assert net.replay(path).tolist() == list(order[i])
+
+
+def _check_space(ss: StateSpace) -> None:
+    """Invariants any result satisfies, whatever the net."""
+    d = ss.dead_states()
+    for i in d[:3]:
+        m = ss.marking(int(i))
+        assert not ss.net.enabled(m).any()
+        assert ss.net.replay(ss.path_to(int(i))).tolist() == m.tolist()
+
+
+# -- conformance: MCC models with their oracles ------------------------------------------
+def _rows() -> list[dict[str, str]]:
+    path = CONFORMANCE / "expected.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [r for r in csv.DictReader(f) if int(r["reachable_states"]) < 2_000_000]
+
+
+SLOW_FROM = 150_000
+
+
+@pytest.mark.parametrize(
+    "row",
+    [pytest.param(r, id=r["model"], marks=[pytest.mark.slow] if int(r["reachable_states"]) >= SLOW_FROM else [])
+     for r in _rows()],
+)
+def test_conformance(row: dict[str, str]):
+    try:
+        from petriflow.net.pnml import read_pnml
+    except ImportError:
+        pytest.skip("petriflow.net.pnml.read_pnml has not landed yet (another engineer is writing it)")
+    net = read_pnml(CONFORMANCE / f"{row['model']}.pnml")
+    ss = explore(net)
+    assert ss.complete
+    assert ss.n_states == int(row["reachable_states"])
+    assert ss.n_edges == int(row["state_graph_edges"])
+    dead = ss.dead_states()
+    assert (dead.size > 0) == (row["deadlock"] == "true")
+    assert dead.size == int(row["deadlock_markings"])
+    assert ss.max_tokens_per_place() == int(row["max_tokens_per_place"])
+    assert ss.max_tokens_per_marking() == int(row["max_tokens_per_marking"])
+    _check_space(ss)
