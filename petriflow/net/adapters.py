@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import networkx as nx
     import snakes.nets
 
-__all__ = ["to_networkx", "to_snakes", "from_snakes", "snakes_reachable_markings", "ALWAYS_PLACE"]
+__all__ = ["ALWAYS_PLACE", "from_snakes", "snakes_reachable_markings", "to_networkx", "to_snakes"]
 
 ALWAYS_PLACE = "_petriflow_always_"
 """The SNAKES place that lets transitions with an empty preset fire (see the module docstring)."""

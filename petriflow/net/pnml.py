@@ -43,7 +43,7 @@ import numpy as np
 from petriflow.errors import NetError, PnmlError
 from petriflow.net.petrinet import Origin, PetriNet, WorkflowNet
 
-__all__ = ["read_pnml", "write_pnml", "to_pnml_string", "PNML_NAMESPACE", "PTNET_TYPE"]
+__all__ = ["PNML_NAMESPACE", "PTNET_TYPE", "read_pnml", "to_pnml_string", "write_pnml"]
 
 PNML_NAMESPACE = "http://www.pnml.org/version-2009/grammar/pnml"
 PTNET_TYPE = "http://www.pnml.org/version-2009/grammar/ptnet"
@@ -369,18 +369,18 @@ def _build(reader: _Reader) -> PetriNet:
     np.add.at(post, (rows[~is_pre], cols[~is_pre]), weights[~is_pre])
 
     final, mask = _final(reader, pix)
-    fields: dict[str, Any] = dict(
-        places=tuple(places),
-        transitions=tuple(transitions),
-        pre=pre,
-        post=post,
-        initial=initial,
-        name=reader.net_name or reader.net_id or "net",
-        place_labels=tuple(nodes[p][2] or p for p in places),
-        transition_labels=tuple(nodes[t][2] or t for t in transitions),
-        final=final,
-        final_mask=mask,
-    )
+    fields: dict[str, Any] = {
+        "places": tuple(places),
+        "transitions": tuple(transitions),
+        "pre": pre,
+        "post": post,
+        "initial": initial,
+        "name": reader.net_name or reader.net_id or "net",
+        "place_labels": tuple(nodes[p][2] or p for p in places),
+        "transition_labels": tuple(nodes[t][2] or t for t in transitions),
+        "final": final,
+        "final_mask": mask,
+    }
     try:
         workflow = reader.tool.get("workflow")
         if workflow:
@@ -421,13 +421,13 @@ def _workflow_fields(reader: _Reader, workflow: dict[str, str]) -> dict[str, Any
         for o in reader.tool.get("origin", [])
         if "node" in o
     }
-    return dict(
-        source=workflow.get("source", ""),
-        sink=workflow.get("sink", ""),
-        origins=origins,
-        resources=tuple(r["place"] for r in reader.tool.get("resource", []) if "place" in r),
-        budgets=tuple(b["place"] for b in reader.tool.get("budget", []) if "place" in b),
-    )
+    return {
+        "source": workflow.get("source", ""),
+        "sink": workflow.get("sink", ""),
+        "origins": origins,
+        "resources": tuple(r["place"] for r in reader.tool.get("resource", []) if "place" in r),
+        "budgets": tuple(b["place"] for b in reader.tool.get("budget", []) if "place" in b),
+    }
 
 
 # -- export -------------------------------------------------------------------
@@ -497,8 +497,9 @@ def to_pnml_string(net: PetriNet) -> str:
     next_id = _arc_ids(net)
     for matrix, forward in ((net.pre, True), (net.post, False)):
         ts, ps = np.nonzero(matrix)
-        for t, p, w in zip(ts.tolist(), ps.tolist(), matrix[ts, ps].tolist()):
-            src, dst = (net.places[p], net.transitions[t]) if forward else (net.transitions[t], net.places[p])
+        for ti, pi, w in zip(ts.tolist(), ps.tolist(), matrix[ts, ps].tolist()):
+            place, trans = net.places[pi], net.transitions[ti]
+            src, dst = (place, trans) if forward else (trans, place)
             inscription = f"<inscription><text>{w}</text></inscription>" if w != 1 else ""
             out.append(
                 f"      <arc id=\"{next_id()}\" source={quoteattr(src)} target={quoteattr(dst)}>{inscription}</arc>\n"
