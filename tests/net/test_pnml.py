@@ -334,3 +334,17 @@ def test_bad_petriflow_block_is_a_pnml_error(tmp_path: Path) -> None:
       <page id="g"><place id="i"/></page></net></pnml>"""
     err = _error(doc, tmp_path)
     assert "nowhere" in err.message and err.exit_code == 2 and not isinstance(err, NetError)
+
+
+@pytest.mark.parametrize("model", ["qa_router.yaml", "qa_router_broken.yaml"])
+def test_lowered_workflow_round_trips_as_the_same_workflow_net(model: str) -> None:
+    from petriflow.net.lower import lower
+    from petriflow.spec import load
+
+    wf = lower(load(Path(__file__).resolve().parents[2] / "models" / model))
+    again = read_pnml(to_pnml_string(wf))
+    assert isinstance(again, WorkflowNet) and again == wf
+    assert dict(again.origins) == dict(wf.origins)
+    assert (again.source, again.sink, again.resources, again.budgets) == (wf.source, wf.sink, wf.resources, wf.budgets)
+    assert np.array_equal(again.final, wf.final) and np.array_equal(again.final_mask, wf.final_mask)
+    assert again.place_labels == wf.place_labels and again.transition_labels == wf.transition_labels
