@@ -60,7 +60,7 @@ _TOOL = "petriflow"
 
 
 def _local(tag: str) -> str:
-    """``{uri}name``, ``prefix:name`` or ``name`` -> ``name``."""
+    """``prefix:name`` or ``name`` -> ``name`` (expat runs without namespace processing)."""
     return tag.rpartition(":")[2]
 
 
