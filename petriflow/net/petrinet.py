@@ -288,7 +288,8 @@ class Origin:
             return "the workflow starts" if role != "source" else "source"
         if self.construct == "end":
             return "the workflow ends" if role != "sink" else "sink"
-        return f"{s} {role}s" if role in ("start", "finish") else f"{s} {role}".strip()
+        verb = {"start": "starts", "finish": "finishes", "running": "is running"}.get(role, role)
+        return f"{s} {verb}".strip()
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,183 @@
+"""The ``petriflow`` command: a thin click shell over the public API.
+
+Exit codes: 0 every check holds (or the command did its job), 1 a property
+fails or a run failed, 2 bad input (one line on stderr, no traceback),
+3 a budget was exceeded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from petriflow.errors import InputError, PetriflowError
+
+__all__ = ["main", "cli", "load_net"]
+
+# commands owned by other packages: (module, attribute holding a list of click commands)
+_PLUGGED = ("petriflow.simulate.commands", "petriflow.execute.commands_models", "petriflow.execute.commands_run")
+
+
+def load_net(path: str | Path) -> Any:
+    """A workflow file lowered to its workflow net, or a ``.pnml`` net as it is."""
+    p = Path(path)
+    if p.suffix.lower() == ".pnml":
+        from petriflow.net.pnml import read_pnml
+
+        return read_pnml(p)
+    from petriflow.net.lower import lower
+    from petriflow.spec import load
+
+    return lower(load(p))
+
+
+def _final(spec: str, net: Any) -> Any:
+    """``--final p1=1,p2`` as a net with that (complete) final marking."""
+    import dataclasses
+
+    tokens: dict[str, int] = {}
+    for part in filter(None, (x.strip() for x in spec.split(","))):
+        name, _, count = part.partition("=")
+        try:
+            tokens[name] = int(count) if count else 1
+        except ValueError:
+            raise InputError(f"--final: '{part}' is not PLACE or PLACE=N", hint="e.g. --final sink=1,done") from None
+        if name not in net.places:
+            raise InputError(f"--final names unknown place '{name}'", hint="use place ids of the net")
+    return dataclasses.replace(net, final=net.marking(tokens), final_mask=None)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="petriflow")
+def cli() -> None:
+    """Verify, simulate and run multi-model AI workflows as Petri nets.
+
+    PATH is a workflow (.yaml, .yml, .json) or a Petri net (.pnml).
+    """
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (a stable contract).")
+@click.option("--max-states", type=click.IntRange(min=1), default=5_000_000, show_default=True,
+              help="Stop exploring after this many markings (exit 3 if that leaves a verdict open).")
+@click.option("--final", "final", metavar="PLACE[=N],...", help="Declare the final marking of a PNML net.")
+@click.option("--property", "props", multiple=True, type=click.Choice(["deadlock", "bounded", "sound", "live"]),
+              help="Check only these properties (repeatable). Default: all.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+def check(path: str, as_json: bool, max_states: int, final: str | None, props: tuple[str, ...],
+          progress: bool | None) -> None:
+    """Check deadlock-freedom, boundedness, soundness and liveness of PATH.
+
+    A failing property comes with its witness: the shortest firing sequence,
+    told as workflow steps, and what is stuck where it ends.
+    """
+    from petriflow.verify.report import PROPERTIES, check as run_check
+
+    net = load_net(path)
+    if final:
+        net = _final(final, net)
+    show = sys.stderr.isatty() if progress is None else progress
+    report = run_check(net, properties=props or PROPERTIES, max_states=max_states, progress=show and not as_json)
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.explain())
+    sys.exit(report.exit_code)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of the workflow format."""
+    from petriflow.spec.schema import WORKFLOW_SCHEMA
+
+    click.echo(json.dumps(WORKFLOW_SCHEMA, indent=2))
+
+
+@cli.command()
+@click.argument("workflow", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .pnml file to write.")
+def lower(workflow: str, output: str) -> None:
+    """Lower WORKFLOW to its Petri net and write it as PNML."""
+    from petriflow.net.pnml import write_pnml
+
+    net = load_net(workflow)
+    if not output.lower().endswith(".pnml"):
+        raise InputError(f"'{output}' is not a .pnml file", hint="name the output NET.pnml")
+    write_pnml(net, output)
+    click.echo(f"wrote {output}: {len(net.places)} places, {len(net.transitions)} transitions, {net.arc_count} arcs")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Picture to write: .png or .svg (matplotlib), .mmd (Mermaid), .dot (Graphviz).")
+@click.option("--witness/--no-witness", default=True, show_default=True,
+              help="Show where a deadlock gets stuck (small nets only).")
+def draw(path: str, output: str, witness: bool) -> None:
+    """Draw PATH as a Petri net; for a deadlocking workflow, mark where it gets stuck."""
+    from petriflow.viz import draw as draw_net
+
+    net = load_net(path)
+    highlight: list[str] = []
+    marking = None
+    title = None
+    if witness and len(net.places) + len(net.transitions) <= 400:
+        from petriflow.verify.explain import choices_made, waiting
+        from petriflow.verify.report import check as run_check
+
+        report = run_check(net, properties=("deadlock",), max_states=200_000)
+        if report.deadlock and report.deadlock_trace is not None:
+            marking = net.replay(report.deadlock_trace)
+            for t, missing in waiting(net, marking):
+                highlight += [t, *missing]
+            choices = "; ".join(choices_made(net, list(report.deadlock_trace)))
+            title = f"{net.name}: DEADLOCK" + (f" after {choices}" if choices else "") + " (stuck marking shown, red)"
+    out = draw_net(net, output, highlight=sorted(set(highlight)) or None, marking=marking, title=title)
+    click.echo(f"wrote {out}")
+
+
+def _plug_in() -> None:
+    for module in _PLUGGED:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name == module:
+                continue
+            raise
+        for command in getattr(mod, "COMMANDS", []):
+            cli.add_command(command)
+
+
+_plug_in()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning every petriflow error into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="petriflow", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(2 if err.exit_code in (1, 2) else err.exit_code)
+    except PetriflowError as err:
+        click.echo(f"petriflow: error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as err:  # a bug: still one line, the traceback only on request
+        if os.environ.get("PETRIFLOW_DEBUG"):
+            raise
+        click.echo(f"petriflow: internal error: {type(err).__name__}: {err} "
+                   "(please report it; PETRIFLOW_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Behavioural properties read off an explored state space, one question per function.
+
+Each function takes a complete :class:`StateSpace` (explored with
+``store_edges=True`` where it needs the graph) and answers one question.
+Graph questions (who can reach the final marking, terminal strongly
+connected components) use ``scipy.sparse.csgraph``, which handles the
+millions of states that networkx cannot hold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import breadth_first_order, connected_components
+
+from petriflow.net.petrinet import PetriNet
+from petriflow.verify.statespace import StateSpace
+
+__all__ = [
+    "final_states",
+    "deadlock_states",
+    "shortest_path_to_any",
+    "cannot_complete",
+    "improper_completions",
+    "dead_transitions",
+    "non_live_transitions",
+]
+
+
+def final_states(space: StateSpace) -> np.ndarray:
+    """Indices of reachable markings that are the net's declared final marking."""
+    net = space.net
+    if net.final is None:
+        return np.zeros(0, dtype=np.int64)
+    marks = space.markings()
+    mask = net.final_mask
+    return np.flatnonzero(np.all(marks[:, mask] == net.final[mask], axis=1))
+
+
+def deadlock_states(space: StateSpace) -> np.ndarray:
+    """Dead markings other than the final one (every dead marking when none is declared)."""
+    dead = space.dead_states()
+    if space.net.final is None or dead.size == 0:
+        return dead
+    return np.setdiff1d(dead, final_states(space))
+
+
+def shortest_path_to_any(space: StateSpace, states: np.ndarray) -> list[str] | None:
+    """A shortest firing sequence from the initial marking to one of ``states``.
+
+    The engine numbers states in breadth-first order, so the smallest index is
+    among the closest; the path lengths confirm it.
+    """
+    if states.size == 0:
+        return None
+    candidates = np.sort(states)[:32]
+    return min((space.path_to(int(i)) for i in candidates), key=len)
+
+
+def _graph(space: StateSpace, *, reverse: bool = False, extra: tuple[np.ndarray, np.ndarray] | None = None) -> csr_matrix:
+    src, _, dst = space.edges()
+    if extra is not None:
+        src, dst = np.concatenate([src, extra[0]]), np.concatenate([dst, extra[1]])
+    if reverse:
+        src, dst = dst, src
+    n = space.n_states
+    return csr_matrix((np.ones(src.size, dtype=np.int8), (src, dst)), shape=(n, n))
+
+
+def cannot_complete(space: StateSpace) -> np.ndarray:
+    """Reachable markings from which the final marking can no longer be reached (option to complete)."""
+    finals = final_states(space)
+    n = space.n_states
+    if finals.size == 0:
+        return np.arange(n)
+    reverse = _graph(space, reverse=True)
+    can = np.zeros(n, dtype=bool)
+    for f in finals:  # usually one final state
+        if not can[f]:
+            can[breadth_first_order(reverse, int(f), directed=True, return_predecessors=False)] = True
+    return np.flatnonzero(~can)
+
+
+def improper_completions(space: StateSpace, sink: str) -> np.ndarray:
+    """Reachable markings with a token in the sink and something else left (proper completion)."""
+    net = space.net
+    marks = space.markings()
+    s = net.place_index(sink)
+    assert net.final is not None and net.final_mask is not None
+    flow = net.final_mask.copy()
+    marked_sink = marks[:, s] >= 1
+    differs = np.any(marks[:, flow] != net.final[flow], axis=1)
+    return np.flatnonzero(marked_sink & differs)
+
+
+def dead_transitions(space: StateSpace) -> list[str]:
+    """Transitions that no reachable marking enables (the net is not quasi-live if any)."""
+    _, trans, _ = space.edges()
+    fired = np.zeros(len(space.net.transitions), dtype=bool)
+    fired[np.unique(trans)] = True
+    return [t for t, f in zip(space.net.transitions, fired) if not f]
+
+
+def non_live_transitions(space: StateSpace, *, short_circuit: bool = False) -> list[str]:
+    """Transitions that are not live: some reachable marking never again enables them.
+
+    A transition is live iff it labels an edge inside every terminal strongly
+    connected component of the reachability graph. With ``short_circuit`` the
+    final states are linked back to the initial one (the usual reading of
+    liveness for workflow nets: the case can always be started again).
+    """
+    net: PetriNet = space.net
+    extra = None
+    if short_circuit:
+        finals = final_states(space)
+        extra = (finals, np.zeros(finals.size, dtype=np.int64))
+    graph = _graph(space, extra=extra)
+    _, labels = connected_components(graph, directed=True, connection="strong")
+    src, trans, dst = space.edges()
+    if extra is not None:
+        src = np.concatenate([src, extra[0]])
+        dst = np.concatenate([dst, extra[1]])
+        trans = np.concatenate([trans, np.full(extra[0].size, -1)])
+    leaving = labels[src] != labels[dst]
+    terminal = np.ones(labels.max() + 1, dtype=bool)
+    terminal[labels[src[leaving]]] = False
+    inside = ~leaving & (trans >= 0)
+    live = np.ones(len(net.transitions), dtype=bool)
+    for comp in np.flatnonzero(terminal):
+        in_comp = inside & (labels[src] == comp)
+        seen = np.zeros(len(net.transitions), dtype=bool)
+        seen[trans[in_comp]] = True
+        live &= seen
+    return [t for t, ok in zip(net.transitions, live) if not ok]

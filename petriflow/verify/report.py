@@ -1,0 +1,237 @@
+"""``check(net) -> Report``: every property's verdict with its witness, in workflow terms.
+
+The :class:`Report` keeps the ``check --json`` contract of the foundation
+issue (keys and meanings stable; new keys only added) and renders the
+verdict table and numbered witnesses that ``petriflow check`` prints.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from petriflow.net.petrinet import PetriNet, WorkflowNet
+from petriflow.verify import properties as props
+from petriflow.verify.explain import choices_made, tell_sequence, why_stuck
+from petriflow.verify.statespace import StateSpace, explore
+
+__all__ = ["PROPERTIES", "Witness", "Report", "check"]
+
+PROPERTIES = ("deadlock", "bounded", "sound", "live")
+DEFAULT_MAX_STATES = 5_000_000
+
+
+@dataclass(frozen=True)
+class Witness:
+    """Why a property fails: a firing sequence, where it ends, and the same told as steps."""
+
+    property: str
+    summary: str
+    trace: tuple[str, ...] = ()
+    told: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+    marking: dict[str, int] = field(default_factory=dict)
+    stuck: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"property": self.property, "summary": self.summary, "trace": list(self.trace),
+                "told": list(self.told), "choices": list(self.choices), "marking": self.marking,
+                "stuck": list(self.stuck)}
+
+
+@dataclass(frozen=True)
+class Report:
+    """Verdicts (None: not checked or not known), the witnesses, and the search's size."""
+
+    net: PetriNet
+    checked: tuple[str, ...]
+    complete: bool
+    stop_reason: str | None
+    states: int | None
+    edges: int | None
+    dead_markings: int | None
+    deadlock: bool | None
+    deadlock_trace: tuple[str, ...] | None
+    bounded: bool | None
+    bound: int | None
+    safe: bool | None
+    sound: bool | None
+    dead_transitions: tuple[str, ...] | None
+    live: bool | None
+    seconds: float
+    states_explored: int
+    witnesses: tuple[Witness, ...] = ()
+
+    @property
+    def is_workflow(self) -> bool:
+        return isinstance(self.net, WorkflowNet)
+
+    def failed(self) -> list[str]:
+        """The checked properties that do not hold."""
+        verdicts = {"deadlock": None if self.deadlock is None else not self.deadlock, "bounded": self.bounded,
+                    "sound": self.sound, "live": self.live}
+        return [p for p in self.checked if verdicts.get(p) is False]
+
+    def unknown(self) -> list[str]:
+        """The checked properties a budget left undecided."""
+        verdicts = {"deadlock": self.deadlock, "bounded": self.bounded, "sound": self.sound, "live": self.live}
+        return [p for p in self.checked if verdicts.get(p) is None]
+
+    @property
+    def exit_code(self) -> int:
+        """0 every check holds, 1 a property fails, 3 a budget left one undecided."""
+        if self.failed():
+            return 1
+        return 3 if self.unknown() else 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``check --json`` document."""
+        return {
+            "net": {"name": self.net.name, "places": len(self.net.places),
+                    "transitions": len(self.net.transitions), "arcs": self.net.arc_count},
+            "states": self.states, "edges": self.edges, "dead_markings": self.dead_markings,
+            "deadlock": bool(self.deadlock) if self.deadlock is not None else False,
+            "deadlock_known": self.deadlock is not None,
+            "deadlock_trace": list(self.deadlock_trace) if self.deadlock_trace is not None else None,
+            "bounded": self.bounded, "bound": self.bound, "safe": self.safe,
+            "sound": self.sound,
+            "dead_transitions": list(self.dead_transitions) if self.dead_transitions is not None else None,
+            "live": self.live, "seconds": round(self.seconds, 6),
+            "complete": self.complete, "stop_reason": self.stop_reason,
+            "states_explored": self.states_explored, "checked": list(self.checked),
+            "witnesses": [w.to_json() for w in self.witnesses],
+        }
+
+    def explain(self) -> str:
+        """The verdict table and every witness as numbered steps, for a person."""
+        def verdict(v: bool | None, good: str, bad: str) -> str:
+            return "unknown (budget)" if v is None else (good if v else bad)
+
+        rows = []
+        if "deadlock" in self.checked:
+            rows.append(("deadlock-free", verdict(None if self.deadlock is None else not self.deadlock, "yes", "NO")))
+        if "bounded" in self.checked:
+            extra = f" ({'safe' if self.safe else f'{self.bound}-bounded'})" if self.bounded else ""
+            rows.append(("bounded", verdict(self.bounded, "yes", "NO") + extra))
+        if "sound" in self.checked and self.is_workflow:
+            rows.append(("sound", verdict(self.sound, "yes", "NO")))
+        if "live" in self.checked:
+            rows.append(("live", verdict(self.live, "yes", "NO")))
+        size = (f"{self.states:,} states, {self.edges:,} edges" if self.states is not None
+                else f"{self.states_explored:,} states explored, search stopped ({self.stop_reason})")
+        lines = [f"{self.net.name}: {len(self.net.places)} places, {len(self.net.transitions)} transitions; "
+                 f"{size}; {self.seconds:.2f}s"]
+        width = max(len(r[0]) for r in rows) if rows else 0
+        lines += [f"  {name.ljust(width)}  {value}" for name, value in rows]
+        if not self.complete and not self.failed():
+            lines.append(f"  so far: {self.states_explored:,} states explored, no violation found")
+        for w in self.witnesses:
+            lines.append("")
+            lines.append(f"{w.property}: {w.summary}")
+            for i, (t, told) in enumerate(zip(w.trace, w.told), 1):
+                lines.append(f"  {i:>3}. {told}" + (f"  [{t}]" if told != t else ""))
+            if w.choices:
+                lines.append("  choices: " + "; ".join(w.choices))
+            for s in w.stuck:
+                lines.append(f"  -> {s}")
+            if w.marking:
+                lines.append("  marking: " + ", ".join(f"{p}={n}" for p, n in w.marking.items()))
+        return "\n".join(lines)
+
+
+def _marking_dict(net: PetriNet, m: np.ndarray) -> dict[str, int]:
+    return {net.place_labels[i]: int(m[i]) for i in np.flatnonzero(m)}
+
+
+def _witness(net: PetriNet, space: StateSpace, prop: str, summary: str, state: int, *, stuck: bool) -> Witness:
+    trace = space.path_to(state)
+    m = space.marking(state)
+    return Witness(
+        property=prop, summary=summary, trace=tuple(trace), told=tuple(tell_sequence(net, trace)),
+        choices=tuple(choices_made(net, trace)), marking=_marking_dict(net, m),
+        stuck=tuple(why_stuck(net, m)) if stuck else (),
+    )
+
+
+def check(
+    net: PetriNet,
+    *,
+    properties: tuple[str, ...] = PROPERTIES,
+    max_states: int | None = DEFAULT_MAX_STATES,
+    max_bytes: int | None = None,
+    progress: bool = False,
+) -> Report:
+    """Explore ``net`` and decide ``properties`` (a subset of :data:`PROPERTIES`).
+
+    A budget that stops the search leaves undecided verdicts as None; what was
+    found before it (a reachable deadlock, say) still counts.
+    """
+    t0 = time.perf_counter()
+    is_wf = isinstance(net, WorkflowNet)
+    checked = tuple(p for p in PROPERTIES if p in properties and (p != "sound" or is_wf))
+    need_edges = any(p in checked for p in ("sound", "live"))
+    space = explore(net, max_states=max_states, max_bytes=max_bytes, store_edges=need_edges, progress=progress)
+    complete = space.complete
+    witnesses: list[Witness] = []
+
+    dl_states = props.deadlock_states(space)
+    deadlock: bool | None = bool(dl_states.size) if (complete or dl_states.size) else None
+    dl_trace = None
+    if dl_states.size:
+        dl_trace = tuple(props.shortest_path_to_any(space, dl_states) or ())
+        first = next(int(i) for i in np.sort(dl_states) if len(space.path_to(int(i))) == len(dl_trace))
+        if "deadlock" in checked:
+            what = "a reachable marking where nothing can happen" + (" and the workflow has not finished" if is_wf else "")
+            witnesses.append(_witness(net, space, "deadlock", what, first, stuck=True))
+
+    bounded = True if complete else None
+    bound = space.max_tokens_per_place() if complete else None
+    safe = (bound <= 1) if bound is not None else None
+
+    dead_ts: tuple[str, ...] | None = None
+    live: bool | None = None
+    sound: bool | None = None
+    if complete and need_edges:
+        dead_ts = tuple(props.dead_transitions(space))
+        if "live" in checked:
+            live = not props.non_live_transitions(space, short_circuit=is_wf)
+        if is_wf and "sound" in checked:
+            sound = _soundness(net, space, dead_ts, witnesses)
+
+    return Report(
+        net=net, checked=checked, complete=complete, stop_reason=space.stop_reason,
+        states=space.n_states if complete else None, edges=space.n_edges if complete and need_edges else None,
+        dead_markings=int(space.dead_states().size) if complete else None,
+        deadlock=deadlock, deadlock_trace=dl_trace, bounded=bounded, bound=bound, safe=safe,
+        sound=sound, dead_transitions=dead_ts, live=live, seconds=time.perf_counter() - t0,
+        states_explored=space.n_states, witnesses=tuple(witnesses),
+    )
+
+
+def _soundness(net: WorkflowNet, space: StateSpace, dead_ts: tuple[str, ...], witnesses: list[Witness]) -> bool:
+    """Option to complete, proper completion, no dead transitions; a witness for each failure."""
+    sound = True
+    stuck = props.cannot_complete(space)
+    if stuck.size:
+        sound = False
+        dead = np.intersect1d(stuck, space.dead_states())
+        if dead.size:  # the deadlock witness already shows it
+            witnesses.append(Witness(property="sound", summary="option to complete fails: a reachable deadlock "
+                                     "(the witness above) leaves the workflow unable to finish"))
+        else:  # a livelock: the case runs on forever without reaching the sink
+            witnesses.append(_witness(net, space, "sound", "option to complete fails: from here the workflow "
+                                      "can never finish", int(stuck.max()), stuck=False))
+    improper = props.improper_completions(space, net.sink)
+    if improper.size:
+        sound = False
+        witnesses.append(_witness(net, space, "sound", "improper completion: the workflow finished with work left over",
+                                  int(improper.min()), stuck=False))
+    if dead_ts:
+        sound = False
+        told = tuple(dict.fromkeys(net.origins[t].describe() for t in dead_ts))
+        witnesses.append(Witness(property="sound", summary="dead transitions: no run ever gets to "
+                                 + ", ".join(dead_ts), stuck=tuple(f"never: {t}" for t in told)))
+    return sound
