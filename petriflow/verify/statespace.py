@@ -1,11 +1,18 @@
-"""Explicit-state reachability: every reachable marking, breadth first.
+"""Explicit-state reachability: every reachable marking, breadth first, compiled.
 
 ``explore(net)`` returns a :class:`StateSpace`. States are numbered in BFS
 order (0 is the initial marking), so the parent of every state is a state
 with a smaller number and ``path_to(i)`` is a shortest firing sequence.
 
-Markings are identified by their packed binary form, never by a string
-(pm4py names states by ``repr`` and merges ``{p1: 11}`` with ``{p11: 1}``).
+How it is fast and small (see :mod:`petriflow.verify._kernel`): a marking is
+packed into uint64 words (1 bit per place while the net behaves 1-safe,
+wider fields for places that need them, found by trying: a field that would
+overflow is widened and every state repacked, never wrapped); visited states
+live in one ``(n, W)`` array in BFS order, which doubles as the BFS queue,
+plus an open-addressing hash table of int32 state numbers; the BFS loop runs
+in numba. Markings are identified by their packed binary form, never by a
+string (pm4py names states by ``repr`` and merges ``{p1: 11}`` with
+``{p11: 1}``).
 
 >>> from petriflow.net.petrinet import PetriNet
 >>> net = PetriNet.from_arcs(places={"a": 1, "b": 0}, transitions=["t"],
@@ -17,16 +24,22 @@ Markings are identified by their packed binary form, never by a string
 
 from __future__ import annotations
 
+import sys
 import time
-from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from petriflow.errors import InputError, NetError
 from petriflow.net.petrinet import PetriNet
+from petriflow.verify._kernel_layout import Layout
 
-__all__ = ["StateSpace", "explore"]
+__all__ = ["StateSpace", "explore", "warm_up"]
+
+MAX_STATES = 2**31 - 2  # state numbers are int32
+_LOAD = 0.7  # hash table load factor before it doubles
+_CHUNK = 1 << 17  # states expanded per kernel call (progress bar granularity)
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,8 +47,12 @@ class StateSpace:
     """The (possibly partial) reachability graph of a net.
 
     ``complete`` is False when a budget stopped the search; then
-    ``stop_reason`` says which one, the stored states are all reachable, but
-    states not yet expanded are never reported as dead.
+    ``stop_reason`` says which one (``"max_states"`` or ``"max_bytes"``), the
+    stored states are all reachable, and the states not yet expanded (numbers
+    ``n_expanded`` and up) are never reported as dead. ``bytes_per_state``
+    counts the visited-state store: packed markings, hash table and BFS tree
+    (not the optional edge list). ``seconds`` excludes numba's one-off
+    compile or cache load, which is in ``compile_seconds``.
     """
 
     net: PetriNet
@@ -45,63 +62,117 @@ class StateSpace:
     n_edges: int
     seconds: float
     bytes_per_state: float
-    _markings: np.ndarray
-    _parent: np.ndarray
-    _parent_t: np.ndarray
-    _dead: np.ndarray
-    _edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None
-    _index: dict[bytes, int]
+    n_expanded: int = 0
+    compile_seconds: float = 0.0
+    _layout: Layout | None = field(default=None, repr=False)
+    _packed: np.ndarray | None = field(default=None, repr=False)
+    _table: np.ndarray | None = field(default=None, repr=False)
+    _parent: np.ndarray | None = field(default=None, repr=False)
+    _ptrans: np.ndarray | None = field(default=None, repr=False)
+    _dead: np.ndarray | None = field(default=None, repr=False)
+    _edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def bits_per_place(self) -> tuple[int, ...]:
+        """The packing width chosen for each place (1 for places that stayed 1-safe)."""
+        assert self._layout is not None
+        return self._layout.widths
 
     def marking(self, i: int) -> np.ndarray:
         """The int64 marking of state ``i`` (0 is the initial marking)."""
         self._check(i)
-        return self._markings[i].copy()
+        assert self._layout is not None and self._packed is not None
+        return self._layout.unpack(self._packed[i : i + 1])[0]
 
     def markings(self) -> np.ndarray:
-        """All markings, shape ``(n_states, places)``, int64, in state order."""
-        return self._markings.copy()
+        """All markings, shape ``(n_states, places)``, int64, in state order (8 bytes per place per state)."""
+        assert self._layout is not None and self._packed is not None
+        return self._layout.unpack(self._packed)
 
     def index_of(self, marking: np.ndarray) -> int | None:
         """The state number of ``marking``, or None if it was not reached."""
-        key = np.asarray(marking, dtype=np.int64).tobytes()
-        return self._index.get(key)
+        from petriflow.verify import _kernel
+
+        assert self._layout is not None
+        key = self._layout.pack(marking)
+        if key is None:
+            return None
+        j = int(_kernel.lookup(self._table, self._packed, key))
+        return None if j < 0 else j
 
     def dead_states(self) -> np.ndarray:
         """Indices of expanded states that enable no transition, ascending."""
-        return self._dead.copy()
+        assert self._dead is not None
+        return self._dead.astype(np.int64)
 
     def path_to(self, i: int) -> list[str]:
         """A shortest firing sequence (transition ids) from the initial marking to state ``i``."""
         self._check(i)
+        assert self._parent is not None and self._ptrans is not None
         seq: list[str] = []
         while i != 0:
-            seq.append(self.net.transitions[int(self._parent_t[i])])
+            seq.append(self.net.transitions[int(self._ptrans[i])])
             i = int(self._parent[i])
         seq.reverse()
         return seq
 
     def place_bounds(self) -> np.ndarray:
         """Per place, the most tokens it holds in any stored state."""
-        return self._markings.max(axis=0) if self.n_states else np.zeros(len(self.net.places), np.int64)
+        return self._bounds()[0].copy()
 
     def max_tokens_per_place(self) -> int:
         """The k of k-boundedness over the stored states (MCC ``MAX_TOKEN_IN_PLACE``)."""
-        b = self.place_bounds()
+        b = self._bounds()[0]
         return int(b.max()) if b.size else 0
 
     def max_tokens_per_marking(self) -> int:
         """The largest total token count of a stored state (MCC ``MAX_TOKEN_PER_MARKING``)."""
-        return int(self._markings.sum(axis=1).max()) if self.n_states else 0
+        return self._bounds()[1]
 
     def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(src, transition index, dst)`` arrays, one entry per firing; needs ``store_edges=True``."""
+        """``(src, transition index, dst)`` int32 arrays, one entry per firing; needs ``store_edges=True``."""
         if self._edges is None:
             raise NetError("edges were not stored", hint="call explore(net, store_edges=True)")
-        return tuple(a.copy() for a in self._edges)  # type: ignore[return-value]
+        return self._edges
+
+    def _bounds(self) -> tuple[np.ndarray, int]:
+        if "bounds" not in self._cache:
+            from petriflow.verify import _kernel
+
+            lay = self._layout
+            assert lay is not None
+            out = np.zeros(len(self.net.places), dtype=np.int64)
+            total = int(_kernel.bounds(self._packed, self.n_states, lay.word, lay.shift, lay.mask, out))
+            out.flags.writeable = False
+            self._cache["bounds"] = (out, total)
+        return self._cache["bounds"]
 
     def _check(self, i: int) -> None:
         if not 0 <= i < self.n_states:
             raise IndexError(f"state {i} out of range 0..{self.n_states - 1}")
+
+
+_WARM: list[float] = []
+
+
+def warm_up() -> float:
+    """Load (or, the first time on a machine, compile) the numba kernels; returns the seconds spent.
+
+    :func:`explore` calls it once per process, so its ``seconds`` measure
+    exploration only; call it yourself to pay the cost up front.
+    """
+    if _WARM:
+        return 0.0
+    t0 = time.perf_counter()
+    # a 1-safe start that overflows: covers both kernels, repacking, the budget stop and the helpers
+    net = PetriNet.from_arcs(places={"a": 1, "b": 0}, transitions=["t", "u"],
+                             arcs=[("a", "t", 1), ("t", "a", 1), ("t", "b", 1), ("b", "u", 1)])
+    ss = _explore(net, max_states=6, max_bytes=None, store_edges=True, progress=False)
+    ss.place_bounds()
+    ss.index_of(net.initial)
+    _WARM.append(time.perf_counter() - t0)
+    return _WARM[0]
 
 
 def explore(
@@ -114,74 +185,127 @@ def explore(
 ) -> StateSpace:
     """Explore the reachable markings of ``net`` breadth first.
 
-    ``max_states`` and ``max_bytes`` bound the search; when one is hit the
-    result has ``complete=False`` and ``stop_reason`` set (an unbounded net is
-    always stopped this way). ``store_edges`` keeps every firing for
-    :meth:`StateSpace.edges`.
+    ``max_states`` and ``max_bytes`` bound the search (``max_bytes`` counts
+    the state store and the edge list); when one is hit the result has
+    ``complete=False`` and ``stop_reason`` set; an unbounded net always ends
+    that way (coverability decides unboundedness, not this). ``store_edges``
+    keeps every firing for :meth:`StateSpace.edges`. ``progress`` draws a tqdm
+    bar on stderr (states, states/s, frontier).
     """
     if max_states is not None and max_states < 1:
         raise InputError(f"max_states is {max_states}", hint="pass a budget of at least 1 state")
+    if max_bytes is not None and max_bytes < 1:
+        raise InputError(f"max_bytes is {max_bytes}", hint="pass a memory budget of at least 1 byte")
+    compile_seconds = warm_up()
+    ss = _explore(net, max_states=max_states, max_bytes=max_bytes, store_edges=store_edges, progress=progress)
+    object.__setattr__(ss, "compile_seconds", compile_seconds)
+    return ss
+
+
+def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, store_edges: bool,
+             progress: bool) -> StateSpace:
+    from petriflow.verify import _kernel as K
+
     start = time.perf_counter()
-    pre, post = net.pre, net.post
-    delta = post - pre
     T = len(net.transitions)
-    P = len(net.places)
-    markings: list[np.ndarray] = [net.initial.copy()]
-    index: dict[bytes, int] = {net.initial.tobytes(): 0}
-    parent = [0]
-    parent_t = [0]
-    dead: list[int] = []
-    src: list[int] = []
-    tr: list[int] = []
-    dst: list[int] = []
-    n_edges = 0
+    limit = min(max_states or MAX_STATES, MAX_STATES)
+    lay = Layout.initial(net)
+    cap = 1024
+    while cap < 2 * (T + 2):
+        cap *= 2
+    packed = np.zeros((cap, lay.W), dtype=np.uint64)
+    first = lay.pack(net.initial)
+    assert first is not None
+    packed[0] = first[0]
+    tsize = 2 * cap
+    table = np.full(tsize, -1, dtype=np.int32)
+    K.rehash(table, packed, 1)
+    parent = np.zeros(cap, dtype=np.int32)
+    ptrans = np.zeros(cap, dtype=np.int32)
+    dead = np.zeros(256, dtype=np.int32)
+    ecap = 4 * cap if store_edges else 0
+    esrc, etr, edst = (np.zeros(ecap, dtype=np.int32) for _ in range(3))
+    n, head, n_dead, n_stored, n_edges = 1, 0, 0, 0, 0
     stop: str | None = None
-    per_state = P * 8 + 64
-    queue = deque([0])
-    while queue:
-        i = queue[0]
-        m = markings[i]
-        enabled = np.flatnonzero(np.all(pre <= m, axis=1))
-        if enabled.size == 0:
-            dead.append(i)
-        new: list[tuple[int, int]] = []
-        overflow = False
-        for t in enabled:
-            m2 = m + delta[t]
-            key = m2.tobytes()
-            j = index.get(key)
-            if j is None:
-                if max_states is not None and len(markings) >= max_states:
-                    stop = "max_states"
-                    overflow = True
-                    break
-                if max_bytes is not None and (len(markings) + 1) * per_state > max_bytes:
-                    stop = "max_bytes"
-                    overflow = True
-                    break
-                j = len(markings)
-                index[key] = j
-                markings.append(m2)
-                parent.append(i)
-                parent_t.append(int(t))
-                queue.append(j)
-            new.append((int(t), j))
-        if overflow:
-            if enabled.size == 0:
-                dead.pop()
+
+    def tables(lay: Layout) -> tuple[bool, tuple[np.ndarray, ...]]:
+        unit = bool((net.pre <= 1).all() and (net.post <= 1).all())
+        if lay.safe and unit:
+            return True, lay.safe_tables(net)
+        return False, lay.general_tables(net)
+
+    def nbytes(*arrays: np.ndarray) -> int:
+        return sum(a.nbytes for a in arrays)
+
+    safe, tab = tables(lay)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=max_states, unit=" states", file=sys.stderr, desc=net.name, dynamic_ncols=True)
+    chunk = _CHUNK if progress else 8 * _CHUNK
+    while True:
+        args = (packed, n, head, head + chunk, table, int(tsize * _LOAD), parent, ptrans, dead, n_dead,
+                esrc, etr, edst, n_stored, store_edges, n_edges, limit)
+        kernel = K.expand_safe if safe else K.expand_general
+        status, n, head, n_dead, n_stored, n_edges, over = kernel(*args, *tab)
+        if bar is not None:
+            bar.update(n - bar.n)
+            bar.set_postfix(frontier=n - head, refresh=False)
+        if status == K.DONE:
             break
-        queue.popleft()
-        n_edges += len(new)
-        if store_edges:
-            for t, j in new:
-                src.append(i)
-                tr.append(t)
-                dst.append(j)
-    n = len(markings)
-    arr = np.array(markings, dtype=np.int64).reshape(n, P)
+        if status == K.LIMIT:
+            stop = "max_states"
+            break
+        if status == K.GROW:
+            new_cap = max(2 * cap, 2 * (n + T + 2)) if n + T + 1 > cap else cap
+            new_tsize = tsize
+            while n + T > int(new_tsize * _LOAD):
+                new_tsize *= 2
+            now = nbytes(packed, parent, ptrans, table, dead, esrc, etr, edst)
+            grow = (new_cap - cap) * (packed.itemsize * lay.W + 8) + (new_tsize - tsize) * 4
+            if max_bytes is not None and now + grow > max_bytes:
+                stop = "max_bytes"
+                break
+            if new_cap != cap:
+                packed = _resized(packed, new_cap)
+                parent = _resized(parent, new_cap)
+                ptrans = _resized(ptrans, new_cap)
+                cap = new_cap
+            if new_tsize != tsize:
+                tsize = new_tsize
+                table = np.full(tsize, -1, dtype=np.int32)
+                K.rehash(table, packed, n)
+        elif status == K.GROW_DEAD:
+            dead = _resized(dead, 2 * dead.shape[0])
+        elif status == K.GROW_EDGES:
+            grow = 3 * 4 * esrc.shape[0]
+            if max_bytes is not None and nbytes(packed, parent, ptrans, table, dead, esrc, etr, edst) + grow > max_bytes:
+                stop = "max_bytes"
+                break
+            esrc, etr, edst = (_resized(a, 2 * a.shape[0] + 4 * (T + 1)) for a in (esrc, etr, edst))
+        elif status == K.OVERFLOW:
+            place = lay.place_of_bit(over // 64, over % 64) if safe else over
+            new = lay.widen(place, net.places[place])
+            repacked = np.zeros((cap, new.W), dtype=np.uint64)
+            K.repack(packed, n, lay.word, lay.shift, lay.mask, repacked, new.word, new.shift)
+            packed, lay = repacked, new
+            table.fill(-1)
+            K.rehash(table, packed, n)
+            safe, tab = tables(lay)
+    if bar is not None:
+        bar.close()
+    packed = packed[:n].copy()
+    parent = parent[:n].copy()
+    ptrans = ptrans[:n].copy()
     edges = None
     if store_edges:
-        edges = (np.array(src, np.int64), np.array(tr, np.int64), np.array(dst, np.int64))
+        edges = tuple(a[:n_stored].copy() for a in (esrc, etr, edst))
+        for a in edges:
+            a.flags.writeable = False
+    for a in (packed, parent, ptrans):
+        a.flags.writeable = False
+    store = nbytes(packed, parent, ptrans, table)
     return StateSpace(
         net=net,
         complete=stop is None,
@@ -189,11 +313,20 @@ def explore(
         n_states=n,
         n_edges=n_edges,
         seconds=time.perf_counter() - start,
-        bytes_per_state=float(per_state),
-        _markings=arr,
-        _parent=np.array(parent, np.int64),
-        _parent_t=np.array(parent_t, np.int64),
-        _dead=np.array(sorted(dead), np.int64),
-        _edges=edges,
-        _index=index,
+        bytes_per_state=store / n,
+        n_expanded=head,
+        _layout=lay,
+        _packed=packed,
+        _table=table,
+        _parent=parent,
+        _ptrans=ptrans,
+        _dead=dead[:n_dead].copy(),
+        _edges=edges,  # type: ignore[arg-type]
     )
+
+
+def _resized(a: np.ndarray, rows: int) -> np.ndarray:
+    """``a`` copied into a zeroed array of ``rows`` rows (same trailing shape and dtype)."""
+    out = np.zeros((rows, *a.shape[1:]), dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out

@@ -1,0 +1,253 @@
+"""Compiled inner loops of the explicit-state engine (numba, cached on disk).
+
+Private to :mod:`petriflow.verify.statespace`, which owns the data layout.
+Everything here works on a few flat numpy arrays:
+
+- ``packed[i, :]``: state ``i``'s marking packed into ``W`` uint64 words; states
+  are appended in BFS order, so the BFS queue is simply ``packed[head:n]``;
+- ``table``: an open-addressing hash set (linear probing, power-of-two size)
+  holding state numbers (``-1`` = empty); the key is the packed row itself;
+- ``parent``/``ptrans``: the BFS tree (state and transition that first reached
+  each state), so shortest paths cost nothing extra to record.
+
+A kernel call expands states from ``head`` until the queue is empty or it must
+return to Python: an array must grow, a place needs a wider field (overflow:
+the state being expanded is rolled back and re-expanded after repacking, so a
+count never wraps), the state budget is hit, or a chunk ends (progress bar).
+Numba is a wheel on PyPI, so nothing is compiled at install time; the first
+call compiles (a few seconds) and caches the machine code next to this file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "DONE", "CHUNK", "GROW", "GROW_DEAD", "GROW_EDGES", "OVERFLOW", "LIMIT",
+    "expand_safe", "expand_general", "rehash", "repack", "lookup", "bounds",
+]
+
+DONE, CHUNK, GROW, GROW_DEAD, GROW_EDGES, OVERFLOW, LIMIT = range(7)
+
+_SEED = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_ONE = np.uint64(1)
+_ZERO = np.uint64(0)
+
+
+@njit(inline="always", cache=True)
+def _mix(x: np.uint64) -> np.uint64:
+    """splitmix64's finaliser: every input bit flips about half the output bits."""
+    x ^= x >> _S30
+    x *= _M1
+    x ^= x >> _S27
+    x *= _M2
+    x ^= x >> _S31
+    return x
+
+
+@njit(inline="always", cache=True)
+def _hash_row(packed: np.ndarray, i: int, W: int) -> np.uint64:
+    h = _mix(packed[i, 0] ^ _SEED)
+    for w in range(1, W):
+        h = _mix(h ^ packed[i, w])
+    return h
+
+
+@njit(inline="always", cache=True)
+def _probe(table: np.ndarray, packed: np.ndarray, key: np.ndarray, k: int, W: int) -> tuple[int, int]:
+    """Find row ``k`` of ``key`` among the stored states: ``(slot, state)``, state -1 if absent."""
+    smask = table.shape[0] - 1
+    s = np.int64(_hash_row(key, k, W) & np.uint64(smask))
+    while True:
+        j = table[s]
+        if j < 0:
+            return s, -1
+        same = True
+        for w in range(W):
+            if packed[j, w] != key[k, w]:
+                same = False
+                break
+        if same:
+            return s, j
+        s = (s + 1) & smask
+
+
+@njit(cache=True)
+def rehash(table: np.ndarray, packed: np.ndarray, n: int) -> None:
+    """Fill an empty (all -1) ``table`` with states ``0..n-1``."""
+    W = packed.shape[1]
+    smask = table.shape[0] - 1
+    for i in range(n):
+        s = np.int64(_hash_row(packed, i, W) & np.uint64(smask))
+        while table[s] >= 0:
+            s = (s + 1) & smask
+        table[s] = i
+
+
+@njit(cache=True)
+def lookup(table: np.ndarray, packed: np.ndarray, key: np.ndarray) -> int:
+    """The state whose packed marking is ``key[0]``, or -1."""
+    return _probe(table, packed, key, 0, packed.shape[1])[1]
+
+
+@njit(cache=True)
+def repack(old: np.ndarray, n: int, o_word: np.ndarray, o_shift: np.ndarray, o_mask: np.ndarray,
+           new: np.ndarray, n_word: np.ndarray, n_shift: np.ndarray) -> None:
+    """Copy states ``0..n-1`` from one field layout to another (``new`` zeroed)."""
+    P = o_word.shape[0]
+    for i in range(n):
+        for p in range(P):
+            v = (old[i, o_word[p]] >> o_shift[p]) & o_mask[p]
+            new[i, n_word[p]] |= v << n_shift[p]
+
+
+@njit(cache=True)
+def bounds(packed: np.ndarray, n: int, word: np.ndarray, shift: np.ndarray, mask: np.ndarray,
+           out: np.ndarray) -> int:
+    """Per-place maxima into ``out``; returns the largest token sum of one marking."""
+    P = word.shape[0]
+    best = 0
+    for i in range(n):
+        total = 0
+        for p in range(P):
+            v = np.int64((packed[i, word[p]] >> shift[p]) & mask[p])
+            total += v
+            if v > out[p]:
+                out[p] = v
+        if total > best:
+            best = total
+    return best
+
+
+@njit(cache=True)
+def expand_safe(packed, n, head, stop_head, table, table_limit, parent, ptrans, dead, n_dead,
+                esrc, etr, edst, n_stored, store_edges, n_edges, limit,
+                pre, notpre, post):  # pragma: no cover - compiled
+    """BFS over a net whose places are one bit wide and whose arcs have weight 1.
+
+    Enabled: ``x & pre == pre``; successor ``(x & ~pre) | post``; a place that
+    would get a second token (``(x & ~pre) & post != 0``) overflows its bit.
+    Returns ``(status, n, head, n_dead, n_stored, n_edges, overflowing place bit)``.
+    """
+    W = packed.shape[1]
+    T = pre.shape[0]
+    cap = packed.shape[0]
+    while head < n:
+        if head >= stop_head:
+            return CHUNK, n, head, n_dead, n_stored, n_edges, -1
+        if n + T + 1 > cap or n + T > table_limit:
+            return GROW, n, head, n_dead, n_stored, n_edges, -1
+        if n_dead >= dead.shape[0]:
+            return GROW_DEAD, n, head, n_dead, n_stored, n_edges, -1
+        if store_edges and n_stored + T > esrc.shape[0]:
+            return GROW_EDGES, n, head, n_dead, n_stored, n_edges, -1
+        n0, s0, e0 = n, n_stored, n_edges
+        fired = False
+        for t in range(T):
+            ok = True
+            for w in range(W):
+                if packed[head, w] & pre[t, w] != pre[t, w]:
+                    ok = False
+                    break
+            if not ok:
+                continue
+            fired = True
+            for w in range(W):
+                a = packed[head, w] & notpre[t, w]
+                c = a & post[t, w]
+                if c != _ZERO:
+                    bit = 0
+                    while (c >> np.uint64(bit)) & _ONE == _ZERO:
+                        bit += 1
+                    return OVERFLOW, n0, head, n_dead, s0, e0, w * 64 + bit
+                packed[n, w] = a | post[t, w]
+            s, j = _probe(table, packed, packed, n, W)
+            if j < 0:
+                if n >= limit:
+                    return LIMIT, n, head, n_dead, s0, e0, -1
+                table[s] = n
+                parent[n] = head
+                ptrans[n] = t
+                j = n
+                n += 1
+            if store_edges:
+                esrc[n_stored] = head
+                etr[n_stored] = t
+                edst[n_stored] = j
+                n_stored += 1
+            n_edges += 1
+        if not fired:
+            dead[n_dead] = head
+            n_dead += 1
+        head += 1
+    return DONE, n, head, n_dead, n_stored, n_edges, -1
+
+
+@njit(cache=True)
+def expand_general(packed, n, head, stop_head, table, table_limit, parent, ptrans, dead, n_dead,
+                   esrc, etr, edst, n_stored, store_edges, n_edges, limit,
+                   pre_ptr, pre_word, pre_shift, pre_mask, pre_w,
+                   inc_ptr, inc_word, inc_shift, inc_mask, inc_room, inc_place, delta):  # pragma: no cover
+    """BFS over any P/T net whose places have fields of any width.
+
+    Enabled: every input field holds at least the arc weight (read from the
+    packed words). Before firing, every place the transition grows is checked
+    against its field's room (``inc_room`` = field maximum - growth, may be
+    negative); then the successor is ``x + delta[t]`` word by word (wrapping uint64 arithmetic is exact because no field borrows or
+    carries). Returns like :func:`expand_safe`, with the overflowing place index.
+    """
+    W = packed.shape[1]
+    T = delta.shape[0]
+    cap = packed.shape[0]
+    while head < n:
+        if head >= stop_head:
+            return CHUNK, n, head, n_dead, n_stored, n_edges, -1
+        if n + T + 1 > cap or n + T > table_limit:
+            return GROW, n, head, n_dead, n_stored, n_edges, -1
+        if n_dead >= dead.shape[0]:
+            return GROW_DEAD, n, head, n_dead, n_stored, n_edges, -1
+        if store_edges and n_stored + T > esrc.shape[0]:
+            return GROW_EDGES, n, head, n_dead, n_stored, n_edges, -1
+        n0, s0, e0 = n, n_stored, n_edges
+        fired = False
+        for t in range(T):
+            ok = True
+            for k in range(pre_ptr[t], pre_ptr[t + 1]):
+                if (packed[head, pre_word[k]] >> pre_shift[k]) & pre_mask[k] < pre_w[k]:
+                    ok = False
+                    break
+            if not ok:
+                continue
+            fired = True
+            for k in range(inc_ptr[t], inc_ptr[t + 1]):
+                v = (packed[head, inc_word[k]] >> inc_shift[k]) & inc_mask[k]
+                if np.int64(v) > inc_room[k]:
+                    return OVERFLOW, n0, head, n_dead, s0, e0, inc_place[k]
+            for w in range(W):
+                packed[n, w] = packed[head, w] + delta[t, w]
+            s, j = _probe(table, packed, packed, n, W)
+            if j < 0:
+                if n >= limit:
+                    return LIMIT, n, head, n_dead, s0, e0, -1
+                table[s] = n
+                parent[n] = head
+                ptrans[n] = t
+                j = n
+                n += 1
+            if store_edges:
+                esrc[n_stored] = head
+                etr[n_stored] = t
+                edst[n_stored] = j
+                n_stored += 1
+            n_edges += 1
+        if not fired:
+            dead[n_dead] = head
+            n_dead += 1
+        head += 1
+    return DONE, n, head, n_dead, n_stored, n_edges, -1
