@@ -1,0 +1,495 @@
+"""The simulator: a stochastic timed token game over the verified workflow net.
+
+Each case (one request) has its own marking of the flow places; resource
+places are shared counters with a FIFO queue each, as ``simpy.Resource``
+serves requests: a request is granted at once when a unit is free and nobody
+waits, otherwise it joins the back of the queue; a release at time t hands
+the unit to the head of the queue at time t. Rate limits are token buckets
+in front of the queue (requests and tokens per minute; the head waits for
+permits, blocking those behind it, as a client-side limiter would).
+
+Time passes in two places only (see :mod:`petriflow.simulate.tables`): a
+token in ``s.running`` completes after a latency draw, and a token in
+``s.backoff`` arrives after the retry delay. Every other transition is
+immediate and fires as soon as it is enabled. At a completion the profile
+resolves the conflict between the transitions that consume the running
+token: fail (by the failure rate, or a timeout) while the retry budget
+lasts, else give up to the fallback, else the case fails; otherwise loop
+back (by the loop probability, while the loop budget lasts), else a route
+branch (by the branch probabilities), else finish.
+
+One loop, two clocks. ``backend="fast"`` pops events from a binary heap
+keyed ``(time, sequence)``; ``backend="simpy"`` schedules the very same
+events as ``simpy.Environment`` timeouts, whose heap is keyed ``(time,
+priority, event id)`` with one priority, so both process events in the same
+order and give identical numbers (a test checks it). The fast clock exists
+because the kernel's per-event cost dominates: see docs/simulate.md.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from heapq import heappop, heappush
+from itertools import count
+from types import MappingProxyType
+
+import numpy as np
+
+from petriflow.errors import ProfileError
+from petriflow.net.lower import lower
+from petriflow.net.petrinet import WorkflowNet
+from petriflow.simulate.distributions import Dist, Fixed, parse_dist
+from petriflow.simulate.profile import Profile
+from petriflow.simulate.result import SimResult, summarize
+from petriflow.simulate.tables import RUNNING, Tables, compile_tables, rng_for, stream
+from petriflow.spec.model import Workflow
+
+__all__ = ["Load", "simulate"]
+
+ARRIVE, COMPLETE, BACKOFF_DONE, WAKE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Load:
+    """How cases arrive: ``poisson`` at ``rate`` per second, a ``closed`` population of ``users`` who
+    each start a new case ``think`` seconds after their last one ended, or ``replay`` of arrival times.
+
+    ``Load.closed(users=1)`` (the default) runs one case at a time: latency without contention.
+    """
+
+    kind: str
+    rate: float = 0.0
+    users: int = 1
+    think: Dist = Fixed(0.0)
+    times: tuple[float, ...] = ()
+
+    @classmethod
+    def poisson(cls, rate: float) -> Load:
+        if not rate > 0:
+            raise ProfileError(f"arrival rate must be > 0, got {rate!r}", where="--rate")
+        return cls("poisson", rate=float(rate))
+
+    @classmethod
+    def closed(cls, users: int = 1, think: Dist | float | dict = 0.0) -> Load:
+        if users < 1:
+            raise ProfileError(f"a closed population needs >= 1 user, got {users}", where="--users")
+        return cls("closed", users=int(users), think=parse_dist(think, where="think time"))
+
+    @classmethod
+    def replay(cls, times: Sequence[float]) -> Load:
+        ts = tuple(sorted(float(t) for t in times))
+        if not ts or ts[0] < 0:
+            raise ProfileError("replay needs a non-empty list of arrival times >= 0", where="arrival times")
+        return cls("replay", times=ts)
+
+
+class _Case:
+    __slots__ = ("m", "t0", "cost", "dead", "idx")
+
+    def __init__(self, m: list[int], t0: float, idx: int) -> None:
+        self.m, self.t0, self.cost, self.dead, self.idx = m, t0, 0.0, False, idx
+
+
+class _Engine:
+    """Holds the run's mutable state; every handler is a method with its tables in attributes."""
+
+    def __init__(self, tab: Tables, load: Load, cases: int, seed: int) -> None:
+        self.tab = tab
+        self.pre_flow, self.pre_res = tab.pre_flow, tab.pre_res
+        self.post_plain, self.post_res, self.post_timed = tab.post_plain, tab.post_res, tab.post_timed
+        self.post_sink, self.candidates, self.steps = tab.post_sink, tab.candidates, tab.steps
+        self.is_spawn = [t in tab.spawn_group for t in range(len(tab.pre_flow))]
+        R = len(tab.resources)
+        self.cap = list(tab.capacity)
+        self.free = list(tab.capacity)
+        self.queue: list[deque[tuple[_Case, int, int, list[float] | None]]] = [deque() for _ in range(R)]
+        self.limited = [a is not None or b is not None for a, b in zip(tab.rpm, tab.tpm)]
+        self.any_limited = [any(self.limited[r] for r, _ in res) for res in tab.pre_res]
+        self.level_req = [max(1.0, (a or 0) / 60) for a in tab.rpm]
+        self.level_tok = [max(1.0, (b or 0) / 60) for b in tab.tpm]
+        self.refilled = [0.0] * R
+        self.wake_pending = [False] * R
+        self.last = [0.0] * R
+        self.busy_area = [0.0] * R
+        self.queue_area = [0.0] * R
+        self.serving = [False] * R
+        self.load, self.n = load, cases
+        self.now = 0.0
+        self.firings = 0
+        self.arrived = 0
+        self.failed = 0
+        self.records: list[tuple[int, float, float, float, int]] = []
+        self.precost: float | None = None
+        g = rng_for(seed, "__load__")
+        if load.kind == "poisson":
+            self.gaps = stream(lambda k: g.exponential(1.0 / load.rate, k))
+        elif load.kind == "closed":
+            self.gaps = stream(lambda k: load.think.sample(g, k))
+        self.push = self._push_heap
+        self.heap: list[tuple] = []
+        self.seq = count()
+
+    # -- clocks ----------------------------------------------------------------------------
+    def _push_heap(self, delay: float, kind: int, c: _Case | None, a: int, b: int, f: bool) -> None:
+        heappush(self.heap, (self.now + delay, next(self.seq), kind, c, a, b, f))
+
+    def run_fast(self) -> None:
+        self._start_load()
+        heap, dispatch = self.heap, self.dispatch
+        while heap:
+            now, _, kind, c, a, b, f = heappop(heap)
+            self.now = now
+            if kind == COMPLETE:
+                self.complete(c, a, b, f)
+            else:
+                dispatch(kind, c, a, b, f)
+
+    def run_simpy(self) -> None:
+        import simpy
+
+        env = simpy.Environment()
+
+        def push(delay: float, kind: int, c: _Case | None, a: int, b: int, f: bool) -> None:
+            def fire(_event: object) -> None:
+                self.now = env.now
+                self.dispatch(kind, c, a, b, f)
+            env.timeout(delay).callbacks.append(fire)  # type: ignore[union-attr]
+
+        self.push = push
+        self._start_load()
+        env.run()
+
+    def dispatch(self, kind: int, c: _Case | None, a: int, b: int, f: bool) -> None:
+        if kind == COMPLETE:
+            self.complete(c, a, b, f)  # type: ignore[arg-type]
+        elif kind == ARRIVE:
+            self.arrive()
+        elif kind == BACKOFF_DONE:
+            if not c.dead:  # type: ignore[union-attr]
+                c.m[a] += 1  # type: ignore[union-attr]
+                for u in self.steps[f].backoff_candidates:
+                    self.offer(c, u, b)  # type: ignore[arg-type]
+        else:
+            self.wake_pending[a] = False
+            self.serve(a)
+
+    # -- arrivals and ends ----------------------------------------------------------------------
+    def _start_load(self) -> None:
+        load = self.load
+        if load.kind == "poisson":
+            self.push(0.0, ARRIVE, None, 0, 0, False)
+        elif load.kind == "replay":
+            self.push(load.times[0], ARRIVE, None, 0, 0, False)
+        else:
+            for _ in range(min(load.users, self.n)):
+                self.push(0.0, ARRIVE, None, 0, 0, False)
+
+    def arrive(self) -> None:
+        i = self.arrived
+        self.arrived += 1
+        c = _Case(list(self.tab.initial), self.now, i)
+        kind = self.load.kind
+        if self.arrived < self.n:
+            if kind == "poisson":
+                self.push(next(self.gaps), ARRIVE, None, 0, 0, False)
+            elif kind == "replay":
+                times = self.load.times
+                self.push(times[self.arrived % len(times)] - times[i % len(times)]
+                          if self.arrived % len(times) else times[0], ARRIVE, None, 0, 0, False)
+        self.fire(c, self.tab.begin, 0)
+
+    def _ended(self) -> None:
+        if self.load.kind == "closed" and self.arrived < self.n:
+            self.push(next(self.gaps), ARRIVE, None, 0, 0, False)
+
+    def kill(self, c: _Case, st: object) -> None:
+        c.dead = True
+        self.failed += 1
+        self.release(st.release)  # type: ignore[attr-defined]
+        self._ended()
+
+    def release(self, res: tuple[tuple[int, int], ...]) -> None:
+        for r, w in res:
+            self.account(r)
+            self.free[r] += w
+        for r, _ in res:
+            if self.queue[r]:
+                self.serve(r)
+
+    # -- the token game -------------------------------------------------------------------------
+    def account(self, r: int) -> None:
+        """Accumulate busy units and queue length over time before either changes."""
+        dt = self.now - self.last[r]
+        if dt > 0.0:
+            self.busy_area[r] += (self.cap[r] - self.free[r]) * dt
+            self.queue_area[r] += len(self.queue[r]) * dt
+            self.last[r] = self.now
+
+    def fire(self, c: _Case, t: int, mask: int) -> None:
+        m = c.m
+        for p, w in self.pre_flow[t]:
+            m[p] -= w
+        for r, w in self.pre_res[t]:
+            self.account(r)
+            self.free[r] -= w
+        self.firings += 1
+        released = self.post_res[t]
+        for r, w in released:
+            self.account(r)
+            self.free[r] += w
+        for p, w in self.post_plain[t]:
+            m[p] += w
+        for kind, s, p in self.post_timed[t]:
+            if kind == RUNNING:
+                self.run_step(c, s, mask)
+            else:
+                self.back_off(c, s, p, mask)
+        if self.post_sink[t]:
+            self.records.append((c.idx, c.t0, self.now - c.t0, c.cost, mask))
+            self._ended()
+        else:
+            for u in self.candidates[t]:
+                self.offer(c, u, mask)
+        for r, _ in released:
+            if self.queue[r]:
+                self.serve(r)
+
+    def offer(self, c: _Case, t: int, mask: int) -> None:
+        """Fire ``t`` as often as its flow inputs allow and its resources admit it."""
+        m = c.m
+        pre = self.pre_flow[t]
+        while True:
+            for p, w in pre:
+                if m[p] < w:
+                    return
+            if self.is_spawn[t]:
+                group = self.tab.spawn_group[t]
+                self.fire(c, group[next(self.steps[self.tab.spawn_step[t]].items) - 1], mask)  # type: ignore[arg-type]
+                continue
+            res = self.pre_res[t]
+            if res:
+                for r, w in res:
+                    if self.free[r] < w or self.queue[r]:
+                        self.enqueue(r, (c, t, mask, None))
+                        return
+                if self.any_limited[t]:
+                    pair = self.draw_tokens(t)
+                    r, wait = self.rate_wait(t, pair)
+                    if wait > 0.0:
+                        self.enqueue(r, (c, t, mask, pair))
+                        self.wake(r, wait)
+                        return
+                    self.take_permits(t, pair)
+            self.fire(c, t, mask)
+
+    def draw_tokens(self, t: int) -> list[float] | None:
+        """``[cost, tokens]`` of the attempt ``t`` starts, drawn early when a token rate limit needs it."""
+        st = self.steps[self.tab.step_of_transition[t]]
+        return next(st.call_tokens) if st.tpm and st.call_tokens is not None else None
+
+    def rate_wait(self, t: int, pair: list[float] | None) -> tuple[int, float]:
+        """The rate-limited resource of ``t`` that must be waited for longest, and for how long."""
+        best, wait = -1, 0.0
+        for r, _ in self.pre_res[t]:
+            if self.limited[r]:
+                w = self.bucket_wait(r, pair[1] if pair else 0.0)
+                if w > wait:
+                    best, wait = r, w
+        return best, wait
+
+    def take_permits(self, t: int, pair: list[float] | None) -> None:
+        for r, _ in self.pre_res[t]:
+            if self.limited[r]:
+                self.level_req[r] -= 1.0
+                tpm = self.tab.tpm[r]
+                if pair is not None and tpm is not None:
+                    self.level_tok[r] -= min(pair[1], max(1.0, tpm / 60))
+        if pair is not None:
+            self.precost = pair[0]
+
+    def wake(self, r: int, wait: float) -> None:
+        if not self.wake_pending[r]:
+            self.wake_pending[r] = True
+            self.push(wait, WAKE, None, r, 0, False)
+
+    def bucket_wait(self, r: int, tokens: float) -> float:
+        """Seconds until the buckets of ``r`` hold one request and ``tokens`` tokens (0 if they do).
+
+        A bucket holds at most one second of its rate (at least one unit) and starts full.
+        """
+        rpm, tpm = self.tab.rpm[r], self.tab.tpm[r]
+        dt = self.now - self.refilled[r]
+        self.refilled[r] = self.now
+        wait = 0.0
+        if rpm is not None:
+            rate = rpm / 60
+            self.level_req[r] = min(max(1.0, rate), self.level_req[r] + dt * rate)
+            if self.level_req[r] < 1.0 - 1e-9:
+                wait = (1.0 - self.level_req[r]) / rate
+        if tpm is not None:
+            rate = tpm / 60
+            self.level_tok[r] = min(max(1.0, rate), self.level_tok[r] + dt * rate)
+            need = min(tokens, max(1.0, rate))
+            if self.level_tok[r] < need - 1e-9:
+                wait = max(wait, (need - self.level_tok[r]) / rate)
+        return wait
+
+    def enqueue(self, r: int, entry: tuple[_Case, int, int, list[float] | None]) -> None:
+        self.account(r)
+        self.queue[r].append(entry)
+
+    def serve(self, r: int) -> None:
+        """Hand free units of ``r`` to the requests at the head of its queue, first come first served."""
+        if self.serving[r]:
+            return
+        self.serving[r] = True
+        q = self.queue[r]
+        try:
+            while q:
+                c, t, mask, pair = q[0]
+                if c.dead or any(c.m[p] < w for p, w in self.pre_flow[t]):
+                    self.account(r)
+                    q.popleft()
+                    continue
+                res = self.pre_res[t]
+                other = next((r2 for r2, w in res if self.free[r2] < w), -1)
+                if other == r:
+                    return
+                if other >= 0:  # wait for the other resource in its own queue
+                    self.account(r)
+                    q.popleft()
+                    self.enqueue(other, (c, t, mask, pair))
+                    continue
+                if self.any_limited[t]:
+                    if pair is None:
+                        pair = self.draw_tokens(t)
+                        q[0] = (c, t, mask, pair)
+                    r2, wait = self.rate_wait(t, pair)
+                    if wait > 0.0:
+                        if r2 != r:
+                            self.account(r)
+                            q.popleft()
+                            self.enqueue(r2, (c, t, mask, pair))
+                        self.wake(r2, wait)
+                        if r2 == r:
+                            return
+                        continue
+                    self.take_permits(t, pair)
+                self.account(r)
+                q.popleft()
+                self.fire(c, t, mask)
+                if all(c.m[p] >= w for p, w in self.pre_flow[t]):  # more items of a map wait too
+                    self.account(r)
+                    q.appendleft((c, t, mask, None))
+        finally:
+            self.serving[r] = False
+
+    def run_step(self, c: _Case, s: int, mask: int) -> None:
+        """A token entered ``s.running``: the attempt's latency, outcome and cost are drawn now."""
+        st = self.steps[s]
+        d = next(st.latency)
+        fail = False
+        if d > st.timeout:
+            d, fail = st.timeout, True
+        elif st.failing is not None:
+            fail = next(st.failing)
+        if self.precost is not None:
+            c.cost += self.precost
+            self.precost = None
+        else:
+            c.cost += next(st.cost)
+        self.push(d, COMPLETE, c, s, mask | st.bit, fail)
+
+    def back_off(self, c: _Case, s: int, p: int, mask: int) -> None:
+        st = self.steps[s]
+        failures = (st.max_attempts - 1) - c.m[st.retries]
+        delay = min(st.backoff * 2 ** max(failures - 1, 0), st.backoff_max)
+        if st.jitter:
+            delay *= next(st.uniform)  # type: ignore[arg-type]
+        self.push(delay, BACKOFF_DONE, c, p, mask, s)  # type: ignore[arg-type]
+
+    def complete(self, c: _Case, s: int, mask: int, fail: bool) -> None:
+        """The attempt in ``s.running`` ended: pick the transition that consumes the token."""
+        st = self.steps[s]
+        if c.dead:
+            self.release(st.release)
+        elif fail:
+            if st.fail >= 0 and c.m[st.retries] > 0:
+                self.fire(c, st.fail, mask)
+            elif st.give_up >= 0:
+                self.fire(c, st.give_up, mask)
+            else:
+                self.kill(c, st)
+        elif st.loop >= 0 and c.m[st.loop_budget] > 0 and next(st.looping):  # type: ignore[arg-type]
+            self.fire(c, st.loop, mask)
+        elif st.routes:
+            self.fire(c, st.routes[next(st.branch)], mask)  # type: ignore[arg-type]
+        else:
+            self.fire(c, st.finish, mask)
+
+
+def simulate(
+    workflow: Workflow,
+    profile: Profile | None = None,
+    *,
+    cases: int = 1000,
+    load: Load | None = None,
+    seed: int = 0,
+    warmup: float = 0.1,
+    batches: int = 20,
+    backend: str = "fast",
+    net: WorkflowNet | None = None,
+) -> SimResult:
+    """Simulate ``cases`` requests of ``workflow`` under ``load`` and summarise them.
+
+    ``profile`` defaults to the workflow's own annotations. The first
+    ``warmup`` share of cases (by arrival) is left out of the summaries.
+    ``backend`` is ``"fast"`` (own event heap) or ``"simpy"`` (SimPy's
+    kernel); both give the same numbers. ``net`` may pass the already
+    lowered net of ``workflow``.
+    """
+    if cases < 1:
+        raise ProfileError(f"need at least 1 case, got {cases}", where="--cases")
+    if not 0 <= warmup < 1:
+        raise ProfileError(f"warm-up must be a share in [0, 1), got {warmup}", where="warmup")
+    if backend not in ("fast", "simpy"):
+        raise ProfileError(f"unknown backend {backend!r}", hint="use 'fast' or 'simpy'")
+    profile = profile if profile is not None else Profile.from_workflow(workflow)
+    net = net if net is not None else lower(workflow)
+    tab = compile_tables(net, workflow, profile, seed=seed)
+    eng = _Engine(tab, load or Load.closed(1), cases, seed)
+    began = _time.perf_counter()
+    eng.run_fast() if backend == "fast" else eng.run_simpy()
+    wall = _time.perf_counter() - began
+    for r in range(len(tab.resources)):
+        eng.account(r)
+    return _result(eng, tab, cases, warmup, batches, wall, seed)
+
+
+def _result(eng: _Engine, tab: Tables, cases: int, warmup: float, batches: int, wall: float, seed: int) -> SimResult:
+    recs = sorted(eng.records)
+    cut = int(warmup * cases)
+    kept = [r for r in recs if r[0] >= cut]
+    lat = np.array([r[2] for r in kept])
+    cost = np.array([r[3] for r in kept])
+    end = eng.now
+    span = end - kept[0][1] if kept else 0.0
+    masks = Counter(r[4] for r in kept)
+    crit = {}
+    for st in tab.steps:
+        n = sum(k for mask, k in masks.items() if mask & st.bit)
+        crit[st.name] = n / len(kept) if kept else 0.0
+    util = {name: eng.busy_area[r] / (tab.capacity[r] * end) if end > 0 else 0.0
+            for r, name in enumerate(tab.resources)}
+    qlen = {name: eng.queue_area[r] / end if end > 0 else 0.0 for r, name in enumerate(tab.resources)}
+    return SimResult(
+        cases=len(recs), measured=len(kept), failed=eng.failed,
+        latency=summarize(lat, batches=batches), cost=summarize(cost, batches=batches),
+        throughput=len(kept) / span if span > 0 else float("nan"),
+        utilization=MappingProxyType(util), queue_length=MappingProxyType(qlen),
+        critical_path=MappingProxyType(crit), firings=eng.firings, sim_time=end, wall_seconds=wall,
+        latencies=lat, costs=cost, seed=seed,
+    )

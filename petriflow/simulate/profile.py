@@ -1,0 +1,370 @@
+"""The simulation profile: what each step, route, model and resource is measured to do.
+
+A profile is one YAML or JSON file beside the workflow::
+
+    steps:
+      code:
+        latency: {dist: lognormal, mu: 0.7, sigma: 0.5}   # seconds, start to finish
+        tokens: {input: 60, output: {dist: exponential, mean: 150}}
+        failure_rate: 0.02                                 # per attempt
+        cost: 0.0                                          # dollars per call, on top of tokens
+        models:                                            # alternatives for `sweep`
+          gpt4o: {latency: {dist: lognormal, mu: 0.2, sigma: 0.4}, failure_rate: 0.005}
+      fanout: {items: {dist: empirical, samples: [1, 2, 2, 3]}}   # map steps: items per run
+    routes: {classify: {general: 0.5, code: 0.3, search: 0.2}}   # branch label -> probability
+    loops: {review: 0.3}                                          # chance to go back, per pass
+    models: {gpt4o: {price_input: 2.5, price_output: 10.0, price_call: 0}}   # dollars per 1M tokens
+    resources: {llm: {capacity: 4, requests_per_minute: 600, tokens_per_minute: 200000}}
+
+:meth:`Profile.from_workflow` takes the workflow's own annotations as defaults
+and :meth:`Profile.load` lets a file override them key by key, so a profile
+only needs what was measured. ``fit`` writes the same format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from petriflow.errors import ProfileError
+from petriflow.simulate.distributions import Dist, Fixed, parse_dist
+from petriflow.spec.model import Workflow
+
+__all__ = ["ModelProfile", "ResourceProfile", "StepProfile", "FitQuality", "Profile"]
+
+
+def _ro(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(m or {}))
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """Prices of one model: dollars per 1M input and output tokens, and per call."""
+
+    price_input: float = 0.0
+    price_output: float = 0.0
+    price_call: float = 0.0
+
+
+@dataclass(frozen=True)
+class ResourceProfile:
+    """A shared resource: units in flight, and optional request and token rate limits (per minute)."""
+
+    capacity: int
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+
+
+@dataclass(frozen=True)
+class StepProfile:
+    """What one step does when it runs; ``by_model`` holds alternatives that ``sweep`` can switch to."""
+
+    latency: Dist = Fixed(0.0)
+    input_tokens: Dist | None = None
+    output_tokens: Dist | None = None
+    failure_rate: float = 0.0
+    cost: float = 0.0
+    model: str | None = None
+    items: Dist | None = None
+    by_model: Mapping[str, StepProfile] = field(default_factory=lambda: _ro(None))
+
+
+@dataclass(frozen=True)
+class FitQuality:
+    """How well a fitted family matches its data: the one-sample Kolmogorov-Smirnov statistic and AIC."""
+
+    family: str
+    n: int
+    ks: float
+    p_value: float
+    aic: Mapping[str, float] = field(default_factory=lambda: _ro(None))
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Per step, route, loop, model and resource: the numbers the simulator draws from.
+
+    ``quality`` is filled by ``fit`` (step -> quantity -> :class:`FitQuality`)
+    and is informational only.
+    """
+
+    steps: Mapping[str, StepProfile] = field(default_factory=lambda: _ro(None))
+    routes: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: _ro(None))
+    loops: Mapping[str, float] = field(default_factory=lambda: _ro(None))
+    models: Mapping[str, ModelProfile] = field(default_factory=lambda: _ro(None))
+    resources: Mapping[str, ResourceProfile] = field(default_factory=lambda: _ro(None))
+    quality: Mapping[str, Mapping[str, FitQuality]] = field(default_factory=lambda: _ro(None))
+
+    # -- construction ---------------------------------------------------------------
+    @classmethod
+    def from_workflow(cls, wf: Workflow) -> Profile:
+        """The profile the workflow's own annotations describe (latency, tokens, cost, p, prices, limits)."""
+        where = wf.source or wf.name
+        steps = {}
+        for s in wf.steps:
+            w = f"{where}: step '{s.id}'"
+            tokens = dict(s.tokens or {})
+            steps[s.id] = StepProfile(
+                latency=parse_dist(s.latency, where=f"{w}.latency") if s.latency is not None else Fixed(0.0),
+                input_tokens=parse_dist(tokens["input"], where=f"{w}.tokens.input") if "input" in tokens else None,
+                output_tokens=parse_dist(tokens["output"], where=f"{w}.tokens.output") if "output" in tokens else None,
+                failure_rate=float(s.failure_rate or 0.0),
+                cost=float(s.cost or 0.0),
+                model=s.model,
+                items=Fixed(float(s.map.max)) if s.map is not None else None,
+            )
+        return cls(
+            steps=_ro(steps),
+            routes=_ro({s.id: _ro({b.when: b.p for b in s.route}) for s in wf.steps if s.route}),
+            loops=_ro({s.id: s.loop.p for s in wf.steps if s.loop is not None}),
+            models=_ro({m.id: ModelProfile(m.price_input, m.price_output, m.price_call) for m in wf.models.values()}),
+            resources=_ro({r.id: ResourceProfile(r.capacity, r.requests_per_minute, r.tokens_per_minute)
+                           for r in wf.resources.values()}),
+        )
+
+    @classmethod
+    def from_doc(cls, doc: Any, *, base: Profile | None = None, where: str = "<profile>") -> Profile:
+        """Read a parsed document; keys it gives override ``base`` (e.g. :meth:`from_workflow`)."""
+        base = base or cls()
+        if doc is None:
+            doc = {}
+        if not isinstance(doc, Mapping):
+            raise ProfileError("a profile must be a mapping", where=where,
+                               hint="top-level keys: steps, routes, loops, models, resources")
+        unknown = set(doc) - {"steps", "routes", "loops", "models", "resources", "workflow", "fit"}
+        if unknown:
+            raise ProfileError(f"unknown profile key `{sorted(unknown)[0]}`", where=where,
+                               hint="top-level keys: steps, routes, loops, models, resources")
+        steps = dict(base.steps)
+        for sid, raw in _mapping(doc, "steps", where).items():
+            steps[sid] = _step(raw, steps.get(sid, StepProfile()), f"{where}: steps.{sid}")
+        routes = dict(base.routes)
+        for sid, raw in _mapping(doc, "routes", where).items():
+            w = f"{where}: routes.{sid}"
+            if not isinstance(raw, Mapping) or not raw:
+                raise ProfileError("a route is a mapping {branch label: probability}", where=w)
+            probs = {str(k): _prob(v, f"{w}.{k}") for k, v in raw.items()}
+            if abs(sum(probs.values()) - 1.0) > 1e-6:
+                raise ProfileError(f"branch probabilities sum to {sum(probs.values()):g}, not 1", where=w,
+                                   hint="make them add up to 1")
+            routes[str(sid)] = _ro(probs)
+        loops = dict(base.loops)
+        loops.update({str(k): _prob(v, f"{where}: loops.{k}") for k, v in _mapping(doc, "loops", where).items()})
+        models = dict(base.models)
+        for mid, raw in _mapping(doc, "models", where).items():
+            w = f"{where}: models.{mid}"
+            if not isinstance(raw, Mapping) or set(raw) - {"price_input", "price_output", "price_call", "name"}:
+                raise ProfileError("a model takes price_input, price_output, price_call", where=w,
+                                   hint="dollars per 1M tokens, and per call")
+            old = models.get(str(mid), ModelProfile())
+            models[str(mid)] = ModelProfile(*(_nonneg(raw.get(k, getattr(old, k)), f"{w}.{k}")
+                                              for k in ("price_input", "price_output", "price_call")))
+        resources = dict(base.resources)
+        for rid, raw in _mapping(doc, "resources", where).items():
+            w = f"{where}: resources.{rid}"
+            if not isinstance(raw, Mapping) or set(raw) - {"capacity", "requests_per_minute", "tokens_per_minute"}:
+                raise ProfileError("a resource takes capacity, requests_per_minute, tokens_per_minute", where=w)
+            old = resources.get(str(rid), ResourceProfile(1))
+            cap = raw.get("capacity", old.capacity)
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                raise ProfileError(f"capacity must be an integer >= 1, got {cap!r}", where=w)
+            limits = [raw.get(k, getattr(old, k)) for k in ("requests_per_minute", "tokens_per_minute")]
+            for k, v in zip(("requests_per_minute", "tokens_per_minute"), limits):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+                    raise ProfileError(f"{k} must be a number > 0 or null, got {v!r}", where=w)
+            resources[str(rid)] = ResourceProfile(cap, *(None if v is None else float(v) for v in limits))
+        return cls(steps=_ro(steps), routes=_ro(routes), loops=_ro(loops), models=_ro(models),
+                   resources=_ro(resources), quality=base.quality)
+
+    @classmethod
+    def load(cls, path: str | Path, *, workflow: Workflow | None = None) -> Profile:
+        """Read a YAML/JSON profile file; with ``workflow``, its annotations fill what the file leaves out."""
+        import yaml
+
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as e:
+            raise ProfileError(f"cannot read profile: {e.strerror}", where=str(p), hint="check the path") from None
+        try:
+            doc = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as e:
+            line = getattr(getattr(e, "problem_mark", None), "line", None)
+            raise ProfileError(f"not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}".splitlines()[0],
+                               where=f"{p}:{line + 1}" if line is not None else str(p)) from None
+        base = cls.from_workflow(workflow) if workflow is not None else None
+        profile = cls.from_doc(doc, base=base, where=str(p))
+        if workflow is not None:
+            profile.check(workflow, where=str(p))
+        return profile
+
+    # -- use ---------------------------------------------------------------------------
+    def check(self, wf: Workflow, *, where: str = "<profile>") -> None:
+        """Every name in the profile exists in ``wf`` and every route covers the workflow's branches."""
+        ids = set(wf.step_ids)
+        for sid in self.steps:
+            if sid not in ids:
+                raise ProfileError(f"profile names unknown step '{sid}'", where=where,
+                                   hint=f"steps of {wf.name}: {', '.join(wf.step_ids)}")
+        for sid, probs in self.routes.items():
+            if sid not in ids or not wf.step(sid).route:
+                raise ProfileError(f"'{sid}' is not a routing step", where=f"{where}: routes.{sid}",
+                                   hint="routes are given for steps with `route:` in the workflow")
+            labels = {b.when for b in wf.step(sid).route}
+            if set(probs) != labels:
+                raise ProfileError(f"branches {sorted(probs)} do not match the workflow's {sorted(labels)}",
+                                   where=f"{where}: routes.{sid}", hint="give one probability per branch label")
+        for sid in self.loops:
+            if sid not in ids or wf.step(sid).loop is None:
+                raise ProfileError(f"'{sid}' has no loop", where=f"{where}: loops.{sid}")
+        for rid in self.resources:
+            if rid not in wf.resources:
+                raise ProfileError(f"unknown resource '{rid}'", where=f"{where}: resources.{rid}",
+                                   hint=f"resources of {wf.name}: {', '.join(wf.resources) or 'none'}")
+        for sid in ids:
+            model = self.step(sid).model
+            if model is not None and self.models and model not in self.models and wf.step(sid).kind in ("chat", "embed", "classify"):
+                raise ProfileError(f"step '{sid}' uses model '{model}', which has no prices", where=where,
+                                   hint=f"add it under `models:` (known: {', '.join(self.models)})")
+
+    def step(self, sid: str) -> StepProfile:
+        """The effective profile of a step: its ``by_model`` alternative when its model has one."""
+        sp = self.steps.get(sid, StepProfile())
+        alt = sp.by_model.get(sp.model) if sp.model is not None else None
+        if alt is None:
+            return sp
+        return replace(alt, model=sp.model, by_model=sp.by_model,
+                       items=alt.items if alt.items is not None else sp.items)
+
+    def with_model(self, sid: str, model: str) -> Profile:
+        """The same profile with ``sid`` calling ``model`` (its ``by_model`` entry, if any, applies)."""
+        if model not in self.models:
+            raise ProfileError(f"model '{model}' has no prices in the profile", where=f"steps.{sid}.model",
+                               hint=f"add it under `models:` (known: {', '.join(self.models) or 'none'})")
+        steps = dict(self.steps)
+        steps[sid] = replace(steps.get(sid, StepProfile()), model=model)
+        return replace(self, steps=_ro(steps))
+
+    def with_resource(self, rid: str, **changes: Any) -> Profile:
+        """The same profile with resource ``rid`` changed (capacity, requests/tokens per minute)."""
+        if rid not in self.resources:
+            raise ProfileError(f"unknown resource '{rid}'", hint=f"known: {', '.join(self.resources) or 'none'}")
+        resources = dict(self.resources)
+        resources[rid] = replace(resources[rid], **changes)
+        return replace(self, resources=_ro(resources))
+
+    def cost_per_call(self, sid: str) -> float:
+        """Expected dollars of one attempt of ``sid``: per-call prices plus mean tokens times prices."""
+        sp = self.step(sid)
+        m = self.models.get(sp.model or "", ModelProfile())
+        tin = sp.input_tokens.mean if sp.input_tokens is not None else 0.0
+        tout = sp.output_tokens.mean if sp.output_tokens is not None else 0.0
+        return sp.cost + m.price_call + (tin * m.price_input + tout * m.price_output) / 1e6
+
+    # -- writing -----------------------------------------------------------------------
+    def to_doc(self) -> dict[str, Any]:
+        """The document :meth:`from_doc` reads back (fit quality goes under ``fit``, for people)."""
+        doc: dict[str, Any] = {"steps": {sid: _step_doc(sp) for sid, sp in self.steps.items()}}
+        if self.routes:
+            doc["routes"] = {k: dict(v) for k, v in self.routes.items()}
+        if self.loops:
+            doc["loops"] = dict(self.loops)
+        if self.models:
+            doc["models"] = {k: {"price_input": m.price_input, "price_output": m.price_output,
+                                 "price_call": m.price_call} for k, m in self.models.items()}
+        if self.resources:
+            doc["resources"] = {k: {key: v for key, v in vars(r).items() if v is not None}
+                                for k, r in self.resources.items()}
+        if self.quality:
+            doc["fit"] = {sid: {what: {"family": q.family, "n": q.n, "ks": round(q.ks, 4),
+                                       "p_value": round(q.p_value, 4)} for what, q in qs.items()}
+                          for sid, qs in self.quality.items()}
+        return doc
+
+    def dump(self, path: str | Path) -> None:
+        """Write the profile as YAML (or JSON when the name ends in ``.json``)."""
+        import yaml
+
+        p = Path(path)
+        doc = self.to_doc()
+        p.write_text(json.dumps(doc, indent=2) if p.suffix == ".json" else yaml.safe_dump(doc, sort_keys=False))
+
+
+def _mapping(doc: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = doc.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ProfileError(f"`{key}` must be a mapping by id", where=where)
+    return value
+
+
+def _prob(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+        raise ProfileError(f"a probability must be a number in [0, 1], got {v!r}", where=where)
+    return float(v)
+
+
+def _nonneg(v: Any, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise ProfileError(f"expected a number >= 0, got {v!r}", where=where)
+    return float(v)
+
+
+_STEP_KEYS = {"latency", "tokens", "failure_rate", "cost", "model", "items", "models"}
+
+
+def _step(raw: Any, old: StepProfile, where: str) -> StepProfile:
+    if not isinstance(raw, Mapping):
+        raise ProfileError("a step profile is a mapping", where=where, hint=f"keys: {', '.join(sorted(_STEP_KEYS))}")
+    extra = set(raw) - _STEP_KEYS
+    if extra:
+        raise ProfileError(f"unknown key `{sorted(extra)[0]}`", where=where, hint=f"keys: {', '.join(sorted(_STEP_KEYS))}")
+    changes: dict[str, Any] = {}
+    if "latency" in raw:
+        changes["latency"] = parse_dist(raw["latency"], where=f"{where}.latency")
+    tokens = raw.get("tokens") or {}
+    if not isinstance(tokens, Mapping) or set(tokens) - {"input", "output"}:
+        raise ProfileError("`tokens` is {input: DIST, output: DIST}", where=f"{where}.tokens")
+    for k in ("input", "output"):
+        if k in tokens:
+            changes[f"{k}_tokens"] = parse_dist(tokens[k], where=f"{where}.tokens.{k}")
+    if "failure_rate" in raw:
+        changes["failure_rate"] = _prob(raw["failure_rate"], f"{where}.failure_rate")
+    if "cost" in raw:
+        changes["cost"] = _nonneg(raw["cost"], f"{where}.cost")
+    if "model" in raw:
+        changes["model"] = None if raw["model"] is None else str(raw["model"])
+    if "items" in raw:
+        changes["items"] = parse_dist(raw["items"], where=f"{where}.items")
+    if "models" in raw:
+        alts = raw["models"]
+        if not isinstance(alts, Mapping):
+            raise ProfileError("`models` maps a model id to a step profile", where=f"{where}.models")
+        by_model = dict(old.by_model)
+        for mid, alt in alts.items():
+            by_model[str(mid)] = _step(alt, by_model.get(str(mid), replace(old, by_model=_ro(None))),
+                                       f"{where}.models.{mid}")
+        changes["by_model"] = _ro(by_model)
+    return replace(old, **changes)
+
+
+def _step_doc(sp: StepProfile) -> dict[str, Any]:
+    doc: dict[str, Any] = {"latency": sp.latency.to_doc()}
+    tokens = {k: d.to_doc() for k, d in (("input", sp.input_tokens), ("output", sp.output_tokens)) if d is not None}
+    if tokens:
+        doc["tokens"] = tokens
+    if sp.failure_rate:
+        doc["failure_rate"] = sp.failure_rate
+    if sp.cost:
+        doc["cost"] = sp.cost
+    if sp.model is not None:
+        doc["model"] = sp.model
+    if sp.items is not None:
+        doc["items"] = sp.items.to_doc()
+    if sp.by_model:
+        doc["models"] = {m: _step_doc(alt) for m, alt in sp.by_model.items()}
+    return doc

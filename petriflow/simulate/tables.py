@@ -1,0 +1,285 @@
+"""Compile a :class:`WorkflowNet` and a :class:`Profile` into the flat tables the simulator loop reads.
+
+The loop never looks at ids, origins or dicts: every transition becomes
+tuples of ``(place, weight)`` ints split by what the place is, and every
+step a :class:`StepTable` of transition numbers and random streams. Places
+fall into four kinds:
+
+* ``PLAIN`` places hold per-case tokens; producing one offers the
+  transitions that consume it (``candidates``) a chance to fire;
+* ``RUNNING`` places (``s.running``) are never stored: producing a token
+  schedules the step's completion after a latency draw, and the completion
+  picks one of the transitions that consume it (finish, a route branch, the
+  loop back, fail, give up) by the profile;
+* ``BACKOFF`` places (``s.backoff``) receive their token after the retry
+  delay, which then enables ``s.retry``;
+* the ``SINK``: producing there completes the case.
+
+Resource places are not per case: they become shared counters with FIFO
+queues (see :mod:`petriflow.simulate.engine`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from petriflow.errors import ProfileError
+from petriflow.net.petrinet import WorkflowNet
+from petriflow.simulate.distributions import Dist
+from petriflow.simulate.profile import ModelProfile, Profile
+from petriflow.spec.model import Workflow
+
+__all__ = ["PLAIN", "RUNNING", "BACKOFF", "SINK", "StepTable", "Tables", "compile_tables", "stream"]
+
+PLAIN, RUNNING, BACKOFF, SINK = 0, 1, 2, 3
+
+
+def stream(draw: Callable[[int], np.ndarray], *, first: int = 256, largest: int = 16384) -> Iterator[Any]:
+    """An endless iterator over batched draws: one numpy call per batch, ``next()`` per use.
+
+    Batches grow from ``first`` to ``largest`` so that short runs draw little
+    and long runs pay one numpy call per thousands of draws.
+    """
+    n = first
+    while True:
+        yield from draw(n).tolist()
+        n = min(2 * n, largest)
+
+
+def rng_for(seed: int, *key: str) -> np.random.Generator:
+    """An independent generator per (seed, stream name): configurations in a sweep that share a step
+    share its random numbers (common random numbers), so their differences are less noisy."""
+    return np.random.default_rng([seed, zlib.crc32("/".join(key).encode())])
+
+
+@dataclass
+class StepTable:
+    """Everything the loop needs about one step; transition numbers are -1 when absent."""
+
+    index: int
+    name: str
+    finish: int = -1
+    routes: list[int] = field(default_factory=list)
+    loop: int = -1
+    loop_budget: int = -1
+    fail: int = -1
+    retries: int = -1
+    give_up: int = -1
+    release: tuple[tuple[int, int], ...] = ()  # resources held while running (returned if the case dies)
+    timeout: float = float("inf")
+    max_attempts: int = 1
+    backoff: float = 0.0
+    backoff_max: float = 0.0
+    jitter: bool = False
+    tpm: bool = False
+    latency: Iterator[float] = iter(())
+    failing: Iterator[bool] | None = None
+    cost: Iterator[float] = iter(())
+    call_tokens: Iterator[float] | None = None
+    branch: Iterator[int] | None = None
+    looping: Iterator[bool] | None = None
+    items: Iterator[int] | None = None
+    uniform: Iterator[float] | None = None
+    backoff_candidates: tuple[int, ...] = ()
+    bit: int = 0
+
+
+@dataclass
+class Tables:
+    """The net as int tuples, per transition and per place, plus steps and resources."""
+
+    pre_flow: list[tuple[tuple[int, int], ...]]
+    pre_res: list[tuple[tuple[int, int], ...]]
+    post_plain: list[tuple[tuple[int, int], ...]]
+    post_res: list[tuple[tuple[int, int], ...]]
+    post_timed: list[tuple[tuple[int, int, int], ...]]  # (kind, step, place) per token
+    post_sink: list[bool]
+    candidates: list[tuple[int, ...]]
+    spawn_group: dict[int, list[int]]
+    spawn_step: dict[int, int]
+    step_of_transition: list[int]
+    initial: list[int]
+    begin: int
+    steps: list[StepTable]
+    resources: list[str]
+    capacity: list[int]
+    rpm: list[float | None]
+    tpm: list[float | None]
+    net: WorkflowNet
+
+
+def _call_cost(profile: Profile, sid: str, rng: np.random.Generator) -> tuple[Callable[[int], np.ndarray],
+                                                                              Callable[[int], np.ndarray]]:
+    """Samplers of the dollars of one attempt and of its total tokens (input + output)."""
+    sp = profile.step(sid)
+    m = profile.models.get(sp.model or "", ModelProfile())
+    base = sp.cost + m.price_call
+    tin: Dist | None = sp.input_tokens
+    tout: Dist | None = sp.output_tokens
+
+    def both(n: int) -> tuple[np.ndarray, np.ndarray]:
+        a = tin.sample(rng, n) if tin is not None else np.zeros(n)
+        b = tout.sample(rng, n) if tout is not None else np.zeros(n)
+        return base + (a * m.price_input + b * m.price_output) / 1e6, a + b
+
+    def cost(n: int) -> np.ndarray:
+        if tin is None and tout is None:
+            return np.full(n, base)
+        return both(n)[0]
+
+    def paired(n: int) -> np.ndarray:
+        c, t = both(n)
+        return np.column_stack([c, t])
+
+    return cost, paired
+
+
+def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: int) -> Tables:
+    """Flatten ``net`` for the loop and open one random stream per step and quantity."""
+    P, T = len(net.places), len(net.transitions)
+    origins = [net.origins[p] for p in net.places]
+    res_ids = [p for p in net.places if origins[net.place_index(p)].construct == "resource"]
+    res_of = {net.place_index(p): i for i, p in enumerate(res_ids)}
+    names = [origins[net.place_index(p)].detail for p in res_ids]
+    step_ids = list(wf.step_ids)
+    sidx = {s: i for i, s in enumerate(step_ids)}
+    owner = wf.fallback_owner
+
+    def top(s: str) -> str:
+        while s in owner:
+            s = owner[s]
+        return s
+
+    kind = [PLAIN] * P
+    place_step = [-1] * P
+    for i, o in enumerate(origins):
+        if o.construct == "step" and o.role == "running":
+            kind[i], place_step[i] = RUNNING, sidx[o.step]  # type: ignore[index]
+        elif o.construct == "retry" and o.role == "backoff":
+            kind[i], place_step[i] = BACKOFF, sidx[o.step]  # type: ignore[index]
+    kind[net.place_index(net.sink)] = SINK
+
+    pre = net.pre.tolist()
+    post = net.post.tolist()
+    pre_flow, pre_res, post_plain, post_res, post_timed, post_sink = [], [], [], [], [], []
+    for t in range(T):
+        pre_flow.append(tuple((p, w) for p, w in enumerate(pre[t]) if w and p not in res_of and kind[p] != RUNNING))
+        pre_res.append(tuple((res_of[p], w) for p, w in enumerate(pre[t]) if w and p in res_of))
+        post_plain.append(tuple((p, w) for p, w in enumerate(post[t]) if w and p not in res_of and kind[p] == PLAIN))
+        post_res.append(tuple((res_of[p], w) for p, w in enumerate(post[t]) if w and p in res_of))
+        post_timed.append(tuple((kind[p], place_step[p], p) for p, w in enumerate(post[t])
+                                for _ in range(w) if kind[p] in (RUNNING, BACKOFF)))
+        post_sink.append(any(w and kind[p] == SINK for p, w in enumerate(post[t])))
+
+    # completions: transitions that consume a running place, by what they mean
+    completion = [False] * T
+    tables: list[StepTable] = [StepTable(i, s) for i, s in enumerate(step_ids)]
+    spawn_group: dict[int, list[int]] = {}
+    spawn_step: dict[int, int] = {}
+    groups: dict[tuple[int, tuple[tuple[int, int], ...]], dict[int, int]] = {}
+    step_of_t = [-1] * T
+    for t, tid in enumerate(net.transitions):
+        o = net.origins[tid]
+        step_of_t[t] = sidx.get(o.step, -1) if o.step else -1
+        runs = [p for p, w in enumerate(pre[t]) if w and kind[p] == RUNNING]
+        if o.construct == "map" and o.role == "spawns":
+            n = int(o.detail.split()[0])
+            groups.setdefault((sidx[o.step], pre_flow[t]), {})[n] = t  # type: ignore[index]
+        if not runs:
+            continue
+        completion[t] = True
+        st = tables[place_step[runs[0]]]
+        if o.construct == "route":
+            st.routes.append(t)
+        elif o.construct == "loop":
+            st.loop = t
+            st.loop_budget = next(p for p, w in enumerate(pre[t]) if w and origins[p].role == "budget")
+        elif o.construct == "retry" and o.role == "fail":
+            st.fail = t
+            st.retries = next(p for p, w in enumerate(pre[t]) if w and origins[p].role == "budget")
+        elif o.construct == "fallback":
+            st.give_up = t
+        else:
+            st.finish = t
+    for (s, _), by_n in groups.items():
+        ordered = [by_n[n] for n in sorted(by_n)]
+        for t in ordered:
+            spawn_group[t] = ordered
+            spawn_step[t] = s
+
+    consumers: list[list[int]] = [[] for _ in range(P)]
+    for t in range(T):
+        if completion[t] or (t in spawn_group and spawn_group[t][0] != t):
+            continue  # completions are picked by the profile; a spawn group is offered once
+        for p, _ in pre_flow[t]:
+            consumers[p].append(t)
+    candidates = []
+    for t in range(T):
+        seen: list[int] = []
+        for p, _ in post_plain[t]:
+            seen += [u for u in consumers[p] if u not in seen]
+        candidates.append(tuple(seen))
+    for p in range(P):
+        if kind[p] == BACKOFF:
+            tables[place_step[p]].backoff_candidates = tuple(consumers[p])
+
+    # resources with the profile's capacity and limits
+    capacity, rpm, tpm = [], [], []
+    for r in names:
+        rp = profile.resources.get(r)
+        capacity.append(rp.capacity if rp else wf.resources[r].capacity)
+        rpm.append(rp.requests_per_minute if rp else None)
+        tpm.append(rp.tokens_per_minute if rp else None)
+    initial = net.initial.tolist()
+
+    for st in tables:
+        sid = st.name
+        st.bit = 1 << st.index
+        step = wf.step(sid)
+        sp = profile.step(sid)
+        main = top(sid)
+        start = next((t for t, tid in enumerate(net.transitions)
+                      if net.origins[tid].step == sid and net.origins[tid].role == "start"), -1)
+        st.release = pre_res[start] if start >= 0 else ()
+        st.timeout = float(step.timeout) if step.timeout else float("inf")
+        st.max_attempts = step.retry.max_attempts
+        st.backoff, st.backoff_max, st.jitter = step.retry.backoff, step.retry.backoff_max, step.retry.jitter
+        st.tpm = any(tpm[r] is not None for r, _ in st.release)
+        rng = lambda what: rng_for(seed, sid, what)  # noqa: E731
+        lat, r_lat = sp.latency, rng("latency")
+        st.latency = stream(lambda n, d=lat, g=r_lat: d.sample(g, n))
+        if sp.failure_rate > 0:
+            g, fr = rng("failure"), sp.failure_rate
+            st.failing = stream(lambda n, g=g, fr=fr: g.random(n) < fr)
+        cost, paired = _call_cost(profile, sid, rng("cost"))
+        st.cost = stream(cost)
+        if st.tpm:
+            st.call_tokens = stream(paired)
+        if st.routes:
+            probs = profile.routes.get(main) or {b.when: b.p for b in wf.step(main).route}
+            labels = [net.origins[net.transitions[t]].detail for t in st.routes]
+            if set(labels) != set(probs):
+                raise ProfileError(f"route branches {sorted(probs)} do not match {sorted(labels)}", where=f"routes.{main}")
+            p = np.array([probs[label] for label in labels], dtype=float)
+            g = rng("route")
+            st.branch = stream(lambda n, g=g, p=p / p.sum(): g.choice(len(p), n, p=p))
+        if st.loop >= 0:
+            lp = profile.loops.get(main, wf.step(main).loop.p if wf.step(main).loop else 0.0)  # type: ignore[union-attr]
+            g = rng("loop")
+            st.looping = stream(lambda n, g=g, lp=lp: g.random(n) < lp)
+        if step.map is not None:
+            items = sp.items
+            hi = step.map.max
+            g = rng("items")
+            st.items = stream(lambda n, g=g, d=items, hi=hi: np.clip(np.rint(d.sample(g, n)) if d else np.full(n, hi), 1, hi).astype(int))
+        if st.fail >= 0 or st.give_up >= 0:
+            g = rng("jitter")
+            st.uniform = stream(lambda n, g=g: g.random(n))
+    begin = net.transition_index("begin")
+    return Tables(pre_flow, pre_res, post_plain, post_res, post_timed, post_sink, candidates, spawn_group,
+                  spawn_step, step_of_t, initial, begin, tables, names, capacity, rpm, tpm, net)
