@@ -141,8 +141,28 @@ class _Lowering:
         if s.loop is not None:
             budget = self.b.place(f"{sid}.loop_budget", Origin("loop", sid, "budget", s.loop.to), s.loop.max)
             back = self.b.place(f"{s.loop.to}.loop_from.{sid}", Origin("loop", s.loop.to, "entry", sid))
-            outs.append((Origin("loop", sid, "back", s.loop.to), {budget: 1}, {back: 1}))
+            outs.append((Origin("loop", sid, "back", s.loop.to), {budget: 1}, _merge({back: 1}, self.redeliver(sid))))
         return outs
+
+    def redeliver(self, sid: str) -> dict[str, int]:
+        """Inputs from outside a loop's body that its steps need again on the next pass.
+
+        Their producers ran once, before the loop; their outputs persist, so
+        going back hands each of them to the repeated step once more.
+        """
+        region = self.wf.loop_region(sid)
+        inside = set(region)
+        target = self.wf.step(sid).loop.to  # type: ignore[union-attr]
+        out: dict[str, int] = {}
+        for v in region:
+            if v == target:
+                continue
+            step = self.wf.step(v)
+            feeders = (*step.after, *self.routers.get(v, ()))
+            out.update({self.edge(u, v): 1 for u in feeders if u not in inside})
+            if step.after_any and not inside & set(step.after_any):
+                out[self.edge(step.after_any[0], v)] = 1
+        return out
 
     # -- one step ---------------------------------------------------------------
     def step(self, s: Step) -> None:

@@ -124,7 +124,8 @@ def _schema_error(doc: Mapping[str, Any], file: str, lines: _Lines | None) -> No
 def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = None) -> Workflow:
     """Check a parsed document (dicts and lists) and build the workflow."""
     if not isinstance(doc, dict):
-        raise SpecError("the document must be a mapping with `name` and `steps`", file=file, line=1)
+        raise SpecError("the document must be a mapping with `name` and `steps`", file=file, line=1,
+                        hint="start the file with `name: ...` and a `steps:` list; `petriflow schema` has the format")
     _schema_error(doc, file, lines)
 
     def where(i: int, *key: str | int) -> int | None:
@@ -261,6 +262,12 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
             if s.loop.to != s.id and not nx.has_path(graph, s.loop.to, s.id):
                 fail(s, "loop", f"loop target '{s.loop.to}' is not upstream of '{s.id}'",
                      "a loop goes back to a step this one (indirectly) waits on")
+            region = set(wf.loop_region(s.id))
+            for inner in region - {s.id}:
+                for v in wf.successors(inner):
+                    if v not in region:
+                        fail(s, "loop", f"'{v}' waits on '{inner}' inside the loop of '{s.id}' and would run once per pass",
+                             f"make '{v}' wait on '{s.id}' (the end of the loop) instead")
     if not wf.initial_steps():
         raise SpecError("no step can start: every step waits on another", file=file, line=1,
                         hint="give at least one step no `after`")

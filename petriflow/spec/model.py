@@ -151,6 +151,28 @@ class Workflow:
         targets = {b.to for b in me.route}
         return tuple(s.id for s in self.steps if step_id in s.inputs or s.id in targets)
 
+    def loop_region(self, step_id: str) -> tuple[str, ...]:
+        """The steps a loop on ``step_id`` repeats: on some path from its target to it, file order."""
+        loop = self.step(step_id).loop
+        if loop is None:
+            return ()
+        down, todo = {loop.to}, [loop.to]
+        while todo:
+            for v in self.successors(todo.pop()):
+                if v not in down:
+                    down.add(v)
+                    todo.append(v)
+        up, todo = {step_id}, [step_id]
+        routed_from = {b.to: s.id for s in self.steps for b in s.route}
+        while todo:
+            cur = self.step(todo.pop())
+            for u in (*cur.inputs, *([routed_from[cur.id]] if cur.id in routed_from else [])):
+                if u not in up:
+                    up.add(u)
+                    todo.append(u)
+        region = down & up
+        return tuple(s.id for s in self.steps if s.id in region)
+
     def initial_steps(self) -> tuple[str, ...]:
         """Steps that start when the workflow starts (no inputs, not a route target or fallback)."""
         routed = {b.to for s in self.steps for b in s.route}
