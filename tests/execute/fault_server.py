@@ -395,6 +395,8 @@ class _Server:
         events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         if (req.get("stream_options") or {}).get("include_usage"):
             events.append({**base, "choices": [], "usage": _usage(req, text)})
+        if fault == "badshape":
+            events = [{"unexpected": True}]
         for i, ev in enumerate(events):
             if fault == "malformed" and i == len(events) // 2:
                 writer.write(b"data: {\"choices\": [\n\n")
@@ -431,6 +433,7 @@ class FaultServer:
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         self._loop = loop
 
         def started(p: int) -> None:

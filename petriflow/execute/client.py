@@ -1,0 +1,529 @@
+"""One model call through the official ``openai`` client: usage, cost, and a verdict on failure.
+
+The executor owns retries, because retries are part of the verified net (a
+bounded counter place), so this module makes exactly **one attempt** per call
+(the openai client's own ``max_retries`` is 0: no hidden retries) and says what
+went wrong in a form the executor can act on:
+
+    ModelCallError (petriflow.errors)
+    ├── RetryableCallError   kind: rate_limit | server | timeout | connection | malformed;
+    │                        retry_after: seconds the server asked to wait (Retry-After,
+    │                        retry-after-ms, or an HTTP date), else None
+    └── FatalCallError       a request the endpoint will refuse again (400, 401, 404, ...)
+
+Every answer carries its token usage (from ``usage``, streamed answers too via
+``stream_options.include_usage``), its cost from the workflow's prices, its
+latency and its finish reason. Two optional policies live here because they
+are about one request, not about the net: a response cache keyed by the
+content of the request (:class:`MemoryCache`, :class:`SqliteCache`), and
+hedging (after ``hedge_after`` seconds without an answer, send the same request
+again and take whichever answers first).
+
+    >>> async def main(client: ModelClient, ep: Endpoint) -> None:   # doctest: +SKIP
+    ...     r = await client.chat(ep, [{"role": "user", "content": "hi"}], max_tokens=16)
+    ...     print(r.text, r.input_tokens, r.output_tokens, r.cost)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+import numpy as np
+
+from petriflow.errors import InputError, ModelCallError
+from petriflow.execute.pricing import call_cost
+from petriflow.execute.servers import Endpoint
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+    from petriflow.spec.model import Workflow
+
+__all__ = [
+    "Endpoint",
+    "ChatResult",
+    "EmbedResult",
+    "RetryableCallError",
+    "FatalCallError",
+    "ModelClient",
+    "ResponseCache",
+    "MemoryCache",
+    "SqliteCache",
+    "request_key",
+    "parse_retry_after",
+    "classify_error",
+    "resolve_endpoint",
+    "STEP_HEADER",
+]
+
+RetryKind = Literal["rate_limit", "server", "timeout", "connection", "malformed"]
+STEP_HEADER = "X-Petriflow-Step"
+"""Sent with every call made for a step, so servers (and the fault server's counters) can tell steps apart."""
+_T = TypeVar("_T")
+_UNSET: Any = object()
+
+
+class RetryableCallError(ModelCallError):
+    """The call failed in a way that another attempt may fix; ``retry_after`` is the server's wish."""
+
+    def __init__(self, message: str, *, kind: RetryKind, retry_after: float | None = None,
+                 status: int | None = None, where: str | None = None, hint: str | None = None) -> None:
+        self.kind = kind
+        self.retry_after = retry_after
+        self.status = status
+        super().__init__(message, where=where, hint=hint)
+
+
+class FatalCallError(ModelCallError):
+    """The endpoint refused the request in a way another attempt will not change."""
+
+    def __init__(self, message: str, *, status: int | None = None, where: str | None = None,
+                 hint: str | None = None) -> None:
+        self.status = status
+        super().__init__(message, where=where, hint=hint)
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One chat completion: the text, its parsed JSON (when a schema was asked), usage and cost."""
+
+    text: str
+    parsed: Any | None
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    model: str
+    latency_s: float
+    finish_reason: str | None
+    cached: bool = False
+    hedged: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class EmbedResult:
+    """Embeddings, one row per input text (float32, shape ``(n, dim)``), with usage and cost."""
+
+    vectors: np.ndarray
+    input_tokens: int
+    cost: float
+    model: str
+    latency_s: float
+    cached: bool = False
+
+
+# -- errors -----------------------------------------------------------------------
+
+
+def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    lower = {k.lower(): v for k, v in headers.items()}
+    ms = lower.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = lower.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def classify_error(exc: BaseException, *, where: str | None = None) -> ModelCallError:
+    """Turn whatever one attempt raised into a RetryableCallError or a FatalCallError."""
+    import openai
+
+    if isinstance(exc, ModelCallError):
+        return exc
+    if isinstance(exc, (TimeoutError, openai.APITimeoutError)):
+        return RetryableCallError("the call timed out", kind="timeout", where=where)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        headers = dict(exc.response.headers) if exc.response is not None else {}
+        wait = parse_retry_after(headers)
+        detail = f"HTTP {status}: {getattr(exc, 'message', exc)}"
+        if status == 429:
+            return RetryableCallError(detail, kind="rate_limit", retry_after=wait, status=status, where=where)
+        if status == 408:
+            return RetryableCallError(detail, kind="timeout", retry_after=wait, status=status, where=where)
+        if status >= 500 or status in (409, 425):
+            return RetryableCallError(detail, kind="server", retry_after=wait, status=status, where=where)
+        hint = {401: "check the API key variable", 403: "check the API key's permissions",
+                404: "check the model name and base_url"}.get(status)
+        return FatalCallError(detail, status=status, where=where, hint=hint)
+    if isinstance(exc, openai.APIConnectionError):
+        return RetryableCallError(f"cannot reach the endpoint: {exc.__cause__ or exc}", kind="connection",
+                                  where=where)
+    if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
+        return RetryableCallError(f"the endpoint's answer is malformed: {exc}", kind="malformed", where=where)
+    try:
+        import httpx2 as httpx
+    except ImportError:  # older openai releases use httpx
+        import httpx  # type: ignore[no-redef]
+    if isinstance(exc, httpx.TimeoutException):
+        return RetryableCallError("the call timed out", kind="timeout", where=where)
+    if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
+        return RetryableCallError(f"the connection failed: {exc}", kind="connection", where=where)
+    if isinstance(exc, openai.OpenAIError):
+        return FatalCallError(str(exc), where=where)
+    raise exc
+
+
+# -- cache ------------------------------------------------------------------------
+
+
+class ResponseCache(Protocol):
+    """Where answers are kept by the hash of their request (see :func:`request_key`)."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, value: dict[str, Any]) -> None: ...
+
+
+class MemoryCache:
+    """A dict, for one process."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, dict[str, Any]] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._data.get(key)
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        self._data[key] = value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class SqliteCache:
+    """An SQLite file (WAL), shared by runs and processes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT, created REAL)")
+        self._db.commit()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)", (key, json.dumps(value), time.time()))
+            self._db.commit()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM responses").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def request_key(endpoint: Endpoint, payload: Mapping[str, Any]) -> str:
+    """SHA-256 of the request's content: endpoint, model and the canonical JSON of the body."""
+    doc = {"base_url": endpoint.base_url.rstrip("/"), "model": endpoint.model, "payload": payload}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+# -- the client -------------------------------------------------------------------
+
+
+def _strip_fences(text: str) -> str:
+    t = text.strip()
+    if t.startswith("```"):
+        t = t.split("\n", 1)[1] if "\n" in t else t[3:]
+        t = t.rsplit("```", 1)[0]
+    return t.strip()
+
+
+def _parse_json(text: str, schema: Mapping[str, Any], where: str) -> Any:
+    """The answer as JSON, validated against the schema the request asked for."""
+    import jsonschema
+
+    try:
+        value = json.loads(_strip_fences(text))
+    except ValueError as exc:
+        raise RetryableCallError(f"the answer is not JSON ({exc.msg}): {text[:120]!r}", kind="malformed",
+                                 where=where) from exc
+    try:
+        jsonschema.validate(value, dict(schema))
+    except jsonschema.ValidationError as exc:
+        raise RetryableCallError(f"the answer does not match the output schema: {exc.message}", kind="malformed",
+                                 where=where) from exc
+    return value
+
+
+class ModelClient:
+    """Calls OpenAI-compatible endpoints; one ``AsyncOpenAI`` per (base_url, key), reused.
+
+    ``cache`` (optional) answers repeated requests without calling; ``hedge_after``
+    (optional, seconds) is the default hedging delay of :meth:`chat`.
+    ``default_timeout`` bounds a call that was given no ``timeout``.
+    """
+
+    def __init__(self, *, cache: ResponseCache | None = None, hedge_after: float | None = None,
+                 default_timeout: float = 120.0, max_connections: int = 2048) -> None:
+        self.cache = cache
+        self.hedge_after = hedge_after
+        self.default_timeout = default_timeout
+        self.max_connections = max_connections
+        self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
+
+    def openai_client(self, endpoint: Endpoint) -> AsyncOpenAI:
+        """The (cached) ``AsyncOpenAI`` for an endpoint, with retries off."""
+        key = (endpoint.base_url, endpoint.api_key)
+        client = self._clients.get(key)
+        if client is None:
+            import httpx2
+            import openai
+
+            http = openai.DefaultAsyncHttpxClient(limits=httpx2.Limits(
+                max_connections=self.max_connections, max_keepalive_connections=self.max_connections))
+            client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "none",
+                                        max_retries=0, timeout=self.default_timeout, http_client=http)
+            self._clients[key] = client
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for c in clients:
+            await c.close()
+
+    async def __aenter__(self) -> ModelClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- chat --
+
+    async def chat(self, endpoint: Endpoint, messages: Sequence[Mapping[str, Any]], *,
+                   json_schema: Mapping[str, Any] | None = None, schema_name: str = "output",
+                   max_tokens: int = 256, temperature: float = 0.0, timeout: float | None = None,
+                   stream: bool = False, step: str | None = None, hedge_after: float | None = _UNSET,
+                   use_cache: bool = True, extra_body: Mapping[str, Any] | None = None) -> ChatResult:
+        """One chat completion (one attempt; a hedge, if any, is a second copy of it).
+
+        With ``json_schema`` the request asks for constrained JSON
+        (``response_format: json_schema``) and ``parsed`` holds the validated
+        value; an answer that is not valid JSON for the schema raises
+        ``RetryableCallError(kind="malformed")``.
+        """
+        where = f"step '{step}'" if step else f"model '{endpoint.model}'"
+        payload: dict[str, Any] = {"model": endpoint.model, "messages": [dict(m) for m in messages],
+                                   "max_tokens": max_tokens, "temperature": temperature}
+        if json_schema is not None:
+            payload["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": schema_name, "schema": dict(json_schema), "strict": True}}
+        if extra_body:
+            payload["extra_body"] = dict(extra_body)
+        key = request_key(endpoint, payload) if self.cache is not None and use_cache else None
+        if key is not None:
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is not None:
+                return ChatResult(**{**hit, "cost": 0.0, "latency_s": 0.0, "cached": True, "hedged": False})
+        headers = {STEP_HEADER: step} if step else None
+        wait = self.hedge_after if hedge_after is _UNSET else hedge_after
+        limit = self.default_timeout if timeout is None else timeout
+        t0 = time.perf_counter()
+
+        async def attempt() -> tuple[str, str | None, int, int, str]:
+            return await self._chat_once(endpoint, payload, stream=stream, timeout=limit, headers=headers)
+
+        try:
+            async with asyncio.timeout(limit):
+                (text, finish, n_in, n_out, model), hedged = await _hedge(attempt, wait)
+        except BaseException as exc:  # noqa: BLE001 - classified or re-raised
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise classify_error(exc, where=where) from exc
+        latency = time.perf_counter() - t0
+        parsed = _parse_json(text, json_schema, where) if json_schema is not None else None
+        result = ChatResult(text=text, parsed=parsed, input_tokens=n_in, output_tokens=n_out,
+                            cost=call_cost(endpoint, input_tokens=n_in, output_tokens=n_out), model=model,
+                            latency_s=latency, finish_reason=finish, hedged=hedged)
+        if key is not None and self.cache is not None:
+            self.cache.put(key, {k: v for k, v in asdict(result).items()
+                                 if k not in ("cost", "latency_s", "cached", "hedged")})
+        return result
+
+    async def _chat_once(self, endpoint: Endpoint, payload: Mapping[str, Any], *, stream: bool, timeout: float,
+                         headers: Mapping[str, str] | None) -> tuple[str, str | None, int, int, str]:
+        client = self.openai_client(endpoint)
+        kwargs = dict(payload)
+        extra_body = kwargs.pop("extra_body", None)
+        if stream:
+            kwargs["stream"] = True
+            kwargs["stream_options"] = {"include_usage": True}
+        resp = await client.chat.completions.create(**kwargs, timeout=timeout, extra_headers=headers,
+                                                    extra_body=extra_body)
+        if not stream:
+            choices = getattr(resp, "choices", None)
+            if not choices or getattr(choices[0], "message", None) is None:
+                raise RetryableCallError(f"the answer has no choices: {str(resp)[:120]}", kind="malformed")
+            usage = getattr(resp, "usage", None)
+            return (choices[0].message.content or "", choices[0].finish_reason,
+                    int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0),
+                    getattr(resp, "model", None) or endpoint.model)
+        parts: list[str] = []
+        finish: str | None = None
+        n_in = n_out = 0
+        model = endpoint.model
+        async for chunk in resp:
+            if getattr(chunk, "usage", None) is not None:
+                n_in = int(chunk.usage.prompt_tokens or 0)
+                n_out = int(chunk.usage.completion_tokens or 0)
+            model = getattr(chunk, "model", None) or model
+            for choice in getattr(chunk, "choices", None) or []:
+                if choice.delta is not None and choice.delta.content:
+                    parts.append(choice.delta.content)
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+        if finish is None:
+            raise RetryableCallError("the stream ended before the answer did", kind="malformed")
+        return "".join(parts), finish, n_in, n_out, model
+
+    # -- embeddings --
+
+    async def embed(self, endpoint: Endpoint, texts: Sequence[str], *, timeout: float | None = None,
+                    step: str | None = None, input_type: str | None = None, use_cache: bool = True) -> EmbedResult:
+        """Embeddings of ``texts`` (one attempt). ``input_type`` ("query"/"passage") goes to servers that use it."""
+        where = f"step '{step}'" if step else f"model '{endpoint.model}'"
+        payload: dict[str, Any] = {"model": endpoint.model, "input": list(texts)}
+        if input_type:
+            payload["input_type"] = input_type
+        key = request_key(endpoint, payload) if self.cache is not None and use_cache else None
+        if key is not None and self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return EmbedResult(vectors=np.asarray(hit["vectors"], dtype=np.float32),
+                                   input_tokens=hit["input_tokens"], cost=0.0, model=hit["model"], latency_s=0.0,
+                                   cached=True)
+        client = self.openai_client(endpoint)
+        limit = self.default_timeout if timeout is None else timeout
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(limit):
+                resp = await client.embeddings.create(
+                    model=endpoint.model, input=list(texts), encoding_format="float", timeout=limit,
+                    extra_headers={STEP_HEADER: step} if step else None,
+                    extra_body={"input_type": input_type} if input_type else None)
+            data = sorted(resp.data, key=lambda d: d.index)
+            vectors = np.asarray([d.embedding for d in data], dtype=np.float32)
+            if vectors.ndim != 2 or len(vectors) != len(texts):
+                raise RetryableCallError(f"expected {len(texts)} embeddings, got shape {vectors.shape}",
+                                         kind="malformed")
+        except BaseException as exc:  # noqa: BLE001 - classified or re-raised
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if isinstance(exc, (TypeError, AttributeError)):
+                exc = ValueError(f"unexpected embeddings answer: {exc}")
+            raise classify_error(exc, where=where) from exc
+        n_in = int(getattr(resp.usage, "prompt_tokens", 0) or 0) if getattr(resp, "usage", None) else 0
+        result = EmbedResult(vectors=vectors, input_tokens=n_in,
+                             cost=call_cost(endpoint, input_tokens=n_in, output_tokens=0),
+                             model=getattr(resp, "model", None) or endpoint.model,
+                             latency_s=time.perf_counter() - t0)
+        if key is not None and self.cache is not None:
+            self.cache.put(key, {"vectors": vectors.tolist(), "input_tokens": n_in, "model": result.model})
+        return result
+
+
+async def _hedge(attempt: Callable[[], Awaitable[_T]], hedge_after: float | None) -> tuple[_T, bool]:
+    """Run ``attempt``; if it has not finished after ``hedge_after`` s, race a second copy of it.
+
+    Returns the first successful result and whether a hedge was sent; the
+    loser is cancelled. If both fail, the first failure is raised.
+    """
+    first = asyncio.ensure_future(attempt())
+    if hedge_after is None:
+        return await first, False
+    tasks = {first}
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=hedge_after)
+        if done:
+            return first.result(), False
+        tasks.add(asyncio.ensure_future(attempt()))
+        error: BaseException | None = None
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.exception() is None:
+                    return task.result(), True
+                error = error or task.exception()
+        assert error is not None
+        raise error
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+
+
+# -- endpoints of a workflow ------------------------------------------------------------
+
+
+def resolve_endpoint(workflow: Workflow | None, model_id: str, *, env: Mapping[str, str] | None = None) -> Endpoint:
+    """Where a step's ``model`` is served.
+
+    A model declared in the workflow's ``models:`` with ``base_url: local`` (the
+    default) is the local server of its kind, started if none runs; any other
+    ``base_url`` is used as is, with the key from ``api_key_env``. A model the
+    workflow does not declare goes to ``OPENAI_BASE_URL`` (default OpenAI) with
+    ``OPENAI_API_KEY``.
+    """
+    env = os.environ if env is None else env
+    declared = workflow.models.get(model_id) if workflow is not None else None
+    if declared is None:
+        key = env.get("OPENAI_API_KEY")
+        if not key:
+            raise InputError(f"model '{model_id}' is not declared under `models:` and OPENAI_API_KEY is not set",
+                             where=f"model '{model_id}'",
+                             hint="declare it with `base_url: local` to use the local models, or export "
+                                  "OPENAI_API_KEY (and OPENAI_BASE_URL for another server)")
+        return Endpoint(base_url=env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1", model=model_id,
+                        kind="chat", api_key=key)
+    kind: Literal["chat", "embedding"] = "embedding" if declared.kind in ("embedding", "embed") else "chat"
+    prices = {"price_input": declared.price_input, "price_output": declared.price_output,
+              "price_call": declared.price_call}
+    if declared.base_url in ("local", "", None):
+        from petriflow.execute.servers import ensure_local
+
+        local = ensure_local(chat=kind == "chat", embed=kind == "embedding")[kind]
+        return Endpoint(base_url=local.base_url, model=local.model, kind=kind, api_key=local.api_key, **prices)
+    key = "none"
+    if declared.api_key_env:
+        key = env.get(declared.api_key_env, "")
+        if not key:
+            raise InputError(f"the API key variable {declared.api_key_env} is not set", where=f"model '{model_id}'",
+                             hint=f"export {declared.api_key_env}=... before running")
+    return Endpoint(base_url=declared.base_url, model=declared.name, kind=kind, api_key=key, **prices)

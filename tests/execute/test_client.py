@@ -1,0 +1,334 @@
+"""The model client against a real HTTP server that misbehaves on request (the fault server).
+
+Each test counts requests at the server, so "one attempt per call" and "no
+hidden retries" are checked where they happen, on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from petriflow.errors import InputError, ModelCallError
+from petriflow.execute.client import (
+    STEP_HEADER,
+    ChatResult,
+    FatalCallError,
+    MemoryCache,
+    ModelClient,
+    RetryableCallError,
+    SqliteCache,
+    parse_retry_after,
+    request_key,
+    resolve_endpoint,
+)
+from petriflow.execute.servers import Endpoint
+from petriflow.spec.model import ModelEndpoint, Step, Workflow
+
+from .fault_server import FaultServer
+
+T = TypeVar("T")
+USER = [{"role": "user", "content": "what is a petri net"}]
+
+
+def run(fn: Callable[[ModelClient], Awaitable[T]], **client_kw: Any) -> T:
+    """Run ``fn(client)`` on a fresh loop with a fresh client (clients belong to one loop)."""
+
+    async def main() -> T:
+        async with ModelClient(**client_kw) as client:
+            return await fn(client)
+
+    return asyncio.run(main())
+
+
+def ep(fs: FaultServer, **prices: float) -> Endpoint:
+    return Endpoint(base_url=fs.base_url, model="fault-model", kind="chat", api_key="k", **prices)
+
+
+def fail(fs: FaultServer, fault: str, **kw: Any) -> ModelCallError:
+    """Make one call that the server answers with ``fault``; return what the client raised."""
+    fs.add_rule("*", [fault])
+    with pytest.raises(ModelCallError) as info:
+        run(lambda c: c.chat(ep(fs), USER, step="s", **kw))
+    assert fs.counts()["total"] == 1, "exactly one request: the client must not retry on its own"
+    return info.value
+
+
+# -- answers, usage, cost -----------------------------------------------------------
+
+
+def test_chat_returns_text_usage_and_cost(fault_server: FaultServer) -> None:
+    r = run(lambda c: c.chat(ep(fault_server, price_input=2.0, price_output=10.0, price_call=0.5), USER, step="ask"))
+    assert r.text == "echo: what is a petri net"
+    assert (r.input_tokens, r.output_tokens) == (5, 6)  # the fault server counts words
+    assert r.cost == pytest.approx((5 * 2.0 + 6 * 10.0) / 1e6 + 0.5)
+    assert r.finish_reason == "stop" and r.parsed is None and r.model == "fault-model"
+    assert r.latency_s > 0 and not r.cached and not r.hedged
+    counts = fault_server.counts()
+    assert counts["steps"] == {"ask": 1} and counts["paths"] == {"/v1/chat/completions": 1}
+
+
+def test_streaming_counts_usage_like_a_plain_call(fault_server: FaultServer) -> None:
+    plain = run(lambda c: c.chat(ep(fault_server, price_input=1.0), USER))
+    streamed = run(lambda c: c.chat(ep(fault_server, price_input=1.0), USER, stream=True))
+    assert streamed.text == plain.text
+    assert (streamed.input_tokens, streamed.output_tokens) == (plain.input_tokens, plain.output_tokens) == (5, 6)
+    assert streamed.cost == plain.cost > 0
+    assert streamed.finish_reason == "stop"
+
+
+def test_max_tokens_cuts_the_answer(fault_server: FaultServer) -> None:
+    r = run(lambda c: c.chat(ep(fault_server), USER, max_tokens=2))
+    assert r.finish_reason == "length" and r.output_tokens == 2 and r.text == "echo: what"
+
+
+SCHEMA = {"type": "object", "required": ["label", "score"], "additionalProperties": False,
+          "properties": {"label": {"enum": ["code", "general"]}, "score": {"type": "number"}}}
+
+
+def test_json_schema_output_is_parsed_and_validated(fault_server: FaultServer) -> None:
+    r = run(lambda c: c.chat(ep(fault_server), USER, json_schema=SCHEMA))
+    assert r.parsed == {"label": "code", "score": 0.5} == json.loads(r.text)
+
+
+def test_json_in_a_code_fence_is_accepted(fault_server: FaultServer) -> None:
+    fault_server.add_rule("*", reply='```json\n{"label": "general", "score": 1}\n```')
+    assert run(lambda c: c.chat(ep(fault_server), USER, json_schema=SCHEMA)).parsed == {"label": "general", "score": 1}
+
+
+@pytest.mark.parametrize("reply", ['{"label": "poetry", "score": 1}', "not json at all", '{"label": "code"}'])
+def test_output_that_breaks_the_schema_is_malformed(fault_server: FaultServer, reply: str) -> None:
+    fault_server.add_rule("*", reply=reply)
+    with pytest.raises(RetryableCallError) as info:
+        run(lambda c: c.chat(ep(fault_server), USER, json_schema=SCHEMA))
+    assert info.value.kind == "malformed"
+
+
+# -- failures, classified -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fault", "wait"), [("429:2", 2.0), ("429:0.25", 0.25), ("429ms:1500", 1.5)])
+def test_429_is_a_rate_limit_with_the_servers_wait(fault_server: FaultServer, fault: str, wait: float) -> None:
+    err = fail(fault_server, fault)
+    assert isinstance(err, RetryableCallError) and err.kind == "rate_limit" and err.status == 429
+    assert err.retry_after == pytest.approx(wait)
+    assert err.where == "step 's'"
+
+
+def test_429_with_an_http_date(fault_server: FaultServer) -> None:
+    err = fail(fault_server, "429date:30")
+    assert isinstance(err, RetryableCallError) and err.kind == "rate_limit"
+    assert err.retry_after is not None and 28.0 <= err.retry_after <= 31.0  # HTTP dates have 1 s resolution
+
+
+@pytest.mark.parametrize("fault", ["500", "502", "503"])
+def test_5xx_is_a_retryable_server_error(fault_server: FaultServer, fault: str) -> None:
+    err = fail(fault_server, fault)
+    assert isinstance(err, RetryableCallError) and err.kind == "server" and err.status == int(fault)
+    assert err.retry_after is None
+
+
+@pytest.mark.parametrize("fault", ["400", "401", "404", "422"])
+def test_4xx_is_fatal(fault_server: FaultServer, fault: str) -> None:
+    err = fail(fault_server, fault)
+    assert isinstance(err, FatalCallError) and not isinstance(err, RetryableCallError)
+    assert err.status == int(fault)
+
+
+def test_a_hanging_server_is_a_timeout(fault_server: FaultServer) -> None:
+    err = fail(fault_server, "hang", timeout=0.3)
+    assert isinstance(err, RetryableCallError) and err.kind == "timeout"
+
+
+def test_a_hanging_stream_is_a_timeout(fault_server: FaultServer) -> None:
+    err = fail(fault_server, "hang", timeout=0.3, stream=True)
+    assert isinstance(err, RetryableCallError) and err.kind == "timeout"
+
+
+@pytest.mark.parametrize("fault", ["malformed", "badshape"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_malformed_answers(fault_server: FaultServer, fault: str, stream: bool) -> None:
+    err = fail(fault_server, fault, stream=stream)
+    assert isinstance(err, RetryableCallError) and err.kind == "malformed"
+
+
+def test_a_dropped_connection(fault_server: FaultServer) -> None:
+    err = fail(fault_server, "drop")
+    assert isinstance(err, RetryableCallError) and err.kind == "connection"
+
+
+def test_a_server_that_is_down() -> None:
+    with socket.socket() as s:  # a port that was free a moment ago and has no listener
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = Endpoint(base_url=f"http://127.0.0.1:{port}/v1", model="m")
+    with pytest.raises(RetryableCallError) as info:
+        run(lambda c: c.chat(down, USER, timeout=5))
+    assert info.value.kind == "connection"
+    with pytest.raises(RetryableCallError) as info:
+        run(lambda c: c.embed(down.__class__(base_url=down.base_url, model="m", kind="embedding"), ["x"]))
+    assert info.value.kind == "connection"
+
+
+def test_the_failure_is_recovered_by_the_next_call(fault_server: FaultServer) -> None:
+    fault_server.add_rule("flaky", ["500", "429:0"])
+
+    async def three(c: ModelClient) -> list[str]:
+        outcomes = []
+        for _ in range(3):
+            try:
+                await c.chat(ep(fault_server), USER, step="flaky")
+                outcomes.append("ok")
+            except RetryableCallError as e:
+                outcomes.append(e.kind)
+        return outcomes
+
+    assert run(three) == ["server", "rate_limit", "ok"]
+    assert fault_server.counts()["steps"] == {"flaky": 3}
+
+
+@given(st.floats(min_value=0, max_value=1e6, allow_nan=False))
+def test_retry_after_seconds_and_milliseconds(seconds: float) -> None:
+    assert parse_retry_after({"Retry-After": repr(seconds)}) == pytest.approx(seconds)
+    assert parse_retry_after({"retry-after-ms": repr(seconds * 1000)}) == pytest.approx(seconds)
+
+
+def test_retry_after_edge_cases() -> None:
+    assert parse_retry_after(None) is None and parse_retry_after({}) is None
+    assert parse_retry_after({"Retry-After": "soon"}) is None
+    assert parse_retry_after({"Retry-After": "-3"}) == 0.0
+    assert parse_retry_after({"retry-after-ms": "500", "retry-after": "9"}) == 0.5  # the finer one wins
+    assert parse_retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, now=1445412470.0) == 10.0
+
+
+# -- embeddings -----------------------------------------------------------------------
+
+
+def test_embeddings_shape_usage_and_similarity(fault_server: FaultServer) -> None:
+    e = Endpoint(base_url=fault_server.base_url, model="fault-model", kind="embedding", price_input=1.0)
+    texts = ["reverse a python list", "reverse a python list please", "population of france"]
+    r = run(lambda c: c.embed(e, texts, step="classify"))
+    assert r.vectors.shape == (3, 64) and r.vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(r.vectors, axis=1), 1.0, atol=1e-5)
+    sims = r.vectors @ r.vectors[0]
+    assert sims[1] > sims[2]
+    assert r.input_tokens == 12 and r.cost == pytest.approx(12 / 1e6)  # words: 4 + 5 + 3
+    assert fault_server.counts()["steps"] == {"classify": 1}
+
+
+def test_malformed_embeddings(fault_server: FaultServer) -> None:
+    fault_server.add_rule("*", ["malformed"])
+    e = Endpoint(base_url=fault_server.base_url, model="fault-model", kind="embedding")
+    with pytest.raises(RetryableCallError) as info:
+        run(lambda c: c.embed(e, ["x"]))
+    assert info.value.kind == "malformed"
+
+
+# -- cache and hedging ------------------------------------------------------------------
+
+
+def test_cache_answers_a_repeated_request_without_calling(fault_server: FaultServer) -> None:
+    cache = MemoryCache()
+
+    async def calls(c: ModelClient) -> list[ChatResult]:
+        return [await c.chat(ep(fault_server, price_input=1.0), USER),
+                await c.chat(ep(fault_server, price_input=1.0), USER),
+                await c.chat(ep(fault_server, price_input=1.0), USER, max_tokens=3)]
+
+    first, again, other = run(calls, cache=cache)
+    assert not first.cached and again.cached and not other.cached
+    assert again.text == first.text and again.input_tokens == first.input_tokens and again.cost == 0.0
+    assert fault_server.counts()["total"] == 2 and len(cache) == 2
+
+
+def test_sqlite_cache_survives_the_client(fault_server: FaultServer, tmp_path: Any) -> None:
+    path = tmp_path / "cache.sqlite"
+    run(lambda c: c.chat(ep(fault_server), USER, json_schema=SCHEMA), cache=SqliteCache(path))
+    again = run(lambda c: c.chat(ep(fault_server), USER, json_schema=SCHEMA), cache=SqliteCache(path))
+    assert again.cached and again.parsed == {"label": "code", "score": 0.5}
+    assert fault_server.counts()["total"] == 1
+
+
+def test_request_key_depends_on_content_only() -> None:
+    a = Endpoint(base_url="http://h/v1", model="m")
+    assert request_key(a, {"x": 1, "y": [1, 2]}) == request_key(a, {"y": [1, 2], "x": 1})
+    assert request_key(a, {"x": 1}) != request_key(a, {"x": 2})
+    assert request_key(a, {"x": 1}) != request_key(Endpoint(base_url="http://h/v1", model="n"), {"x": 1})
+
+
+def test_hedge_takes_the_faster_copy(fault_server: FaultServer) -> None:
+    fault_server.add_rule("*", ["slow:3"])  # the first copy is slow, the hedge is not
+    r = run(lambda c: c.chat(ep(fault_server), USER, hedge_after=0.05))
+    assert r.hedged and r.text == "echo: what is a petri net"
+    assert fault_server.counts()["total"] == 2
+
+
+def test_no_hedge_when_the_answer_is_quick(fault_server: FaultServer) -> None:
+    r = run(lambda c: c.chat(ep(fault_server), USER), hedge_after=10.0)
+    assert not r.hedged and fault_server.counts()["total"] == 1
+
+
+def test_hedge_survives_a_failing_first_copy(fault_server: FaultServer) -> None:
+    fault_server.add_rule("*", ["hang", "ok"])
+    r = run(lambda c: c.chat(ep(fault_server), USER, hedge_after=0.05, timeout=5))
+    assert r.hedged and fault_server.counts()["total"] == 2
+
+
+def test_many_concurrent_calls_share_one_client(fault_server: FaultServer) -> None:
+    fault_server.set_delay(0.02)
+
+    async def many(c: ModelClient) -> list[ChatResult]:
+        return await asyncio.gather(*(c.chat(ep(fault_server), [{"role": "user", "content": f"q{i}"}])
+                                      for i in range(200)))
+
+    results = run(many)
+    assert sorted(r.text for r in results) == sorted(f"echo: q{i}" for i in range(200))
+    counts = fault_server.counts()
+    assert counts["total"] == 200 and all(n == 1 for n in counts["prompts"].values())
+
+
+def test_step_header_name() -> None:
+    assert STEP_HEADER.lower() == "x-petriflow-step"
+
+
+# -- endpoints of a workflow ----------------------------------------------------------------
+
+
+def _wf(**models: ModelEndpoint) -> Workflow:
+    return Workflow(name="w", steps=(Step(id="a", kind="chat", model="m"),), models=models)
+
+
+def test_undeclared_model_uses_the_openai_variables() -> None:
+    got = resolve_endpoint(_wf(), "gpt-x", env={"OPENAI_API_KEY": "sk", "OPENAI_BASE_URL": "http://h:1/v1"})
+    assert got == Endpoint(base_url="http://h:1/v1", model="gpt-x", kind="chat", api_key="sk")
+    assert resolve_endpoint(None, "gpt-x", env={"OPENAI_API_KEY": "sk"}).base_url == "https://api.openai.com/v1"
+    with pytest.raises(InputError, match="OPENAI_API_KEY"):
+        resolve_endpoint(_wf(), "gpt-x", env={})
+
+
+def test_declared_remote_model_takes_its_key_and_prices() -> None:
+    m = ModelEndpoint(id="m", name="served-name", base_url="http://vllm:8000/v1", api_key_env="VLLM_KEY",
+                      kind="embedding", price_input=0.5, price_call=0.01)
+    got = resolve_endpoint(_wf(m=m), "m", env={"VLLM_KEY": "secret"})
+    assert got == Endpoint(base_url="http://vllm:8000/v1", model="served-name", kind="embedding",
+                           api_key="secret", price_input=0.5, price_output=0.0, price_call=0.01)
+    with pytest.raises(InputError, match="VLLM_KEY") as info:
+        resolve_endpoint(_wf(m=m), "m", env={})
+    assert info.value.where == "model 'm'"
+
+
+@pytest.mark.local_models
+def test_declared_local_model_is_the_local_server(local_models: dict[str, Endpoint]) -> None:
+    wf = _wf(chat=ModelEndpoint(id="chat", name="SmolLM2", price_output=0.3),
+             e5=ModelEndpoint(id="e5", name="e5", kind="embedding"))
+    chat = resolve_endpoint(wf, "chat", env={})
+    assert chat.base_url == local_models["chat"].base_url and chat.price_output == 0.3 and chat.kind == "chat"
+    assert resolve_endpoint(wf, "e5", env={}).base_url == local_models["embedding"].base_url
