@@ -1,0 +1,92 @@
+"""Engine properties: reproducibility, the two clocks agree, failures and queues are accounted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from petriflow.errors import ProfileError
+from petriflow.simulate import Load, Profile, simulate
+from petriflow.spec import load, loads
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def qa() -> tuple:
+    wf = load(ROOT / "models" / "qa_router.yaml")
+    return wf, Profile.load(ROOT / "models" / "qa_router.profile.yaml", workflow=wf)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(qa: tuple) -> None:
+    wf, prof = qa
+    a = simulate(wf, prof, cases=3000, load=Load.poisson(2.0), seed=7)
+    b = simulate(wf, prof, cases=3000, load=Load.poisson(2.0), seed=7)
+    c = simulate(wf, prof, cases=3000, load=Load.poisson(2.0), seed=8)
+    assert a.to_json() == b.to_json()
+    np.testing.assert_array_equal(a.latencies, b.latencies)
+    assert a.latency.mean != c.latency.mean
+
+
+def test_fast_clock_and_simpy_kernel_give_identical_runs() -> None:
+    """Failures, retries with jitter, timeouts, a fallback, rate limits and queueing: event for event."""
+    wf = loads("""
+name: busy
+models: {m: {name: m, price_input: 1, price_output: 2}}
+resources: {llm: {capacity: 2, requests_per_minute: 90, tokens_per_minute: 20000}}
+steps:
+  - id: pick
+    kind: classify
+    route: [{when: a, to: a, p: 0.6}, {when: b, to: b, p: 0.4}]
+    latency: {dist: exponential, mean: 0.05}
+  - {id: a, kind: chat, model: m, uses: [llm], failure_rate: 0.2, timeout: 2.5,
+     retry: {max_attempts: 3, backoff: 0.3}, fallback: a_cheap,
+     latency: {dist: lognormal, mu: 0.0, sigma: 0.6}, tokens: {input: 100, output: {dist: exponential, mean: 200}}}
+  - {id: a_cheap, kind: tool, latency: 0.2}
+  - {id: b, kind: chat, model: m, uses: [llm], latency: {dist: gamma, shape: 2, scale: 0.5}, tokens: {input: 50, output: 80}}
+  - {id: done, kind: python, after_any: [a, b]}
+""")
+    fast = simulate(wf, cases=2000, load=Load.poisson(1.2), seed=3)
+    kernel = simulate(wf, cases=2000, load=Load.poisson(1.2), seed=3, backend="simpy")
+    np.testing.assert_array_equal(fast.latencies, kernel.latencies)
+    np.testing.assert_array_equal(fast.costs, kernel.costs)
+    assert fast.to_json() == kernel.to_json()
+    assert fast.critical_path["a_cheap"] > 0  # the fallback was exercised
+    assert fast.queue_length["llm"] > 0
+
+
+def test_failed_cases_are_counted_apart_and_release_their_resources() -> None:
+    wf = loads("""
+name: doomed
+resources: {r: {capacity: 1}}
+steps:
+  - {id: x, kind: tool, uses: [r], failure_rate: 1.0, latency: 1}
+""")
+    res = simulate(wf, cases=20, load=Load.poisson(0.1), seed=0)
+    assert (res.cases, res.failed) == (0, 20)
+    assert np.isnan(res.latency.mean)
+
+
+def test_closed_population_bounds_concurrency() -> None:
+    wf = loads("""
+name: closed
+resources: {r: {capacity: 10}}
+steps:
+  - {id: x, kind: tool, uses: [r], latency: 1}
+""")
+    res = simulate(wf, cases=300, load=Load.closed(users=3, think=1.0), seed=0, warmup=0)
+    np.testing.assert_allclose(res.latencies, 1.0)  # never more than 3 of 10 units in use: no waiting
+    assert res.throughput == pytest.approx(1.5, rel=0.01)  # 3 users, 2 s per cycle
+    assert res.utilization["r"] == pytest.approx(0.15, rel=0.02)
+
+
+def test_bad_arguments_raise_profile_errors() -> None:
+    wf = loads("name: one\nsteps: [{id: x, kind: tool}]\n")
+    with pytest.raises(ProfileError, match="at least 1 case"):
+        simulate(wf, cases=0)
+    with pytest.raises(ProfileError, match="rate"):
+        Load.poisson(0)
+    with pytest.raises(ProfileError, match="backend"):
+        simulate(wf, cases=1, backend="ray")
