@@ -1,0 +1,227 @@
+"""Fit a :class:`Profile` from execution traces: the loop from running back to simulating.
+
+A trace is JSON lines, one record per step execution (attempt), as the
+executor writes them::
+
+    {"run_id": "r1", "case": "c17", "step": "code", "start": 1732572000.12, "end": 1732572002.31,
+     "attempt": 1, "outcome": "ok", "model": "smollm2", "input_tokens": 61, "output_tokens": 144,
+     "cost": 0.0000493, "branch": null}
+
+What is fitted, per step:
+
+* latency, from ``end - start`` of attempts with outcome ``ok`` (failed
+  attempts end early and timeouts are cut off, so they say little about
+  how long a success takes): exponential, lognormal and gamma by maximum
+  likelihood (``scipy.stats``, location fixed at 0), the family with the
+  lowest AIC wins; with fewer than ``min_samples`` values, or when even the
+  best family is rejected by a Kolmogorov-Smirnov test at level 0.001, the
+  measurements themselves (``empirical``); all equal values give ``fixed``;
+* input and output tokens, the same way;
+* the failure rate: ``error`` and ``timeout`` attempts over all attempts
+  except ``fallback`` records (which are the fallback's own runs);
+* branch probabilities: frequencies of ``branch`` over the step's ``ok``
+  records; with a workflow, a loop step's loop label gives its loop probability;
+* per model: when a step ran on several models, each with enough records
+  gets its own entry under ``models`` (what ``sweep`` switches between).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from petriflow.errors import ProfileError
+from petriflow.simulate.distributions import Dist, Empirical, Exponential, Fixed, Gamma, LogNormal
+from petriflow.simulate.profile import FitQuality, Profile, StepProfile
+from petriflow.spec.model import Workflow
+
+__all__ = ["TRACE_FIELDS", "read_traces", "fit_dist", "fit"]
+
+TRACE_FIELDS: Mapping[str, tuple[type, ...]] = MappingProxyType({
+    "run_id": (str,), "case": (str,), "step": (str,), "start": (int, float), "end": (int, float),
+    "attempt": (int,), "outcome": (str,), "model": (str, type(None)), "input_tokens": (int, type(None)),
+    "output_tokens": (int, type(None)), "cost": (int, float, type(None)), "branch": (str, type(None)),
+})
+OUTCOMES = ("ok", "error", "timeout", "fallback")
+
+
+def read_traces(path: str | Path) -> list[dict[str, Any]]:
+    """Read and check a JSONL trace file; a bad line raises :class:`ProfileError` naming ``file:line``."""
+    p = Path(path)
+    try:
+        lines = p.read_text().splitlines()
+    except OSError as e:
+        raise ProfileError(f"cannot read traces: {e.strerror}", where=str(p), hint="check the path") from None
+    records = []
+    for i, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+            except ValueError as e:
+                raise ProfileError(f"not a JSON object: {e}", where=f"{p}:{i}", hint="one JSON record per line") from None
+            records.append(check_record(rec, where=f"{p}:{i}"))
+    if not records:
+        raise ProfileError("the trace file has no records", where=str(p))
+    return records
+
+
+def check_record(rec: Any, *, where: str) -> dict[str, Any]:
+    """One trace record, checked against :data:`TRACE_FIELDS` (missing optional fields become null)."""
+    if not isinstance(rec, dict):
+        raise ProfileError("a trace record must be a JSON object", where=where)
+    out = {}
+    for key, types in TRACE_FIELDS.items():
+        value = rec.get(key)
+        if key not in rec and type(None) not in types:
+            raise ProfileError(f"trace record lacks `{key}`", where=where,
+                               hint=f"fields: {', '.join(TRACE_FIELDS)}")
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ProfileError(f"`{key}` has the wrong type ({type(value).__name__})", where=where,
+                               hint=f"expected {' or '.join(t.__name__ for t in types)}")
+        out[key] = value
+    if out["outcome"] not in OUTCOMES:
+        raise ProfileError(f"unknown outcome {out['outcome']!r}", where=where, hint=f"one of {', '.join(OUTCOMES)}")
+    if out["end"] < out["start"]:
+        raise ProfileError("record ends before it starts", where=where)
+    return out
+
+
+def fit_dist(values: Iterable[float], *, min_samples: int = 20) -> tuple[Dist, FitQuality]:
+    """The best-fitting family for ``values`` by AIC, with its KS statistic (see the module docstring)."""
+    from scipy import stats
+
+    x = np.asarray(list(values), dtype=float)
+    n = int(x.size)
+    if n == 0:
+        raise ProfileError("nothing to fit")
+    if np.all(x == x[0]):
+        return Fixed(float(x[0])), FitQuality("fixed", n, 0.0, 1.0)
+    if n < min_samples:
+        return Empirical(tuple(x.tolist())), FitQuality("empirical", n, 0.0, 1.0)
+    candidates: dict[str, tuple[Dist, Any, int]] = {}
+    scale = float(x.mean())
+    candidates["exponential"] = (Exponential(scale), stats.expon(scale=scale), 1)
+    if x.min() > 0:
+        s, _, sc = stats.lognorm.fit(x, floc=0)
+        candidates["lognormal"] = (LogNormal(math.log(sc), s), stats.lognorm(s, scale=sc), 2)
+        a, _, sc = stats.gamma.fit(x, floc=0)
+        candidates["gamma"] = (Gamma(a, sc), stats.gamma(a, scale=sc), 2)
+    aic = {name: 2 * k - 2 * float(np.sum(frozen.logpdf(x))) for name, (_, frozen, k) in candidates.items()}
+    best = min(aic, key=lambda name: aic[name])
+    dist, frozen, _ = candidates[best]
+    ks = stats.kstest(x, frozen.cdf)
+    aic_ro = MappingProxyType({k: round(v, 3) for k, v in aic.items()})
+    if ks.pvalue < 0.001:
+        return Empirical(tuple(x.tolist())), FitQuality("empirical", n, float(ks.statistic), float(ks.pvalue), aic_ro)
+    return dist, FitQuality(best, n, float(ks.statistic), float(ks.pvalue), aic_ro)
+
+
+def _fit_step(recs: list[dict[str, Any]], min_samples: int) -> tuple[StepProfile, dict[str, FitQuality]]:
+    ok = [r for r in recs if r["outcome"] == "ok"]
+    attempts = [r for r in recs if r["outcome"] != "fallback"]
+    quality: dict[str, FitQuality] = {}
+    latency: Dist = Fixed(0.0)
+    if ok:
+        latency, quality["latency"] = fit_dist([r["end"] - r["start"] for r in ok], min_samples=min_samples)
+    tokens: dict[str, Dist | None] = {}
+    for k in ("input", "output"):
+        vals = [r[f"{k}_tokens"] for r in ok if r[f"{k}_tokens"] is not None]
+        tokens[k] = None
+        if vals:
+            tokens[k], quality[f"{k}_tokens"] = fit_dist(vals, min_samples=min_samples)
+    failures = sum(r["outcome"] in ("error", "timeout") for r in attempts)
+    models = Counter(r["model"] for r in ok if r["model"])
+    return StepProfile(
+        latency=latency, input_tokens=tokens["input"], output_tokens=tokens["output"],
+        failure_rate=failures / len(attempts) if attempts else 0.0,
+        model=models.most_common(1)[0][0] if models else None,
+    ), quality
+
+
+def fit(traces: Iterable[Mapping[str, Any]] | str | Path, *, workflow: Workflow | None = None,
+        min_samples: int = 20) -> Profile:
+    """A profile fitted from trace records (or a JSONL file); ``quality`` holds each fit's KS statistic.
+
+    With ``workflow``, its annotations fill what the traces do not cover and
+    loop and map statistics are read in its terms.
+    """
+    if isinstance(traces, (str, Path)):
+        records = read_traces(traces)
+    else:
+        records = [check_record(dict(r), where=f"record {i + 1}") for i, r in enumerate(traces)]
+    by_step: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_step[r["step"]].append(r)
+    steps: dict[str, StepProfile] = {}
+    quality: dict[str, Mapping[str, FitQuality]] = {}
+    routes: dict[str, dict[str, float]] = {}
+    loops: dict[str, float] = {}
+    items: dict[str, Dist] = {}
+    for sid, recs in by_step.items():
+        sp, q = _fit_step(recs, min_samples)
+        per_model = Counter(r["model"] for r in recs if r["model"] and r["outcome"] == "ok")
+        if len(per_model) > 1:
+            alts = {m: _fit_step([r for r in recs if r["model"] == m], min_samples)[0]
+                    for m, k in per_model.items() if k >= min_samples}
+            sp = StepProfile(**{**vars(sp), "by_model": MappingProxyType(alts)})
+        steps[sid] = sp
+        quality[sid] = MappingProxyType(q)
+        branches = Counter(r["branch"] for r in recs if r["outcome"] == "ok" and r["branch"] is not None)
+        step = _step_or_none(workflow, sid)
+        loop_label = step.loop.when if step is not None and step.loop is not None else None
+        if loop_label is not None and branches:
+            loops[sid] = _share(branches, loop_label)
+            branches.pop(loop_label, None)
+        if branches and (step is None or step.route):
+            total = sum(branches.values())
+            routes[sid] = {b: k / total for b, k in sorted(branches.items())}
+        if step is not None and step.map is not None:
+            per_case = Counter((r["run_id"], r["case"]) for r in recs if r["attempt"] == 1 and r["outcome"] != "fallback")
+            if per_case:
+                items[sid] = Empirical(tuple(float(k) for k in per_case.values()))
+    if items:
+        steps.update({sid: StepProfile(**{**vars(steps[sid]), "items": d}) for sid, d in items.items()})
+    doc_routes = {sid: MappingProxyType(p) for sid, p in routes.items()}
+    if workflow is not None:
+        base = Profile.from_workflow(workflow)
+        for sid, route in doc_routes.items():
+            labels = {b.when for b in workflow.step(sid).route}
+            missing = labels - set(route)
+            if set(route) - labels:
+                raise ProfileError(f"traces of '{sid}' name branches {sorted(set(route) - labels)} the workflow lacks",
+                                   where=f"step '{sid}'", hint="fit traces of this workflow, or update it")
+            if missing:  # never observed: probability 0, said explicitly
+                doc_routes[sid] = MappingProxyType({**route, **{m: 0.0 for m in missing}})
+        merged_steps = dict(base.steps)
+        for sid, sp in steps.items():
+            old = merged_steps.get(sid)
+            if old is not None and sp.model is None:
+                sp = StepProfile(**{**vars(sp), "model": old.model})
+            merged_steps[sid] = sp
+        return Profile(steps=MappingProxyType(merged_steps), routes=MappingProxyType({**base.routes, **doc_routes}),
+                       loops=MappingProxyType({**base.loops, **loops}), models=base.models,
+                       resources=base.resources, quality=MappingProxyType(quality))
+    return Profile(steps=MappingProxyType(steps), routes=MappingProxyType(doc_routes), loops=MappingProxyType(loops),
+                   quality=MappingProxyType(quality))
+
+
+def _share(counts: Counter[str], label: str) -> float:
+    total = sum(counts.values())
+    return counts.get(label, 0) / total if total else 0.0
+
+
+def _step_or_none(wf: Workflow | None, sid: str) -> Any:
+    if wf is None:
+        return None
+    try:
+        return wf.step(sid)
+    except KeyError:
+        raise ProfileError(f"traces name step '{sid}', which the workflow does not have", where=f"step '{sid}'",
+                           hint="fit traces of this workflow") from None

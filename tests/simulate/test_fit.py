@@ -1,0 +1,125 @@
+"""`fit` recovers known parameters from traces generated from known distributions, and picks the family."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from petriflow.errors import ProfileError
+from petriflow.simulate import Profile, simulate
+from petriflow.simulate.distributions import Exponential, Gamma, LogNormal
+from petriflow.simulate.fit import fit, fit_dist, read_traces
+from petriflow.spec import loads
+
+
+def traces(n: int, seed: int = 0) -> list[dict]:
+    """Synthetic executor traces: `pick` routes 70/30, `slow` is lognormal and fails 10% of attempts."""
+    rng = np.random.default_rng(seed)
+    out, t = [], 1.7e9
+    for i in range(n):
+        case = f"c{i}"
+        branch = "fast" if rng.random() < 0.7 else "slow"
+        d = rng.exponential(0.2)
+        out.append({"run_id": "r", "case": case, "step": "pick", "start": t, "end": t + d, "attempt": 1,
+                    "outcome": "ok", "model": "e5", "input_tokens": 12, "output_tokens": 0, "cost": None,
+                    "branch": branch})
+        t += d
+        if branch == "slow":
+            attempt = 1
+            while True:
+                d = rng.lognormal(0.5, 0.4)
+                failed = rng.random() < 0.1
+                out.append({"run_id": "r", "case": case, "step": "slow", "start": t, "end": t + d,
+                            "attempt": attempt, "outcome": "error" if failed else "ok", "model": "big",
+                            "input_tokens": 100, "output_tokens": int(rng.gamma(3.0, 50.0)) + 1,
+                            "cost": 0.001, "branch": None})
+                t += d
+                attempt += 1
+                if not failed:
+                    break
+        else:
+            d = rng.gamma(3.0, 0.1)
+            out.append({"run_id": "r", "case": case, "step": "fast", "start": t, "end": t + d, "attempt": 1,
+                        "outcome": "ok", "model": "small", "input_tokens": 50, "output_tokens": 20, "cost": None,
+                        "branch": None})
+    return out
+
+
+WF = """
+name: fitted
+steps:
+  - id: pick
+    kind: classify
+    route: [{when: fast, to: fast, p: 0.5}, {when: slow, to: slow, p: 0.5}]
+  - {id: fast, kind: tool}
+  - {id: slow, kind: tool, retry: {max_attempts: 5, backoff: 0.01, jitter: false}}
+  - {id: out, kind: python, after_any: [fast, slow]}
+"""
+
+
+@pytest.mark.parametrize(("truth", "family"), [
+    (Exponential(2.0), "exponential"), (LogNormal(0.5, 0.4), "lognormal"), (Gamma(3.0, 0.5), "gamma")])
+def test_fit_dist_picks_the_family_and_recovers_the_mean(truth, family: str) -> None:
+    x = truth.sample(np.random.default_rng(1), 3000)
+    dist, q = fit_dist(x)
+    assert q.family == family, q.aic
+    assert dist.mean == pytest.approx(truth.mean, rel=0.05)
+    assert q.ks < 0.03 and q.n == 3000
+
+
+def test_fit_dist_parameters_within_tolerance() -> None:
+    dist, _ = fit_dist(LogNormal(0.5, 0.4).sample(np.random.default_rng(2), 5000))
+    assert isinstance(dist, LogNormal)
+    assert dist.mu == pytest.approx(0.5, abs=0.03) and dist.sigma == pytest.approx(0.4, abs=0.02)
+    dist, _ = fit_dist(Gamma(3.0, 0.5).sample(np.random.default_rng(3), 5000))
+    assert isinstance(dist, Gamma)
+    assert dist.shape == pytest.approx(3.0, rel=0.08) and dist.scale == pytest.approx(0.5, rel=0.08)
+
+
+def test_fit_dist_falls_back_to_empirical_and_fixed() -> None:
+    bimodal = np.concatenate([np.full(500, 0.1), np.full(500, 5.0)]) + np.random.default_rng(0).random(1000) * 0.01
+    assert fit_dist(bimodal)[1].family == "empirical"
+    assert fit_dist([3, 3, 3])[1].family == "fixed"
+    assert fit_dist([1.0, 2.0, 3.0])[1].family == "empirical"  # too few to choose a family
+
+
+def test_fit_recovers_routes_failures_latencies_and_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in traces(4000)) + "\n")
+    wf = loads(WF)
+    prof = fit(path, workflow=wf)
+    assert prof.routes["pick"]["fast"] == pytest.approx(0.7, abs=0.02)
+    assert prof.steps["slow"].failure_rate == pytest.approx(0.1, abs=0.02)
+    assert prof.quality["slow"]["latency"].family == "lognormal"
+    assert prof.quality["fast"]["latency"].family == "gamma"
+    assert prof.quality["pick"]["latency"].family == "exponential"
+    assert prof.steps["slow"].output_tokens.mean == pytest.approx(151, rel=0.05)
+    assert prof.steps["slow"].model == "big"
+    # the fitted profile round-trips through its file and simulates
+    out = tmp_path / "p.yaml"
+    prof.dump(out)
+    again = Profile.load(out, workflow=wf)
+    assert again.routes == prof.routes
+    assert again.step("slow").latency.mean == pytest.approx(prof.step("slow").latency.mean)
+    r = simulate(wf, again, cases=3000, seed=0)
+    expected = 0.2 + 0.7 * 0.3 + 0.3 * (np.exp(0.5 + 0.08) / 0.9 + 0.01 * 0.1 / 0.9)
+    assert r.latency.ci95["mean"][0] - 0.05 < expected < r.latency.ci95["mean"][1] + 0.05
+
+
+def test_bad_trace_lines_name_file_and_line(tmp_path: Path) -> None:
+    good = json.dumps(traces(1)[0])
+    p = tmp_path / "bad.jsonl"
+    p.write_text(good + "\n{not json\n")
+    with pytest.raises(ProfileError, match=r"bad.jsonl:2"):
+        read_traces(p)
+    p.write_text(good.replace('"ok"', '"maybe"') + "\n")
+    with pytest.raises(ProfileError, match="unknown outcome"):
+        read_traces(p)
+    p.write_text(json.dumps({k: v for k, v in traces(1)[0].items() if k != "start"}) + "\n")
+    with pytest.raises(ProfileError, match="lacks `start`"):
+        read_traces(p)
+    with pytest.raises(ProfileError, match="the workflow does not have"):
+        fit([{**traces(1)[0], "step": "ghost"}], workflow=loads(WF))
