@@ -1,32 +1,61 @@
 """petriflow: verify, simulate and run multi-model AI workflows as Petri nets.
 
-The public surface is this module's ``__all__``; nothing here imports an
-optional dependency or starts anything.
+``load() -> lower() -> check()``: a workflow file becomes a workflow net whose
+report says whether it is sound, with witnesses in workflow terms. The
+public surface is this module's ``__all__``; importing it starts nothing and
+imports no optional dependency.
 """
 
 from petriflow.errors import (
     BudgetExceeded,
+    ExecutionError,
     InputError,
+    ModelCallError,
     NetError,
     PetriflowError,
     PnmlError,
+    ProfileError,
     PropertyViolation,
+    ServerError,
     SpecError,
+    UnsoundWorkflowError,
 )
 from petriflow.net import Origin, PetriNet, WorkflowNet
+from petriflow.net.lower import lower
+from petriflow.net.pnml import read_pnml, write_pnml
+from petriflow.spec import Workflow, WorkflowBuilder, load, loads
+from petriflow.verify.report import Report, Witness, check
+from petriflow.verify.statespace import StateSpace, explore
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BudgetExceeded",
+    "ExecutionError",
     "InputError",
+    "ModelCallError",
     "NetError",
     "Origin",
     "PetriNet",
     "PetriflowError",
     "PnmlError",
+    "ProfileError",
     "PropertyViolation",
+    "Report",
+    "ServerError",
     "SpecError",
+    "StateSpace",
+    "UnsoundWorkflowError",
+    "Witness",
+    "Workflow",
+    "WorkflowBuilder",
     "WorkflowNet",
     "__version__",
+    "check",
+    "explore",
+    "load",
+    "loads",
+    "lower",
+    "read_pnml",
+    "write_pnml",
 ]

@@ -1,0 +1,5 @@
+"""``python -m petriflow`` is the ``petriflow`` command."""
+
+from petriflow.cli import main
+
+main()
