@@ -121,6 +121,19 @@ def _groups(ax: Any, sc: Scene, lay: Layout, k: float) -> None:
                 color="#2b3a55", zorder=1)
 
 
+def _weight_at(pts: list[tuple[float, float]], rad: float) -> tuple[float, float]:
+    """Where an arc's weight goes: its middle, or near its head when it is long (so it is read with its target)."""
+    (x0, y0), (x1, y1) = pts[-2], pts[-1]
+    dx, dy = x1 - x0, y1 - y0
+    if len(pts) == 2 and rad:  # middle of matplotlib's arc3 curve (its y runs upwards on screen, ours down)
+        return (x0 + x1) / 2 - 0.5 * rad * dy, (y0 + y1) / 2 + 0.5 * rad * dx
+    d = float(np.hypot(dx, dy))
+    if len(pts) == 2 and d < 1.2 or d < 1e-9:
+        return (x0 + x1) / 2, (y0 + y1) / 2
+    back = min(0.35, d / 2)
+    return x1 - dx / d * back, y1 - dy / d * back
+
+
 def _arcs(ax: Any, sc: Scene, lay: Layout, k: float) -> None:
     """Arrows, smooth through bend points; a pair of opposite arcs bends apart; weights > 1 written."""
     from matplotlib.patches import FancyArrowPatch
@@ -143,7 +156,6 @@ def _arcs(ax: Any, sc: Scene, lay: Layout, k: float) -> None:
             rad = 0.3 if (dst, src) in pairs else 0.0
             ax.add_patch(FancyArrowPatch(pts[0], pts[1], connectionstyle=f"arc3,rad={rad}", shrinkA=0, shrinkB=0,
                                          **style))
-            mid = ((pts[0][0] + pts[1][0]) / 2, (pts[0][1] + pts[1][1]) / 2)
         else:  # quadratic pieces between the midpoints of the polyline's segments
             verts, codes = [pts[0]], [MPath.MOVETO]
             for p, q in zip(pts[1:-1], pts[2:]):
@@ -151,9 +163,10 @@ def _arcs(ax: Any, sc: Scene, lay: Layout, k: float) -> None:
                 codes += [MPath.CURVE3, MPath.CURVE3]
             verts[-1] = pts[-1]
             ax.add_patch(FancyArrowPatch(path=MPath(verts, codes), **style))
-            mid = pts[len(pts) // 2]
+            rad = 0.0
         if a.weight > 1:
-            ax.text(mid[0], mid[1], str(a.weight), fontsize=7 * k, ha="center", va="center", color=colour, zorder=5,
+            at = _weight_at(pts, rad)
+            ax.text(at[0], at[1], str(a.weight), fontsize=7 * k, ha="center", va="center", color=colour, zorder=5,
                     bbox=dict(boxstyle="round,pad=0.12", facecolor="white", edgecolor="none"))
 
 

@@ -164,15 +164,17 @@ def _attachments(sc: Scene) -> dict[str, list[str]]:
 
 
 def _against_flow(sc: Scene) -> set[tuple[str, str]]:
-    """Arcs drawn right to left on purpose: a retry's way back (fail → backoff → retry).
+    """Arcs drawn right to left on purpose: a retry's way back (fail → backoff → retry), a loop's way back.
 
     With these reversed the retry cycle closes under its step (retry left of
-    ``running``, backoff under it, fail right of it) instead of trailing off
-    to the right across the next steps.
+    ``running``, backoff under it, fail right of it) and a loop re-enters its
+    target beside the target's own start, instead of either trailing off to
+    the right across the next steps.
     """
     nodes = {n.id: n for n in sc.nodes}
     return {(a.src, a.dst) for a in sc.arcs
-            if any(nodes[x].construct == "retry" and nodes[x].part == "backoff" for x in (a.src, a.dst))}
+            if a.style == "back"
+            or any(nodes[x].construct == "retry" and nodes[x].part == "backoff" for x in (a.src, a.dst))}
 
 
 def _layers(sc: Scene, g: nx.DiGraph) -> tuple[dict[str, int], dict[str, int], set[tuple[str, str]]]:
