@@ -1,0 +1,189 @@
+"""The ``simulate``, ``fit`` and ``sweep`` commands (registered by :mod:`petriflow.cli` from ``COMMANDS``).
+
+A thin shell: read files, call :func:`simulate`, :func:`fit` or :func:`sweep`,
+print a table or JSON, draw a picture. Bad input raises a
+:class:`~petriflow.errors.ProfileError` (exit 2); success exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from petriflow.errors import ProfileError
+
+__all__ = ["COMMANDS", "simulate_cmd", "fit_cmd", "sweep_cmd"]
+
+
+def _workflow(path: str) -> Any:
+    from petriflow.spec import load
+
+    if Path(path).suffix.lower() == ".pnml":
+        raise ProfileError("a PNML net has no steps to time", where=path,
+                           hint="simulate a workflow file (YAML/JSON); its net is what `check` verifies")
+    return load(path)
+
+
+def _profile(wf: Any, path: str, given: str | None) -> Any:
+    """The given profile, else ``NAME.profile.yaml`` beside the workflow, else its annotations."""
+    from petriflow.simulate.profile import Profile
+
+    if given is None:
+        beside = Path(path).with_suffix(".profile.yaml")
+        given = str(beside) if beside.exists() else None
+    return Profile.load(given, workflow=wf) if given else Profile.from_workflow(wf)
+
+
+def _load(rate: float | None, users: int | None, think: float, arrivals: str | None) -> Any:
+    from petriflow.simulate.engine import Load
+
+    chosen = [x is not None for x in (rate, users, arrivals)]
+    if sum(chosen) > 1:
+        raise ProfileError("give one of --rate, --users, --arrivals", where="options",
+                           hint="--rate: open Poisson arrivals; --users: closed population; --arrivals: replay")
+    if rate is not None:
+        return Load.poisson(rate)
+    if arrivals is not None:
+        try:
+            times = [float(x) for x in Path(arrivals).read_text().split()]
+        except OSError as e:
+            raise ProfileError(f"cannot read arrival times: {e.strerror}", where=arrivals) from None
+        except ValueError:
+            raise ProfileError("arrival times must be numbers (seconds), one per line", where=arrivals) from None
+        return Load.replay(times)
+    return Load.closed(users or 1, think)
+
+
+_LOAD_OPTIONS = [
+    click.option("--rate", type=float, default=None, help="Poisson arrivals per second (open load)."),
+    click.option("--users", type=int, default=None, help="Closed population: this many users, each one case at a time."),
+    click.option("--think", type=float, default=0.0, show_default=True, help="Users' think time between cases (s)."),
+    click.option("--arrivals", type=click.Path(dir_okay=False), default=None,
+                 help="Replay arrival times (seconds, one per line)."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same numbers."),
+    click.option("--profile", "profile_path", type=click.Path(dir_okay=False), default=None,
+                 help="Profile YAML/JSON (default: NAME.profile.yaml beside the workflow, else its annotations)."),
+]
+
+
+def _with_load(f: Any) -> Any:
+    for option in reversed(_LOAD_OPTIONS):
+        f = option(f)
+    return f
+
+
+@click.command("simulate")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--cases", type=int, default=2000, show_default=True, help="Cases (requests) to simulate.")
+@_with_load
+@click.option("--warmup", type=float, default=0.1, show_default=True, help="Share of first cases left out of the figures.")
+@click.option("--backend", type=click.Choice(["fast", "simpy"]), default="fast", show_default=True,
+              help="Event clock: own heap, or SimPy's kernel (same numbers, slower).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw latency and cost histograms (.png/.svg).")
+def simulate_cmd(path: str, cases: int, rate: float | None, users: int | None, think: float, arrivals: str | None,
+                 seed: int, profile_path: str | None, warmup: float, backend: str, as_json: bool, plot: str | None) -> None:
+    """Predict latency and cost per case of the workflow at PATH by simulating its net."""
+    from petriflow.simulate.engine import simulate
+
+    wf = _workflow(path)
+    profile = _profile(wf, path, profile_path)
+    result = simulate(wf, profile, cases=cases, load=_load(rate, users, think, arrivals), seed=seed,
+                      warmup=warmup, backend=backend)
+    if plot:
+        from petriflow.simulate.plot import plot_result
+
+        plot_result(result, plot, title=f"{wf.name}: {result.measured} simulated cases")
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(f"{wf.name}: simulated {cases} cases (seed {seed})")
+        click.echo(result.table())
+        if plot:
+            click.echo(f"wrote {plot}")
+
+
+@click.command("fit")
+@click.argument("traces", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Profile to write (.yaml/.json).")
+@click.option("--workflow", type=click.Path(dir_okay=False), default=None,
+              help="The traced workflow: fills gaps from its annotations and reads loops and maps.")
+@click.option("--min-samples", type=int, default=20, show_default=True,
+              help="Below this many values, keep the measurements (empirical) instead of a family.")
+def fit_cmd(traces: str, output: str, workflow: str | None, min_samples: int) -> None:
+    """Fit a simulation profile from execution TRACES (JSON lines) and say how well each part fits."""
+    from petriflow.simulate.fit import fit
+
+    wf = _workflow(workflow) if workflow else None
+    profile = fit(traces, workflow=wf, min_samples=min_samples)
+    profile.dump(output)
+    click.echo(f"{'step':<16} {'quantity':<14} {'family':<12} {'n':>6} {'KS':>7} {'p-value':>8}")
+    for sid, qs in profile.quality.items():
+        for what, q in qs.items():
+            click.echo(f"{sid:<16} {what:<14} {q.family:<12} {q.n:>6} {q.ks:>7.4f} {q.p_value:>8.4f}")
+    for sid, probs in profile.routes.items():
+        click.echo(f"{sid:<16} route          " + ", ".join(f"{b} {p:.3f}" for b, p in probs.items()))
+    for sid, sp in profile.steps.items():
+        if sp.failure_rate:
+            click.echo(f"{sid:<16} failure rate   {sp.failure_rate:.4f}")
+    click.echo(f"wrote {output}")
+
+
+@click.command("sweep")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--vary", "vary", multiple=True, required=True,
+              help="TARGET=V1,V2 (repeatable): STEP.model, STEP.retry, STEP.retry.backoff, STEP.timeout, "
+                   "res.R.capacity, res.R.rpm, res.R.tpm.")
+@click.option("--cases", type=int, default=10_000, show_default=True, help="Cases per configuration.")
+@_with_load
+@click.option("--slo-p95", type=float, default=None, help="Latency target: p95 seconds.")
+@click.option("--budget", type=float, default=None, help="Cost target: mean dollars per case.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw the cost vs p95 Pareto front.")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: all cores).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local processes, or a Ray cluster (ray.init(); RAY_ADDRESS picks the cluster).")
+@click.option("--json", "as_json", is_flag=True, help="Print every configuration as JSON.")
+def sweep_cmd(path: str, vary: tuple[str, ...], cases: int, rate: float | None, users: int | None, think: float,
+              arrivals: str | None, seed: int, profile_path: str | None, slo_p95: float | None,
+              budget: float | None, plot: str | None, workers: int | None, backend: str, as_json: bool) -> None:
+    """Simulate every combination of alternatives for the workflow at PATH; find the cheapest meeting the SLO."""
+    from tqdm import tqdm
+
+    from petriflow.simulate.sweep import configs, parse_vary, sweep
+
+    wf = _workflow(path)
+    profile = _profile(wf, path, profile_path)
+    variations = [parse_vary(v) for v in vary]
+    total = len(configs(variations))
+    with tqdm(total=total, desc="sweep", unit="config", disable=None) as bar:
+        def progress(done: int, _total: int) -> None:
+            bar.update(done - bar.n)
+
+        result = sweep(wf, profile, variations, cases=cases, load=_load(rate, users, think, arrivals), seed=seed,
+                       slo_p95=slo_p95, budget=budget, workers=workers, backend=backend, progress=progress)
+    if plot:
+        from petriflow.simulate.plot import plot_pareto
+
+        plot_pareto(result, plot, title=f"{wf.name}: {total} configurations × {cases} cases")
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    click.echo(f"{'':2}{'configuration':<48} {'p95 s':>8} {'mean s':>8} {'$/case':>11} {'failed':>6}")
+    for i, p in sorted(enumerate(result.points), key=lambda ip: ip[1].cost_mean):
+        mark = ("*" if i == result.cheapest else "P" if i in result.pareto else " ") + ("" if p.meets_slo else "!")
+        click.echo(f"{mark:<2}{p.config.label:<48} {p.p95:>8.3f} {p.mean:>8.3f} {p.cost_mean:>11.7f} {p.failed:>6}")
+    click.echo("* cheapest meeting the SLO and budget, P on the Pareto front, ! misses the SLO")
+    if result.cheapest is None:
+        click.echo("no configuration meets the SLO and budget")
+    else:
+        best = result.points[result.cheapest]
+        click.echo(f"cheapest: {best.config.label} (${best.cost_mean:.7f}/case, p95 {best.p95:.3f} s)")
+    if plot:
+        click.echo(f"wrote {plot}")
+
+
+COMMANDS = [simulate_cmd, fit_cmd, sweep_cmd]
+simulate, fit, sweep = simulate_cmd, fit_cmd, sweep_cmd  # the names the issue uses

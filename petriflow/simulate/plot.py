@@ -1,0 +1,118 @@
+"""Pictures of simulation results: latency and cost distributions, and a sweep's Pareto front.
+
+matplotlib is imported here, when a picture is asked for, never on ``import petriflow``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from petriflow.simulate.result import SimResult
+from petriflow.simulate.sweep import SweepResult
+
+__all__ = ["plot_result", "plot_pareto"]
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _dollars(x: float) -> str:
+    if x == 0:
+        return "$0"
+    if abs(x) >= 0.01:
+        return f"${x:.3f}"
+    return f"${x * 1e6:.1f}µ" if abs(x) < 1e-3 else f"${x * 1e3:.2f}m"
+
+
+def _short(label: str) -> str:
+    """``code.model=gpt4o`` reads as ``code=gpt4o`` in a crowded picture."""
+    return label.replace(".model=", "=")
+
+
+def plot_result(result: SimResult, path: str | Path, *, title: str = "") -> Path:
+    """Two panels: the per-case latency histogram with p50/p95/p99, and the per-case cost histogram."""
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    lat, cost = result.latencies, result.costs
+    if lat.size:
+        hi = float(np.quantile(lat, 0.995))
+        a.hist(np.clip(lat, None, hi), bins=60, color="#4c72b0", alpha=0.85)
+        for name, color in (("p50", "#2ca02c"), ("p95", "#ff7f0e"), ("p99", "#d62728")):
+            v = getattr(result.latency, name)
+            a.axvline(v, color=color, lw=2, ls="--", label=f"{name} = {v:.2f} s")
+        a.legend(frameon=False)
+    a.set_xlabel("latency per case (s); the slowest 0.5% are drawn in the last bin")
+    a.set_ylabel("cases")
+    a.set_title("latency", loc="left")
+    if cost.size:
+        b.hist(cost * 1e6, bins=60, color="#8172b3", alpha=0.85)
+        for name, v, color in (("mean", result.cost.mean, "#2ca02c"), ("p95", result.cost.p95, "#ff7f0e")):
+            b.axvline(v * 1e6, color=color, lw=2, ls="--", label=f"{name} = {_dollars(v)}")
+        b.legend(frameon=False)
+    b.set_xlabel("cost per case (µ$, millionths of a dollar)")
+    b.set_title("cost", loc="left")
+    fig.suptitle(title or f"{result.measured} simulated cases (seed {result.seed})", fontsize=12)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_pareto(result: SweepResult, path: str | Path, *, title: str = "") -> Path:
+    """Cost per case against p95 latency for every configuration; the front, the SLO and the cheapest."""
+    plt = _pyplot()
+    pts = result.points
+    cost = np.array([p.cost_mean for p in pts]) * 1e6
+    p95 = np.array([p.p95 for p in pts])
+    good = np.array([p.meets_slo and p.within_budget for p in pts])
+    fig, ax = plt.subplots(figsize=(9.5, 6), constrained_layout=True)
+    ax.scatter(cost[~good], p95[~good], s=36, color="#bbbbbb", edgecolor="#777777", label="misses SLO or budget", zorder=2)
+    ax.scatter(cost[good], p95[good], s=40, color="#55a868", edgecolor="#2d6a3e",
+               label="meets SLO" + (" and budget" if result.budget is not None else ""), zorder=3)
+    front = list(result.pareto)
+    ax.plot(cost[front], p95[front], color="#4c72b0", lw=1.8, marker="o", mfc="none", ms=11, label="Pareto front", zorder=4)
+    if len(front) <= 8:
+        for k, i in enumerate(front):
+            if i != result.cheapest:
+                ax.annotate(_short(pts[i].config.label), (cost[i], p95[i]), textcoords="offset points",
+                            xytext=(10, 8 if k % 2 == 0 else -14), fontsize=8, color="#33486e")
+    if result.slo_p95 is not None:
+        ax.axhline(result.slo_p95, color="#d62728", ls="--", lw=1.5, label=f"SLO p95 = {result.slo_p95:g} s")
+    if result.budget is not None:
+        ax.axvline(result.budget * 1e6, color="#8c564b", ls=":", lw=1.5, label=f"budget = {_dollars(result.budget)}")
+    if result.cheapest is not None:
+        c = result.cheapest
+        ax.scatter([cost[c]], [p95[c]], s=260, marker="*", color="#ffbf00", edgecolor="black", zorder=5,
+                   label="cheapest meeting SLO")
+        ax.annotate(f"cheapest meeting the SLO:\n{_short(pts[c].config.label)}\n"
+                    f"{_dollars(pts[c].cost_mean)}/case, p95 {pts[c].p95:.2f} s",
+                    (cost[c], p95[c]), textcoords="offset points", xytext=(60, 50), fontsize=9,
+                    bbox={"boxstyle": "round", "fc": "#fff8dc", "ec": "#999999"},
+                    arrowprops={"arrowstyle": "->", "color": "#555555"})
+    if cost.min() > 0 and cost.max() / cost.min() > 30:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("mean cost per case (µ$, millionths of a dollar)")
+    ax.set_ylabel("p95 latency (s)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center right", frameon=True, fontsize=9)
+    ax.set_title(title or f"{len(pts)} configurations: cost vs p95 latency", loc="left")
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
