@@ -1,0 +1,144 @@
+"""Sweeps (parsing, Pareto front, local processes and Ray agree) and the three commands through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from petriflow.errors import ProfileError
+from petriflow.simulate import Profile, simulate
+from petriflow.simulate.commands import COMMANDS
+from petriflow.simulate.sweep import Config, apply, configs, pareto_front, parse_vary, sweep
+from petriflow.spec import load
+
+ROOT = Path(__file__).resolve().parents[2]
+QA, QA_PROFILE = ROOT / "models" / "qa_router.yaml", ROOT / "models" / "qa_router.profile.yaml"
+
+
+@pytest.fixture(scope="module")
+def qa() -> tuple:
+    wf = load(QA)
+    return wf, Profile.load(QA_PROFILE, workflow=wf)
+
+
+def test_parse_vary_and_the_product_of_configurations() -> None:
+    v = [parse_vary("code.model=smollm2, gpt4o"), parse_vary("res.llm.capacity=2,4,8")]
+    assert v[0].values == ("smollm2", "gpt4o")
+    cs = configs(v)
+    assert len(cs) == 6 and cs[0].label == "code.model=smollm2, res.llm.capacity=2"
+    for bad in ("code.model", "code.colour=red", "res.llm=4", "=1,2", "res.llm.capacity="):
+        with pytest.raises(ProfileError, match="--vary"):
+            parse_vary(bad)
+
+
+def test_apply_changes_profile_and_workflow(qa: tuple) -> None:
+    wf, prof = qa
+    cfg = Config((("code.model", "gpt4o"), ("res.llm.capacity", "8"), ("general.retry", "1"),
+                  ("search.timeout", "none"), ("res.llm.rpm", "none")))
+    wf2, prof2 = apply(wf, prof, cfg)
+    assert prof2.step("code").model == "gpt4o" and prof2.step("code").failure_rate == 0.005
+    assert prof2.resources["llm"].capacity == 8 and prof2.resources["llm"].requests_per_minute is None
+    assert wf2.step("general").retry.max_attempts == 1 and wf2.step("search").timeout is None
+    assert wf.step("general").retry.max_attempts == 3  # the original is untouched
+    for bad, match in ((("code.model", "llama"), "no prices"), (("nope.timeout", "3"), "unknown step"),
+                       (("res.gpu.capacity", "2"), "unknown resource"), (("res.llm.capacity", "0"), "> 0"),
+                       (("code.retry", "two"), "integer")):
+        with pytest.raises(ProfileError, match=match):
+            apply(wf, prof, Config((bad,)))
+
+
+@given(st.lists(st.tuples(st.floats(0, 10), st.floats(0, 10)), min_size=1, max_size=30))
+def test_pareto_front_is_exactly_the_non_dominated_points(pts: list[tuple[float, float]]) -> None:
+    front = set(pareto_front(pts))
+
+    def dominated(i: int) -> bool:
+        return any(q[0] <= pts[i][0] and q[1] <= pts[i][1] and q != pts[i] for q in pts)
+
+    for i, p in enumerate(pts):
+        if i in front:
+            assert not dominated(i)
+        elif not dominated(i):
+            assert p in [pts[j] for j in front]  # an identical point represents it
+
+
+def test_sweep_in_processes_equals_sequential_and_picks_the_cheapest(qa: tuple) -> None:
+    wf, prof = qa
+    v = [parse_vary("general.model=smollm2,gpt4o"), parse_vary("code.model=smollm2,gpt4o_mini")]
+    seq = sweep(wf, prof, v, cases=1500, seed=4, workers=1, slo_p95=3.2)
+    par = sweep(wf, prof, v, cases=1500, seed=4, workers=2, slo_p95=3.2)
+    assert seq.points == par.points
+    # each point is exactly what simulate gives for its configuration
+    wf2, prof2 = apply(wf, prof, seq.points[3].config)
+    assert simulate(wf2, prof2, cases=1500, seed=4).latency.p95 == seq.points[3].p95
+    ok = [p for p in seq.points if p.p95 <= 3.2]
+    assert seq.points[seq.cheapest].cost_mean == min(p.cost_mean for p in ok)
+
+
+def test_ray_backend_gives_the_local_numbers(qa: tuple) -> None:
+    pytest.importorskip("ray")
+    wf, prof = qa
+    v = [parse_vary("code.model=smollm2,gpt4o")]
+    local = sweep(wf, prof, v, cases=300, seed=2, workers=1)
+    on_ray = sweep(wf, prof, v, cases=300, seed=2, backend="ray")
+    assert on_ray.points == local.points
+
+
+def _cli(*args: str) -> object:
+    import click
+
+    group = click.Group(commands={c.name: c for c in COMMANDS})
+    return CliRunner().invoke(group, list(args), catch_exceptions=True)
+
+
+def test_simulate_json_contract_and_plot(tmp_path: Path) -> None:
+    png = tmp_path / "lat.png"
+    r = _cli("simulate", str(QA), "--profile", str(QA_PROFILE), "--cases", "800", "--seed", "1", "--json",
+             "--plot", str(png))
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert {"cases", "latency", "cost", "throughput", "utilization", "critical_path"} <= set(doc)
+    assert set(doc["latency"]) >= {"mean", "p50", "p95", "p99", "ci95"} and set(doc["cost"]) >= {"mean", "p95"}
+    assert doc["cases"] == 800 and set(doc["utilization"]) == {"llm"}
+    assert doc["critical_path"]["classify"] == 1.0
+    assert png.stat().st_size > 10_000
+    again = json.loads(_cli("simulate", str(QA), "--cases", "800", "--seed", "1", "--json").output)
+    assert again == doc  # the profile beside the workflow is found by name
+
+
+def test_fit_command_writes_a_profile_that_simulates(tmp_path: Path) -> None:
+    from .test_fit import WF, traces
+
+    (tmp_path / "wf.yaml").write_text(WF)
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(x) for x in traces(600)))
+    r = _cli("fit", str(tmp_path / "t.jsonl"), "-o", str(tmp_path / "p.yaml"), "--workflow", str(tmp_path / "wf.yaml"))
+    assert r.exit_code == 0, r.output
+    assert "slow" in r.output and "lognormal" in r.output and "KS" in r.output
+    r = _cli("simulate", str(tmp_path / "wf.yaml"), "--profile", str(tmp_path / "p.yaml"), "--cases", "200")
+    assert r.exit_code == 0, r.output
+
+
+def test_sweep_command_table_and_pareto_plot(tmp_path: Path) -> None:
+    png = tmp_path / "pareto.png"
+    r = _cli("sweep", str(QA), "--vary", "code.model=smollm2,gpt4o_mini", "--vary", "res.llm.capacity=1,4",
+             "--cases", "600", "--rate", "0.5", "--slo-p95", "4", "--plot", str(png), "--workers", "1")
+    assert r.exit_code == 0, r.output
+    assert "cheapest:" in r.output and png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (("simulate", "MISSING.yaml"), ""),
+    (("simulate", str(QA), "--profile", "nope.yaml"), "cannot read profile"),
+    (("simulate", str(QA), "--rate", "1", "--users", "2"), "one of --rate"),
+    (("sweep", str(QA), "--vary", "code.modle=a"), "unknown --vary target"),
+])
+def test_bad_input_is_an_input_error(args: tuple[str, ...], match: str) -> None:
+    from petriflow.errors import InputError
+
+    r = _cli(*args)
+    assert isinstance(r.exception, InputError) and r.exception.exit_code == 2
+    assert match in str(r.exception)
