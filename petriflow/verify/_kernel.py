@@ -12,8 +12,8 @@ Everything here works on a few flat numpy arrays:
 
 A kernel call expands states from ``head`` until the queue is empty or it must
 return to Python: an array must grow, a place needs a wider field (overflow:
-the state being expanded is rolled back and re-expanded after repacking, so a
-count never wraps), the state budget is hit, or a chunk ends (progress bar).
+nothing of the state being expanded is stored yet; it is expanded again after
+repacking, so a count never wraps), the state budget is hit, or a chunk ends (progress bar).
 Numba is a wheel on PyPI, so nothing is compiled at install time; the first
 call compiles (a few seconds) and caches the machine code next to this file.
 """
@@ -38,6 +38,7 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _ONE = np.uint64(1)
 _ZERO = np.uint64(0)
+_PREFETCH_FROM = (1 << 20) - 1  # table mask from which successor lookups are batched
 
 
 @njit(inline="always", cache=True)
@@ -125,19 +126,85 @@ def bounds(packed: np.ndarray, n: int, word: np.ndarray, shift: np.ndarray, mask
     return best
 
 
+@njit(inline="always", cache=True)
+def _resolve(packed, n, head, table, parent, ptrans, esrc, etr, edst, n_stored, store_edges, n_edges, limit,
+             succ, st, hs, K, sink):
+    """Look up the ``K`` successors in ``succ`` (BFS order kept); insert the new ones.
+
+    The table slots and the stored rows they point to are touched for all
+    successors first, so that their cache misses overlap instead of queueing.
+    Returns ``(limit hit, n, n_stored, n_edges)``.
+    """
+    W = packed.shape[1]
+    smask = table.shape[0] - 1
+    s0, e0 = n_stored, n_edges
+    for k in range(K):
+        h = _mix(succ[k, 0] ^ _SEED)
+        for w in range(1, W):
+            h = _mix(h ^ succ[k, w])
+        hs[k] = np.int64(h & np.uint64(smask))
+    if smask >= _PREFETCH_FROM and K > 1:  # tables that do not fit in cache
+        acc = _ZERO
+        for k in range(K):
+            acc ^= np.uint64(table[hs[k]])
+        for k in range(K):
+            j = table[hs[k]]
+            if j >= 0:
+                acc ^= packed[j, 0]
+        sink[0] ^= acc
+    for k in range(K):
+        s = hs[k]
+        while True:
+            j = table[s]
+            if j < 0:
+                break
+            same = True
+            for w in range(W):
+                if packed[j, w] != succ[k, w]:
+                    same = False
+                    break
+            if same:
+                break
+            s = (s + 1) & smask
+        if j < 0:
+            if n >= limit:  # the budget: keep the states found, not the half-expanded state's edges
+                return True, n, s0, e0
+            for w in range(W):
+                packed[n, w] = succ[k, w]
+            table[s] = n
+            parent[n] = head
+            ptrans[n] = st[k]
+            j = n
+            n += 1
+        if store_edges:
+            esrc[n_stored] = head
+            etr[n_stored] = st[k]
+            edst[n_stored] = j
+            n_stored += 1
+        n_edges += 1
+    return False, n, n_stored, n_edges
+
+
 @njit(cache=True)
 def expand_safe(packed, n, head, stop_head, table, table_limit, parent, ptrans, dead, n_dead,
                 esrc, etr, edst, n_stored, store_edges, n_edges, limit,
-                pre, notpre, post):  # pragma: no cover - compiled
+                pre, notpre, post, preT):  # pragma: no cover - compiled
     """BFS over a net whose places are one bit wide and whose arcs have weight 1.
 
-    Enabled: ``x & pre == pre``; successor ``(x & ~pre) | post``; a place that
-    would get a second token (``(x & ~pre) & post != 0``) overflows its bit.
+    Enabled: ``x & pre == pre``, tested for all transitions at once word by
+    word (no branches, so LLVM vectorises it); successor ``(x & ~pre) | post``;
+    a place that would get a second token (``(x & ~pre) & post != 0``)
+    overflows its bit.
     Returns ``(status, n, head, n_dead, n_stored, n_edges, overflowing place bit)``.
     """
     W = packed.shape[1]
     T = pre.shape[0]
     cap = packed.shape[0]
+    succ = np.empty((T + 1, W), dtype=np.uint64)
+    st = np.empty(T + 1, dtype=np.int32)
+    hs = np.empty(T + 1, dtype=np.int64)
+    sink = np.zeros(1, dtype=np.uint64)
+    en = np.empty(T, dtype=np.bool_)
     while head < n:
         if head >= stop_head:
             return CHUNK, n, head, n_dead, n_stored, n_edges, -1
@@ -147,17 +214,17 @@ def expand_safe(packed, n, head, stop_head, table, table_limit, parent, ptrans, 
             return GROW_DEAD, n, head, n_dead, n_stored, n_edges, -1
         if store_edges and n_stored + T > esrc.shape[0]:
             return GROW_EDGES, n, head, n_dead, n_stored, n_edges, -1
-        n0, s0, e0 = n, n_stored, n_edges
-        fired = False
+        x = packed[head, 0]
         for t in range(T):
-            ok = True
-            for w in range(W):
-                if packed[head, w] & pre[t, w] != pre[t, w]:
-                    ok = False
-                    break
-            if not ok:
+            en[t] = (x & preT[0, t]) == preT[0, t]
+        for w in range(1, W):
+            x = packed[head, w]
+            for t in range(T):
+                en[t] &= (x & preT[w, t]) == preT[w, t]
+        K = 0
+        for t in range(T):
+            if not en[t]:
                 continue
-            fired = True
             for w in range(W):
                 a = packed[head, w] & notpre[t, w]
                 c = a & post[t, w]
@@ -165,26 +232,18 @@ def expand_safe(packed, n, head, stop_head, table, table_limit, parent, ptrans, 
                     bit = 0
                     while (c >> np.uint64(bit)) & _ONE == _ZERO:
                         bit += 1
-                    return OVERFLOW, n0, head, n_dead, s0, e0, w * 64 + bit
-                packed[n, w] = a | post[t, w]
-            s, j = _probe(table, packed, packed, n, W)
-            if j < 0:
-                if n >= limit:
-                    return LIMIT, n, head, n_dead, s0, e0, -1
-                table[s] = n
-                parent[n] = head
-                ptrans[n] = t
-                j = n
-                n += 1
-            if store_edges:
-                esrc[n_stored] = head
-                etr[n_stored] = t
-                edst[n_stored] = j
-                n_stored += 1
-            n_edges += 1
-        if not fired:
+                    return OVERFLOW, n, head, n_dead, n_stored, n_edges, w * 64 + bit
+                succ[K, w] = a | post[t, w]
+            st[K] = t
+            K += 1
+        if K == 0:
             dead[n_dead] = head
             n_dead += 1
+        else:
+            hit, n, n_stored, n_edges = _resolve(packed, n, head, table, parent, ptrans, esrc, etr, edst,
+                                                 n_stored, store_edges, n_edges, limit, succ, st, hs, K, sink)
+            if hit:
+                return LIMIT, n, head, n_dead, n_stored, n_edges, -1
         head += 1
     return DONE, n, head, n_dead, n_stored, n_edges, -1
 
@@ -199,12 +258,17 @@ def expand_general(packed, n, head, stop_head, table, table_limit, parent, ptran
     Enabled: every input field holds at least the arc weight (read from the
     packed words). Before firing, every place the transition grows is checked
     against its field's room (``inc_room`` = field maximum - growth, may be
-    negative); then the successor is ``x + delta[t]`` word by word (wrapping uint64 arithmetic is exact because no field borrows or
-    carries). Returns like :func:`expand_safe`, with the overflowing place index.
+    negative); then the successor is ``x + delta[t]`` word by word (wrapping
+    uint64 arithmetic is exact because no field borrows or carries). Returns
+    like :func:`expand_safe`, with the overflowing place index.
     """
     W = packed.shape[1]
     T = delta.shape[0]
     cap = packed.shape[0]
+    succ = np.empty((T + 1, W), dtype=np.uint64)
+    st = np.empty(T + 1, dtype=np.int32)
+    hs = np.empty(T + 1, dtype=np.int64)
+    sink = np.zeros(1, dtype=np.uint64)
     while head < n:
         if head >= stop_head:
             return CHUNK, n, head, n_dead, n_stored, n_edges, -1
@@ -214,8 +278,7 @@ def expand_general(packed, n, head, stop_head, table, table_limit, parent, ptran
             return GROW_DEAD, n, head, n_dead, n_stored, n_edges, -1
         if store_edges and n_stored + T > esrc.shape[0]:
             return GROW_EDGES, n, head, n_dead, n_stored, n_edges, -1
-        n0, s0, e0 = n, n_stored, n_edges
-        fired = False
+        K = 0
         for t in range(T):
             ok = True
             for k in range(pre_ptr[t], pre_ptr[t + 1]):
@@ -224,30 +287,21 @@ def expand_general(packed, n, head, stop_head, table, table_limit, parent, ptran
                     break
             if not ok:
                 continue
-            fired = True
             for k in range(inc_ptr[t], inc_ptr[t + 1]):
                 v = (packed[head, inc_word[k]] >> inc_shift[k]) & inc_mask[k]
                 if np.int64(v) > inc_room[k]:
-                    return OVERFLOW, n0, head, n_dead, s0, e0, inc_place[k]
+                    return OVERFLOW, n, head, n_dead, n_stored, n_edges, inc_place[k]
             for w in range(W):
-                packed[n, w] = packed[head, w] + delta[t, w]
-            s, j = _probe(table, packed, packed, n, W)
-            if j < 0:
-                if n >= limit:
-                    return LIMIT, n, head, n_dead, s0, e0, -1
-                table[s] = n
-                parent[n] = head
-                ptrans[n] = t
-                j = n
-                n += 1
-            if store_edges:
-                esrc[n_stored] = head
-                etr[n_stored] = t
-                edst[n_stored] = j
-                n_stored += 1
-            n_edges += 1
-        if not fired:
+                succ[K, w] = packed[head, w] + delta[t, w]
+            st[K] = t
+            K += 1
+        if K == 0:
             dead[n_dead] = head
             n_dead += 1
+        else:
+            hit, n, n_stored, n_edges = _resolve(packed, n, head, table, parent, ptrans, esrc, etr, edst,
+                                                 n_stored, store_edges, n_edges, limit, succ, st, hs, K, sink)
+            if hit:
+                return LIMIT, n, head, n_dead, n_stored, n_edges, -1
         head += 1
     return DONE, n, head, n_dead, n_stored, n_edges, -1

@@ -89,8 +89,12 @@ class Layout:
         return int(hits[0])
 
     # -- what the kernels read -------------------------------------------------
-    def safe_tables(self, net: PetriNet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``pre``, ``~pre`` and ``post`` bit masks, ``(T, W)`` uint64 (1-bit fields, unit arcs)."""
+    def safe_tables(self, net: PetriNet) -> tuple[np.ndarray, ...]:
+        """``pre``, ``~pre``, ``post`` bit masks ``(T, W)`` uint64 and ``pre`` transposed ``(W, T)``.
+
+        For 1-bit fields and unit arcs; the transposed copy lets the kernel test
+        every transition against one word in a branch-free, vectorised loop.
+        """
         T = len(net.transitions)
         pre = np.zeros((T, self.W), dtype=np.uint64)
         post = np.zeros((T, self.W), dtype=np.uint64)
@@ -99,7 +103,7 @@ class Layout:
                 pre[t, self.word[p]] |= np.uint64(1) << self.shift[p]
             for p in np.flatnonzero(net.post[t]):
                 post[t, self.word[p]] |= np.uint64(1) << self.shift[p]
-        return pre, ~pre, post
+        return pre, ~pre, post, np.ascontiguousarray(pre.T)
 
     def general_tables(self, net: PetriNet) -> tuple[np.ndarray, ...]:
         """CSR lists of input checks and growth checks, and the packed effect ``delta`` (T, W)."""
