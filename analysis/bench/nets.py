@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from petriflow.net.petrinet import PetriNet
 
-__all__ = ["fork_join", "philosophers", "token_ring", "producer_consumer", "FAMILIES", "expected_states"]
+__all__ = ["fork_join", "philosophers", "token_ring", "producer_consumer", "repr_collision", "FAMILIES",
+           "expected_states"]
 
 
 def fork_join(k: int) -> PetriNet:
@@ -114,6 +115,22 @@ def producer_consumer(c: int) -> PetriNet:
         ("c_busy", "consume", 1), ("consume", "c_idle", 1),
     ]
     return PetriNet.from_arcs(places=places, transitions=transitions, arcs=arcs, name=f"producer_consumer({c})")
+
+
+def repr_collision() -> PetriNet:
+    """13 markings, two of which pm4py's reachability graph merges: ``{p1: 11}`` and ``{p11: 1}``.
+
+    ``move`` shifts one token from ``p1`` to ``p11``; ``pack`` turns eleven
+    tokens of ``p1`` into one of ``p11``. From ``{p1: 11}`` the reachable markings are
+    ``{p1: 11-k, p11: k}`` (k = 0..11) and ``{p11: 1}``. pm4py names a state by
+    ``repr(marking)`` stripped of non-word characters, so ``['p1:11']`` and
+    ``['p11:1']`` both become ``p111``.
+    """
+    return PetriNet.from_arcs(
+        places={"p1": 11, "p11": 0}, transitions=["move", "pack"],
+        arcs=[("p1", "move", 1), ("move", "p11", 1), ("p1", "pack", 11), ("pack", "p11", 1)],
+        name="repr_collision",
+    )
 
 
 def expected_states(family: str, size: int) -> int:

@@ -1,0 +1,268 @@
+"""Full state space: petriflow's engine against pm4py and a plain-Python BFS, in one run.
+
+    .venv/bin/python analysis/bench/bench_statespace.py [--write-readme] [--peer-seconds 20]
+
+For each benchmark net (``analysis/bench/nets.py``) it runs
+
+- petriflow's :func:`petriflow.verify.statespace.explore` (median of 3, after
+  the numba kernels are loaded; the compile/load cost is reported apart);
+- a plain-Python BFS over tuples (a dict of seen markings and a deque), in
+  this process, stopped after ``--peer-seconds`` or ``--peer-states``;
+- pm4py's ``construct_reachability_graph`` in a subprocess using its own venv
+  ``analysis/bench/.venv-peers`` (created here on first use: pm4py is AGPL
+  and never a petriflow dependency), stopped by its ``max_elab_time``;
+
+and prints states/s (a peer that ran out of budget is rated on the part it
+did), bytes per state and the ratios. pm4py names reachability-graph states
+by ``repr(marking)`` with non-word characters removed, so distinct markings
+such as ``{p1: 11}`` and ``{p11: 1}`` become one state: the table shows how
+many states its graph has against how many markings it visited, and the
+``repr_collision`` net shows the merge on purpose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+import nets  # noqa: E402
+
+from petriflow.net.petrinet import PetriNet  # noqa: E402
+from petriflow.verify.statespace import explore, warm_up  # noqa: E402
+
+PEERS = HERE / ".venv-peers"
+BEGIN, END = "<!-- bench_statespace:begin -->", "<!-- bench_statespace:end -->"
+
+PM4PY_SCRIPT = r"""
+import json, sys, time
+spec = json.load(sys.stdin)
+from pm4py.objects.petri_net.obj import PetriNet, Marking
+from pm4py.objects.petri_net.utils import petri_utils
+from pm4py.objects.petri_net.utils import reachability_graph as rg
+import pm4py
+net = PetriNet(spec["name"])
+places = {p: PetriNet.Place(p) for p in spec["places"]}
+trans = {t: PetriNet.Transition(t, t) for t in spec["transitions"]}
+for p in places.values(): net.places.add(p)
+for t in trans.values(): net.transitions.add(t)
+for src, dst, w in spec["arcs"]:
+    a = places[src] if src in places else trans[src]
+    b = places[dst] if dst in places else trans[dst]
+    petri_utils.add_arc_from_to(a, b, net, weight=w)
+im = Marking({places[p]: n for p, n in spec["initial"].items() if n})
+t0 = time.perf_counter()
+inc, out, _ = rg.marking_flow_petri(net, im, parameters={"max_elab_time": spec["budget"]})
+t1 = time.perf_counter()
+ts = rg.construct_reachability_graph_from_flow(inc, out)
+t2 = time.perf_counter()
+print(json.dumps({"markings": len(inc), "expanded": len(out), "ts_states": len(ts.states),
+                  "explore_seconds": t1 - t0, "seconds": t2 - t0, "version": pm4py.__version__}))
+"""
+
+
+# -- peers ------------------------------------------------------------------------
+def ensure_peers() -> Path | None:
+    """The peers venv's python, creating the venv with pm4py on first use (None if that fails)."""
+    py = PEERS / "bin" / "python"
+    if not py.exists():
+        print(f"creating {PEERS} with pm4py (benchmark only, AGPL) ...", file=sys.stderr)
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True)
+            subprocess.run([str(py), "-m", "pip", "install", "-q", "pm4py"], check=True)
+        except (subprocess.CalledProcessError, OSError) as err:
+            print(f"pm4py unavailable: {err}", file=sys.stderr)
+            return None
+    return py
+
+
+def run_pm4py(py: Path, net: PetriNet, budget: float) -> dict | None:
+    """pm4py's reachability graph of ``net`` in the peers venv, within ``budget`` seconds of exploring."""
+    spec = {"name": net.name, "places": list(net.places), "transitions": list(net.transitions),
+            "arcs": net.arcs(), "initial": {p: int(v) for p, v in zip(net.places, net.initial)},
+            "budget": budget}
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(PM4PY_SCRIPT)
+    try:
+        proc = subprocess.run([str(py), f.name], input=json.dumps(spec), capture_output=True, text=True,
+                              timeout=budget * 6 + 60)
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        os.unlink(f.name)
+    if proc.returncode != 0:
+        print(proc.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def plain_bfs(net: PetriNet, *, seconds: float, max_states: int) -> dict:
+    """A plain-Python BFS over tuples: the baseline a careful Python programmer would write."""
+    pre = [tuple(int(x) for x in row) for row in net.pre]
+    eff = [tuple(int(x) for x in row) for row in net.post - net.pre]
+    trans = list(zip(pre, eff))
+    m0 = tuple(int(x) for x in net.initial)
+    seen = {m0: 0}
+    queue = deque([m0])
+    edges = 0
+    t0 = time.perf_counter()
+    complete = True
+    while queue:
+        if len(seen) >= max_states or (len(seen) & 255 == 0 and time.perf_counter() - t0 > seconds):
+            complete = False
+            break
+        m = queue.popleft()
+        for a, d in trans:
+            if all(x >= y for x, y in zip(m, a)):
+                m2 = tuple(x + y for x, y in zip(m, d))
+                edges += 1
+                if m2 not in seen:
+                    seen[m2] = len(seen)
+                    queue.append(m2)
+    dt = time.perf_counter() - t0
+    size = sys.getsizeof(seen) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in seen.items())
+    size += sys.getsizeof(queue) + 8 * len(queue)
+    return {"states": len(seen), "seconds": dt, "complete": complete, "bytes_per_state": size / len(seen)}
+
+
+# -- petriflow -----------------------------------------------------------------------
+def cold_compile_seconds() -> float:
+    """Compile time of the kernels from an empty numba cache (a fresh process, a fresh cache dir)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        code = "from petriflow.verify.statespace import warm_up; print(warm_up())"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "NUMBA_CACHE_DIR": tmp}, cwd=ROOT)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def run_petriflow(net: PetriNet, repeats: int) -> dict:
+    runs = [explore(net) for _ in range(repeats)]
+    ss = runs[0]
+    rate = statistics.median(r.n_states / r.seconds for r in runs)
+    return {"states": ss.n_states, "edges": ss.n_edges, "rate": rate, "bytes_per_state": ss.bytes_per_state,
+            "seconds": statistics.median(r.seconds for r in runs), "complete": ss.complete,
+            "places": len(net.places), "words": max(1, -(-sum(ss.bits_per_place) // 64))}
+
+
+# -- report --------------------------------------------------------------------------
+def fmt_rate(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}k"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nets", default="fork_join:10,philosophers:14,token_ring:16",
+                    help="comma-separated family:size list (families in nets.py)")
+    ap.add_argument("--peer-seconds", type=float, default=20.0, help="time budget of each peer run")
+    ap.add_argument("--peer-states", type=int, default=100_000, help="state budget of the plain BFS")
+    ap.add_argument("--repeats", type=int, default=3, help="petriflow runs per net (median)")
+    ap.add_argument("--no-pm4py", action="store_true", help="skip pm4py (no venv is created)")
+    ap.add_argument("--write-readme", action="store_true", help="write the results into analysis/bench/README.md")
+    args = ap.parse_args(argv)
+
+    cold = cold_compile_seconds()
+    load = warm_up()
+    py = None if args.no_pm4py else ensure_peers()
+    rows = []
+    for item in args.nets.split(","):
+        fam, size = item.split(":")
+        net = nets.FAMILIES[fam](int(size))
+        pf = run_petriflow(net, args.repeats)
+        assert pf["states"] == nets.expected_states(fam, int(size)), (item, pf["states"])
+        plain = plain_bfs(net, seconds=args.peer_seconds, max_states=args.peer_states)
+        pm = run_pm4py(py, net, args.peer_seconds) if py else None
+        pm_rate = pm["markings"] / pm["seconds"] if pm else None
+        rows.append({"net": net.name, "pf": pf, "plain": plain, "pm4py": pm,
+                     "plain_rate": plain["states"] / plain["seconds"], "pm4py_rate": pm_rate})
+        print(f"{net.name}: petriflow {fmt_rate(pf['rate'])} states/s, plain {fmt_rate(rows[-1]['plain_rate'])}, "
+              f"pm4py {fmt_rate(pm_rate)}", file=sys.stderr)
+    collision = None
+    if py:
+        demo = nets.repr_collision()
+        truth = explore(demo).n_states
+        pm = run_pm4py(py, demo, args.peer_seconds)
+        collision = {"true": truth, "pm4py_markings": pm and pm["markings"], "pm4py_states": pm and pm["ts_states"]}
+
+    text = report(rows, cold=cold, load=load, collision=collision, args=args,
+                  pm4py_version=next((r["pm4py"]["version"] for r in rows if r["pm4py"]), None))
+    print(text)
+    if args.write_readme:
+        write_readme(text)
+    return 0
+
+
+def report(rows: list[dict], *, cold: float, load: float, collision: dict | None, args: argparse.Namespace,
+           pm4py_version: str | None) -> str:
+    import platform
+
+    import numba
+    import numpy
+
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()} "
+        f"({os.cpu_count()} cores, shared), Python {platform.python_version()}, numpy {numpy.__version__}, "
+        f"numba {numba.__version__}, pm4py {pm4py_version or 'not run'}. "
+        f"Peers stop after {args.peer_seconds:g} s (plain BFS also after {args.peer_states:,} states) "
+        "and are rated on the states they reached.",
+        "",
+        "| net | states | petriflow states/s | bytes/state | plain BFS states/s (reached) | "
+        "pm4py states/s (reached) | petriflow / pm4py | petriflow / plain | pm4py graph states vs markings |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        pf, plain, pm = r["pf"], r["plain"], r["pm4py"]
+        pm_cell = f"{fmt_rate(r['pm4py_rate'])} ({pm['markings']:,})" if pm else "n/a"
+        ratio_pm = f"{pf['rate'] / r['pm4py_rate']:,.0f}x" if pm else "n/a"
+        merged = f"{pm['ts_states']:,} vs {pm['markings']:,}" if pm else "n/a"
+        lines.append(
+            f"| {r['net']} | {pf['states']:,} | {fmt_rate(pf['rate'])} | {pf['bytes_per_state']:.1f} | "
+            f"{fmt_rate(r['plain_rate'])} ({plain['states']:,}) | {pm_cell} | {ratio_pm} | "
+            f"{pf['rate'] / r['plain_rate']:,.0f}x | {merged} |"
+        )
+    lines += [
+        "",
+        f"- numba kernels: {cold:.1f} s to compile from an empty cache (once per machine; `cache=True`), "
+        f"{load:.2f} s to load from the cache in a new process; neither is counted in states/s.",
+        "- plain BFS memory: " + ", ".join(f"{r['net']} {r['plain']['bytes_per_state']:,.0f} B/state" for r in rows)
+        + " (dict + tuples, `sys.getsizeof`).",
+    ]
+    if collision:
+        lines.append(
+            f"- pm4py merges states: on `repr_collision()` ({collision['true']} reachable markings, among them "
+            f"`{{p1: 11}}` and `{{p11: 1}}`) pm4py visits {collision['pm4py_markings']} markings but its "
+            f"reachability graph has {collision['pm4py_states']} states."
+        )
+    return "\n".join(lines)
+
+
+def write_readme(text: str) -> None:
+    path = HERE / "README.md"
+    old = path.read_text() if path.exists() else "# Benchmarks\n\nEach script runs petriflow and its peers side by side in one run.\n"
+    section = (f"{BEGIN}\n## State space (`bench_statespace.py`)\n\n"
+               "Full reachability graph of the benchmark nets (`nets.py`); targets (issue 3): >= 1M states/s, "
+               "<= 32 bytes/state on 1-safe nets of up to 64 places, >= 300x pm4py, >= 30x a plain-Python BFS.\n\n"
+               "Rerun: `.venv/bin/python analysis/bench/bench_statespace.py --write-readme`\n\n"
+               f"{text}\n{END}")
+    if BEGIN in old and END in old:
+        new = old[: old.index(BEGIN)] + section + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(new)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
