@@ -13,6 +13,7 @@ Mermaid live editor, a ``.dot`` file with ``dot -Tsvg`` wherever Graphviz is.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -247,7 +248,9 @@ def _mermaid_ids(sc: Scene) -> dict[str, str]:
 
 
 def _mm_text(s: str) -> str:
-    return s.replace('"', "#quot;").replace("\n", "<br/>")
+    """Text safe inside a quoted Mermaid label (entities, as Mermaid spells them)."""
+    return (s.replace("#", "#35;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+            .replace("\n", "<br/>"))
 
 
 def to_mermaid(net: PetriNet, *, highlight: Iterable[str] | None = None,
@@ -261,7 +264,7 @@ def to_mermaid(net: PetriNet, *, highlight: Iterable[str] | None = None,
     ids = _mermaid_ids(sc)
     out = []
     if sc.title or sc.name:
-        out += ["---", f"title: {_mm_text(sc.title or sc.name)}", "---"]
+        out += ["---", f"title: {json.dumps(sc.title or sc.name)}", "---"]  # JSON strings are YAML strings
     out.append("flowchart LR")
 
     def decl(n: SceneNode) -> str:
@@ -319,7 +322,7 @@ def to_dot(net: PetriNet, *, highlight: Iterable[str] | None = None,
     """The net as a Graphviz ``digraph`` (left to right), one ``cluster`` per workflow step.
 
     Node ids are the net's own ids, quoted; an arc of weight > 1 has ``label="<weight>"``.
-    Resource arcs are dashed and do not constrain the layout.
+    Resource arcs are dashed.
     """
     sc = scene(net, highlight=highlight, marking=marking, title=title)
     out = [f"digraph {_q(sc.name)} {{",
@@ -355,8 +358,8 @@ def to_dot(net: PetriNet, *, highlight: Iterable[str] | None = None,
             attrs.append(f"label={_q(str(a.weight))}")
         colour = HIGHLIGHT if a.hot else a.colour
         attrs.append(f"color={_q(colour)}")
-        if a.style == "dashed":
-            attrs.append("style=dashed, constraint=false")
+        if a.style == "dashed":  # constraining keeps a resource among its users instead of off to the side
+            attrs.append("style=dashed")
         elif a.style == "back":
             attrs.append("penwidth=1.6")
         if a.hot:

@@ -10,6 +10,7 @@ overlap, flow runs from left to right).
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -406,3 +407,17 @@ def test_importing_viz_does_not_import_matplotlib() -> None:
     code = "import sys, petriflow.viz; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
+@pytest.mark.parametrize("make", [tiny, lambda: qa(True), lambda: lower(loads(KITCHEN))])
+def test_graphviz_itself_reads_the_dot(tmp_path: Path, make) -> None:
+    """The independent oracle, where Graphviz is installed: it renders every node and every arc."""
+    net = make()
+    out = subprocess.run(["dot", "-Tsvg"], input=to_dot(net), capture_output=True, text=True, check=True)
+    root = ET.fromstring(out.stdout)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    groups = root.findall(".//s:g", ns)
+    titles = Counter((g.get("class"), g.findtext("s:title", namespaces=ns)) for g in groups)
+    assert Counter(t for (c, t) in titles.elements() if c == "node") == Counter(net.places + net.transitions)
+    assert sum(n for (c, _), n in titles.items() if c == "edge") == len(net.arcs())
