@@ -107,6 +107,9 @@ class _Engine:
         self.free = list(tab.capacity)
         self.queue: list[deque[tuple[_Case, int, int, list[float] | None]]] = [deque() for _ in range(R)]
         self.limited = [a is not None or b is not None for a, b in zip(tab.rpm, tab.tpm)]
+        self.tspec = list(zip(tab.pre_flow, tab.pre_res, tab.post_res, tab.post_plain, tab.post_timed,
+                              tab.post_sink, tab.candidates))
+        self.ospec = list(zip(tab.pre_flow, tab.pre_res, self.is_spawn))
         self.any_limited = [any(self.limited[r] for r, _ in res) for res in tab.pre_res]
         self.level_req = [max(1.0, (a or 0) / 60) for a in tab.rpm]
         self.level_tok = [max(1.0, (b or 0) / 60) for b in tab.tpm]
@@ -229,43 +232,40 @@ class _Engine:
             self.last[r] = self.now
 
     def fire(self, c: _Case, t: int, mask: int) -> None:
+        """Fire ``t`` for case ``c``: move tokens, then offer what they enable, then start timed tokens."""
+        pre, res, released, plain, timed, sink, cands = self.tspec[t]
         m = c.m
-        for p, w in self.pre_flow[t]:
+        for p, w in pre:
             m[p] -= w
-        now = self.now
-        res = self.pre_res[t]
-        if res:
-            free, last = self.free, self.last
+        self.firings += 1
+        if res or released:
+            now, free, last = self.now, self.free, self.last
             for r, w in res:
                 if now > last[r]:
                     self.account(r)
                 free[r] -= w
-        self.firings += 1
-        released = self.post_res[t]
-        if released:
-            free, last = self.free, self.last
             for r, w in released:
                 if now > last[r]:
                     self.account(r)
                 free[r] += w
-        for p, w in self.post_plain[t]:
+        for p, w in plain:
             m[p] += w
-        for kind, s, p in self.post_timed[t]:
-            if kind == RUNNING:
-                self.run_step(c, s, mask)
-            else:
-                self.back_off(c, s, p, mask)
-        if self.post_sink[t]:
-            self.records.append((c.idx, c.t0, now - c.t0, c.cost, mask))
+        if sink:
+            self.records.append((c.idx, c.t0, self.now - c.t0, c.cost, mask))
             self._ended()
         else:
-            for u in self.candidates[t]:
+            for u in cands:
                 self.offer(c, u, mask)
         if released:
             queue = self.queue
             for r, _ in released:
                 if queue[r]:
                     self.serve(r)
+        for kind, s, p in timed:
+            if kind == RUNNING:
+                self.run_step(c, s, mask)
+            else:
+                self.back_off(c, s, p, mask)
 
     def enabled(self, c: _Case, t: int) -> bool:
         m = c.m
@@ -277,16 +277,15 @@ class _Engine:
     def offer(self, c: _Case, t: int, mask: int) -> None:
         """Fire ``t`` as often as its flow inputs allow and its resources admit it."""
         m = c.m
-        pre = self.pre_flow[t]
+        pre, res, spawn = self.ospec[t]
         while True:
             for p, w in pre:
                 if m[p] < w:
                     return
-            if self.is_spawn[t]:
+            if spawn:
                 group = self.tab.spawn_group[t]
                 self.fire(c, group[next(self.steps[self.tab.spawn_step[t]].items) - 1], mask)  # type: ignore[arg-type]
                 continue
-            res = self.pre_res[t]
             if res:
                 for r, w in res:
                     if self.free[r] < w or self.queue[r]:
@@ -418,7 +417,10 @@ class _Engine:
             self.precost = None
         else:
             c.cost += next(st.cost)
-        self.push(d, COMPLETE, c, s, mask | st.bit, fail)
+        if d > 0.0:
+            self.push(d, COMPLETE, c, s, mask | st.bit, fail)
+        else:  # an instant step (a join, a python glue step) completes without an event
+            self.complete(c, s, mask | st.bit, fail)
 
     def back_off(self, c: _Case, s: int, p: int, mask: int) -> None:
         st = self.steps[s]
