@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from petriflow.errors import InputError, NetError
+from petriflow.errors import BudgetExceeded, InputError, NetError
 from petriflow.net.petrinet import PetriNet
-from petriflow.verify.statespace import StateSpace, explore
+from petriflow.verify.statespace import StateSpace, explore, warm_up
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE = Path("/work/shared/conformance")
@@ -144,9 +144,64 @@ def test_index_of():
     assert ss.index_of(np.zeros(len(net.places), np.int64)) is None
 
 
+def test_one_safe_nets_take_at_most_32_bytes_per_state():
+    """Issue 3's memory bound: packed markings + hash table + BFS tree, 1-safe nets of <= 64 places."""
+    for net in (nets.fork_join(8), nets.philosophers(12), nets.token_ring(8), nets.token_ring(12)):
+        ss = explore(net)
+        assert len(net.places) <= 64 and ss.max_tokens_per_place() == 1
+        assert set(ss.bits_per_place) == {1}
+        assert ss.bytes_per_state <= 32, (net.name, ss.bytes_per_state)
+
+
+def test_counting_place_gets_a_wider_field():
+    ss = explore(nets.producer_consumer(100))
+    net = ss.net
+    assert ss.n_states == 404
+    assert ss.bits_per_place[net.place_index("empty")] >= 7
+    assert ss.bits_per_place[net.place_index("p_idle")] == 1
+    assert ss.place_bounds()[net.place_index("full")] == 100
+
+
+def test_more_than_63_bits_is_a_budget_error():
+    net = tiny(places={"p": 2**62}, transitions=["grow"], arcs=[("grow", "p", 2**61)])
+    with pytest.raises(BudgetExceeded):
+        explore(net, max_states=10)
+
+
+def test_degenerate_nets():
+    empty = PetriNet(places=(), transitions=(), pre=np.zeros((0, 0)), post=np.zeros((0, 0)), initial=np.zeros(0))
+    ss = explore(empty)
+    assert (ss.n_states, ss.n_edges, ss.dead_states().tolist()) == (1, 0, [0])
+    loop = PetriNet(places=(), transitions=("t",), pre=np.zeros((1, 0)), post=np.zeros((1, 0)), initial=np.zeros(0))
+    ss = explore(loop)
+    assert (ss.n_states, ss.n_edges, ss.dead_states().tolist()) == (1, 1, [])
+
+
+def test_progress_bar_goes_to_stderr(capsys):
+    ss = explore(nets.token_ring(6), progress=True)
+    err = capsys.readouterr().err
+    assert ss.n_states == 576
+    assert "states" in err and "frontier" in err
+
+
+def test_index_of_marking_too_big_for_its_field():
+    ss = explore(nets.philosophers(3))
+    m = ss.marking(0)
+    m[0] = 5
+    assert ss.index_of(m) is None
+
+
+def test_warm_up_is_paid_once():
+    explore(nets.fork_join(1))
+    assert warm_up() == 0.0
+    assert explore(nets.fork_join(1)).compile_seconds == 0.0
+
+
 def test_bad_budget():
     with pytest.raises(InputError):
         explore(nets.fork_join(1), max_states=0)
+    with pytest.raises(InputError):
+        explore(nets.fork_join(1), max_bytes=0)
 
 
 # -- closed forms --------------------------------------------------------------------
@@ -181,20 +236,31 @@ def test_family_deadlocks():
 
 # -- differential: random nets against the reference ------------------------------------
 @st.composite
-def random_nets(draw) -> PetriNet:
-    P = draw(st.integers(1, 5))
-    T = draw(st.integers(1, 5))
-    w = st.integers(0, 2)
-    pre = draw(st.lists(st.lists(w, min_size=P, max_size=P), min_size=T, max_size=T))
-    post = draw(st.lists(st.lists(w, min_size=P, max_size=P), min_size=T, max_size=T))
-    m0 = draw(st.lists(st.integers(0, 3), min_size=P, max_size=P))
+def random_nets(draw, *, places: tuple[int, int] = (1, 5), weight: int = 2, tokens: int = 3,
+                sparse: bool = False) -> PetriNet:
+    """Random P/T nets, bounded or not; ``sparse`` draws a few arcs among many places instead of full matrices."""
+    P = draw(st.integers(*places))
+    T = draw(st.integers(0, 5))
+    w = st.integers(0, weight)
+    if sparse:
+        pre = np.zeros((T, P), dtype=np.int64)
+        post = np.zeros((T, P), dtype=np.int64)
+        arcs = st.tuples(st.integers(0, max(T - 1, 0)), st.integers(0, P - 1), st.integers(1, weight))
+        for matrix in (pre, post):
+            for t, p, k in draw(st.lists(arcs, max_size=3 * T)) if T else []:
+                matrix[t, p] = k
+        marked = draw(st.lists(st.integers(0, P - 1), max_size=P // 4))
+        m0 = np.zeros(P, dtype=np.int64)
+        m0[marked] = 1
+    else:
+        pre = np.array(draw(st.lists(st.lists(w, min_size=P, max_size=P), min_size=T, max_size=T)), dtype=np.int64)
+        post = np.array(draw(st.lists(st.lists(w, min_size=P, max_size=P), min_size=T, max_size=T)), dtype=np.int64)
+        m0 = np.array(draw(st.lists(st.integers(0, tokens), min_size=P, max_size=P)))
     return PetriNet(places=tuple(f"p{i}" for i in range(P)), transitions=tuple(f"t{i}" for i in range(T)),
-                    pre=np.array(pre), post=np.array(post), initial=np.array(m0))
+                    pre=pre.reshape(T, P), post=post.reshape(T, P), initial=m0)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_nets(), st.sampled_from([None, 1, 7, 60]))
-def test_against_reference(net: PetriNet, limit: int | None):
+def assert_like_reference(net: PetriNet, limit: int | None) -> None:
     cap = 400 if limit is None else limit
     order, edges, dead, depth, complete = reference(net, limit=cap)
     ss = explore(net, max_states=cap, store_edges=True)
@@ -202,17 +268,46 @@ def test_against_reference(net: PetriNet, limit: int | None):
     assert ss.stop_reason == (None if complete else "max_states")
     assert [tuple(m) for m in ss.markings().tolist()] == order
     assert ss.n_states == len(order)
+    src, tr, dst = ss.edges()
+    assert len(src) == ss.n_edges
     if complete:
+        assert ss.n_expanded == ss.n_states
         assert ss.n_edges == len(edges)
-        src, tr, dst = ss.edges()
         assert sorted(zip(src.tolist(), tr.tolist(), dst.tolist())) == sorted(edges)
         assert ss.dead_states().tolist() == dead
         assert ss.place_bounds().tolist() == list(np.max(np.array(order), axis=0))
         assert ss.max_tokens_per_marking() == max(sum(m) for m in order)
+    else:  # partial: only expanded states have edges or can be dead, and they agree with the reference
+        expanded = set(range(ss.n_expanded))
+        assert set(src.tolist()) <= expanded
+        assert ss.dead_states().tolist() == [d for d in dead if d in expanded]
+        ref = sorted(e for e in edges if e[0] in expanded)
+        assert sorted(zip(src.tolist(), tr.tolist(), dst.tolist())) == ref
     for i in range(0, ss.n_states, max(1, ss.n_states // 7)):
         path = ss.path_to(i)
         assert len(path) == depth[i]
         assert net.replay(path).tolist() == list(order[i])
+        assert ss.index_of(np.array(order[i])) == i
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_nets(), st.sampled_from([None, 1, 7, 60]))
+def test_against_reference(net: PetriNet, limit: int | None):
+    assert_like_reference(net, limit)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_nets(weight=1, tokens=1), st.sampled_from([None, 30]))
+def test_against_reference_unit_arcs(net: PetriNet, limit: int | None):
+    """Unit arcs and 0/1 tokens: the 1-bit kernel, widened when a place gets a second token."""
+    assert_like_reference(net, limit)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_nets(places=(60, 140), weight=1, sparse=True), st.sampled_from([None, 200]))
+def test_against_reference_many_words(net: PetriNet, limit: int | None):
+    """Markings spanning two or three 64-bit words."""
+    assert_like_reference(net, limit)
 
 
 def _check_space(ss: StateSpace) -> None:
