@@ -51,8 +51,8 @@ class Dist:
         raise NotImplementedError
 
     def scaled(self, factor: float) -> Dist:
-        """The distribution of ``factor * X`` (used to derive per-model latencies in sweeps)."""
-        return Mixture(components=(self,), weights=(1.0,), factor=factor)
+        """The distribution of ``factor * X`` (e.g. a model twice as fast: ``scaled(0.5)``)."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,6 @@ class Mixture(Dist):
 
     components: tuple[Dist, ...]
     weights: tuple[float, ...]
-    factor: float = 1.0
     family = "mixture"
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -170,19 +169,19 @@ class Mixture(Dist):
         for i, c in enumerate(self.components):
             where = pick == i
             out[where] = c.sample(rng, int(where.sum()))
-        return out * self.factor
+        return out
 
     @property
     def mean(self) -> float:
         w = np.asarray(self.weights, dtype=float)
-        return float(self.factor * sum(wi * c.mean for wi, c in zip(w / w.sum(), self.components)))
+        return float(sum(wi * c.mean for wi, c in zip(w / w.sum(), self.components)))
 
     def to_doc(self) -> Any:
-        if self.factor != 1.0:
-            return {"dist": "mixture", "components": [c.scaled(self.factor).to_doc() for c in self.components],
-                    "weights": [float(x) for x in self.weights]}
         return {"dist": "mixture", "components": [c.to_doc() for c in self.components],
                 "weights": [float(x) for x in self.weights]}
+
+    def scaled(self, factor: float) -> Dist:
+        return Mixture(tuple(c.scaled(factor) for c in self.components), self.weights)
 
 
 _KEYS: Mapping[str, set[str]] = {

@@ -200,8 +200,7 @@ class _Engine:
                 self.push(next(self.gaps), ARRIVE, None, 0, 0, False)
             elif kind == "replay":
                 times = self.load.times
-                self.push(times[self.arrived % len(times)] - times[i % len(times)]
-                          if self.arrived % len(times) else times[0], ARRIVE, None, 0, 0, False)
+                self.push(times[self.arrived] - times[i], ARRIVE, None, 0, 0, False)
         self.fire(c, self.tab.begin, 0)
 
     def _ended(self) -> None:
@@ -476,10 +475,13 @@ def simulate(
         raise ProfileError(f"warm-up must be a share in [0, 1), got {warmup}", where="warmup")
     if backend not in ("fast", "simpy"):
         raise ProfileError(f"unknown backend {backend!r}", hint="use 'fast' or 'simpy'")
+    load = load or Load.closed(1)
+    if load.kind == "replay":
+        cases = min(cases, len(load.times))  # replay runs the recorded arrivals, no more
     profile = profile if profile is not None else Profile.from_workflow(workflow)
     net = net if net is not None else lower(workflow)
     tab = compile_tables(net, workflow, profile, seed=seed)
-    eng = _Engine(tab, load or Load.closed(1), cases, seed)
+    eng = _Engine(tab, load, cases, seed)
     began = _time.perf_counter()
     eng.run_fast() if backend == "fast" else eng.run_simpy()
     wall = _time.perf_counter() - began
