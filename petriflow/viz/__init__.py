@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,12 +34,14 @@ def draw(
     highlight: Iterable[str] | None = None,
     marking: np.ndarray | Mapping[str, int] | None = None,
     title: str | None = None,
+    trail: Iterable[str] | None = None,
 ) -> Path:
     """Draw ``net`` into ``path``; the suffix picks the format (``.png``, ``.svg``, ``.mmd``, ``.dot``).
 
     ``highlight``: place and transition ids drawn in red. ``marking``: tokens
     to show instead of the initial marking (a stuck marking, say). ``title``:
-    a line above the drawing (default: the net's name). Returns the path.
+    a line above the drawing (default: the net's name). ``trail``: transitions
+    that fired on the way (a witness's trace), drawn bold. Returns the path.
     Raises :class:`InputError` for an unknown suffix, an unknown highlighted
     id or a file that cannot be written.
     """
@@ -47,16 +50,16 @@ def draw(
     if suffix not in SUFFIXES:
         raise InputError(f"cannot draw to '{out}': unknown suffix '{out.suffix}'",
                          hint=f"use one of {', '.join(SUFFIXES)}")
+    options: dict[str, Any] = dict(highlight=highlight, marking=marking, title=title, trail=trail)
     try:
         if suffix == ".mmd":
-            out.write_text(to_mermaid(net, highlight=highlight, marking=marking, title=title), encoding="utf-8")
+            out.write_text(to_mermaid(net, **options), encoding="utf-8")
         elif suffix == ".dot":
-            out.write_text(to_dot(net, highlight=highlight, marking=marking, title=title), encoding="utf-8")
+            out.write_text(to_dot(net, **options), encoding="utf-8")
         else:
             from petriflow.viz.draw import render
 
-            sc = scene(net, highlight=highlight, marking=marking, title=title)
-            render(sc, out, fmt=suffix[1:], workflow=isinstance(net, WorkflowNet))
+            render(scene(net, **options), out, fmt=suffix[1:], workflow=isinstance(net, WorkflowNet))
     except OSError as err:
         raise InputError(f"cannot write '{out}': {err.strerror or err}",
                          hint="check that the folder exists and is writable") from None

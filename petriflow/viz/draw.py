@@ -18,9 +18,28 @@ from typing import Any
 
 import numpy as np
 
-from petriflow.viz.layout import (FS_G, FS_P, FS_T, R, TH, Layout, box, layered_layout, place_caption,
-                                  shared_caption, transition_text)
-from petriflow.viz.text import COLOURS, CONSTRUCT_NAMES, HIGHLIGHT, Scene, SceneNode, _tint
+from petriflow.viz.layout import (
+    FS_G,
+    FS_P,
+    FS_T,
+    TH,
+    Layout,
+    R,
+    box,
+    layered_layout,
+    place_caption,
+    shared_caption,
+    transition_text,
+)
+from petriflow.viz.text import (
+    COLOURS,
+    CONSTRUCT_NAMES,
+    HIGHLIGHT,
+    TRAIL,
+    Scene,
+    SceneNode,
+    _tint,
+)
 
 __all__ = ["BIG", "render"]
 
@@ -30,7 +49,10 @@ BIG = 300
 PASTELS = ("#eef3fb", "#fdf1e7", "#edf7ee", "#f5f0fa", "#fdf0f5", "#f1f7f9", "#f8f6e6", "#f3efeb")
 
 
-def _clip(c: tuple[float, float], toward: tuple[float, float], kind: str, wh: tuple[float, float]) -> tuple[float, float]:
+Point = tuple[float, float]
+
+
+def _clip(c: Point, toward: Point, kind: str, wh: Point) -> Point:
     """Where the segment from a node's centre ``c`` toward ``toward`` leaves the node's outline."""
     dx, dy = toward[0] - c[0], toward[1] - c[1]
     d = float(np.hypot(dx, dy))
@@ -147,10 +169,10 @@ def _arcs(ax: Any, sc: Scene, lay: Layout, k: float) -> None:
         pts = [lay.pos[src], *lay.bends.get((a.src, a.dst), []), lay.pos[dst]]
         pts[0] = _clip(lay.pos[src], pts[1], nodes[a.src].kind, lay.size[src])
         pts[-1] = _clip(lay.pos[dst], pts[-2], nodes[a.dst].kind, lay.size[dst])
-        colour = HIGHLIGHT if a.hot else a.colour
+        colour = HIGHLIGHT if a.hot else TRAIL if a.trail else a.colour
         style: dict[str, Any] = dict(
-            arrowstyle="-|>", mutation_scale=9 * k, color=colour, zorder=2,
-            linewidth=(2.0 if a.hot else 1.4 if a.style == "back" else 0.9) * k,
+            arrowstyle="-|>", mutation_scale=(11 if a.hot or a.trail else 9) * k, color=colour, zorder=2,
+            linewidth=(2.0 if a.hot or a.trail else 1.4 if a.style == "back" else 0.9) * k,
             linestyle="--" if a.style == "dashed" else "-", alpha=0.7 if a.style == "dashed" else 1.0)
         if len(pts) == 2:
             rad = 0.3 if (dst, src) in pairs else 0.0
@@ -212,7 +234,8 @@ def _full(ax: Any, sc: Scene, lay: Layout, k: float, *, workflow: bool, legend_a
         colour = HIGHLIGHT if n.hot else COLOURS.get(n.construct, "#555555")
         w = lay.size[n.id][0]
         ax.add_patch(FancyBboxPatch((cx - w / 2, cy - TH / 2), w, TH, boxstyle="round,pad=0,rounding_size=0.04",
-                                    facecolor=_tint(colour, 0.85), edgecolor=colour, linewidth=(2.4 if n.hot else 1.1) * k,
+                                    facecolor=_tint(colour, 0.85), edgecolor=TRAIL if n.trail and not n.hot else colour,
+                                    linewidth=(2.4 if n.hot or n.trail else 1.1) * k,
                                     zorder=3))
         ax.text(cx, cy, transition_text(n, workflow=workflow), fontsize=FS_T * k, ha="center", va="center",
                 zorder=4, color=HIGHLIGHT if n.hot else "#1b1b1b", fontweight="bold" if n.hot else "normal")
@@ -223,7 +246,10 @@ def _full(ax: Any, sc: Scene, lay: Layout, k: float, *, workflow: bool, legend_a
     handles: list[Any] = [Patch(facecolor=_tint(COLOURS[c], 0.85), edgecolor=COLOURS[c], label=CONSTRUCT_NAMES[c])
                           for c in present]
     if any(a.style == "dashed" for a in sc.arcs):
-        handles.append(Line2D([], [], color=COLOURS["resource"], linestyle="--", label="takes / returns a shared resource"))
+        handles.append(Line2D([], [], color=COLOURS["resource"], linestyle="--",
+                              label="takes / returns a shared resource"))
+    if any(n.trail for n in sc.nodes):
+        handles.append(Line2D([], [], color=TRAIL, linewidth=2, label="path taken"))
     if any(n.hot for n in sc.nodes):
         handles.append(Patch(facecolor="white", edgecolor=HIGHLIGHT, linewidth=2, label="highlighted"))
     if handles:

@@ -183,7 +183,7 @@ def _layers(sc: Scene, g: nx.DiGraph) -> tuple[dict[str, int], dict[str, int], s
     g2 = nx.DiGraph()
     g2.add_nodes_from(g)
     g2.add_edges_from((v, u) if (u, v) in forced else (u, v) for u, v in g.edges)
-    roots = [sc.source] if sc.source in g else []
+    roots = [sc.source] if sc.source is not None and sc.source in g else []
     roots += [n.id for n in sc.nodes if n.kind == "place" and n.tokens and n.id in g]
     roots += [v for v in g2 if g2.in_degree(v) == 0] + list(g2)
     preorder, back2 = _dfs_back_edges(g2, roots)
@@ -237,8 +237,14 @@ def _order_layer(w: _Work, k: int, nbrs: dict[str, list[str]]) -> None:
         present = sorted((gr for gr in members if gr is not None), key=lambda gr: w.gkey.get(gr, 0.0))
         block = dict(zip(present, sorted(float(np.mean(members[gr])) for gr in present)))
         rank = {gr: i for i, gr in enumerate(present)}  # breaks ties between blocks
-        lay.sort(key=lambda v: (block[group[v]], 0, rank[group[v]], w.slot[v], key[v]) if group[v] is not None
-                 else (key[v], 1, 0, 0, key[v]))
+
+        def place(v: str) -> tuple[float, int, int, int, float]:
+            gr = group[v]
+            if gr is None:  # glue between steps
+                return key[v], 1, 0, 0, key[v]
+            return block[gr], 0, rank[gr], w.slot[v], key[v]
+
+        lay.sort(key=place)
     else:
         lay.sort(key=lambda v: key[v])
     index.update({v: i for i, v in enumerate(lay)})

@@ -23,7 +23,7 @@ import numpy as np
 from petriflow.errors import InputError
 from petriflow.net.petrinet import Origin, PetriNet, WorkflowNet
 
-__all__ = ["SceneNode", "SceneArc", "Scene", "scene", "to_mermaid", "to_dot", "COLOURS", "HIGHLIGHT"]
+__all__ = ["SceneNode", "SceneArc", "Scene", "scene", "to_mermaid", "to_dot", "COLOURS", "HIGHLIGHT", "TRAIL"]
 
 # One colour per construct (edge colour; fills are light tints of it). Chosen so
 # that route, loop, retry, fallback and resource stay apart for colour-blind eyes too.
@@ -42,6 +42,7 @@ COLOURS: Mapping[str, str] = {
     "net": "#4c72b0",
 }
 HIGHLIGHT = "#d62728"
+TRAIL = "#1b1b1b"  # the path a witness took: bold and dark, under the red of the highlight
 CONSTRUCT_NAMES: Mapping[str, str] = {
     "step": "step", "route": "route branch", "join": "join", "loop": "loop back",
     "map": "map", "retry": "retry / fail", "fallback": "fallback", "resource": "shared resource",
@@ -68,6 +69,7 @@ class SceneNode:
     role: str = ""  # "source" | "sink" | "resource" | "budget" | ""
     part: str = ""  # the origin's role: start, finish, back, fail...
     hot: bool = False
+    trail: bool = False
 
     @property
     def side(self) -> bool:
@@ -76,7 +78,10 @@ class SceneNode:
 
 @dataclass(frozen=True)
 class SceneArc:
-    """One arc: ``weight`` > 1 is written on it; ``style`` is ``solid``, ``dashed`` (resource) or ``back`` (loop)."""
+    """One arc: ``weight`` > 1 is written on it; ``style`` is ``solid``, ``dashed`` (resource) or ``back`` (loop).
+
+    ``hot``: both ends highlighted; ``trail``: its transition fired on the path given as ``trail``.
+    """
 
     src: str
     dst: str
@@ -84,6 +89,7 @@ class SceneArc:
     colour: str
     style: str = "solid"
     hot: bool = False
+    trail: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,12 +168,15 @@ def scene(
     highlight: Iterable[str] | None = None,
     marking: np.ndarray | Mapping[str, int] | None = None,
     title: str | None = None,
+    trail: Iterable[str] | None = None,
 ) -> Scene:
     """The Scene of a net: labels, groups, constructs, tokens (of ``marking``, default the initial one).
 
     ``highlight`` names places and transitions to draw in red (a deadlock
     witness: the stuck marking's places and the transitions left waiting);
-    an id the net does not have is an :class:`InputError`.
+    an id the net does not have is an :class:`InputError`. ``trail`` names
+    transitions that fired (a witness's firing sequence): they and their
+    arcs are drawn bold, so the path taken can be followed.
     """
     if not isinstance(net, PetriNet):
         raise InputError(f"cannot draw a {type(net).__name__}", hint="pass a PetriNet or a WorkflowNet")
@@ -176,6 +185,11 @@ def scene(
     if unknown:
         raise InputError(f"highlight names '{unknown[0]}', which is not in net '{net.name}'",
                          hint="highlight place and transition ids of this net")
+    fired = set(trail or ())
+    unknown = sorted(fired - set(net.transitions))
+    if unknown:
+        raise InputError(f"trail names '{unknown[0]}', which is not a transition of net '{net.name}'",
+                         hint="a trail is a firing sequence of this net")
     if marking is None:
         tokens = net.initial
     elif isinstance(marking, Mapping):
@@ -214,7 +228,7 @@ def scene(
             groups.append(group)
         nodes.append(SceneNode(id=nid, kind=kind, label=label, short=short, construct=construct,
                                group=group, tokens=int(tokens[i]) if kind == "place" else 0,
-                               role=role, part=part, hot=nid in hot))
+                               role=role, part=part, hot=nid in hot, trail=nid in fired))
     by_id = {n.id: n for n in nodes}
     arcs: list[SceneArc] = []
     for src, dst, w in net.arcs():
@@ -228,7 +242,8 @@ def scene(
             style, colour = "solid", COLOURS[trans.construct]
         else:
             style, colour = "solid", "#555555"
-        arcs.append(SceneArc(src=src, dst=dst, weight=w, colour=colour, style=style, hot=a.hot and b.hot))
+        arcs.append(SceneArc(src=src, dst=dst, weight=w, colour=colour, style=style, hot=a.hot and b.hot,
+                             trail=trans.trail))
     return Scene(name=net.name, nodes=tuple(nodes), arcs=tuple(arcs), groups=tuple(groups),
                  source=wf.source if wf else None, sink=wf.sink if wf else None, title=title)
 
@@ -254,13 +269,14 @@ def _mm_text(s: str) -> str:
 
 
 def to_mermaid(net: PetriNet, *, highlight: Iterable[str] | None = None,
-               marking: np.ndarray | Mapping[str, int] | None = None, title: str | None = None) -> str:
+               marking: np.ndarray | Mapping[str, int] | None = None, title: str | None = None,
+               trail: Iterable[str] | None = None) -> str:
     """The net as a Mermaid ``flowchart LR``: one subgraph per workflow step, places as circles.
 
     Node ids are ``p<i>_...``/``t<i>_...`` (``i`` the index in ``net.places``/``net.transitions``);
     an arc of weight > 1 carries its weight as the edge label, resource arcs are dotted.
     """
-    sc = scene(net, highlight=highlight, marking=marking, title=title)
+    sc = scene(net, highlight=highlight, marking=marking, title=title, trail=trail)
     ids = _mermaid_ids(sc)
     out = []
     if sc.title or sc.name:
@@ -298,6 +314,9 @@ def to_mermaid(net: PetriNet, *, highlight: Iterable[str] | None = None,
         out.append(f"  class {','.join(hot)} c_hot")
     if back:
         out.append(f"  linkStyle {','.join(map(str, back))} stroke:{COLOURS['loop']},stroke-width:2px")
+    walked = [str(k) for k, a in enumerate(sc.arcs) if a.trail and not a.hot]
+    if walked:
+        out.append(f"  linkStyle {','.join(walked)} stroke:{TRAIL},stroke-width:3px")
     hot_arcs = [str(k) for k, a in enumerate(sc.arcs) if a.hot]
     if hot_arcs:
         out.append(f"  linkStyle {','.join(hot_arcs)} stroke:{HIGHLIGHT},stroke-width:3px")
@@ -318,13 +337,14 @@ def _tint(hex_colour: str, amount: float = 0.82) -> str:
 
 
 def to_dot(net: PetriNet, *, highlight: Iterable[str] | None = None,
-           marking: np.ndarray | Mapping[str, int] | None = None, title: str | None = None) -> str:
+           marking: np.ndarray | Mapping[str, int] | None = None, title: str | None = None,
+           trail: Iterable[str] | None = None) -> str:
     """The net as a Graphviz ``digraph`` (left to right), one ``cluster`` per workflow step.
 
     Node ids are the net's own ids, quoted; an arc of weight > 1 has ``label="<weight>"``.
     Resource arcs are dashed.
     """
-    sc = scene(net, highlight=highlight, marking=marking, title=title)
+    sc = scene(net, highlight=highlight, marking=marking, title=title, trail=trail)
     out = [f"digraph {_q(sc.name)} {{",
            '  rankdir=LR; nodesep=0.35; ranksep=0.45; fontname="Helvetica";',
            '  node [fontname="Helvetica", fontsize=10]; edge [fontname="Helvetica", fontsize=9, arrowsize=0.7];']
@@ -333,7 +353,7 @@ def to_dot(net: PetriNet, *, highlight: Iterable[str] | None = None,
 
     def decl(n: SceneNode) -> str:
         colour = HIGHLIGHT if n.hot else COLOURS.get(n.construct, "#555555")
-        width = "3" if n.hot else ("2.5" if n.role in ("source", "sink") else "1.3")
+        width = "3" if n.hot else ("2.5" if n.role in ("source", "sink") or n.trail else "1.3")
         if n.kind == "transition":
             attrs = (f"shape=box, style=\"filled\", fillcolor={_q(_tint(colour))}, color={_q(colour)}, "
                      f"penwidth={width}, label={_q(n.label)}")
@@ -356,13 +376,13 @@ def to_dot(net: PetriNet, *, highlight: Iterable[str] | None = None,
         attrs = []
         if a.weight > 1:
             attrs.append(f"label={_q(str(a.weight))}")
-        colour = HIGHLIGHT if a.hot else a.colour
+        colour = HIGHLIGHT if a.hot else TRAIL if a.trail else a.colour
         attrs.append(f"color={_q(colour)}")
         if a.style == "dashed":  # constraining keeps a resource among its users instead of off to the side
             attrs.append("style=dashed")
         elif a.style == "back":
             attrs.append("penwidth=1.6")
-        if a.hot:
+        if a.hot or a.trail:
             attrs.append("penwidth=2.5")
         out.append(f"  {_q(a.src)} -> {_q(a.dst)} [{', '.join(attrs)}];")
     out.append("}")

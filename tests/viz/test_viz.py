@@ -27,8 +27,8 @@ from petriflow.net.lower import lower
 from petriflow.net.petrinet import PetriNet, WorkflowNet
 from petriflow.spec import load, loads
 from petriflow.viz import SUFFIXES, draw, to_dot, to_mermaid
-from petriflow.viz.layout import R, TH, box, layered_layout
-from petriflow.viz.text import HIGHLIGHT, scene, tokens_text
+from petriflow.viz.layout import TH, R, box, layered_layout
+from petriflow.viz.text import HIGHLIGHT, TRAIL, scene, tokens_text
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -66,7 +66,8 @@ def tiny() -> PetriNet:
 def ring(n: int = 200) -> PetriNet:
     """A ring of n places and n transitions with chords: 2n nodes, cycles everywhere."""
     places = {f"p{i}": (1 if i % 17 == 0 else 0) for i in range(n)}
-    arcs = [(f"p{i}", f"t{i}", 1) for i in range(n)] + [(f"t{i}", f"p{(i + 1) % n}", 1 + (i % 3 == 0)) for i in range(n)]
+    arcs = [(f"p{i}", f"t{i}", 1) for i in range(n)]
+    arcs += [(f"t{i}", f"p{(i + 1) % n}", 1 + (i % 3 == 0)) for i in range(n)]
     arcs += [(f"t{i}", f"p{(i * 7 + 3) % n}", 1) for i in range(0, n, 5)]
     return PetriNet.from_arcs(places=places, transitions=[f"t{i}" for i in range(n)], arcs=arcs, name="ring")
 
@@ -421,3 +422,16 @@ def test_graphviz_itself_reads_the_dot(tmp_path: Path, make) -> None:
     titles = Counter((g.get("class"), g.findtext("s:title", namespaces=ns)) for g in groups)
     assert Counter(t for (c, t) in titles.elements() if c == "node") == Counter(net.places + net.transitions)
     assert sum(n for (c, _), n in titles.items() if c == "edge") == len(net.arcs())
+
+
+def test_a_trail_is_drawn_bold_on_exactly_the_arcs_of_the_fired_transitions() -> None:
+    net = qa(True)
+    trace = ["begin", "classify.start", "classify.choose.code", "code.start", "code.finish"]
+    nodes, edges = read_dot(to_dot(net, trail=trace, marking=net.replay(trace)))
+    bold = {(s, d) for s, d, a in edges if a.get("color") == TRAIL and a.get("penwidth") == "2.5"}
+    assert bold == {(s, d) for s, d, _ in net.arcs() if s in trace or d in trace}
+    assert {v for v, a in nodes.items() if a["shape"] == "box" and a["penwidth"] == "2.5"} == set(trace)
+    with pytest.raises(InputError, match="trail"):
+        to_dot(net, trail=["source"])  # a place, not a transition
+    _, mm_edges, _ = read_mermaid(to_mermaid(net, trail=trace), net)
+    assert mm_edges == arcs_of(net)
