@@ -1,0 +1,510 @@
+"""The executor: one asyncio core that plays the verified net's token game with real work.
+
+Each case is one coroutine with one small loop (:meth:`Executor._case`):
+step tasks report to the case's queue when they finish; the loop commits the
+output to the checkpoint store, fires the finish transition the output chose
+(a route label, a loop back, a plain finish) on the case's control places, and
+starts at once every step whose start transition that enabled. There are no
+supersteps: a step starts the moment its inputs are ready. Only this loop
+changes a case's marking, so no locks are needed.
+
+Inside a step task (:meth:`Executor._attempts`) live the policies: resources
+are ``asyncio.Semaphore`` s shared by every case (capacity exactly as
+declared), rate limits are token buckets, each attempt has a timeout, a
+retryable failure (:class:`RetryableCallError`, a timeout) backs off
+exponentially with jitter and never sooner than the server's ``Retry-After``,
+a fatal one gives up at once, and giving up hands over to the fallback step.
+Every attempt is a :class:`~petriflow.execute.trace.TraceRecord`, and every
+transition the run fires is appended to ``RunResult.events``, which is a
+firing sequence of ``dag.net`` (the tests replay it).
+
+:func:`run_sync` is the synchronous wrapper: ``asyncio.run`` over the same core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from petriflow.errors import BudgetExceeded, ExecutionError, PetriflowError
+from petriflow.execute.plan import Dag, Entry, Outcome, StepPlan
+from petriflow.execute.store import Checkpoint, MemoryStore
+from petriflow.execute.tools import DEFAULT_TOOLS, KindRunner, StepCall, ToolRegistry, label_of, wants_loop
+from petriflow.execute.trace import TraceRecord, TraceWriter
+
+__all__ = ["Executor", "RunResult", "StepFailed", "run_sync"]
+
+
+class StepFailed(ExecutionError):
+    """A step failed for good: no attempts left and no fallback (or the fallback failed too)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One case of a run: its output (the terminal steps'), every step output, and what it cost."""
+
+    run_id: str
+    case: int
+    ok: bool
+    output: Any
+    outputs: Mapping[str, Any]
+    error: str | None
+    events: tuple[str, ...]
+    cost: float
+    input_tokens: int
+    output_tokens: int
+    seconds: float
+    reused: int = 0  # step executions taken from the checkpoint store instead of run again
+    exit_code: int = 0
+
+
+@dataclass
+class _Done:
+    """What a step task tells its case loop: which step ran (the step or its fallback) and its output."""
+
+    step: str
+    ran: str
+    key: str
+    output: Any = None
+    error: BaseException | None = None
+    attempt: TraceRecord | None = None
+    reused: Checkpoint | None = None
+    outcome: Outcome | None = None  # a map's collect transition
+
+
+@dataclass
+class _Case:
+    run_id: str
+    index: int
+    vars: dict[str, Any]
+    marking: dict[str, int]
+    memo: dict[str, Checkpoint]
+    queue: asyncio.Queue[_Done] = field(default_factory=asyncio.Queue)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    occurrences: dict[str, int] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    pending: int = 0  # launched step tasks whose message has not been read yet
+    cost: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    reused: int = 0
+
+
+class _Bucket:
+    """A token bucket: ``rpm`` requests per minute with a burst of ``burst``."""
+
+    def __init__(self, rpm: float, burst: int) -> None:
+        self.interval, self.burst, self.tokens, self.t = 60.0 / rpm, float(burst), float(burst), time.monotonic()
+
+    async def take(self) -> None:
+        while True:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.t) / self.interval)
+            self.t = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await asyncio.sleep((1 - self.tokens) * self.interval)
+
+
+class Executor:
+    """Runs cases of one planned workflow; resources and rate limits are shared by all of them.
+
+    ``budget`` is dollars per case: a model call whose worst-case cost would
+    take the case past it is not made, and the case stops with
+    :class:`~petriflow.errors.BudgetExceeded`. ``sleep`` is the back-off
+    sleep (tests pass a recorder).
+    """
+
+    def __init__(self, dag: Dag, *, client: Any = None, store: MemoryStore | None = None,
+                 trace: TraceWriter | None = None, budget: float | None = None,
+                 tools: ToolRegistry | None = None, endpoints: Mapping[str, Any] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, seed: int | None = None) -> None:
+        self.dag = dag
+        self.store = store if store is not None else MemoryStore()
+        self.trace = trace if trace is not None else TraceWriter()
+        self.budget = budget
+        self.sleep = sleep
+        self.rng = random.Random(seed)
+        self.kinds = KindRunner(dag, client=client, tools=tools or DEFAULT_TOOLS, store=self.store,
+                                endpoints=endpoints)
+        self._limits: dict[str, tuple[asyncio.Semaphore, _Bucket | None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- shared resources ---------------------------------------------------------
+    def _bind(self) -> None:
+        """Semaphores and buckets belong to one event loop: make them for the running one."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._limits = {
+                rid: (asyncio.Semaphore(r.capacity),
+                      _Bucket(r.requests_per_minute, r.capacity) if r.requests_per_minute else None)
+                for rid, r in self.dag.resources.items()
+            }
+
+    async def _acquire(self, sp: StepPlan) -> None:
+        held: list[asyncio.Semaphore] = []
+        try:
+            for rid, n in sp.uses:  # sorted order: no two steps wait on each other
+                sem = self._limits[rid][0]
+                for _ in range(n):
+                    await sem.acquire()
+                    held.append(sem)
+        except asyncio.CancelledError:
+            for sem in held:
+                sem.release()
+            raise
+        for rid, _ in sp.uses:
+            bucket = self._limits[rid][1]
+            if bucket is not None:
+                await bucket.take()
+
+    def _release(self, sp: StepPlan) -> None:
+        for rid, n in sp.uses:
+            for _ in range(n):
+                self._limits[rid][0].release()
+
+    # -- public API ---------------------------------------------------------------
+    async def run(self, value: Any, *, run_id: str | None = None, case: int = 0) -> RunResult:
+        """Run one case; ``value`` is the input text or a mapping of template variables."""
+        run_id = run_id or new_run_id()
+        if self.store.get_run(run_id) is None:
+            self.store.create_run(run_id, workflow=self.dag.workflow.source or self.dag.name)
+        self.store.add_case(run_id, case, value)
+        return await self._run_case(run_id, case, value)
+
+    async def run_many(self, values: Iterable[Any], *, run_id: str | None = None, concurrency: int = 16,
+                       progress: Callable[[RunResult], None] | None = None,
+                       options: Mapping[str, Any] | None = None) -> list[RunResult]:
+        """Run many cases, at most ``concurrency`` at once; failures are results, never exceptions."""
+        run_id = run_id or new_run_id()
+        values = list(values)
+        self.store.create_run(run_id, workflow=self.dag.workflow.source or self.dag.name, options=dict(options or {}))
+        add_many = getattr(self.store, "add_cases", None)
+        if add_many is not None:
+            add_many(run_id, values)
+        else:
+            for i, v in enumerate(values):
+                self.store.add_case(run_id, i, v)
+        return await self._many(run_id, list(enumerate(values)), concurrency, progress)
+
+    async def resume(self, run_id: str, *, concurrency: int = 16,
+                     progress: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+        """Finish a run from its checkpoints: no completed step execution is repeated."""
+        if self.store.get_run(run_id) is None:
+            raise ExecutionError(f"no run '{run_id}' in the checkpoint store", hint="pass the --db the run used")
+        rows = self.store.cases(run_id)
+        todo = [(r.case, r.input) for r in rows if r.status != "ok"]
+        done = {r.case: RunResult(run_id, r.case, True, r.output, {}, None, (), 0.0, 0, 0, 0.0)
+                for r in rows if r.status == "ok"}
+        for r in done.values():
+            if progress:
+                progress(r)
+        out = await self._many(run_id, todo, concurrency, progress)
+        merged = {**done, **{r.case: r for r in out}}
+        return [merged[k] for k in sorted(merged)]
+
+    async def _many(self, run_id: str, todo: list[tuple[int, Any]], concurrency: int,
+                    progress: Callable[[RunResult], None] | None) -> list[RunResult]:
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(i: int, v: Any) -> RunResult:
+            async with gate:
+                r = await self._run_case(run_id, i, v)
+            if progress:
+                progress(r)
+            return r
+
+        results = await asyncio.gather(*(one(i, v) for i, v in todo))
+        ok = all(r.ok for r in results)
+        self.store.set_run_status(run_id, "ok" if ok else "failed")
+        self.trace.flush()
+        return list(results)
+
+    # -- one case: the loop ---------------------------------------------------------
+    async def _run_case(self, run_id: str, index: int, value: Any) -> RunResult:
+        self._bind()
+        t0 = time.perf_counter()
+        vars_ = dict(value) if isinstance(value, Mapping) else {"question": value, "input": value}
+        c = _Case(run_id, index, vars_, dict(self.dag.tracked), self.store.load_steps(run_id, index))
+        error: BaseException | None = None
+        try:
+            self._fire(c, self.dag.begin)
+            while c.pending:
+                done = await c.queue.get()
+                c.pending -= 1
+                if done.error is not None:
+                    raise done.error
+                self._complete(c, done)
+        except asyncio.CancelledError:
+            await self._cancel(c)
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed case is a result
+            error = exc
+            await self._cancel(c)
+        end = self.dag.end
+        if error is None and all(c.marking.get(p, 0) >= w for p, w in end.consumes):
+            c.events.append(end.transition)
+            terminal = self.dag.workflow.terminal_steps()
+            output = c.outputs.get(terminal[0]) if len(terminal) == 1 else {s: c.outputs.get(s) for s in terminal}
+            self.store.finish_case(run_id, index, status="ok", output=output, error=None)
+            ok, msg, code = True, None, 0
+        else:
+            if error is None:
+                error = ExecutionError("the run stopped before the workflow finished", where=f"case {index}")
+            output, ok, msg = None, False, _message(error)
+            code = error.exit_code if isinstance(error, PetriflowError) else 1
+            self.store.finish_case(run_id, index, status="failed", output=None, error=msg)
+        return RunResult(run_id, index, ok, output, dict(c.outputs), msg, tuple(c.events), c.cost,
+                         c.input_tokens, c.output_tokens, time.perf_counter() - t0, c.reused, code)
+
+    async def _cancel(self, c: _Case) -> None:
+        for t in list(c.tasks):
+            t.cancel()
+        if c.tasks:
+            await asyncio.gather(*c.tasks, return_exceptions=True)
+        c.tasks.clear()
+
+    def _fire(self, c: _Case, outcome: Outcome) -> None:
+        """Fire a finish-like transition on the case's control places and start what it enables."""
+        m = c.marking
+        for p, w in outcome.consumes:
+            m[p] -= w
+        c.events.append(outcome.transition)
+        steps = self.dag.steps
+        for p, w in outcome.produces:
+            if p in m:
+                m[p] += w
+            for sid in self.dag.watchers.get(p, ()):
+                sp = steps[sid]
+                for entry in sp.entries:
+                    if all(m[q] >= k for q, k in entry.consumes):
+                        for q, k in entry.consumes:
+                            m[q] -= k
+                        self._launch(c, sp, entry)
+                        break
+
+    def _launch(self, c: _Case, sp: StepPlan, entry: Entry) -> None:
+        occ = c.occurrences[sp.id] = c.occurrences.get(sp.id, 0) + 1
+        key = f"{sp.id}#{occ}"
+        coro = self._map(c, sp, entry, key) if sp.map is not None else self._step(c, sp, entry.transition, key)
+        task = asyncio.create_task(coro)
+        c.pending += 1
+        c.tasks.add(task)
+        task.add_done_callback(c.tasks.discard)
+
+    def _complete(self, c: _Case, d: _Done) -> None:
+        """Commit a finished step, then fire the transition its output chose."""
+        sp = self.dag.steps[d.ran]
+        if d.reused is not None:
+            label = d.reused.label
+        elif d.outcome is not None:
+            label = ""
+        else:
+            label = self._decide(c, self.dag.steps[d.step], d.output)
+            self.store.save_step(c.run_id, c.index, d.key, Checkpoint(d.ran, label, d.output))
+        c.outputs[d.step] = c.outputs[d.ran] = d.output
+        if d.attempt is not None:
+            a = d.attempt
+            self.trace.write(TraceRecord(a.run_id, a.case, a.step, a.start, a.end, a.attempt, "ok", a.model,
+                                         a.input_tokens, a.output_tokens, a.cost, label or None))
+        self._fire(c, d.outcome if d.outcome is not None else sp.outcome(label))
+
+    def _decide(self, c: _Case, sp: StepPlan, output: Any) -> str:
+        """The outcome label the output chooses: ``loop`` (while the budget lasts), a route label, or ``""``."""
+        step = sp.step
+        if step.loop is not None:
+            loop = sp.outcome("loop")
+            if wants_loop(output, step.loop.when, step.config) and all(c.marking[p] >= w for p, w in loop.consumes):
+                return "loop"
+        labels = sp.labels
+        if not labels:
+            return ""
+        label = label_of(output, labels, step.config)
+        if label is None:
+            if step.loop is not None and wants_loop(output, step.loop.when, step.config):
+                return labels[0]  # the loop budget is spent: carry on along the first branch
+            raise StepFailed(f"output {str(output)[:80]!r} names none of the branches {list(labels)}",
+                             where=f"step '{sp.id}'", hint="make the step's output one of the route labels")
+        return label
+
+    # -- one step: policies -----------------------------------------------------------
+    async def _step(self, c: _Case, sp: StepPlan, start: str, key: str) -> None:
+        try:
+            done = await self._execute(c, sp, start, key)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the case loop
+            done = _Done(sp.id, sp.id, key, error=exc)
+        c.queue.put_nowait(done)
+
+    async def _execute(self, c: _Case, sp: StepPlan, start: str, key: str, item: Any = None) -> _Done:
+        """Run a step (one map item when ``item`` is given) with its policies, or reuse its checkpoint."""
+        cp = c.memo.get(key)
+        if cp is not None:
+            c.reused += 1
+            c.events.append(start)
+            if cp.step != sp.id and sp.fallback == cp.step and sp.give_up:
+                fb = self.dag.steps[cp.step]
+                c.events += [sp.give_up, fb.entries[0].transition]
+            return _Done(sp.id, cp.step, key, cp.output, reused=cp)
+        try:
+            out, rec = await self._attempts(c, sp, start, key, item)
+            return _Done(sp.id, sp.id, key, out, attempt=rec)
+        except _GiveUp as gu:
+            if sp.fallback is None or sp.give_up is None:
+                raise StepFailed(f"failed after {gu.attempts} attempt(s): {_message(gu.cause)}",
+                                 where=f"step '{sp.id}'", hint="add retries or a fallback step") from gu.cause
+            c.events.append(sp.give_up)
+            fb = self.dag.steps[sp.fallback]
+            done = await self._execute(c, fb, fb.entries[0].transition, f"{key}>{fb.id}", item)
+            return _Done(sp.id, fb.id, key, done.output, attempt=done.attempt)
+
+    async def _attempts(self, c: _Case, sp: StepPlan, start: str, key: str, item: Any) -> tuple[Any, TraceRecord]:
+        step, policy = sp.step, sp.step.retry
+        step_deadline = step.config.get("step_timeout")
+        t_begin = time.monotonic()
+        call = StepCall(c.run_id, c.index, key, c.vars, c.outputs, item)
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._acquire(sp)
+            c.events.append(start if attempt == 1 else sp.retry or start)
+            t0 = time.time()
+            res = None
+            outcome, cause = "ok", None
+            try:
+                timeout = step.timeout
+                if step_deadline is not None:
+                    left = float(step_deadline) - (time.monotonic() - t_begin)
+                    timeout = left if timeout is None else min(timeout, left)
+                if timeout is not None and timeout <= 0:
+                    raise TimeoutError("the step's time ran out")
+                res = await self._call(c, sp, call, timeout)
+            except (TimeoutError, asyncio.TimeoutError) as exc:
+                outcome, cause = "timeout", exc
+            except asyncio.CancelledError:
+                self._release(sp)
+                raise
+            except BudgetExceeded:
+                self._release(sp)
+                raise
+            except Exception as exc:  # noqa: BLE001 - classified below
+                outcome, cause = "error", exc
+            t1 = time.time()
+            self._release(sp)
+            if res is not None:
+                c.cost += res.cost
+                c.input_tokens += res.input_tokens
+                c.output_tokens += res.output_tokens
+            model = res.model if res is not None else self.kinds.model_name(sp)
+            rec = TraceRecord(c.run_id, c.index, sp.id, t0, t1, attempt, outcome, model,
+                              res.input_tokens if res else 0, res.output_tokens if res else 0,
+                              res.cost if res else 0.0, None)
+            if outcome == "ok":
+                assert res is not None
+                return res.output, rec
+            retryable = outcome == "timeout" or _retryable(cause)
+            if retryable and attempt < policy.max_attempts and sp.fail is not None and \
+                    (step_deadline is None or time.monotonic() - t_begin < float(step_deadline)):
+                self.trace.write(rec)
+                c.events.append(sp.fail)
+                await self.sleep(self._backoff(sp, attempt, cause))
+                continue
+            last = "fallback" if sp.fallback is not None else outcome
+            self.trace.write(TraceRecord(**{**rec.to_json(), "outcome": last}))
+            raise _GiveUp(attempt, cause)
+
+    async def _call(self, c: _Case, sp: StepPlan, call: StepCall, timeout: float | None) -> Any:
+        if self.budget is not None:
+            worst = self.kinds.worst_cost(sp, call)
+            if worst and c.cost + worst > self.budget:
+                raise BudgetExceeded(f"the next call could cost ${worst:.6f}; ${c.cost:.6f} of ${self.budget:.6f} "
+                                     "is spent", where=f"step '{sp.id}'", hint="raise --budget")
+        if timeout is None:
+            return await self.kinds.run(sp, call, None)
+        async with asyncio.timeout(timeout):
+            return await self.kinds.run(sp, call, timeout)
+
+    def _backoff(self, sp: StepPlan, attempt: int, cause: BaseException | None) -> float:
+        r = sp.step.retry
+        delay = min(r.backoff_max, r.backoff * 2 ** (attempt - 1))
+        if r.jitter:
+            delay *= 0.5 + 0.5 * self.rng.random()
+        after = getattr(cause, "retry_after", None)
+        return max(delay, float(after)) if after else delay
+
+    # -- a map step -------------------------------------------------------------------
+    async def _map(self, c: _Case, sp: StepPlan, entry: Entry, key: str) -> None:
+        assert sp.map is not None
+        try:
+            items = c.outputs.get(sp.map.over)
+            if not isinstance(items, list) or not 1 <= len(items) <= sp.map.max:
+                n = len(items) if isinstance(items, list) else None
+                raise StepFailed(
+                    f"maps over '{sp.map.over}', whose output has {n if n is not None else 'no list of'} items; "
+                    f"between 1 and {sp.map.max} are allowed", where=f"step '{sp.id}'",
+                    hint=f"raise map.max or make '{sp.map.over}' return a shorter, non-empty list")
+            spawn = next(e for e in sp.entries if e.items == len(items) and e.loop_from == entry.loop_from)
+            c.events.append(spawn.transition)
+
+            async def one(i: int, item: Any) -> Any:
+                d = await self._execute(c, sp, sp.map.item_start, f"{key}/{i}", item)  # type: ignore[union-attr]
+                if d.reused is None:
+                    self.store.save_step(c.run_id, c.index, f"{key}/{i}", Checkpoint(d.ran, "", d.output))
+                if d.attempt is not None:
+                    self.trace.write(d.attempt)
+                fin = sp.map.item_finish if d.ran == sp.id else self.dag.steps[d.ran].outcomes[0].transition  # type: ignore[union-attr]
+                c.events.append(fin)
+                return d.output
+
+            outs = list(await asyncio.gather(*(one(i, x) for i, x in enumerate(items))))
+            done = _Done(sp.id, sp.id, key, outs, outcome=sp.map.collect[len(items)])
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            done = _Done(sp.id, sp.id, key, error=exc)
+        c.queue.put_nowait(done)
+
+
+class _GiveUp(Exception):
+    def __init__(self, attempts: int, cause: BaseException | None) -> None:
+        super().__init__(str(cause))
+        self.attempts, self.cause = attempts, cause
+
+
+def _retryable(exc: BaseException | None) -> bool:
+    try:
+        from petriflow.execute.client import RetryableCallError
+    except ImportError:  # pragma: no cover - the client module ships with the package
+        return False
+    return isinstance(exc, RetryableCallError)
+
+
+def _message(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, PetriflowError) else f"{type(exc).__name__}: {text}"
+
+
+def new_run_id() -> str:
+    """A short, sortable, unique run id: ``20261125T2330-1a2b3c``."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def run_sync(dag: Dag, value: Any, **options: Any) -> RunResult:
+    """Run one case synchronously (``asyncio.run`` over :meth:`Executor.run`); options go to :class:`Executor`."""
+    run_id = options.pop("run_id", None)
+
+    async def main() -> RunResult:
+        return await Executor(dag, **options).run(value, run_id=run_id)
+
+    return asyncio.run(main())

@@ -1,0 +1,415 @@
+"""How steps call out: registered tools (an allow-list with argument schemas) and every step kind.
+
+A ``tool`` step names a tool; only registered tools can run (a workflow file
+cannot import arbitrary code through a tool step). Arguments are checked
+against the tool's JSON Schema before the call. A tool that declares an
+``idempotency_key`` parameter receives one: the same key for the same step
+execution of the same case in the same run, so a tool with side effects can
+deduplicate a call that is repeated after a crash or a retry; the executor
+also remembers each keyed result in the checkpoint store and never repeats a
+call whose result it already has.
+
+>>> reg = ToolRegistry()
+>>> @reg.tool(schema={"type": "object", "required": ["x"], "properties": {"x": {"type": "integer"}}})
+... def double(x: int) -> int:
+...     return 2 * x
+>>> import asyncio; asyncio.run(reg.call("double", {"x": 21}))
+42
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import inspect
+import json
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from petriflow.errors import InputError
+
+__all__ = ["Tool", "ToolRegistry", "DEFAULT_TOOLS", "idempotency_key", "StepCall", "KindResult", "KindRunner",
+           "render", "as_text", "label_of", "wants_loop"]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A callable (sync or async) with the JSON Schema of its keyword arguments."""
+
+    name: str
+    fn: Callable[..., Any]
+    schema: Mapping[str, Any]
+    description: str = ""
+
+    @property
+    def wants_key(self) -> bool:
+        try:
+            return "idempotency_key" in inspect.signature(self.fn).parameters
+        except (TypeError, ValueError):
+            return False
+
+
+class ToolRegistry:
+    """The allow-list. ``register`` (or the ``@tool`` decorator) adds; ``call`` validates and runs."""
+
+    def __init__(self, tools: Mapping[str, Tool] | None = None) -> None:
+        self._tools: dict[str, Tool] = dict(tools or {})
+
+    def register(self, name: str, fn: Callable[..., Any], *, schema: Mapping[str, Any] | None = None,
+                 description: str = "") -> Tool:
+        t = Tool(name, fn, schema or {"type": "object"}, description or (fn.__doc__ or "").strip().split("\n")[0])
+        self._tools[name] = t
+        return t
+
+    def tool(self, *, name: str | None = None, schema: Mapping[str, Any] | None = None
+             ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self.register(name or fn.__name__, fn, schema=schema)
+            return fn
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def copy(self) -> ToolRegistry:
+        return ToolRegistry(self._tools)
+
+    def get(self, name: str, *, step: str | None = None) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise InputError(f"tool '{name}' is not registered", where=f"step '{step}'" if step else None,
+                             hint=f"registered tools: {', '.join(self.names()) or 'none'}; "
+                                  "register it with ToolRegistry.register") from None
+
+    def check_args(self, name: str, args: Mapping[str, Any]) -> None:
+        import jsonschema
+
+        try:
+            jsonschema.validate(dict(args), dict(self.get(name).schema))
+        except jsonschema.ValidationError as exc:
+            raise InputError(f"tool '{name}': bad arguments: {exc.message}",
+                             hint="fix the step's `config.args`") from None
+
+    async def call(self, name: str, args: Mapping[str, Any], *, idempotency_key: str | None = None) -> Any:
+        t = self.get(name)
+        self.check_args(name, args)
+        kwargs = dict(args)
+        if idempotency_key is not None and t.wants_key:
+            kwargs["idempotency_key"] = idempotency_key
+        out = t.fn(**kwargs)
+        if inspect.isawaitable(out):
+            out = await out
+        return out
+
+
+def idempotency_key(run_id: str, case: int, key: str, args: Mapping[str, Any]) -> str:
+    """Same run, case, step execution and arguments: same key (a hex digest)."""
+    raw = json.dumps([run_id, case, key, dict(args)], sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def _default() -> ToolRegistry:
+    from petriflow.execute.builtins import search_notes
+
+    reg = ToolRegistry()
+    reg.register("search_notes", search_notes, schema={
+        "type": "object", "required": ["query"], "additionalProperties": False,
+        "properties": {"query": {"type": "string"}, "k": {"type": "integer", "minimum": 1, "maximum": 20}},
+    }, description="keyword search over petriflow's small local notes list")
+    return reg
+
+
+DEFAULT_TOOLS = _default()
+"""The tools every executor allows unless given its own registry: ``search_notes``."""
+
+
+# -- how each step kind calls out ---------------------------------------------------------
+
+_RESERVED = ("kwargs", "args", "max_tokens", "temperature", "stream", "step_timeout", "route_field",
+             "loop_field", "thread", "poll", "hedge_after", "cache", "input_type")
+
+
+@dataclass(frozen=True)
+class StepCall:
+    """What one step execution sees: the case's variables, the outputs so far, its map item."""
+
+    run_id: str
+    case: int
+    key: str
+    vars: Mapping[str, Any]
+    outputs: Mapping[str, Any]
+    item: Any = None
+
+
+@dataclass(frozen=True)
+class KindResult:
+    """A step's output with the usage of the calls that made it."""
+
+    output: Any
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+
+def as_text(value: Any) -> str:
+    """How an upstream output reads inside a prompt: text as is, a list of texts one per line, else JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "\n".join(value)
+    return json.dumps(value, default=str)
+
+
+class _Formatter(string.Formatter):
+    def __init__(self, step: str) -> None:
+        self.step = step
+
+    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
+        if isinstance(key, int) or key not in kwargs:
+            raise InputError(f"the prompt names '{{{key}}}', which is neither a case variable nor a step that ran",
+                             where=f"step '{self.step}'",
+                             hint=f"known here: {', '.join(sorted(kwargs)) or 'nothing'}") from None
+        return kwargs[key]
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return as_text(value) if not format_spec else format(value, format_spec)
+
+
+def render(template: str, call: StepCall, step: str) -> str:
+    """``template`` with ``{name}`` replaced by a case variable, a step's output, or ``{item}``."""
+    ctx: dict[str, Any] = {**call.vars, **call.outputs}
+    if call.item is not None:
+        ctx["item"] = call.item
+    return _Formatter(step).vformat(template, (), ctx)
+
+
+def _pick(output: Any, config: Mapping[str, Any], key: str, default: tuple[str, ...]) -> Any:
+    if isinstance(output, Mapping):
+        field_ = config.get(key)
+        for k in ((field_,) if field_ else default):
+            if k in output:
+                return output[k]
+        return None
+    return output
+
+
+def label_of(output: Any, labels: tuple[str, ...], config: Mapping[str, Any]) -> str | None:
+    """The route label an output names: exactly, ignoring case, or as the one label its text mentions."""
+    value = _pick(output, config, "route_field", ("label", "route", "intent", "choice", "decision"))
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text in labels:
+        return text
+    low = {lab.lower(): lab for lab in labels}
+    if text.lower() in low:
+        return low[text.lower()]
+    words = set(re.findall(r"[a-z0-9_-]+", text.lower()))
+    hits = [lab for lab in labels if lab.lower() in words]
+    return hits[0] if len(hits) == 1 else None
+
+
+def wants_loop(output: Any, when: str, config: Mapping[str, Any]) -> bool:
+    """Whether the output asks to go round the loop: it names ``when``, or its field ``when`` is true."""
+    if isinstance(output, Mapping):
+        flag = output.get(config.get("loop_field") or when)
+        if isinstance(flag, bool):
+            return flag
+    return label_of(output, (when,), config) == when
+
+
+class KindRunner:
+    """Runs one attempt of a step of any kind. Endpoints, functions and centroids are resolved once."""
+
+    def __init__(self, dag: Any, *, client: Any, tools: ToolRegistry, store: Any,
+                 endpoints: Mapping[str, Any] | None = None) -> None:
+        self.dag, self._client, self.tools, self.store = dag, client, tools, store
+        self.endpoints: dict[str, Any] = dict(endpoints or {})
+        self._functions: dict[str, tuple[Callable[..., Any], bool, bool]] = {}
+        self._centroids: dict[str, tuple[tuple[str, ...], Any]] = {}
+        for sp in dag.steps.values():
+            if sp.step.kind == "python":
+                self._function(sp.step)
+            elif sp.step.kind == "tool":
+                self.tools.get(sp.step.tool or "", step=sp.id)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from petriflow.execute.client import ModelClient
+
+            self._client = ModelClient()
+        return self._client
+
+    def needs_models(self) -> bool:
+        return any(sp.step.kind in ("chat", "embed", "classify") for sp in self.dag.steps.values())
+
+    def endpoint(self, step: Any) -> Any:
+        mid = step.model or ("default-embedding" if step.kind in ("embed", "classify") else "default")
+        ep = self.endpoints.get(mid)
+        if ep is None:
+            from petriflow.execute.client import resolve_endpoint
+
+            ep = self.endpoints[mid] = resolve_endpoint(self.dag.workflow, mid)
+        return ep
+
+    def prepare(self) -> None:
+        """Resolve every endpoint now (this may start the local servers), not in the middle of a run."""
+        for sp in self.dag.steps.values():
+            if sp.step.kind in ("chat", "embed", "classify"):
+                self.endpoint(sp.step)
+
+    def model_name(self, sp: Any) -> str | None:
+        if sp.step.kind not in ("chat", "embed", "classify"):
+            return None
+        ep = self.endpoints.get(sp.step.model or "")
+        return ep.model if ep is not None else sp.step.model
+
+    def _function(self, step: Any) -> tuple[Callable[..., Any], bool, bool]:
+        got = self._functions.get(step.id)
+        if got is None:
+            spec = step.function or ""
+            module, _, name = spec.partition(":")
+            try:
+                fn = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise InputError(f"cannot import function '{spec}': {exc}", where=f"step '{step.id}'",
+                                 hint="write it as module:callable, importable from here") from None
+            try:
+                params = inspect.signature(fn).parameters
+                takes_case = "case" in params
+            except (TypeError, ValueError):
+                takes_case = False
+            got = self._functions[step.id] = (fn, inspect.iscoroutinefunction(fn), takes_case)
+        return got
+
+    def _messages(self, step: Any, call: StepCall) -> list[dict[str, str]]:
+        msgs = [{"role": "system", "content": render(step.system, call, step.id)}] if step.system else []
+        return msgs + [{"role": "user", "content": render(step.prompt or "{question}", call, step.id)}]
+
+    def worst_cost(self, sp: Any, call: StepCall) -> float:
+        """The most the next attempt can cost (0 for steps that call no model)."""
+        from petriflow.execute.pricing import estimate_cost
+
+        step = sp.step
+        if step.kind == "chat":
+            return estimate_cost(self.endpoint(step), self._messages(step, call),
+                                 max_tokens=int(step.config.get("max_tokens", 256)))
+        if step.kind in ("embed", "classify"):
+            extra = sum(len(v) for v in step.labels.values()) if step.id not in self._centroids else 0
+            return estimate_cost(self.endpoint(step), self._query(step, call) * (1 + extra), max_tokens=0)
+        return 0.0
+
+    def _query(self, step: Any, call: StepCall) -> str:
+        if step.prompt:
+            return render(step.prompt, call, step.id)
+        v = call.item if call.item is not None else call.vars.get("question", call.vars.get("input", ""))
+        return as_text(v)
+
+    async def run(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
+        kind = sp.step.kind
+        out: KindResult = await getattr(self, f"_{kind}")(sp, call, timeout)
+        schema = sp.step.output_schema
+        if schema is not None and kind != "chat":
+            import jsonschema
+
+            try:
+                jsonschema.validate(out.output, dict(schema))
+            except jsonschema.ValidationError as exc:
+                raise InputError(f"the output does not match output_schema: {exc.message}",
+                                 where=f"step '{sp.id}'", hint="fix the function or the schema") from None
+        return out
+
+    async def _python(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
+        fn, is_async, takes_case = self._function(sp.step)
+        inputs = {u: call.outputs[u] for u in sp.upstream if u in call.outputs}
+        if call.item is not None:
+            inputs["item"] = call.item
+        kwargs = dict(sp.step.config.get("kwargs", {}))
+        if takes_case:
+            kwargs["case"] = dict(call.vars)
+        if is_async:
+            return KindResult(await fn(inputs, **kwargs))
+        if sp.step.config.get("thread"):
+            return KindResult(await asyncio.to_thread(fn, inputs, **kwargs))
+        return KindResult(fn(inputs, **kwargs))
+
+    async def _tool(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
+        name = sp.step.tool or ""
+        raw = sp.step.config.get("args")
+        if raw is None:
+            args: dict[str, Any] = {"query": self._query(sp.step, call)}
+        else:
+            args = {k: render(v, call, sp.id) if isinstance(v, str) else v for k, v in dict(raw).items()}
+        key = idempotency_key(call.run_id, call.case, call.key, args)
+        hit, value = self.store.tool_result(key)
+        if hit:
+            return KindResult(value)
+        out = await self.tools.call(name, args, idempotency_key=key)
+        self.store.save_tool_result(key, out)
+        return KindResult(out)
+
+    async def _chat(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
+        step, ep = sp.step, await self._endpoint_async(sp.step)
+        cfg = step.config
+        extra = {"hedge_after": cfg["hedge_after"]} if "hedge_after" in cfg else {}
+        res = await self.client.chat(
+            ep, self._messages(step, call), json_schema=dict(step.output_schema) if step.output_schema else None,
+            max_tokens=int(cfg.get("max_tokens", 256)), temperature=float(cfg.get("temperature", 0.0)),
+            timeout=timeout, stream=bool(cfg.get("stream", False)), step=sp.id,
+            use_cache=bool(cfg.get("cache", False)), **extra)
+        out = res.parsed if step.output_schema else res.text
+        return KindResult(out, res.model, res.input_tokens, res.output_tokens, res.cost)
+
+    async def _embed(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
+        ep = await self._endpoint_async(sp.step)
+        res = await self.client.embed(ep, [self._query(sp.step, call)], timeout=timeout, step=sp.id,
+                                      input_type=sp.step.config.get("input_type"))
+        return KindResult([float(x) for x in res.vectors[0]], res.model, res.input_tokens, 0, res.cost)
+
+    async def _classify(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
+        """Nearest centroid: the label whose examples' mean embedding is most similar (cosine) to the input."""
+        import numpy as np
+
+        step, ep = sp.step, await self._endpoint_async(sp.step)
+        tokens, cost = 0, 0.0
+        if step.id not in self._centroids:
+            labels = tuple(step.labels)
+            texts = [t for lab in labels for t in step.labels[lab]]
+            res = await self.client.embed(ep, texts, timeout=timeout, step=sp.id, input_type="query")
+            vecs, rows, i = np.asarray(res.vectors, dtype=np.float64), [], 0
+            for lab in labels:
+                n = len(step.labels[lab])
+                m = vecs[i:i + n].mean(axis=0)
+                rows.append(m / (np.linalg.norm(m) or 1.0))
+                i += n
+            self._centroids[step.id] = (labels, np.vstack(rows))
+            tokens, cost = res.input_tokens, res.cost
+        labels, cents = self._centroids[step.id]
+        res = await self.client.embed(ep, [self._query(step, call)], timeout=timeout, step=sp.id, input_type="query")
+        v = np.asarray(res.vectors[0], dtype=np.float64)
+        scores = cents @ (v / (np.linalg.norm(v) or 1.0))
+        return KindResult(labels[int(np.argmax(scores))], res.model, tokens + res.input_tokens, 0, cost + res.cost)
+
+    async def _human(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
+        """Wait for an answer given through ``petriflow run --answer`` or ``store.answer``; the timeout escalates."""
+        poll = float(sp.step.config.get("poll", 0.25))
+        while True:
+            text = self.store.get_answer(call.run_id, sp.id, call.case)
+            if text is not None:
+                return KindResult(text)
+            await asyncio.sleep(poll)
+
+    async def _endpoint_async(self, step: Any) -> Any:
+        mid = step.model or ("default-embedding" if step.kind in ("embed", "classify") else "default")
+        if mid in self.endpoints:
+            return self.endpoints[mid]
+        return await asyncio.to_thread(self.endpoint, step)

@@ -1,0 +1,197 @@
+"""Traces: one record per step execution attempt, as JSON lines and as OpenTelemetry spans.
+
+The JSON-lines trace is the contract with ``petriflow fit`` (the simulation
+side reads it, never the executor's objects): every line has exactly the keys
+of :data:`TRACE_FIELDS`. ``outcome`` is ``ok`` (the attempt produced the
+step's output), ``error`` (it failed and the step was retried or the run
+failed), ``timeout`` (it ran out of time), or ``fallback`` (the last failed
+attempt of a step that then handed over to its fallback step). ``branch`` is
+the route label the output chose, ``loop`` when a loop went back, else null.
+
+When ``opentelemetry`` is installed and a tracer provider is configured (or
+one is passed in), each record is also one span named ``petriflow.step
+STEP`` carrying the GenAI semantic-convention attributes
+(``gen_ai.request.model``, ``gen_ai.usage.input_tokens``,
+``gen_ai.usage.output_tokens``) and ``petriflow.cost``/``attempt``/``outcome``.
+With no provider configured no span is made, so tracing costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from petriflow.errors import ProfileError
+
+__all__ = ["TRACE_FIELDS", "OUTCOMES", "TraceRecord", "TraceWriter", "StepStats", "read_trace", "summary_table"]
+
+TRACE_FIELDS = ("run_id", "case", "step", "start", "end", "attempt", "outcome", "model",
+                "input_tokens", "output_tokens", "cost", "branch")
+OUTCOMES = ("ok", "error", "timeout", "fallback")
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """One attempt of one step in one case; ``start``/``end`` are unix seconds."""
+
+    run_id: str
+    case: int
+    step: str
+    start: float
+    end: float
+    attempt: int
+    outcome: str
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    branch: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StepStats:
+    """Totals for one step over a run: what the summary table prints."""
+
+    attempts: int = 0
+    ok: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass
+class TraceWriter:
+    """Writes records as JSON lines (when ``path`` is given), spans, and per-step totals.
+
+    One writer may serve many concurrent cases: everything runs on one event
+    loop, so no lock is needed. Lines are flushed on :meth:`close`.
+    """
+
+    path: str | Path | None = None
+    tracer_provider: Any = None
+    keep: bool = False
+    stats: dict[str, StepStats] = field(default_factory=dict)
+    records: list[TraceRecord] = field(default_factory=list)
+    _file: IO[str] | None = field(default=None, repr=False)
+    _tracer: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        self._tracer = _tracer(self.tracer_provider)
+
+    def write(self, rec: TraceRecord) -> None:
+        st = self.stats.get(rec.step)
+        if st is None:
+            st = self.stats[rec.step] = StepStats()
+        st.attempts += 1
+        st.ok += rec.outcome == "ok"
+        st.failed += rec.outcome != "ok"
+        st.input_tokens += rec.input_tokens
+        st.output_tokens += rec.output_tokens
+        st.cost += rec.cost
+        st.seconds += rec.end - rec.start
+        if self.keep:
+            self.records.append(rec)
+        if self._file is not None:
+            self._file.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
+        if self._tracer is not None:
+            _span(self._tracer, rec)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def summary(self, *, wall_seconds: float | None = None) -> str:
+        return summary_table(self.stats, wall_seconds=wall_seconds)
+
+
+def _tracer(provider: Any) -> Any:
+    """An OpenTelemetry tracer when one is configured; None otherwise (spans would go nowhere)."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    if provider is None:
+        provider = trace.get_tracer_provider()
+        if type(provider).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
+            return None
+    return provider.get_tracer("petriflow.execute")
+
+
+def _span(tracer: Any, rec: TraceRecord) -> None:
+    attrs: dict[str, Any] = {
+        "petriflow.run_id": rec.run_id, "petriflow.case": rec.case, "petriflow.step": rec.step,
+        "petriflow.attempt": rec.attempt, "petriflow.outcome": rec.outcome, "petriflow.cost": rec.cost,
+        "gen_ai.usage.input_tokens": rec.input_tokens, "gen_ai.usage.output_tokens": rec.output_tokens,
+    }
+    if rec.model:
+        attrs["gen_ai.request.model"] = rec.model
+    if rec.branch:
+        attrs["petriflow.branch"] = rec.branch
+    span = tracer.start_span(f"petriflow.step {rec.step}", start_time=int(rec.start * 1e9), attributes=attrs)
+    if rec.outcome != "ok":
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_status(Status(StatusCode.ERROR, rec.outcome))
+    span.end(end_time=int(rec.end * 1e9))
+
+
+def read_trace(path: str | Path) -> list[TraceRecord]:
+    """Records of a JSON-lines trace; a line with missing or extra keys is a :class:`ProfileError`."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ProfileError(f"not JSON: {exc.msg}", where=f"{path}:{n}") from None
+            if set(doc) != set(TRACE_FIELDS):
+                raise ProfileError(f"trace record keys {sorted(doc)} are not {list(TRACE_FIELDS)}", where=f"{path}:{n}")
+            out.append(TraceRecord(**doc))
+    return out
+
+
+def summary_table(stats: dict[str, StepStats] | Iterable[TraceRecord], *, wall_seconds: float | None = None) -> str:
+    """A plain-text table: per step attempts, failures, tokens, cost and busy time, then totals."""
+    if not isinstance(stats, dict):
+        w = TraceWriter()
+        for r in stats:
+            w.write(r)
+        stats = w.stats
+    head = ("step", "attempts", "failed", "tokens in", "tokens out", "cost $", "busy s")
+    rows = [(s, str(v.attempts), str(v.failed), str(v.input_tokens), str(v.output_tokens),
+             f"{v.cost:.6f}", f"{v.seconds:.3f}") for s, v in stats.items()]
+    tot = StepStats()
+    for v in stats.values():
+        tot.attempts += v.attempts
+        tot.failed += v.failed
+        tot.input_tokens += v.input_tokens
+        tot.output_tokens += v.output_tokens
+        tot.cost += v.cost
+        tot.seconds += v.seconds
+    rows.append(("total", str(tot.attempts), str(tot.failed), str(tot.input_tokens), str(tot.output_tokens),
+                 f"{tot.cost:.6f}", f"{tot.seconds:.3f}"))
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+    fmt = "  ".join("{:<%d}" % widths[0] if i == 0 else "{:>%d}" % w for i, w in enumerate(widths))
+    lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in rows]
+    if wall_seconds is not None:
+        lines.append(f"wall time {wall_seconds:.3f} s")
+    return "\n".join(lines)
