@@ -28,21 +28,24 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import hashlib
+import functools
 import json
 import os
-import sqlite3
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import numpy as np
 
 from petriflow.errors import InputError, ModelCallError
 from petriflow.execute.pricing import call_cost
+from petriflow.execute.response_cache import (
+    MemoryCache,
+    ResponseCache,
+    SqliteCache,
+    request_key,
+)
 from petriflow.execute.servers import Endpoint
 
 if TYPE_CHECKING:
@@ -51,20 +54,20 @@ if TYPE_CHECKING:
     from petriflow.spec.model import Workflow
 
 __all__ = [
-    "Endpoint",
+    "STEP_HEADER",
     "ChatResult",
     "EmbedResult",
-    "RetryableCallError",
+    "Endpoint",
     "FatalCallError",
+    "MemoryCache",
     "ModelClient",
     "ResponseCache",
-    "MemoryCache",
+    "RetryableCallError",
     "SqliteCache",
-    "request_key",
-    "parse_retry_after",
     "classify_error",
+    "parse_retry_after",
+    "request_key",
     "resolve_endpoint",
-    "STEP_HEADER",
 ]
 
 RetryKind = Literal["rate_limit", "server", "timeout", "connection", "malformed"]
@@ -150,6 +153,21 @@ def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+@functools.cache
+def _httpx() -> Any:
+    """The HTTP library the installed openai is built on: ``httpx2`` (openai 3) or ``httpx`` (1 and 2)."""
+    import importlib
+
+    import openai
+
+    for base in openai.DefaultAsyncHttpxClient.__mro__:
+        if base.__name__ == "AsyncClient":
+            return importlib.import_module(base.__module__.split(".")[0])
+    import httpx  # type: ignore[import-not-found]
+
+    return httpx
+
+
 def classify_error(exc: BaseException, *, where: str | None = None) -> ModelCallError:
     """Turn whatever one attempt raised into a RetryableCallError or a FatalCallError."""
     import openai
@@ -180,10 +198,7 @@ def classify_error(exc: BaseException, *, where: str | None = None) -> ModelCall
                                   where=where)
     if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
         return RetryableCallError(f"the endpoint's answer is malformed: {exc}", kind="malformed", where=where)
-    try:
-        import httpx2 as httpx
-    except ImportError:  # older openai releases use httpx
-        import httpx  # type: ignore[no-redef]
+    httpx = _httpx()
     if isinstance(exc, httpx.TimeoutException):
         return RetryableCallError("the call timed out", kind="timeout", where=where)
     if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
@@ -191,70 +206,6 @@ def classify_error(exc: BaseException, *, where: str | None = None) -> ModelCall
     if isinstance(exc, openai.OpenAIError):
         return FatalCallError(str(exc), where=where)
     raise exc
-
-
-# -- cache ------------------------------------------------------------------------
-
-
-class ResponseCache(Protocol):
-    """Where answers are kept by the hash of their request (see :func:`request_key`)."""
-
-    def get(self, key: str) -> dict[str, Any] | None: ...
-
-    def put(self, key: str, value: dict[str, Any]) -> None: ...
-
-
-class MemoryCache:
-    """A dict, for one process."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, dict[str, Any]] = {}
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self._data.get(key)
-
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        self._data[key] = value
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
-class SqliteCache:
-    """An SQLite file (WAL), shared by runs and processes."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT, created REAL)")
-        self._db.commit()
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
-
-    def put(self, key: str, value: dict[str, Any]) -> None:
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)", (key, json.dumps(value), time.time()))
-            self._db.commit()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM responses").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-
-def request_key(endpoint: Endpoint, payload: Mapping[str, Any]) -> str:
-    """SHA-256 of the request's content: endpoint, model and the canonical JSON of the body."""
-    doc = {"base_url": endpoint.base_url.rstrip("/"), "model": endpoint.model, "payload": payload}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
 # -- the client -------------------------------------------------------------------
@@ -270,11 +221,11 @@ def _strip_fences(text: str) -> str:
 
 def _parse_json(text: str, schema: Mapping[str, Any], where: str) -> Any:
     """The answer as JSON, validated against the schema the request asked for."""
-    import jsonschema
+    import jsonschema  # type: ignore[import-untyped]
 
     try:
         value = json.loads(_strip_fences(text))
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise RetryableCallError(f"the answer is not JSON ({exc.msg}): {text[:120]!r}", kind="malformed",
                                  where=where) from exc
     try:
@@ -305,14 +256,14 @@ class _Pool:
         self._add()
 
     def _add(self) -> None:
-        import httpx2
         import openai
 
+        httpx = _httpx()
         if self._verify is True:
             import ssl
 
             self._verify = ssl.create_default_context()  # loaded once (it is slow), shared by every shard
-        http = openai.DefaultAsyncHttpxClient(verify=self._verify, limits=httpx2.Limits(
+        http = openai.DefaultAsyncHttpxClient(verify=self._verify, limits=httpx.Limits(
             max_connections=self.per_shard, max_keepalive_connections=self.per_shard))
         self.clients.append(openai.AsyncOpenAI(base_url=self.endpoint.base_url,
                                                api_key=self.endpoint.api_key or "none", max_retries=0,
@@ -362,13 +313,11 @@ class ModelClient:
     async def _post(self, endpoint: Endpoint, path: str, body: Mapping[str, Any], *, timeout: float,
                     headers: Mapping[str, str] | None) -> Any:
         """POST through the official client, reading the JSON ourselves (statuses still raise as openai does)."""
-        import httpx2
-
         pool = self._pool(endpoint)
         i = pool.pick()
         pool.busy[i] += 1
         try:
-            resp = await pool.clients[i].post(path, body=body, cast_to=httpx2.Response,
+            resp = await pool.clients[i].post(path, body=body, cast_to=_httpx().Response,
                                               options={"timeout": timeout, "headers": dict(headers or {})})
             return json.loads(resp.content)
         finally:
@@ -380,7 +329,7 @@ class ModelClient:
             for c in pool.clients:
                 await c.close()
 
-    async def __aenter__(self) -> ModelClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -10,7 +10,7 @@ import time
 
 import click
 
-__all__ = ["models", "COMMANDS"]
+__all__ = ["COMMANDS", "models"]
 
 
 def _kinds_option(f):  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-__all__ = ["Priced", "call_cost", "estimate_tokens", "estimate_cost"]
+__all__ = ["Priced", "call_cost", "estimate_cost", "estimate_tokens"]
 
 _PER = 1_000_000
 _CHARS_PER_TOKEN = 3.0  # conservative (real tokenisers average ~4 for English): estimates err high
@@ -26,9 +26,14 @@ _CHARS_PER_TOKEN = 3.0  # conservative (real tokenisers average ~4 for English):
 class Priced(Protocol):
     """Anything with the three prices (an Endpoint, a ModelEndpoint)."""
 
-    price_input: float
-    price_output: float
-    price_call: float
+    @property
+    def price_input(self) -> float: ...
+
+    @property
+    def price_output(self) -> float: ...
+
+    @property
+    def price_call(self) -> float: ...
 
 
 def call_cost(prices: Priced, *, input_tokens: int, output_tokens: int) -> float:

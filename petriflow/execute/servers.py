@@ -43,17 +43,17 @@ from typing import Literal
 from petriflow.errors import ServerError
 
 __all__ = [
-    "Endpoint",
-    "ServerInfo",
-    "home",
-    "chat_model_path",
-    "up",
-    "down",
-    "status",
-    "ensure_local",
-    "LOCAL_API_KEY",
     "CHAT_MODEL",
     "EMBED_MODEL",
+    "LOCAL_API_KEY",
+    "Endpoint",
+    "ServerInfo",
+    "chat_model_path",
+    "down",
+    "ensure_local",
+    "home",
+    "status",
+    "up",
 ]
 
 Kind = Literal["chat", "embedding"]
@@ -296,7 +296,8 @@ def _terminate(pid: int, grace: float = 5.0) -> None:
 
 
 def _wanted(chat: bool, embed: bool) -> tuple[Kind, ...]:
-    return tuple(k for k, on in (("chat", chat), ("embedding", embed)) if on)
+    pairs: tuple[tuple[Kind, bool], ...] = (("chat", chat), ("embedding", embed))
+    return tuple(k for k, on in pairs if on)
 
 
 def ensure_local(*, chat: bool = True, embed: bool = True) -> dict[str, Endpoint]:
@@ -357,7 +358,7 @@ def _serve_chat(argv: list[str]) -> None:
     """
     import argparse
 
-    import xllamacpp as xlc
+    import xllamacpp as xlc  # type: ignore[import-untyped]
 
     ap = argparse.ArgumentParser(prog="petriflow-chat-server")
     ap.add_argument("--port", type=int, required=True)

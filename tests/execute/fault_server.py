@@ -81,9 +81,9 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["FaultServer", "FaultControl", "spawn", "serve"]
+__all__ = ["FaultControl", "FaultServer", "serve", "spawn"]
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 422: "Unprocessable Entity",
             429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
@@ -460,7 +460,7 @@ class FaultServer:
             self._loop.call_soon_threadsafe(self._task.cancel)
             self._thread.join(5)
 
-    def __enter__(self) -> FaultServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -520,7 +520,7 @@ class FaultControl:
             self.proc.terminate()
             self.proc.wait(10)
 
-    def __enter__(self) -> FaultControl:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
