@@ -514,26 +514,32 @@ def resolve_endpoint(workflow: Workflow | None, model_id: str, *, env: Mapping[s
     """Where a step's ``model`` is served.
 
     A model declared in the workflow's ``models:`` with ``base_url: local`` (the
-    default) is the local server of its kind, started if none runs; any other
-    ``base_url`` is used as is, with the key from ``api_key_env``. A model the
-    workflow does not declare goes to ``OPENAI_BASE_URL`` (default OpenAI) with
-    ``OPENAI_API_KEY``.
+    default) is the local server of its kind, started if none runs, unless
+    ``PETRIFLOW_LOCAL_BASE_URL`` points "local" somewhere else (a test server,
+    say). Any other ``base_url`` is used as is, with the key from
+    ``api_key_env``. A model the workflow does not declare goes to
+    ``OPENAI_BASE_URL`` with ``OPENAI_API_KEY`` (the key is required only for
+    OpenAI itself, the default when ``OPENAI_BASE_URL`` is unset).
     """
     env = os.environ if env is None else env
     declared = workflow.models.get(model_id) if workflow is not None else None
     if declared is None:
+        base = env.get("OPENAI_BASE_URL")
         key = env.get("OPENAI_API_KEY")
-        if not key:
+        if not key and not base:
             raise InputError(f"model '{model_id}' is not declared under `models:` and OPENAI_API_KEY is not set",
                              where=f"model '{model_id}'",
                              hint="declare it with `base_url: local` to use the local models, or export "
                                   "OPENAI_API_KEY (and OPENAI_BASE_URL for another server)")
-        return Endpoint(base_url=env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1", model=model_id,
-                        kind="chat", api_key=key)
+        return Endpoint(base_url=base or "https://api.openai.com/v1", model=model_id, kind="chat",
+                        api_key=key or "none")
     kind: Literal["chat", "embedding"] = "embedding" if declared.kind in ("embedding", "embed") else "chat"
     prices = {"price_input": declared.price_input, "price_output": declared.price_output,
               "price_call": declared.price_call}
     if declared.base_url in ("local", "", None):
+        redirect = env.get("PETRIFLOW_LOCAL_BASE_URL")
+        if redirect:
+            return Endpoint(base_url=redirect, model=declared.name, kind=kind, api_key="local", **prices)
         from petriflow.execute.servers import ensure_local
 
         local = ensure_local(chat=kind == "chat", embed=kind == "embedding")[kind]

@@ -310,8 +310,17 @@ def test_undeclared_model_uses_the_openai_variables() -> None:
     got = resolve_endpoint(_wf(), "gpt-x", env={"OPENAI_API_KEY": "sk", "OPENAI_BASE_URL": "http://h:1/v1"})
     assert got == Endpoint(base_url="http://h:1/v1", model="gpt-x", kind="chat", api_key="sk")
     assert resolve_endpoint(None, "gpt-x", env={"OPENAI_API_KEY": "sk"}).base_url == "https://api.openai.com/v1"
+    keyless = resolve_endpoint(None, "llama", env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    assert keyless.base_url == "http://127.0.0.1:9/v1" and keyless.api_key == "none"  # vLLM, Ollama: no key
     with pytest.raises(InputError, match="OPENAI_API_KEY"):
         resolve_endpoint(_wf(), "gpt-x", env={})
+
+
+def test_local_can_be_redirected_to_another_server() -> None:
+    wf = _wf(chat=ModelEndpoint(id="chat", name="SmolLM2", price_input=0.1))
+    got = resolve_endpoint(wf, "chat", env={"PETRIFLOW_LOCAL_BASE_URL": "http://127.0.0.1:9/v1"})
+    assert got == Endpoint(base_url="http://127.0.0.1:9/v1", model="SmolLM2", kind="chat", api_key="local",
+                           price_input=0.1)
 
 
 def test_declared_remote_model_takes_its_key_and_prices() -> None:
