@@ -115,7 +115,6 @@ class _Engine:
         self.level_tok = [max(1.0, (b or 0) / 60) for b in tab.tpm]
         self.refilled = [0.0] * R
         self.wake_pending = [False] * R
-        self.last = [0.0] * R
         self.busy_area = [0.0] * R
         self.queue_area = [0.0] * R
         self.serving = [False] * R
@@ -215,20 +214,22 @@ class _Engine:
 
     def release(self, res: tuple[tuple[int, int], ...]) -> None:
         for r, w in res:
-            self.account(r)
             self.free[r] += w
+            self.busy_area[r] += self.now * w
         for r, _ in res:
             if self.queue[r]:
                 self.serve(r)
 
     # -- the token game -------------------------------------------------------------------------
-    def account(self, r: int) -> None:
-        """Accumulate busy units and queue length over time before either changes."""
-        dt = self.now - self.last[r]
-        if dt > 0.0:
-            self.busy_area[r] += (self.cap[r] - self.free[r]) * dt
-            self.queue_area[r] += len(self.queue[r]) * dt
-            self.last[r] = self.now
+    def finish_accounts(self) -> None:
+        """Close the time integrals at the end: units still held and requests still waiting count until now."""
+        for r in range(len(self.cap)):
+            self.busy_area[r] += self.now * (self.cap[r] - self.free[r])
+            self.queue_area[r] += self.now * len(self.queue[r])
+
+    def dequeue(self, r: int) -> None:
+        self.queue[r].popleft()
+        self.queue_area[r] += self.now
 
     def fire(self, c: _Case, t: int, mask: int) -> None:
         """Fire ``t`` for case ``c``: move tokens, then offer what they enable, then start timed tokens."""
@@ -237,16 +238,14 @@ class _Engine:
         for p, w in pre:
             m[p] -= w
         self.firings += 1
-        if res or released:
-            now, free, last = self.now, self.free, self.last
+        if res or released:  # busy time is the sum of (release - take) times: no per-change bookkeeping
+            now, free, busy = self.now, self.free, self.busy_area
             for r, w in res:
-                if now > last[r]:
-                    self.account(r)
                 free[r] -= w
+                busy[r] -= now * w
             for r, w in released:
-                if now > last[r]:
-                    self.account(r)
                 free[r] += w
+                busy[r] += now * w
         for p, w in plain:
             m[p] += w
         if sink:
@@ -353,8 +352,8 @@ class _Engine:
         return wait
 
     def enqueue(self, r: int, entry: tuple[_Case, int, int, list[float] | None]) -> None:
-        self.account(r)
         self.queue[r].append(entry)
+        self.queue_area[r] -= self.now
 
     def serve(self, r: int) -> None:
         """Hand free units of ``r`` to the requests at the head of its queue, first come first served."""
@@ -366,16 +365,14 @@ class _Engine:
             while q:
                 c, t, mask, pair = q[0]
                 if c.dead or not self.enabled(c, t):
-                    self.account(r)
-                    q.popleft()
+                    self.dequeue(r)
                     continue
                 res = self.pre_res[t]
                 other = next((r2 for r2, w in res if self.free[r2] < w), -1)
                 if other == r:
                     return
                 if other >= 0:  # wait for the other resource in its own queue
-                    self.account(r)
-                    q.popleft()
+                    self.dequeue(r)
                     self.enqueue(other, (c, t, mask, pair))
                     continue
                 if self.any_limited[t]:
@@ -385,20 +382,18 @@ class _Engine:
                     r2, wait = self.rate_wait(t, pair)
                     if wait > 0.0:
                         if r2 != r:
-                            self.account(r)
-                            q.popleft()
+                            self.dequeue(r)
                             self.enqueue(r2, (c, t, mask, pair))
                         self.wake(r2, wait)
                         if r2 == r:
                             return
                         continue
                     self.take_permits(t, pair)
-                self.account(r)
-                q.popleft()
+                self.dequeue(r)
                 self.fire(c, t, mask)
                 if self.enabled(c, t):  # more items of a map wait too
-                    self.account(r)
                     q.appendleft((c, t, mask, None))
+                    self.queue_area[r] -= self.now
         finally:
             self.serving[r] = False
 
@@ -485,8 +480,7 @@ def simulate(
     began = _time.perf_counter()
     eng.run_fast() if backend == "fast" else eng.run_simpy()
     wall = _time.perf_counter() - began
-    for r in range(len(tab.resources)):
-        eng.account(r)
+    eng.finish_accounts()
     return _result(eng, tab, cases, warmup, batches, wall, seed)
 
 
