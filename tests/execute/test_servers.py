@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -132,17 +133,28 @@ def test_ensure_local_reuses_running_servers(local_models: dict[str, Endpoint]) 
     assert all(i.alive for i in servers.status())
 
 
+@pytest.mark.local_models
 def test_up_status_down_in_a_private_home(own_home: Path) -> None:
-    eps = servers.up(chat=False, embed=True)
-    assert set(eps) == {"embedding"} and eps["embedding"].base_url.startswith("http://127.0.0.1:")
-    (info,) = servers.status()
-    assert info.alive and info.kind == "embedding" and info.start_seconds > 0
-    assert json.loads((own_home / "servers.json").read_text())["embedding"]["pid"] == info.pid
+    eps = servers.up()
+    assert set(eps) == {"chat", "embedding"}
+    assert all(e.base_url.startswith("http://127.0.0.1:") for e in eps.values())
+    infos = {i.kind: i for i in servers.status()}
+    assert set(infos) == {"chat", "embedding"} and all(i.alive and i.start_seconds > 0 for i in infos.values())
+    assert json.loads((own_home / "servers.json").read_text())["chat"]["pid"] == infos["chat"].pid
     stopped = servers.down()
-    assert [s.pid for s in stopped] == [info.pid]
-    with pytest.raises(ProcessLookupError):
-        os.kill(info.pid, 0)
+    assert {s.pid for s in stopped} == {i.pid for i in infos.values()}
+    for info in infos.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(info.pid, 0)
     assert servers.status() == []
+
+
+def test_concurrent_starters_share_one_server(own_home: Path) -> None:
+    """The state-file lock: three callers at once start one server, not three."""
+    with ThreadPoolExecutor(3) as pool:
+        urls = list(pool.map(lambda _: servers.ensure_local(chat=False)["embedding"].base_url, range(3)))
+    assert len(set(urls)) == 1
+    assert len(list(own_home.glob("embedding-*.log"))) == 1
 
 
 def test_a_dead_server_is_reported_and_forgotten(own_home: Path) -> None:
