@@ -60,7 +60,9 @@ Control (JSON, same port)
     counted when it arrives, whatever its fate)
     ``POST /control/reset``   forget counts and rules (the delay stays)
     ``POST /control/rules``   ``{"rules": [{"match": str, "faults": [str], "reply": str|null,
-    "delay": float|null}]}`` appends rules (a rule with a reply and no faults fixes the answer)
+    "delay": float|null}]}`` appends rules; a rule without faults (or whose faults are used up)
+    fixes the reply and/or the delay of every request it matches (e.g. ``{"match": "B",
+    "delay": 0.1}`` makes step B's calls take 100 ms)
     ``POST /control/delay``   ``{"delay": S}`` sets the fixed delay
 """
 
@@ -152,7 +154,7 @@ class State:
                     fault, reply = rule.faults.pop(0), rule.reply
                     delay = rule.delay if rule.delay is not None else delay
                     break
-                if rule.reply is not None and not rule.faults:
+                if not rule.faults and (rule.reply is not None or rule.delay is not None):
                     reply = rule.reply
                     delay = rule.delay if rule.delay is not None else delay
                     break

@@ -295,6 +295,19 @@ def test_many_concurrent_calls_share_one_client(fault_server: FaultServer) -> No
     assert counts["total"] == 200 and all(n == 1 for n in counts["prompts"].values())
 
 
+def test_rules_fix_the_delay_and_reply_of_a_step(fault_server: FaultServer) -> None:
+    fault_server.add_rule("slowstep", delay=0.2)
+    fault_server.add_rule("fixed", reply="always this")
+
+    async def calls(c: ModelClient) -> list[ChatResult]:
+        return [await c.chat(ep(fault_server), USER, step="slowstep"), await c.chat(ep(fault_server), USER, step="fixed"),
+                await c.chat(ep(fault_server), USER, step="fixed")]
+
+    slow, a, b = run(calls)
+    assert slow.latency_s >= 0.2 and slow.text == "echo: what is a petri net"
+    assert a.text == b.text == "always this"
+
+
 def test_step_header_name() -> None:
     assert STEP_HEADER.lower() == "x-petriflow-step"
 
