@@ -510,40 +510,33 @@ async def _hedge(attempt: Callable[[], Awaitable[_T]], hedge_after: float | None
 # -- endpoints of a workflow ------------------------------------------------------------
 
 
-def resolve_endpoint(workflow: Workflow | None, model_id: str, *, env: Mapping[str, str] | None = None) -> Endpoint:
-    """Where a step's ``model`` is served.
+def resolve_endpoint(workflow: Workflow | None, model_id: str, *, kind: Literal["chat", "embedding"] | None = None,
+                     env: Mapping[str, str] | None = None) -> Endpoint:
+    """Where a step's ``model`` is served (local by default).
 
     A model declared in the workflow's ``models:`` with ``base_url: local`` (the
     default) is the local server of its kind, started if none runs, unless
     ``PETRIFLOW_LOCAL_BASE_URL`` points "local" somewhere else (a test server,
     say). Any other ``base_url`` is used as is, with the key from
     ``api_key_env``. A model the workflow does not declare goes to
-    ``OPENAI_BASE_URL`` with ``OPENAI_API_KEY`` (the key is required only for
-    OpenAI itself, the default when ``OPENAI_BASE_URL`` is unset).
+    ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` when either is set (the key is
+    required only for OpenAI itself), else to the local server of ``kind``
+    (when not given: ``embedding`` if the id says "embed", else ``chat``).
     """
     env = os.environ if env is None else env
     declared = workflow.models.get(model_id) if workflow is not None else None
     if declared is None:
-        base = env.get("OPENAI_BASE_URL")
-        key = env.get("OPENAI_API_KEY")
-        if not key and not base:
-            raise InputError(f"model '{model_id}' is not declared under `models:` and OPENAI_API_KEY is not set",
-                             where=f"model '{model_id}'",
-                             hint="declare it with `base_url: local` to use the local models, or export "
-                                  "OPENAI_API_KEY (and OPENAI_BASE_URL for another server)")
-        return Endpoint(base_url=base or "https://api.openai.com/v1", model=model_id, kind="chat",
-                        api_key=key or "none")
-    kind: Literal["chat", "embedding"] = "embedding" if declared.kind in ("embedding", "embed") else "chat"
+        kind = kind or ("embedding" if "embed" in model_id.lower() else "chat")
+        base, key = env.get("OPENAI_BASE_URL"), env.get("OPENAI_API_KEY")
+        if base or key:
+            return Endpoint(base_url=base or "https://api.openai.com/v1", model=model_id, kind=kind,
+                            api_key=key or "none")
+        return _local(kind, model_id, env, {})
+    kind = "embedding" if declared.kind in ("embedding", "embed") else "chat"
     prices = {"price_input": declared.price_input, "price_output": declared.price_output,
               "price_call": declared.price_call}
     if declared.base_url in ("local", "", None):
-        redirect = env.get("PETRIFLOW_LOCAL_BASE_URL")
-        if redirect:
-            return Endpoint(base_url=redirect, model=declared.name, kind=kind, api_key="local", **prices)
-        from petriflow.execute.servers import ensure_local
-
-        local = ensure_local(chat=kind == "chat", embed=kind == "embedding")[kind]
-        return Endpoint(base_url=local.base_url, model=local.model, kind=kind, api_key=local.api_key, **prices)
+        return _local(kind, declared.name, env, prices)
     key = "none"
     if declared.api_key_env:
         key = env.get(declared.api_key_env, "")
@@ -551,3 +544,15 @@ def resolve_endpoint(workflow: Workflow | None, model_id: str, *, env: Mapping[s
             raise InputError(f"the API key variable {declared.api_key_env} is not set", where=f"model '{model_id}'",
                              hint=f"export {declared.api_key_env}=... before running")
     return Endpoint(base_url=declared.base_url, model=declared.name, kind=kind, api_key=key, **prices)
+
+
+def _local(kind: Literal["chat", "embedding"], name: str, env: Mapping[str, str], prices: Mapping[str, float]
+           ) -> Endpoint:
+    """The local server of ``kind`` (started if needed), or wherever PETRIFLOW_LOCAL_BASE_URL points."""
+    redirect = env.get("PETRIFLOW_LOCAL_BASE_URL")
+    if redirect:
+        return Endpoint(base_url=redirect, model=name, kind=kind, api_key="local", **prices)
+    from petriflow.execute.servers import ensure_local
+
+    local = ensure_local(chat=kind == "chat", embed=kind == "embedding")[kind]
+    return Endpoint(base_url=local.base_url, model=local.model, kind=kind, api_key=local.api_key, **prices)

@@ -325,15 +325,18 @@ def test_undeclared_model_uses_the_openai_variables() -> None:
     assert resolve_endpoint(None, "gpt-x", env={"OPENAI_API_KEY": "sk"}).base_url == "https://api.openai.com/v1"
     keyless = resolve_endpoint(None, "llama", env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
     assert keyless.base_url == "http://127.0.0.1:9/v1" and keyless.api_key == "none"  # vLLM, Ollama: no key
-    with pytest.raises(InputError, match="OPENAI_API_KEY"):
-        resolve_endpoint(_wf(), "gpt-x", env={})
+    emb = resolve_endpoint(None, "text-embedding-3-small", env={"OPENAI_API_KEY": "sk"})
+    assert emb.kind == "embedding"
 
 
 def test_local_can_be_redirected_to_another_server() -> None:
     wf = _wf(chat=ModelEndpoint(id="chat", name="SmolLM2", price_input=0.1))
-    got = resolve_endpoint(wf, "chat", env={"PETRIFLOW_LOCAL_BASE_URL": "http://127.0.0.1:9/v1"})
+    redirect = {"PETRIFLOW_LOCAL_BASE_URL": "http://127.0.0.1:9/v1"}
+    got = resolve_endpoint(wf, "chat", env=redirect)
     assert got == Endpoint(base_url="http://127.0.0.1:9/v1", model="SmolLM2", kind="chat", api_key="local",
                            price_input=0.1)
+    undeclared = resolve_endpoint(wf, "default-embedding", env=redirect)
+    assert undeclared.base_url == "http://127.0.0.1:9/v1" and undeclared.kind == "embedding"
 
 
 def test_declared_remote_model_takes_its_key_and_prices() -> None:
@@ -354,3 +357,6 @@ def test_declared_local_model_is_the_local_server(local_models: dict[str, Endpoi
     chat = resolve_endpoint(wf, "chat", env={})
     assert chat.base_url == local_models["chat"].base_url and chat.price_output == 0.3 and chat.kind == "chat"
     assert resolve_endpoint(wf, "e5", env={}).base_url == local_models["embedding"].base_url
+    # no model declared and no OpenAI variables: local by default, of the kind asked for
+    assert resolve_endpoint(None, "default", env={}).base_url == local_models["chat"].base_url
+    assert resolve_endpoint(None, "x", kind="embedding", env={}).base_url == local_models["embedding"].base_url
