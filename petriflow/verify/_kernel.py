@@ -5,15 +5,22 @@ Everything here works on a few flat numpy arrays:
 
 - ``packed[i, :]``: state ``i``'s marking packed into ``W`` uint64 words; states
   are appended in BFS order, so the BFS queue is simply ``packed[head:n]``;
-- ``table``: an open-addressing hash set (linear probing, power-of-two size)
-  holding state numbers (``-1`` = empty); the key is the packed row itself;
-- ``parent``/``ptrans``: the BFS tree (state and transition that first reached
-  each state), so shortest paths cost nothing extra to record.
+- ``keys``: the visited set, an open-addressing hash table (linear probing,
+  power-of-two size) whose rows hold the *complemented* packed markings
+  (``~x``), so an all-zero row means empty and a lookup that hits touches
+  one cache line and never the ``packed`` array. The one marking whose
+  complement is all zeros (every field at its maximum) lives in ``special``.
+  No BFS tree is stored: the parent of a state is its lowest-numbered
+  predecessor, found backwards when a path is asked for (statespace.py).
+- ``index``: a second, lazily built table of state numbers (``-1`` = empty)
+  for ``index_of``; ``tidx``: state numbers parallel to ``keys``, kept only
+  when edges are stored (an edge needs its target's number).
 
 A kernel call expands states from ``head`` until the queue is empty or it must
 return to Python: an array must grow, a place needs a wider field (overflow:
 nothing of the state being expanded is stored yet; it is expanded again after
-repacking, so a count never wraps), the state budget is hit, or a chunk ends (progress bar).
+repacking, so a count never wraps), the state budget is hit, or a chunk ends
+(progress bar).
 Numba is a wheel on PyPI, so nothing is compiled at install time; the first
 call compiles (a few seconds) and caches the machine code next to this file.
 """
@@ -25,7 +32,7 @@ from numba import njit
 
 __all__ = [
     "DONE", "CHUNK", "GROW", "GROW_DEAD", "GROW_EDGES", "OVERFLOW", "LIMIT",
-    "expand_safe", "expand_general", "rehash", "repack", "lookup", "bounds",
+    "expand_safe", "expand_general", "fill_keys", "rehash", "repack", "lookup", "bounds",
 ]
 
 DONE, CHUNK, GROW, GROW_DEAD, GROW_EDGES, OVERFLOW, LIMIT = range(7)
@@ -38,6 +45,7 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _ONE = np.uint64(1)
 _ZERO = np.uint64(0)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _PREFETCH_FROM = (1 << 20) - 1  # table mask from which successor lookups are batched
 
 
@@ -127,53 +135,98 @@ def bounds(packed: np.ndarray, n: int, word: np.ndarray, shift: np.ndarray, mask
 
 
 @njit(inline="always", cache=True)
-def _resolve(packed, n, head, table, parent, ptrans, esrc, etr, edst, n_stored, store_edges, n_edges, limit,
-             succ, st, hs, K, sink):
-    """Look up the ``K`` successors in ``succ`` (BFS order kept); insert the new ones.
+def _find(keys: np.ndarray, s: int, x: np.ndarray, k: int, W: int) -> tuple[int, bool]:
+    """Probe ``keys`` from slot ``s`` for row ``k`` of ``x``: ``(slot, found)``; the slot is free if not found."""
+    smask = keys.shape[0] - 1
+    while True:
+        empty = True
+        same = True
+        for w in range(W):
+            v = keys[s, w]
+            if v != _ZERO:
+                empty = False
+            if v != ~x[k, w]:
+                same = False
+        if same:
+            return s, True
+        if empty:
+            return s, False
+        s = (s + 1) & smask
 
-    The table slots and the stored rows they point to are touched for all
-    successors first, so that their cache misses overlap instead of queueing.
-    Returns ``(limit hit, n, n_stored, n_edges)``.
+
+@njit(inline="always", cache=True)
+def _slot(x: np.ndarray, k: int, W: int, smask: int) -> int:
+    h = _mix(x[k, 0] ^ _SEED)
+    for w in range(1, W):
+        h = _mix(h ^ x[k, w])
+    return np.int64(h & np.uint64(smask))
+
+
+@njit(inline="always", cache=True)
+def _all_ones(x: np.ndarray, k: int, W: int) -> bool:
+    for w in range(W):
+        if x[k, w] != _ALL:
+            return False
+    return True
+
+
+@njit(cache=True)
+def fill_keys(keys: np.ndarray, tidx: np.ndarray, special: np.ndarray, packed: np.ndarray, n: int,
+              with_index: bool) -> None:
+    """Fill an all-zero ``keys`` table (and ``tidx`` if ``with_index``) with states ``0..n-1``."""
+    W = packed.shape[1]
+    smask = keys.shape[0] - 1
+    special[0] = -1
+    for i in range(n):
+        if _all_ones(packed, i, W):
+            special[0] = i
+            continue
+        s, _ = _find(keys, _slot(packed, i, W, smask), packed, i, W)
+        for w in range(W):
+            keys[s, w] = ~packed[i, w]
+        if with_index:
+            tidx[s] = i
+
+
+@njit(inline="always", cache=True)
+def _resolve(packed, n, head, keys, tidx, special, esrc, etr, edst, n_stored, store_edges, n_edges, limit,
+             succ, st, hs, K, sink):
+    """Look up the ``K`` successors in ``succ`` (BFS order kept); append the new ones.
+
+    On large tables the slots of all successors are touched first, so that
+    their cache misses overlap instead of queueing. Returns ``(limit hit, n,
+    n_stored, n_edges)``.
     """
     W = packed.shape[1]
-    smask = table.shape[0] - 1
+    smask = keys.shape[0] - 1
     s0, e0 = n_stored, n_edges
     for k in range(K):
-        h = _mix(succ[k, 0] ^ _SEED)
-        for w in range(1, W):
-            h = _mix(h ^ succ[k, w])
-        hs[k] = np.int64(h & np.uint64(smask))
+        hs[k] = _slot(succ, k, W, smask)
     if smask >= _PREFETCH_FROM and K > 1:  # tables that do not fit in cache
         acc = _ZERO
         for k in range(K):
-            acc ^= np.uint64(table[hs[k]])
-        for k in range(K):
-            j = table[hs[k]]
-            if j >= 0:
-                acc ^= packed[j, 0]
+            acc ^= keys[hs[k], 0]
         sink[0] ^= acc
     for k in range(K):
-        s = hs[k]
-        while True:
-            j = table[s]
-            if j < 0:
-                break
-            same = True
-            for w in range(W):
-                if packed[j, w] != succ[k, w]:
-                    same = False
-                    break
-            if same:
-                break
-            s = (s + 1) & smask
-        if j < 0:
+        if _all_ones(succ, k, W):
+            found = special[0] >= 0
+            j = special[0]
+            s = -1
+        else:
+            s, found = _find(keys, hs[k], succ, k, W)
+            j = tidx[s] if (found and store_edges) else -1
+        if not found:
             if n >= limit:  # the budget: keep the states found, not the half-expanded state's edges
                 return True, n, s0, e0
             for w in range(W):
                 packed[n, w] = succ[k, w]
-            table[s] = n
-            parent[n] = head
-            ptrans[n] = st[k]
+            if s < 0:
+                special[0] = n
+            else:
+                for w in range(W):
+                    keys[s, w] = ~succ[k, w]
+                if store_edges:
+                    tidx[s] = n
             j = n
             n += 1
         if store_edges:
@@ -186,7 +239,7 @@ def _resolve(packed, n, head, table, parent, ptrans, esrc, etr, edst, n_stored, 
 
 
 @njit(cache=True)
-def expand_safe(packed, n, head, stop_head, table, table_limit, parent, ptrans, dead, n_dead,
+def expand_safe(packed, n, head, stop_head, keys, table_limit, tidx, special, dead, n_dead,
                 esrc, etr, edst, n_stored, store_edges, n_edges, limit,
                 pre, notpre, post, preT):  # pragma: no cover - compiled
     """BFS over a net whose places are one bit wide and whose arcs have weight 1.
@@ -240,7 +293,7 @@ def expand_safe(packed, n, head, stop_head, table, table_limit, parent, ptrans, 
             dead[n_dead] = head
             n_dead += 1
         else:
-            hit, n, n_stored, n_edges = _resolve(packed, n, head, table, parent, ptrans, esrc, etr, edst,
+            hit, n, n_stored, n_edges = _resolve(packed, n, head, keys, tidx, special, esrc, etr, edst,
                                                  n_stored, store_edges, n_edges, limit, succ, st, hs, K, sink)
             if hit:
                 return LIMIT, n, head, n_dead, n_stored, n_edges, -1
@@ -249,7 +302,7 @@ def expand_safe(packed, n, head, stop_head, table, table_limit, parent, ptrans, 
 
 
 @njit(cache=True)
-def expand_general(packed, n, head, stop_head, table, table_limit, parent, ptrans, dead, n_dead,
+def expand_general(packed, n, head, stop_head, keys, table_limit, tidx, special, dead, n_dead,
                    esrc, etr, edst, n_stored, store_edges, n_edges, limit,
                    pre_ptr, pre_word, pre_shift, pre_mask, pre_w,
                    inc_ptr, inc_word, inc_shift, inc_mask, inc_room, inc_place, delta):  # pragma: no cover
@@ -299,7 +352,7 @@ def expand_general(packed, n, head, stop_head, table, table_limit, parent, ptran
             dead[n_dead] = head
             n_dead += 1
         else:
-            hit, n, n_stored, n_edges = _resolve(packed, n, head, table, parent, ptrans, esrc, etr, edst,
+            hit, n, n_stored, n_edges = _resolve(packed, n, head, keys, tidx, special, esrc, etr, edst,
                                                  n_stored, store_edges, n_edges, limit, succ, st, hs, K, sink)
             if hit:
                 return LIMIT, n, head, n_dead, n_stored, n_edges, -1

@@ -9,8 +9,9 @@ packed into uint64 words (1 bit per place while the net behaves 1-safe,
 wider fields for places that need them, found by trying: a field that would
 overflow is widened and every state repacked, never wrapped); visited states
 live in one ``(n, W)`` array in BFS order, which doubles as the BFS queue,
-plus an open-addressing hash table of int32 state numbers; the BFS loop runs
-in numba. Markings are identified by their packed binary form, never by a
+plus an open-addressing hash set of the packed words themselves; the BFS
+loop runs in numba. No BFS tree is stored: a state's BFS parent is its
+lowest-numbered predecessor, found backwards when a path is asked for. Markings are identified by their packed binary form, never by a
 string (pm4py names states by ``repr`` and merges ``{p1: 11}`` with
 ``{p11: 1}``).
 
@@ -50,9 +51,10 @@ class StateSpace:
     ``stop_reason`` says which one (``"max_states"`` or ``"max_bytes"``), the
     stored states are all reachable, and the states not yet expanded (numbers
     ``n_expanded`` and up) are never reported as dead. ``bytes_per_state``
-    counts the visited-state store: packed markings, hash table and BFS tree
-    (not the optional edge list). ``seconds`` excludes numba's one-off
-    compile or cache load, which is in ``compile_seconds``.
+    counts the visited-state store: packed markings and hash set (plus the
+    set's state numbers when edges are stored; not the edge list itself).
+    ``seconds`` (wall clock) and ``cpu_seconds`` (this process) exclude
+    numba's one-off compile or cache load, which is in ``compile_seconds``.
     """
 
     net: PetriNet
@@ -64,11 +66,9 @@ class StateSpace:
     bytes_per_state: float
     n_expanded: int = 0
     compile_seconds: float = 0.0
+    cpu_seconds: float = 0.0
     _layout: Layout | None = field(default=None, repr=False)
     _packed: np.ndarray | None = field(default=None, repr=False)
-    _table: np.ndarray | None = field(default=None, repr=False)
-    _parent: np.ndarray | None = field(default=None, repr=False)
-    _ptrans: np.ndarray | None = field(default=None, repr=False)
     _dead: np.ndarray | None = field(default=None, repr=False)
     _edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -98,8 +98,19 @@ class StateSpace:
         key = self._layout.pack(marking)
         if key is None:
             return None
-        j = int(_kernel.lookup(self._table, self._packed, key))
+        j = int(_kernel.lookup(self._index(), self._packed, key))
         return None if j < 0 else j
+
+    def _index(self) -> np.ndarray:
+        """A hash table from packed marking to state number, built on first use (4-8 bytes per state)."""
+        if "index" not in self._cache:
+            from petriflow.verify import _kernel
+
+            size = 1 << max(4, (2 * self.n_states).bit_length())
+            table = np.full(size, -1, dtype=np.int32)
+            _kernel.rehash(table, self._packed, self.n_states)
+            self._cache["index"] = table
+        return self._cache["index"]
 
     def dead_states(self) -> np.ndarray:
         """Indices of expanded states that enable no transition, ascending."""
@@ -107,13 +118,29 @@ class StateSpace:
         return self._dead.astype(np.int64)
 
     def path_to(self, i: int) -> list[str]:
-        """A shortest firing sequence (transition ids) from the initial marking to state ``i``."""
+        """A shortest firing sequence (transition ids) from the initial marking to state ``i``.
+
+        It is the path of the BFS tree: states are numbered in BFS order, so
+        the first state that reached ``i`` is its lowest-numbered predecessor,
+        one layer up. Predecessors are found by firing backwards (``m - post +
+        pre`` for every transition with ``post <= m``), which costs
+        ``len(path) * transitions`` lookups and spares 8 bytes per state.
+        """
         self._check(i)
-        assert self._parent is not None and self._ptrans is not None
+        pre, post = self.net.pre, self.net.post
+        m = self.marking(i)
         seq: list[str] = []
         while i != 0:
-            seq.append(self.net.transitions[int(self._ptrans[i])])
-            i = int(self._parent[i])
+            best, best_t, best_m = i, -1, m
+            for t in np.flatnonzero(np.all(post <= m, axis=1)):
+                m2 = m - post[t] + pre[t]
+                j = self.index_of(m2)
+                if j is not None and j < best:
+                    best, best_t, best_m = j, int(t), m2
+            if best_t < 0:  # cannot happen for a state the search reached
+                raise RuntimeError(f"state {i} has no lower-numbered predecessor")
+            seq.append(self.net.transitions[best_t])
+            i, m = best, best_m
         seq.reverse()
         return seq
 
@@ -206,9 +233,10 @@ def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, st
              progress: bool) -> StateSpace:
     from petriflow.verify import _kernel as K
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     T = len(net.transitions)
     limit = min(max_states or MAX_STATES, MAX_STATES)
+    unit = bool((net.pre <= 1).all() and (net.post <= 1).all())
     lay = Layout.initial(net)
     cap = 1024
     while cap < 2 * (T + 2):
@@ -218,18 +246,22 @@ def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, st
     assert first is not None
     packed[0] = first[0]
     tsize = 2 * cap
-    table = np.full(tsize, -1, dtype=np.int32)
-    K.rehash(table, packed, 1)
-    parent = np.zeros(cap, dtype=np.int32)
-    ptrans = np.zeros(cap, dtype=np.int32)
+    special = np.full(1, -1, dtype=np.int64)
+
+    def new_keys(tsize: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+        keys = np.zeros((tsize, W), dtype=np.uint64)
+        tidx = np.zeros(tsize if store_edges else 1, dtype=np.int32)
+        K.fill_keys(keys, tidx, special, packed, n, store_edges)
+        return keys, tidx
+
+    n, head, n_dead, n_stored, n_edges = 1, 0, 0, 0, 0
+    keys, tidx = new_keys(tsize, lay.W)
     dead = np.zeros(256, dtype=np.int32)
     ecap = 4 * cap if store_edges else 0
     esrc, etr, edst = (np.zeros(ecap, dtype=np.int32) for _ in range(3))
-    n, head, n_dead, n_stored, n_edges = 1, 0, 0, 0, 0
     stop: str | None = None
 
     def tables(lay: Layout) -> tuple[bool, tuple[np.ndarray, ...]]:
-        unit = bool((net.pre <= 1).all() and (net.post <= 1).all())
         if lay.safe and unit:
             return True, lay.safe_tables(net)
         return False, lay.general_tables(net)
@@ -245,7 +277,7 @@ def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, st
         bar = tqdm(total=max_states, unit=" states", file=sys.stderr, desc=net.name, dynamic_ncols=True)
     chunk = _CHUNK if progress else 8 * _CHUNK
     while True:
-        args = (packed, n, head, head + chunk, table, int(tsize * _LOAD), parent, ptrans, dead, n_dead,
+        args = (packed, n, head, head + chunk, keys, int(tsize * _LOAD), tidx, special, dead, n_dead,
                 esrc, etr, edst, n_stored, store_edges, n_edges, limit)
         kernel = K.expand_safe if safe else K.expand_general
         status, n, head, n_dead, n_stored, n_edges, over = kernel(*args, *tab)
@@ -262,25 +294,22 @@ def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, st
             new_tsize = tsize
             while n + T > int(new_tsize * _LOAD):
                 new_tsize *= 2
-            now = nbytes(packed, parent, ptrans, table, dead, esrc, etr, edst)
-            grow = (new_cap - cap) * (packed.itemsize * lay.W + 8) + (new_tsize - tsize) * 4
+            now = nbytes(packed, keys, tidx, dead, esrc, etr, edst)
+            grow = (new_cap - cap) * 8 * lay.W + (new_tsize - tsize) * (keys.itemsize * lay.W + tidx.itemsize)
             if max_bytes is not None and now + grow > max_bytes:
                 stop = "max_bytes"
                 break
             if new_cap != cap:
                 packed = _resized(packed, new_cap)
-                parent = _resized(parent, new_cap)
-                ptrans = _resized(ptrans, new_cap)
                 cap = new_cap
             if new_tsize != tsize:
                 tsize = new_tsize
-                table = np.full(tsize, -1, dtype=np.int32)
-                K.rehash(table, packed, n)
+                keys, tidx = new_keys(tsize, lay.W)
         elif status == K.GROW_DEAD:
             dead = _resized(dead, 2 * dead.shape[0])
         elif status == K.GROW_EDGES:
             grow = 3 * 4 * esrc.shape[0]
-            if max_bytes is not None and nbytes(packed, parent, ptrans, table, dead, esrc, etr, edst) + grow > max_bytes:
+            if max_bytes is not None and nbytes(packed, keys, tidx, dead, esrc, etr, edst) + grow > max_bytes:
                 stop = "max_bytes"
                 break
             esrc, etr, edst = (_resized(a, 2 * a.shape[0] + 4 * (T + 1)) for a in (esrc, etr, edst))
@@ -290,22 +319,19 @@ def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, st
             repacked = np.zeros((cap, new.W), dtype=np.uint64)
             K.repack(packed, n, lay.word, lay.shift, lay.mask, repacked, new.word, new.shift)
             packed, lay = repacked, new
-            table.fill(-1)
-            K.rehash(table, packed, n)
+            keys, tidx = new_keys(tsize, lay.W)
             safe, tab = tables(lay)
     if bar is not None:
         bar.close()
+    store = nbytes(packed[:n], keys, tidx if store_edges else tidx[:0])
+    del keys, tidx
     packed = packed[:n].copy()
-    parent = parent[:n].copy()
-    ptrans = ptrans[:n].copy()
+    packed.flags.writeable = False
     edges = None
     if store_edges:
         edges = tuple(a[:n_stored].copy() for a in (esrc, etr, edst))
         for a in edges:
             a.flags.writeable = False
-    for a in (packed, parent, ptrans):
-        a.flags.writeable = False
-    store = nbytes(packed, parent, ptrans, table)
     return StateSpace(
         net=net,
         complete=stop is None,
@@ -315,11 +341,9 @@ def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, st
         seconds=time.perf_counter() - start,
         bytes_per_state=store / n,
         n_expanded=head,
+        cpu_seconds=time.process_time() - cpu,
         _layout=lay,
         _packed=packed,
-        _table=table,
-        _parent=parent,
-        _ptrans=ptrans,
         _dead=dead[:n_dead].copy(),
         _edges=edges,  # type: ignore[arg-type]
     )

@@ -168,6 +168,18 @@ def test_more_than_63_bits_is_a_budget_error():
         explore(net, max_states=10)
 
 
+def test_marking_with_every_bit_set():
+    """64 one-bit places all marked pack to an all-ones word, which the hash set keeps aside."""
+    places = {f"p{i}": 1 for i in range(64)}
+    stay = tiny(places=places, transitions=["keep", "drop"],
+                arcs=[("p1", "keep", 1), ("keep", "p1", 1), ("p0", "drop", 1)])
+    assert_like_reference(stay, None)
+    reach = tiny(places=places | {"p0": 0}, transitions=["fill", "keep"],
+                 arcs=[("p63", "fill", 1), ("fill", "p63", 1), ("fill", "p0", 1), ("p1", "keep", 1), ("keep", "p1", 1)])
+    assert_like_reference(reach, 40)
+    assert_like_reference(reach, 3)
+
+
 def test_degenerate_nets():
     empty = PetriNet(places=(), transitions=(), pre=np.zeros((0, 0)), post=np.zeros((0, 0)), initial=np.zeros(0))
     ss = explore(empty)
