@@ -8,7 +8,13 @@ alternatives and finds the cost/latency Pareto front.
 
 from petriflow.simulate.distributions import Dist, parse_dist
 from petriflow.simulate.engine import Load, simulate
-from petriflow.simulate.profile import FitQuality, ModelProfile, Profile, ResourceProfile, StepProfile
+from petriflow.simulate.profile import (
+    FitQuality,
+    ModelProfile,
+    Profile,
+    ResourceProfile,
+    StepProfile,
+)
 from petriflow.simulate.result import SimResult, Summary
 
 __all__ = [

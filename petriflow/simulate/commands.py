@@ -15,7 +15,7 @@ import click
 
 from petriflow.errors import ProfileError
 
-__all__ = ["COMMANDS", "simulate_cmd", "fit_cmd", "sweep_cmd"]
+__all__ = ["COMMANDS", "fit_cmd", "simulate_cmd", "sweep_cmd"]
 
 
 def _workflow(path: str) -> Any:

@@ -28,7 +28,7 @@ import numpy as np
 
 from petriflow.errors import ProfileError
 
-__all__ = ["Dist", "Fixed", "Exponential", "LogNormal", "Gamma", "Empirical", "Mixture", "parse_dist", "FAMILIES"]
+__all__ = ["FAMILIES", "Dist", "Empirical", "Exponential", "Fixed", "Gamma", "LogNormal", "Mixture", "parse_dist"]
 
 FAMILIES = ("fixed", "exponential", "lognormal", "gamma", "empirical", "mixture")
 
@@ -72,6 +72,10 @@ class Fixed(Dist):
 
     def scaled(self, factor: float) -> Dist:
         return Fixed(self.value * factor)
+
+
+ZERO = Fixed(0.0)
+"""The instant: the default latency of a step with no annotation."""
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,7 @@ def parse_dist(doc: Any, *, where: str = "distribution") -> Dist:
                            hint=f"use one of {', '.join(FAMILIES)}")
     extra = set(doc) - _KEYS[family] - {"dist"}
     if extra:
-        raise ProfileError(f"{family} does not take `{sorted(extra)[0]}`", where=where,
+        raise ProfileError(f"{family} does not take `{min(extra)}`", where=where,
                            hint=f"{family} takes {', '.join(sorted(_KEYS[family]))}")
     if family == "fixed":
         return Fixed(_num(doc, "value", where, positive=False))

@@ -41,7 +41,7 @@ import numpy as np
 from petriflow.errors import ProfileError
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
-from petriflow.simulate.distributions import Dist, Fixed, parse_dist
+from petriflow.simulate.distributions import ZERO, Dist, parse_dist
 from petriflow.simulate.profile import Profile
 from petriflow.simulate.result import SimResult, summarize
 from petriflow.simulate.tables import RUNNING, Tables, compile_tables, rng_for, stream
@@ -63,7 +63,7 @@ class Load:
     kind: str
     rate: float = 0.0
     users: int = 1
-    think: Dist = Fixed(0.0)
+    think: Dist = ZERO
     times: tuple[float, ...] = ()
 
     @classmethod
@@ -87,7 +87,7 @@ class Load:
 
 
 class _Case:
-    __slots__ = ("m", "t0", "cost", "dead", "idx")
+    __slots__ = ("cost", "dead", "idx", "m", "t0")
 
     def __init__(self, m: list[int], t0: float, idx: int) -> None:
         self.m, self.t0, self.cost, self.dead, self.idx = m, t0, 0.0, False, idx

@@ -38,11 +38,18 @@ from typing import Any
 import numpy as np
 
 from petriflow.errors import ProfileError
-from petriflow.simulate.distributions import Dist, Empirical, Exponential, Fixed, Gamma, LogNormal
+from petriflow.simulate.distributions import (
+    Dist,
+    Empirical,
+    Exponential,
+    Fixed,
+    Gamma,
+    LogNormal,
+)
 from petriflow.simulate.profile import FitQuality, Profile, StepProfile
 from petriflow.spec.model import Workflow
 
-__all__ = ["TRACE_FIELDS", "read_traces", "fit_dist", "fit"]
+__all__ = ["TRACE_FIELDS", "fit", "fit_dist", "read_traces"]
 
 TRACE_FIELDS: Mapping[str, tuple[type, ...]] = MappingProxyType({
     "run_id": (str,), "case": (str,), "step": (str,), "start": (int, float), "end": (int, float),
@@ -76,7 +83,7 @@ def check_record(rec: Any, *, where: str) -> dict[str, Any]:
     """One trace record, checked against :data:`TRACE_FIELDS` (missing optional fields become null)."""
     if not isinstance(rec, dict):
         raise ProfileError("a trace record must be a JSON object", where=where)
-    out = {}
+    out: dict[str, Any] = {}
     for key, types in TRACE_FIELDS.items():
         value = rec.get(key)
         if key not in rec and type(None) not in types:

@@ -13,7 +13,7 @@ import numpy as np
 from petriflow.simulate.result import SimResult
 from petriflow.simulate.sweep import SweepResult
 
-__all__ = ["plot_result", "plot_pareto"]
+__all__ = ["plot_pareto", "plot_result"]
 
 
 def _pyplot() -> Any:

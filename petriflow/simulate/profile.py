@@ -32,10 +32,10 @@ from types import MappingProxyType
 from typing import Any
 
 from petriflow.errors import ProfileError
-from petriflow.simulate.distributions import Dist, Fixed, parse_dist
+from petriflow.simulate.distributions import ZERO, Dist, Fixed, parse_dist
 from petriflow.spec.model import Workflow
 
-__all__ = ["ModelProfile", "ResourceProfile", "StepProfile", "FitQuality", "Profile"]
+__all__ = ["FitQuality", "ModelProfile", "Profile", "ResourceProfile", "StepProfile"]
 
 
 def _ro(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -64,7 +64,7 @@ class ResourceProfile:
 class StepProfile:
     """What one step does when it runs; ``by_model`` holds alternatives that ``sweep`` can switch to."""
 
-    latency: Dist = Fixed(0.0)
+    latency: Dist = ZERO
     input_tokens: Dist | None = None
     output_tokens: Dist | None = None
     failure_rate: float = 0.0
@@ -138,7 +138,7 @@ class Profile:
                                hint="top-level keys: steps, routes, loops, models, resources")
         unknown = set(doc) - {"steps", "routes", "loops", "models", "resources", "workflow", "fit"}
         if unknown:
-            raise ProfileError(f"unknown profile key `{sorted(unknown)[0]}`", where=where,
+            raise ProfileError(f"unknown profile key `{min(unknown)}`", where=where,
                                hint="top-level keys: steps, routes, loops, models, resources")
         steps = dict(base.steps)
         for sid, raw in _mapping(doc, "steps", where).items():
@@ -169,11 +169,11 @@ class Profile:
             w = f"{where}: resources.{rid}"
             if not isinstance(raw, Mapping) or set(raw) - {"capacity", "requests_per_minute", "tokens_per_minute"}:
                 raise ProfileError("a resource takes capacity, requests_per_minute, tokens_per_minute", where=w)
-            old = resources.get(str(rid), ResourceProfile(1))
-            cap = raw.get("capacity", old.capacity)
+            prev = resources.get(str(rid), ResourceProfile(1))
+            cap = raw.get("capacity", prev.capacity)
             if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
                 raise ProfileError(f"capacity must be an integer >= 1, got {cap!r}", where=w)
-            limits = [raw.get(k, getattr(old, k)) for k in ("requests_per_minute", "tokens_per_minute")]
+            limits = [raw.get(k, getattr(prev, k)) for k in ("requests_per_minute", "tokens_per_minute")]
             for k, v in zip(("requests_per_minute", "tokens_per_minute"), limits):
                 if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
                     raise ProfileError(f"{k} must be a number > 0 or null, got {v!r}", where=w)
@@ -322,7 +322,7 @@ def _step(raw: Any, old: StepProfile, where: str) -> StepProfile:
         raise ProfileError("a step profile is a mapping", where=where, hint=f"keys: {', '.join(sorted(_STEP_KEYS))}")
     extra = set(raw) - _STEP_KEYS
     if extra:
-        raise ProfileError(f"unknown key `{sorted(extra)[0]}`", where=where, hint=f"keys: {', '.join(sorted(_STEP_KEYS))}")
+        raise ProfileError(f"unknown key `{min(extra)}`", where=where, hint=f"keys: {', '.join(sorted(_STEP_KEYS))}")
     changes: dict[str, Any] = {}
     if "latency" in raw:
         changes["latency"] = parse_dist(raw["latency"], where=f"{where}.latency")

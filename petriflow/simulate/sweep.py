@@ -33,9 +33,9 @@ from typing import Any
 from petriflow.errors import ProfileError
 from petriflow.simulate.engine import Load, simulate
 from petriflow.simulate.profile import Profile
-from petriflow.spec.model import Retry, Workflow
+from petriflow.spec.model import Workflow
 
-__all__ = ["Variation", "Config", "SweepPoint", "SweepResult", "parse_vary", "apply", "sweep", "pareto_front"]
+__all__ = ["Config", "SweepPoint", "SweepResult", "Variation", "apply", "pareto_front", "parse_vary", "sweep"]
 
 VARY_HINT = ("write TARGET=V1,V2 with TARGET one of STEP.model, STEP.retry, STEP.retry.backoff, STEP.timeout, "
              "res.R.capacity, res.R.rpm, res.R.tpm")

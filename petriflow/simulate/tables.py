@@ -34,7 +34,7 @@ from petriflow.simulate.distributions import Dist
 from petriflow.simulate.profile import ModelProfile, Profile
 from petriflow.spec.model import Workflow
 
-__all__ = ["PLAIN", "RUNNING", "BACKOFF", "SINK", "StepTable", "Tables", "compile_tables", "stream"]
+__all__ = ["BACKOFF", "PLAIN", "RUNNING", "SINK", "StepTable", "Tables", "compile_tables", "stream"]
 
 PLAIN, RUNNING, BACKOFF, SINK = 0, 1, 2, 3
 
@@ -77,10 +77,10 @@ class StepTable:
     backoff_max: float = 0.0
     jitter: bool = False
     tpm: bool = False
-    latency: Iterator[float] = iter(())
+    latency: Iterator[float] = field(default_factory=lambda: iter(()))
     failing: Iterator[bool] | None = None
-    cost: Iterator[float] = iter(())
-    call_tokens: Iterator[float] | None = None
+    cost: Iterator[float] = field(default_factory=lambda: iter(()))
+    call_tokens: Iterator[list[float]] | None = None
     branch: Iterator[int] | None = None
     looping: Iterator[bool] | None = None
     items: Iterator[int] | None = None
@@ -137,6 +137,42 @@ def _call_cost(profile: Profile, sid: str, rng: np.random.Generator) -> tuple[Ca
         return np.column_stack([c, t])
 
     return cost, paired
+
+
+def _open_streams(st: StepTable, profile: Profile, sid: str, *, seed: int, probs: list[float], loop_p: float,
+                  items_max: int) -> None:
+    """One batched random stream per quantity of step ``sid``, each from its own generator."""
+    sp = profile.step(sid)
+
+    def gen(what: str) -> np.random.Generator:
+        return rng_for(seed, sid, what)
+
+    latency, g_latency = sp.latency, gen("latency")
+    st.latency = stream(lambda n: latency.sample(g_latency, n))
+    if sp.failure_rate > 0:
+        g_fail, rate = gen("failure"), sp.failure_rate
+        st.failing = stream(lambda n: g_fail.random(n) < rate)
+    cost, paired = _call_cost(profile, sid, gen("cost"))
+    st.cost = stream(cost)
+    if st.tpm:
+        st.call_tokens = stream(paired)
+    if probs:
+        g_route, p = gen("route"), np.asarray(probs) / sum(probs)
+        st.branch = stream(lambda n: g_route.choice(len(p), n, p=p))
+    if st.loop >= 0:
+        g_loop = gen("loop")
+        st.looping = stream(lambda n: g_loop.random(n) < loop_p)
+    if items_max:
+        g_items, items = gen("items"), sp.items
+
+        def draw_items(n: int) -> np.ndarray:
+            raw = np.rint(items.sample(g_items, n)) if items is not None else np.full(n, items_max)
+            return np.clip(raw, 1, items_max).astype(int)
+
+        st.items = stream(draw_items)
+    if st.fail >= 0 or st.give_up >= 0:
+        g_jitter = gen("jitter")
+        st.uniform = stream(lambda n: g_jitter.random(n))
 
 
 def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: int) -> Tables:
@@ -241,7 +277,6 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
         sid = st.name
         st.bit = 1 << st.index
         step = wf.step(sid)
-        sp = profile.step(sid)
         main = top(sid)
         start = next((t for t, tid in enumerate(net.transitions)
                       if net.origins[tid].step == sid and net.origins[tid].role == "start"), -1)
@@ -250,36 +285,17 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
         st.max_attempts = step.retry.max_attempts
         st.backoff, st.backoff_max, st.jitter = step.retry.backoff, step.retry.backoff_max, step.retry.jitter
         st.tpm = any(tpm[r] is not None for r, _ in st.release)
-        rng = lambda what: rng_for(seed, sid, what)  # noqa: E731
-        lat, r_lat = sp.latency, rng("latency")
-        st.latency = stream(lambda n, d=lat, g=r_lat: d.sample(g, n))
-        if sp.failure_rate > 0:
-            g, fr = rng("failure"), sp.failure_rate
-            st.failing = stream(lambda n, g=g, fr=fr: g.random(n) < fr)
-        cost, paired = _call_cost(profile, sid, rng("cost"))
-        st.cost = stream(cost)
-        if st.tpm:
-            st.call_tokens = stream(paired)
+        probs: dict[str, float] = {}
         if st.routes:
-            probs = profile.routes.get(main) or {b.when: b.p for b in wf.step(main).route}
+            probs = dict(profile.routes.get(main) or {b.when: b.p for b in wf.step(main).route})
             labels = [net.origins[net.transitions[t]].detail for t in st.routes]
             if set(labels) != set(probs):
                 raise ProfileError(f"route branches {sorted(probs)} do not match {sorted(labels)}", where=f"routes.{main}")
-            p = np.array([probs[label] for label in labels], dtype=float)
-            g = rng("route")
-            st.branch = stream(lambda n, g=g, p=p / p.sum(): g.choice(len(p), n, p=p))
-        if st.loop >= 0:
-            lp = profile.loops.get(main, wf.step(main).loop.p if wf.step(main).loop else 0.0)  # type: ignore[union-attr]
-            g = rng("loop")
-            st.looping = stream(lambda n, g=g, lp=lp: g.random(n) < lp)
-        if step.map is not None:
-            items = sp.items
-            hi = step.map.max
-            g = rng("items")
-            st.items = stream(lambda n, g=g, d=items, hi=hi: np.clip(np.rint(d.sample(g, n)) if d else np.full(n, hi), 1, hi).astype(int))
-        if st.fail >= 0 or st.give_up >= 0:
-            g = rng("jitter")
-            st.uniform = stream(lambda n, g=g: g.random(n))
+            probs = {label: probs[label] for label in labels}  # in the order of st.routes
+        main_loop = wf.step(main).loop
+        loop_p = profile.loops.get(main, main_loop.p if main_loop is not None else 0.0)
+        _open_streams(st, profile, sid, seed=seed, probs=list(probs.values()), loop_p=loop_p,
+                      items_max=step.map.max if step.map is not None else 0)
     begin = net.transition_index("begin")
     return Tables(pre_flow, pre_res, post_plain, post_res, post_timed, post_sink, candidates, spawn_group,
                   spawn_step, step_of_t, initial, begin, tables, names, capacity, rpm, tpm, net)

@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from petriflow.errors import ProfileError
 from petriflow.simulate import Load, Profile, simulate
-from petriflow.simulate.distributions import Empirical, Fixed, LogNormal, Mixture, parse_dist
+from petriflow.simulate.distributions import (
+    Empirical,
+    Fixed,
+    LogNormal,
+    Mixture,
+    parse_dist,
+)
 from petriflow.spec import load, loads
 
 ROOT = Path(__file__).resolve().parents[2]

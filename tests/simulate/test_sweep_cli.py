@@ -7,13 +7,20 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from petriflow.errors import ProfileError
 from petriflow.simulate import Profile, simulate
 from petriflow.simulate.commands import COMMANDS
-from petriflow.simulate.sweep import Config, apply, configs, pareto_front, parse_vary, sweep
+from petriflow.simulate.sweep import (
+    Config,
+    apply,
+    configs,
+    pareto_front,
+    parse_vary,
+    sweep,
+)
 from petriflow.spec import load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +59,7 @@ def test_apply_changes_profile_and_workflow(qa: tuple) -> None:
             apply(wf, prof, Config((bad,)))
 
 
+@settings(deadline=None)  # no timing in tests: a loaded CI machine must not fail it
 @given(st.lists(st.tuples(st.floats(0, 10), st.floats(0, 10)), min_size=1, max_size=30))
 def test_pareto_front_is_exactly_the_non_dominated_points(pts: list[tuple[float, float]]) -> None:
     front = set(pareto_front(pts))
