@@ -8,9 +8,11 @@ costs (the cheapest they can be):
 
 * ``simpy kernel``: bare ``env.timeout`` throughput, delays drawn ahead and
   drawn one by one with numpy;
-* ``generic token game``: the lowered workflow net played as a plain token
-  game (immediate transitions inline, timed ones as callbacks), on SimPy
-  and on a bare heapq loop;
+* ``token game on simpy, a process per firing``: the lowered workflow net
+  played the SimPy way, each firing a process yielding its timeout;
+* ``generic token game``: the same net as a tuned plain token game
+  (immediate transitions inline, timed ones as callbacks), on SimPy and on
+  a bare heapq loop;
 * ``hand-written simpy``: one process per case, one per branch, ``all_of``;
 * ``hand-written heapq``: the model as the smallest possible event loop
   (an arrival pushes its 4 branch ends; a case is done when all 4 popped).
@@ -180,6 +182,47 @@ def generic_token_game(cases: int, *, kernel: str) -> tuple[float, float, float]
     return done[0] / clk.cpu, done[1] / clk.cpu, done[0] / clk.wall
 
 
+def process_token_game(cases: int) -> tuple[float, float, float]:
+    """The token game the SimPy way: every firing is a process that yields a timeout (0 when immediate)."""
+    net = lower(fork_join(route=False, resources=False))
+    pre = [tuple((p, w) for p, w in enumerate(row) if w) for row in net.pre.tolist()]
+    post = [tuple((p, w) for p, w in enumerate(row) if w) for row in net.post.tolist()]
+    timed = [net.origins[t].role == "finish" and net.origins[t].step.startswith("b") for t in net.transitions]
+    consumers = [[t for t in range(len(pre)) if any(p == q for q, _ in pre[t])] for p in range(len(net.places))]
+    sink, begin = net.place_index(net.sink), net.transition_index("begin")
+    rng = np.random.default_rng(1)
+    delays = iter(rng.exponential(MEAN, cases * K + 10).tolist())
+    gaps = iter(rng.exponential(1 / RATE, cases + 10).tolist())
+    env = simpy.Environment()
+    done = [0, 0]
+
+    def fire(m: list[int], t: int) -> object:
+        for q, w in pre[t]:
+            m[q] -= w
+        yield env.timeout(next(delays) if timed[t] else 0.0)
+        for p, w in post[t]:
+            m[p] += w
+        done[1] += 1
+        if m[sink]:
+            done[0] += 1
+            return
+        for p, _ in post[t]:
+            for u in consumers[p]:
+                if all(m[q] >= w for q, w in pre[u]):
+                    env.process(fire(m, u))
+
+    def arrivals() -> object:
+        for _ in range(cases):
+            env.process(fire(net.initial.tolist(), begin))
+            yield env.timeout(next(gaps))
+
+    env.process(arrivals())
+    with Clock() as clk:
+        env.run()
+    assert done[0] == cases
+    return done[0] / clk.cpu, done[1] / clk.cpu, done[0] / clk.wall
+
+
 def handwritten_simpy(cases: int) -> tuple[float, float]:
     rng = np.random.default_rng(2)
     delays = iter(rng.exponential(MEAN, cases * K + 10).tolist())
@@ -256,6 +299,7 @@ def main() -> None:
           f"simpy {simpy.__version__}, {os.cpu_count()} cores (load {os.getloadavg()[0]:.1f})")
     kt_ahead = best(lambda: simpy_kernel(10 * n, ahead=True), rep)
     kt_numpy = best(lambda: simpy_kernel(10 * n, ahead=False), rep)
+    proc = best(lambda: process_token_game(n), rep)
     gen = best(lambda: generic_token_game(n, kernel="simpy"), rep)
     gen_heap = best(lambda: generic_token_game(n, kernel="heapq"), rep)
     hand = best(lambda: handwritten_simpy(n), rep)
@@ -268,7 +312,8 @@ def main() -> None:
     print(f"\n{'':46}{'cases/s':>10} {'firings/s':>11} {'wall c/s':>10}")
     print(f"{'simpy kernel, delays drawn ahead':46}{'':>10} {kt_ahead[0]:>11,.0f}  timeouts/s (wall {kt_ahead[1]:,.0f})")
     print(f"{'simpy kernel, numpy draw per timeout':46}{'':>10} {kt_numpy[0]:>11,.0f}  timeouts/s (wall {kt_numpy[1]:,.0f})")
-    print(f"{'generic token game on simpy':46}{gen[0]:>10,.0f} {gen[1]:>11,.0f} {gen[2]:>10,.0f}")
+    print(f"{'token game on simpy, a process per firing':46}{proc[0]:>10,.0f} {proc[1]:>11,.0f} {proc[2]:>10,.0f}")
+    print(f"{'generic token game on simpy (callbacks)':46}{gen[0]:>10,.0f} {gen[1]:>11,.0f} {gen[2]:>10,.0f}")
     print(f"{'generic token game on a bare heapq loop':46}{gen_heap[0]:>10,.0f} {gen_heap[1]:>11,.0f} {gen_heap[2]:>10,.0f}")
     print(f"{'hand-written simpy processes, all_of':46}{hand[0]:>10,.0f} {'':>11} {hand[1]:>10,.0f}")
     print(f"{'hand-written heapq loop (4 timeouts/case)':46}{heap[0]:>10,.0f} {'':>11} {heap[1]:>10,.0f}")
@@ -276,6 +321,7 @@ def main() -> None:
     print(f"{'petriflow: + route (16 firings)':46}{routed[0]:>10,.0f} {routed[1]:>11,.0f} {routed[2]:>10,.0f}")
     print(f"{'petriflow on the simpy kernel (+ route)':46}{kernel[0]:>10,.0f} {kernel[1]:>11,.0f} {kernel[2]:>10,.0f}")
     print("\nratios, CPU time (petriflow with resources, routes and costs / baseline without them):")
+    print(f"  cases/s vs token game, process/firing   {routed[0] / proc[0]:5.2f}x   firings/s {routed[1] / proc[1]:5.2f}x")
     print(f"  cases/s vs generic token game on simpy  {routed[0] / gen[0]:5.2f}x   firings/s {routed[1] / gen[1]:5.2f}x")
     print(f"  cases/s vs generic token game on heapq  {routed[0] / gen_heap[0]:5.2f}x   firings/s {routed[1] / gen_heap[1]:5.2f}x")
     print(f"  cases/s vs hand-written simpy, all_of   {routed[0] / hand[0]:5.2f}x")
