@@ -175,7 +175,8 @@ def _arcs(ax: Any, sc: Scene, lay: Layout, k: float) -> None:
             linewidth=(2.0 if a.hot or a.trail else 1.4 if a.style == "back" else 0.9) * k,
             linestyle="--" if a.style == "dashed" else "-", alpha=0.7 if a.style == "dashed" else 1.0)
         if len(pts) == 2:
-            rad = 0.3 if (dst, src) in pairs else 0.0
+            length = float(np.hypot(pts[1][0] - pts[0][0], pts[1][1] - pts[0][1]))
+            rad = min(0.3, 0.3 / max(length, 1e-6)) if (dst, src) in pairs else 0.0  # bulge at most ~0.15 in
             ax.add_patch(FancyArrowPatch(pts[0], pts[1], connectionstyle=f"arc3,rad={rad}", shrinkA=0, shrinkB=0,
                                          **style))
         else:  # quadratic pieces between the midpoints of the polyline's segments

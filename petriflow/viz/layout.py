@@ -34,6 +34,8 @@ FS_T, FS_P, FS_G = 8.0, 6.5, 9.0  # font sizes: transitions, place captions, ste
 CHAR = 0.60 / 72  # average glyph width per point of font size, in inches
 HGAP, VGAP = 0.34, 0.24  # air between layers and between rows
 TITLE, PAD = 0.26, 0.1  # a step box's room for its title, and its padding
+BENDS = 3000  # at most this many bend points; past it arcs are straight (keeps dense nets fast)
+COUNTED = 1500  # crossings are counted (quadratic) only for layered graphs with at most this many arcs
 
 
 def copy_id(resource: str, group: str | None) -> str:
@@ -121,6 +123,11 @@ def _dfs_back_edges(g: nx.DiGraph, roots: list[str]) -> tuple[dict[str, int], se
     return order, back
 
 
+def _mean(values: list[float] | list[int]) -> float:
+    """Mean of a short list (numpy's costs more than the sum on a handful of numbers)."""
+    return sum(values) / len(values)
+
+
 def _isotonic(target: np.ndarray, gaps: np.ndarray) -> np.ndarray:
     """Closest positions to ``target`` (least squares) with ``y[i+1] - y[i] >= gaps[i]``: pool adjacent violators."""
     if len(target) == 0:
@@ -196,7 +203,15 @@ def _layers(sc: Scene, g: nx.DiGraph) -> tuple[dict[str, int], dict[str, int], s
     for v in topo:
         layer[v] = max((layer[u] + 1 for u in dag.pred[v]), default=0)
     start = [sc.source] if sc.source in g else [n.id for n in sc.nodes if n.tokens and n.id in g]
-    reached = set(start).union(*(nx.descendants(dag, v) for v in start)) if start else set(g)
+    reached: set[str] = set(start) if start else set(g)
+    frontier = list(reached)
+    while frontier:  # one search from all starts at once (one per start is quadratic on big nets)
+        following: list[str] = []
+        for v in frontier:
+            fresh = [u for u in dag.succ[v] if u not in reached]
+            reached.update(fresh)
+            following += fresh
+        frontier = following
     for v in reversed(topo):  # what the start does not lead to (a budget, a retry) sits by its successors
         if v not in reached and dag.out_degree(v):
             layer[v] = min(layer[s] for s in dag.succ[v]) - 1
@@ -229,13 +244,13 @@ def _order_layer(w: _Work, k: int, nbrs: dict[str, list[str]]) -> None:
     budget goes on top and a resource copy at the bottom.
     """
     lay, index, group = w.layers[k], w.index, w.group
-    key = {v: (float(np.mean([index[u] for u in nbrs[v]])) if nbrs[v] else float(index[v])) for v in lay}
+    key = {v: (_mean([index[u] for u in nbrs[v]]) if nbrs[v] else float(index[v])) for v in lay}
     if w.gkey:
         members: dict[str | None, list[float]] = defaultdict(list)
         for v in lay:
             members[group[v]].append(key[v])
         present = sorted((gr for gr in members if gr is not None), key=lambda gr: w.gkey.get(gr, 0.0))
-        block = dict(zip(present, sorted(float(np.mean(members[gr])) for gr in present)))
+        block = dict(zip(present, sorted(_mean(members[gr]) for gr in present)))
         rank = {gr: i for i, gr in enumerate(present)}  # breaks ties between blocks
 
         def place(v: str) -> tuple[float, int, int, int, float]:
@@ -258,6 +273,7 @@ def _order(w: _Work, *, big: bool) -> None:
     sweeps (where each step wants to be); constrained sweeps refine each.
     """
     n = len(w.layers)
+    count = not big and sum(len(d) for d in w.down.values()) <= COUNTED
 
     def sweep() -> None:
         for k in range(1, n):
@@ -265,7 +281,7 @@ def _order(w: _Work, *, big: bool) -> None:
         for k in range(n - 2, -1, -1):
             _order_layer(w, k, w.down)
 
-    def step_keys(value: dict[str, float], how: Any = np.mean) -> dict[str | None, float]:
+    def step_keys(value: dict[str, float], how: Any = _mean) -> dict[str | None, float]:
         spread: dict[str | None, list[float]] = defaultdict(list)
         for v, c in value.items():
             if w.group[v] is not None and v[0] != "\0":
@@ -286,7 +302,7 @@ def _order(w: _Work, *, big: bool) -> None:
             w.index = {v: i for lay in w.layers for i, v in enumerate(lay)}
         for _ in range(2 if big else 6):
             sweep()
-            c = 0 if big else _crossings(w.layers, w.down, w.index)
+            c = _crossings(w.layers, w.down, w.index) if count else 0
             if best is None or c < best[0]:
                 best = (c, dict(w.index), gkey)
     assert best is not None
@@ -317,11 +333,14 @@ def _rows(w: _Work, *, big: bool, workflow: bool) -> dict[str, float]:
             lay, target = w.layers[k], []
             for v in lay:
                 if v in w.attract:  # a resource copy: under the transitions it serves
-                    target.append(float(np.mean([y[u] for u in w.attract[v]])) + 0.5)
+                    target.append(_mean([y[u] for u in w.attract[v]]) + 0.5)
                     continue
                 pull = w.up[v] + w.down[v]
+                if not pull:
+                    target.append(y[v])
+                    continue
                 weights = [3.0 if group[u] is not None and group[u] == group[v] else 1.0 for u in pull]
-                target.append(float(np.average([y[u] for u in pull], weights=weights)) if pull else y[v])
+                target.append(sum(y[u] * c for u, c in zip(pull, weights)) / sum(weights))
             y.update(zip(lay, _isotonic(np.array(target), gaps(lay))))
     return y
 
@@ -374,14 +393,16 @@ def layered_layout(sc: Scene, *, big: bool = False, workflow: bool = False) -> L
     for cid, served in _attachments(sc).items():
         resource = nodes[cid.split("\1")[1]]
         w.attract[cid] = served
-        layer[cid] = int(round(float(np.mean([layer[t] for t in served]))))
+        layer[cid] = int(round(_mean([layer[t] for t in served])))
         w.group[cid], w.rank[cid], w.slot[cid] = nodes[served[0]].group, max(w.rank[t] for t in served) + 0.5, 1
         size[cid], kinds[cid] = node_size(resource, shared_caption(resource), ""), "place"
     chains: dict[tuple[str, str], list[str]] = {}
+    skipped = sum(abs(layer[u] - layer[v]) - 1 for u, v in g.edges)
+    bend = not big and skipped <= BENDS  # a dense net with long arcs gets straight ones
     for u, v in g.edges:  # one bend node per skipped layer, for each arc separately
         a, b = (v, u) if (u, v) in back else (u, v)
         chain = [a]
-        for k in range(layer[a] + 1, layer[b]) if not big else ():
+        for k in range(layer[a] + 1, layer[b]) if bend else ():
             d = f"\0{u}\0{v}\0{k}"
             inside = w.group[u] if w.group[u] == w.group[v] else None
             layer[d], w.rank[d], w.slot[d], w.group[d], size[d] = k, w.rank[a] + 0.5, 0, inside, (0.0, 0.0)
