@@ -202,7 +202,8 @@ def _layers(sc: Scene, g: nx.DiGraph) -> tuple[dict[str, int], dict[str, int], s
     layer: dict[str, int] = {}
     for v in topo:
         layer[v] = max((layer[u] + 1 for u in dag.pred[v]), default=0)
-    start = [sc.source] if sc.source in g else [n.id for n in sc.nodes if n.tokens and n.id in g]
+    start = [sc.source] if sc.source is not None and sc.source in g else [
+        n.id for n in sc.nodes if n.tokens and n.id in g]
     reached: set[str] = set(start) if start else set(g)
     frontier = list(reached)
     while frontier:  # one search from all starts at once (one per start is quadratic on big nets)
