@@ -32,7 +32,7 @@ from numba import njit
 
 __all__ = [
     "DONE", "CHUNK", "GROW", "GROW_DEAD", "GROW_EDGES", "OVERFLOW", "LIMIT",
-    "expand_safe", "expand_general", "fill_keys", "rehash", "repack", "lookup", "bounds",
+    "expand_safe", "expand_general", "fill_keys", "rehash", "repack", "lookup", "bounds", "walk_back",
 ]
 
 DONE, CHUNK, GROW, GROW_DEAD, GROW_EDGES, OVERFLOW, LIMIT = range(7)
@@ -103,6 +103,54 @@ def rehash(table: np.ndarray, packed: np.ndarray, n: int) -> None:
 def lookup(table: np.ndarray, packed: np.ndarray, key: np.ndarray) -> int:
     """The state whose packed marking is ``key[0]``, or -1."""
     return _probe(table, packed, key, 0, packed.shape[1])[1]
+
+
+@njit(cache=True)
+def walk_back(index, packed, i, pre_ptr, pre_word, pre_shift, pre_mask, pre_w,
+              inc_ptr, inc_word, inc_shift, inc_mask, inc_room, inc_place, delta):  # pragma: no cover
+    """Transitions of the BFS-tree path from state ``i`` back to state 0, last one first.
+
+    The tables un-fire transitions (``Layout.general_tables(backwards=True)``).
+    At each step the predecessor with the lowest number is taken: states are
+    numbered in BFS order, so it is the state that first reached this one,
+    one layer closer to the start. Returns an empty array if a state has no
+    stored predecessor (which would be a bug).
+    """
+    W = packed.shape[1]
+    T = delta.shape[0]
+    key = np.empty((1, W), dtype=np.uint64)
+    out = np.empty(64, dtype=np.int64)
+    L = 0
+    while i != 0:
+        best, best_t = i, -1
+        for t in range(T):
+            ok = True
+            for k in range(pre_ptr[t], pre_ptr[t + 1]):
+                if (packed[i, pre_word[k]] >> pre_shift[k]) & pre_mask[k] < pre_w[k]:
+                    ok = False
+                    break
+            for k in range(inc_ptr[t], inc_ptr[t + 1]):
+                if not ok:
+                    break
+                if np.int64((packed[i, inc_word[k]] >> inc_shift[k]) & inc_mask[k]) > inc_room[k]:
+                    ok = False
+            if not ok:
+                continue
+            for w in range(W):
+                key[0, w] = packed[i, w] + delta[t, w]
+            j = _probe(index, packed, key, 0, W)[1]
+            if j >= 0 and j < best:
+                best, best_t = j, t
+        if best_t < 0:
+            return out[:0]
+        if L == out.shape[0]:
+            bigger = np.empty(2 * L, dtype=np.int64)
+            bigger[:L] = out
+            out = bigger
+        out[L] = best_t
+        L += 1
+        i = best
+    return out[:L]
 
 
 @njit(cache=True)

@@ -68,11 +68,12 @@ class Layout:
 
     def pack(self, marking: np.ndarray) -> np.ndarray | None:
         """``(1, W)`` uint64 words of ``marking``, or None if some count does not fit its field."""
+        m = np.asarray(marking, dtype=np.int64)
         out = np.zeros((1, self.W), dtype=np.uint64)
-        for p, v in enumerate(np.asarray(marking, dtype=np.int64).tolist()):
-            if v < 0 or v > int(self.mask[p]):
-                return None
-            out[0, self.word[p]] |= np.uint64(v) << self.shift[p]
+        if m.shape != self.word.shape or (m < 0).any() or (m.astype(np.uint64) > self.mask).any():
+            return None
+        vals = m.astype(np.uint64) << self.shift
+        np.bitwise_or.at(out[0], self.word, vals)
         return out
 
     def unpack(self, packed: np.ndarray) -> np.ndarray:
@@ -105,18 +106,23 @@ class Layout:
                 post[t, self.word[p]] |= np.uint64(1) << self.shift[p]
         return pre, ~pre, post, np.ascontiguousarray(pre.T)
 
-    def general_tables(self, net: PetriNet) -> tuple[np.ndarray, ...]:
-        """CSR lists of input checks and growth checks, and the packed effect ``delta`` (T, W)."""
+    def general_tables(self, net: PetriNet, *, backwards: bool = False) -> tuple[np.ndarray, ...]:
+        """CSR lists of input checks and growth checks, and the packed effect ``delta`` (T, W).
+
+        ``backwards`` swaps ``pre`` and ``post``: the tables then un-fire
+        transitions, for walking from a state back to its predecessors.
+        """
+        pre_m, post_m = (net.post, net.pre) if backwards else (net.pre, net.post)
         T = len(net.transitions)
         pre_ptr, pre_p, pre_w = [0], [], []
         inc_ptr, inc_p, inc_v = [0], [], []
         delta = np.zeros((T, self.W), dtype=np.uint64)
         for t in range(T):
-            for p in np.flatnonzero(net.pre[t]):
+            for p in np.flatnonzero(pre_m[t]):
                 pre_p.append(p)
-                pre_w.append(int(net.pre[t, p]))
+                pre_w.append(int(pre_m[t, p]))
             pre_ptr.append(len(pre_p))
-            eff = net.post[t] - net.pre[t]
+            eff = post_m[t] - pre_m[t]
             words = [0] * self.W
             for p in np.flatnonzero(eff):
                 d = int(eff[p])
