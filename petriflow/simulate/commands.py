@@ -93,6 +93,9 @@ def simulate_cmd(path: str, cases: int, rate: float | None, users: int | None, t
     profile = _profile(wf, path, profile_path)
     result = simulate(wf, profile, cases=cases, load=_load(rate, users, think, arrivals), seed=seed,
                       warmup=warmup, backend=backend)
+    if result.unfinished:
+        click.echo(f"warning: {result.unfinished} case(s) never reached the end: the workflow net can deadlock "
+                   f"(run `petriflow check {path}`)", err=True)
     if plot:
         from petriflow.simulate.plot import plot_result
 

@@ -508,5 +508,5 @@ def _result(eng: _Engine, tab: Tables, cases: int, warmup: float, batches: int, 
         throughput=done_after / span if span > 0 else float("nan"),
         utilization=MappingProxyType(util), queue_length=MappingProxyType(qlen),
         critical_path=MappingProxyType(crit), firings=eng.firings, sim_time=end, wall_seconds=wall,
-        latencies=lat, costs=cost, seed=seed,
+        latencies=lat, costs=cost, seed=seed, unfinished=eng.arrived - len(recs) - eng.failed,
     )

@@ -85,6 +85,8 @@ class SimResult:
     ``queue_length`` the time-average number of requests waiting for it.
     ``critical_path[step]`` is the share of measured cases whose
     last-arriving chain of steps (the one that set the latency) ran ``step``.
+    ``unfinished`` cases stopped in a marking that enables nothing and is not
+    the end: the net can deadlock (``petriflow check`` shows how).
     """
 
     cases: int
@@ -102,6 +104,7 @@ class SimResult:
     latencies: np.ndarray
     costs: np.ndarray
     seed: int | None = None
+    unfinished: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The ``simulate --json`` document (keys are a contract; add, never rename)."""
@@ -110,6 +113,7 @@ class SimResult:
             "cases": self.cases,
             "measured": self.measured,
             "failed": self.failed,
+            "unfinished": self.unfinished,
             "latency": self.latency.to_json(),
             "cost": {"mean": cost["mean"], "p95": cost["p95"], "ci95": cost["ci95"]},
             "throughput": _num(self.throughput),
@@ -129,7 +133,8 @@ class SimResult:
             lo_hi = s.ci95.get(k)
             return f"  [{lo_hi[0]:{fmt}} .. {lo_hi[1]:{fmt}}]" if lo_hi else ""
 
-        lines = [f"cases        {self.cases} completed ({self.measured} measured after warm-up), {self.failed} failed",
+        lines = [f"cases        {self.cases} completed ({self.measured} measured after warm-up), {self.failed} failed"
+                 + (f", {self.unfinished} stuck in a deadlock" if self.unfinished else ""),
                  f"throughput   {self.throughput:.3f} cases/s over {self.sim_time:.1f} simulated s"]
         for k in ("mean", "p50", "p95", "p99"):
             lines.append(f"latency {k:<4} {getattr(lat, k):9.3f} s{ci(lat, k, '.3f')}")

@@ -126,3 +126,9 @@ def test_resources_queue_exactly_like_simpy_resource(capacity: int) -> None:
     env.process(arrivals())
     env.run()
     np.testing.assert_array_equal(ours.latencies, lat)
+
+
+def test_a_deadlocking_workflow_reports_stuck_cases() -> None:
+    wf = load(ROOT / "models" / "qa_router_broken.yaml")  # aggregate waits for all three branches
+    res = simulate(wf, cases=50, load=Load.poisson(1.0), seed=0)
+    assert (res.cases, res.failed, res.unfinished) == (0, 0, 50)
