@@ -30,7 +30,6 @@ import asyncio
 import email.utils
 import functools
 import json
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -38,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import numpy as np
 
-from petriflow.errors import InputError, ModelCallError
+from petriflow.errors import ModelCallError
 from petriflow.execute.pricing import call_cost
 from petriflow.execute.response_cache import (
     MemoryCache,
@@ -46,12 +45,10 @@ from petriflow.execute.response_cache import (
     SqliteCache,
     request_key,
 )
-from petriflow.execute.servers import Endpoint
+from petriflow.execute.servers import Endpoint, resolve_endpoint
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
-
-    from petriflow.spec.model import Workflow
 
 __all__ = [
     "STEP_HEADER",
@@ -505,54 +502,3 @@ async def _hedge(attempt: Callable[[], Awaitable[_T]], hedge_after: float | None
         for task in tasks:
             if not task.done():
                 task.cancel()
-
-
-# -- endpoints of a workflow ------------------------------------------------------------
-
-
-def resolve_endpoint(workflow: Workflow | None, model_id: str, *, kind: Literal["chat", "embedding"] | None = None,
-                     env: Mapping[str, str] | None = None) -> Endpoint:
-    """Where a step's ``model`` is served (local by default).
-
-    A model declared in the workflow's ``models:`` with ``base_url: local`` (the
-    default) is the local server of its kind, started if none runs, unless
-    ``PETRIFLOW_LOCAL_BASE_URL`` points "local" somewhere else (a test server,
-    say). Any other ``base_url`` is used as is, with the key from
-    ``api_key_env``. A model the workflow does not declare goes to
-    ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` when either is set (the key is
-    required only for OpenAI itself), else to the local server of ``kind``
-    (when not given: ``embedding`` if the id says "embed", else ``chat``).
-    """
-    env = os.environ if env is None else env
-    declared = workflow.models.get(model_id) if workflow is not None else None
-    if declared is None:
-        kind = kind or ("embedding" if "embed" in model_id.lower() else "chat")
-        base, key = env.get("OPENAI_BASE_URL"), env.get("OPENAI_API_KEY")
-        if base or key:
-            return Endpoint(base_url=base or "https://api.openai.com/v1", model=model_id, kind=kind,
-                            api_key=key or "none")
-        return _local(kind, model_id, env, {})
-    kind = "embedding" if declared.kind in ("embedding", "embed") else "chat"
-    prices = {"price_input": declared.price_input, "price_output": declared.price_output,
-              "price_call": declared.price_call}
-    if declared.base_url in ("local", "", None):
-        return _local(kind, declared.name, env, prices)
-    key = "none"
-    if declared.api_key_env:
-        key = env.get(declared.api_key_env, "")
-        if not key:
-            raise InputError(f"the API key variable {declared.api_key_env} is not set", where=f"model '{model_id}'",
-                             hint=f"export {declared.api_key_env}=... before running")
-    return Endpoint(base_url=declared.base_url, model=declared.name, kind=kind, api_key=key, **prices)
-
-
-def _local(kind: Literal["chat", "embedding"], name: str, env: Mapping[str, str], prices: Mapping[str, float]
-           ) -> Endpoint:
-    """The local server of ``kind`` (started if needed), or wherever PETRIFLOW_LOCAL_BASE_URL points."""
-    redirect = env.get("PETRIFLOW_LOCAL_BASE_URL")
-    if redirect:
-        return Endpoint(base_url=redirect, model=name, kind=kind, api_key="local", **prices)
-    from petriflow.execute.servers import ensure_local
-
-    local = ensure_local(chat=kind == "chat", embed=kind == "embedding")[kind]
-    return Endpoint(base_url=local.base_url, model=local.model, kind=kind, api_key=local.api_key, **prices)

@@ -12,7 +12,9 @@ models up`` can start them once and every later ``petriflow run`` (another
 process) reuses them, and so that ``down`` can stop them by pid. Their pids and
 ports live in ``servers.json`` under :func:`home` (``$PETRIFLOW_HOME`` or
 ``~/.cache/petriflow``); a file lock serialises processes that start servers at
-the same moment. Threads are kept low on purpose: on a small shared machine one
+the same moment. :func:`resolve_endpoint` decides, per model of a workflow,
+whether it is one of these servers or another OpenAI-compatible endpoint.
+Threads are kept low on purpose: on a small shared machine one
 llama.cpp thread without busy-polling is many times faster than two that fight
 the rest of the machine for cores.
 
@@ -35,12 +37,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from petriflow.errors import ServerError
+from petriflow.errors import InputError, ServerError
+
+if TYPE_CHECKING:
+    from petriflow.spec.model import Workflow
 
 __all__ = [
     "CHAT_MODEL",
@@ -52,6 +57,7 @@ __all__ = [
     "down",
     "ensure_local",
     "home",
+    "resolve_endpoint",
     "status",
     "up",
 ]
@@ -345,6 +351,55 @@ def down(*, chat: bool = True, embed: bool = True) -> list[ServerInfo]:
 def status() -> list[ServerInfo]:
     """The recorded servers, each with ``alive`` telling whether its pid still runs."""
     return [ServerInfo(**{**asdict(info), "alive": _pid_alive(info)}) for info in _read_state().values()]
+
+
+# -- endpoints of a workflow ------------------------------------------------------------
+
+
+def resolve_endpoint(workflow: Workflow | None, model_id: str, *, kind: Literal["chat", "embedding"] | None = None,
+                     env: Mapping[str, str] | None = None) -> Endpoint:
+    """Where a step's ``model`` is served (local by default).
+
+    A model declared in the workflow's ``models:`` with ``base_url: local`` (the
+    default) is the local server of its kind, started if none runs, unless
+    ``PETRIFLOW_LOCAL_BASE_URL`` points "local" somewhere else (a test server,
+    say). Any other ``base_url`` is used as is, with the key from
+    ``api_key_env``. A model the workflow does not declare goes to
+    ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` when either is set (the key is
+    required only for OpenAI itself), else to the local server of ``kind``
+    (when not given: ``embedding`` if the id says "embed", else ``chat``).
+    """
+    env = os.environ if env is None else env
+    declared = workflow.models.get(model_id) if workflow is not None else None
+    if declared is None:
+        kind = kind or ("embedding" if "embed" in model_id.lower() else "chat")
+        base, key = env.get("OPENAI_BASE_URL"), env.get("OPENAI_API_KEY")
+        if base or key:
+            return Endpoint(base_url=base or "https://api.openai.com/v1", model=model_id, kind=kind,
+                            api_key=key or "none")
+        return _local(kind, model_id, env, {})
+    kind = "embedding" if declared.kind in ("embedding", "embed") else "chat"
+    prices = {"price_input": declared.price_input, "price_output": declared.price_output,
+              "price_call": declared.price_call}
+    if declared.base_url in ("local", "", None):
+        return _local(kind, declared.name, env, prices)
+    key = "none"
+    if declared.api_key_env:
+        key = env.get(declared.api_key_env, "")
+        if not key:
+            raise InputError(f"the API key variable {declared.api_key_env} is not set", where=f"model '{model_id}'",
+                             hint=f"export {declared.api_key_env}=... before running")
+    return Endpoint(base_url=declared.base_url, model=declared.name, kind=kind, api_key=key, **prices)
+
+
+def _local(kind: Literal["chat", "embedding"], name: str, env: Mapping[str, str], prices: Mapping[str, float]
+           ) -> Endpoint:
+    """The local server of ``kind`` (started if needed), or wherever PETRIFLOW_LOCAL_BASE_URL points."""
+    redirect = env.get("PETRIFLOW_LOCAL_BASE_URL")
+    if redirect:
+        return Endpoint(base_url=redirect, model=name, kind=kind, api_key="local", **prices)
+    local = ensure_local(chat=kind == "chat", embed=kind == "embedding")[kind]
+    return Endpoint(base_url=local.base_url, model=local.model, kind=kind, api_key=local.api_key, **prices)
 
 
 # -- the chat child process -------------------------------------------------------
