@@ -38,7 +38,7 @@ from petriflow.viz.text import (
     TRAIL,
     Scene,
     SceneNode,
-    _tint,
+    tint,
 )
 
 __all__ = ["BIG", "render"]
@@ -235,7 +235,7 @@ def _full(ax: Any, sc: Scene, lay: Layout, k: float, *, workflow: bool, legend_a
         colour = HIGHLIGHT if n.hot else COLOURS.get(n.construct, "#555555")
         w = lay.size[n.id][0]
         ax.add_patch(FancyBboxPatch((cx - w / 2, cy - TH / 2), w, TH, boxstyle="round,pad=0,rounding_size=0.04",
-                                    facecolor=_tint(colour, 0.85), edgecolor=TRAIL if n.trail and not n.hot else colour,
+                                    facecolor=tint(colour, 0.85), edgecolor=TRAIL if n.trail and not n.hot else colour,
                                     linewidth=(2.4 if n.hot or n.trail else 1.1) * k,
                                     zorder=3))
         ax.text(cx, cy, transition_text(n, workflow=workflow), fontsize=FS_T * k, ha="center", va="center",
@@ -244,7 +244,7 @@ def _full(ax: Any, sc: Scene, lay: Layout, k: float, *, workflow: bool, legend_a
         n = nodes[c.split("\1")[1]]
         _place(ax, n, lay.pos[c], shared_caption(n), k)
     present = [c for c in CONSTRUCT_NAMES if any(n.construct == c for n in sc.nodes)] if workflow else []
-    handles: list[Any] = [Patch(facecolor=_tint(COLOURS[c], 0.85), edgecolor=COLOURS[c], label=CONSTRUCT_NAMES[c])
+    handles: list[Any] = [Patch(facecolor=tint(COLOURS[c], 0.85), edgecolor=COLOURS[c], label=CONSTRUCT_NAMES[c])
                           for c in present]
     if any(a.style == "dashed" for a in sc.arcs):
         handles.append(Line2D([], [], color=COLOURS["resource"], linestyle="--",

@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from petriflow.errors import InputError
 from petriflow.net.petrinet import Origin, PetriNet, WorkflowNet
 
-__all__ = ["SceneNode", "SceneArc", "Scene", "scene", "to_mermaid", "to_dot", "COLOURS", "HIGHLIGHT", "TRAIL"]
+__all__ = ["SceneNode", "SceneArc", "Scene", "scene", "to_mermaid", "to_dot", "tokens_text", "tint", "COLOURS",
+           "HIGHLIGHT", "TRAIL"]
 
 # One colour per construct (edge colour; fills are light tints of it). Chosen so
 # that route, loop, retry, fallback and resource stay apart for colour-blind eyes too.
@@ -55,8 +56,8 @@ class SceneNode:
 
     ``label`` is the full name (``classify → code``); ``short`` drops the step,
     for drawings that write the step once on its group (``→ code``).
-    ``side`` marks shared places (resources, loop and retry budgets) that are
-    drawn apart from the flow so their arcs do not tangle it.
+    ``group`` is the step whose box it is drawn in (None for the glue between
+    steps); ``role`` marks the source, the sink, shared resources and budgets.
     """
 
     id: str
@@ -70,10 +71,6 @@ class SceneNode:
     part: str = ""  # the origin's role: start, finish, back, fail...
     hot: bool = False
     trail: bool = False
-
-    @property
-    def side(self) -> bool:
-        return self.role in ("resource", "budget")
 
 
 @dataclass(frozen=True)
@@ -103,17 +100,13 @@ class Scene:
     source: str | None = None
     sink: str | None = None
     title: str | None = None
+    by_id: Mapping[str, SceneNode] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_id", {n.id: n for n in self.nodes})
 
     def node(self, node_id: str) -> SceneNode:
-        return self._index[node_id]
-
-    @property
-    def _index(self) -> dict[str, SceneNode]:
-        cache = self.__dict__.get("_cache")
-        if cache is None:
-            cache = {n.id: n for n in self.nodes}
-            object.__setattr__(self, "_cache", cache)
-        return cache
+        return self.by_id[node_id]
 
 
 def tokens_text(n: int) -> str:
@@ -330,7 +323,7 @@ def _q(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _tint(hex_colour: str, amount: float = 0.82) -> str:
+def tint(hex_colour: str, amount: float = 0.82) -> str:
     """A light version of a colour, for fills."""
     r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
     return "#" + "".join(f"{int(c + (255 - c) * amount):02x}" for c in (r, g, b))
@@ -355,7 +348,7 @@ def to_dot(net: PetriNet, *, highlight: Iterable[str] | None = None,
         colour = HIGHLIGHT if n.hot else COLOURS.get(n.construct, "#555555")
         width = "3" if n.hot else ("2.5" if n.role in ("source", "sink") or n.trail else "1.3")
         if n.kind == "transition":
-            attrs = (f"shape=box, style=\"filled\", fillcolor={_q(_tint(colour))}, color={_q(colour)}, "
+            attrs = (f"shape=box, style=\"filled\", fillcolor={_q(tint(colour))}, color={_q(colour)}, "
                      f"penwidth={width}, label={_q(n.label)}")
         else:
             shape = "doublecircle" if n.role == "sink" else "circle"
