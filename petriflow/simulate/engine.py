@@ -420,8 +420,8 @@ class _Engine:
         st = self.steps[s]
         failures = (st.max_attempts - 1) - c.m[st.retries]
         delay = min(st.backoff * 2 ** max(failures - 1, 0), st.backoff_max)
-        if st.jitter:
-            delay *= next(st.uniform)  # type: ignore[arg-type]
+        if st.jitter:  # as the executor does: between half and all of the delay
+            delay *= 0.5 + 0.5 * next(st.uniform)  # type: ignore[arg-type]
         self.push(delay, BACKOFF_DONE, c, p, mask, s)  # type: ignore[arg-type]
 
     def complete(self, c: _Case, s: int, mask: int, fail: bool) -> None:

@@ -17,10 +17,14 @@ What is fitted, per step:
   best family is rejected by a Kolmogorov-Smirnov test at level 0.001, the
   measurements themselves (``empirical``); all equal values give ``fixed``;
 * input and output tokens, the same way;
-* the failure rate: ``error`` and ``timeout`` attempts over all attempts
-  except ``fallback`` records (which are the fallback's own runs);
+* the failure rate: failed attempts (``error``, ``timeout``, and
+  ``fallback``, the executor's mark for the last failed attempt before a
+  step hands over to its fallback) over all attempts;
 * branch probabilities: frequencies of ``branch`` over the step's ``ok``
-  records; with a workflow, a loop step's loop label gives its loop probability;
+  records; with a workflow, a loop's probability from the passes per case
+  (maximum likelihood, passes after the budget is spent left out), and the
+  label ``loop`` (what the executor writes when a loop goes back) left out
+  of the branches;
 * per model: when a step ran on several models, each with enough records
   gets its own entry under ``models`` (what ``sweep`` switches between).
 """
@@ -52,7 +56,7 @@ from petriflow.spec.model import Workflow
 __all__ = ["TRACE_FIELDS", "fit", "fit_dist", "read_traces"]
 
 TRACE_FIELDS: Mapping[str, tuple[type, ...]] = MappingProxyType({
-    "run_id": (str,), "case": (str,), "step": (str,), "start": (int, float), "end": (int, float),
+    "run_id": (str,), "case": (str, int), "step": (str,), "start": (int, float), "end": (int, float),
     "attempt": (int,), "outcome": (str,), "model": (str, type(None)), "input_tokens": (int, type(None)),
     "output_tokens": (int, type(None)), "cost": (int, float, type(None)), "branch": (str, type(None)),
 })
@@ -132,7 +136,7 @@ def fit_dist(values: Iterable[float], *, min_samples: int = 20) -> tuple[Dist, F
 
 def _fit_step(recs: list[dict[str, Any]], min_samples: int) -> tuple[StepProfile, dict[str, FitQuality]]:
     ok = [r for r in recs if r["outcome"] == "ok"]
-    attempts = [r for r in recs if r["outcome"] != "fallback"]
+    attempts = recs
     quality: dict[str, FitQuality] = {}
     latency: Dist = Fixed(0.0)
     if ok:
@@ -143,7 +147,7 @@ def _fit_step(recs: list[dict[str, Any]], min_samples: int) -> tuple[StepProfile
         tokens[k] = None
         if vals:
             tokens[k], quality[f"{k}_tokens"] = fit_dist(vals, min_samples=min_samples)
-    failures = sum(r["outcome"] in ("error", "timeout") for r in attempts)
+    failures = sum(r["outcome"] != "ok" for r in attempts)
     models = Counter(r["model"] for r in ok if r["model"])
     return StepProfile(
         latency=latency, input_tokens=tokens["input"], output_tokens=tokens["output"],
@@ -182,15 +186,15 @@ def fit(traces: Iterable[Mapping[str, Any]] | str | Path, *, workflow: Workflow 
         quality[sid] = MappingProxyType(q)
         branches = Counter(r["branch"] for r in recs if r["outcome"] == "ok" and r["branch"] is not None)
         step = _step_or_none(workflow, sid)
-        loop_label = step.loop.when if step is not None and step.loop is not None else None
-        if loop_label is not None and branches:
-            loops[sid] = _share(branches, loop_label)
-            branches.pop(loop_label, None)
+        if step is not None and step.loop is not None:
+            loops[sid] = _loop_probability(recs, step.loop.max)
+            for label in {"loop", step.loop.when} - {b.when for b in step.route}:
+                branches.pop(label, None)  # the executor writes `loop` when it goes back
         if branches and (step is None or step.route):
             total = sum(branches.values())
             routes[sid] = {b: k / total for b, k in sorted(branches.items())}
         if step is not None and step.map is not None:
-            per_case = Counter((r["run_id"], r["case"]) for r in recs if r["attempt"] == 1 and r["outcome"] != "fallback")
+            per_case = Counter((r["run_id"], r["case"]) for r in recs if r["attempt"] == 1)
             if per_case:
                 items[sid] = Empirical(tuple(float(k) for k in per_case.values()))
     if items:
@@ -219,9 +223,15 @@ def fit(traces: Iterable[Mapping[str, Any]] | str | Path, *, workflow: Workflow 
                    quality=MappingProxyType(quality))
 
 
-def _share(counts: Counter[str], label: str) -> float:
-    total = sum(counts.values())
-    return counts.get(label, 0) / total if total else 0.0
+def _loop_probability(recs: list[dict[str, Any]], bound: int) -> float:
+    """Maximum likelihood of a loop's chance to go back, from how many times each case passed the step.
+
+    A case that passed ``n`` times went back ``n - 1`` times out of ``min(n, bound)`` chances: once the
+    budget of ``bound`` is spent the step cannot go back, so those passes are no evidence either way.
+    """
+    passes = Counter((r["run_id"], r["case"]) for r in recs if r["outcome"] == "ok")
+    chances = sum(min(n, bound) for n in passes.values())
+    return sum(n - 1 for n in passes.values()) / chances if chances else 0.0
 
 
 def _step_or_none(wf: Workflow | None, sid: str) -> Any:

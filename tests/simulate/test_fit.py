@@ -123,3 +123,37 @@ def test_bad_trace_lines_name_file_and_line(tmp_path: Path) -> None:
         read_traces(p)
     with pytest.raises(ProfileError, match="the workflow does not have"):
         fit([{**traces(1)[0], "step": "ghost"}], workflow=loads(WF))
+
+
+def test_fit_reads_executor_conventions_loops_fallback_and_integer_cases() -> None:
+    """The executor marks loop-backs with branch `loop`, the last failed attempt before a fallback with
+    outcome `fallback`, and numbers cases; the loop estimate discounts passes after the budget ran out."""
+    wf = loads("""
+name: draft_loop
+steps:
+  - {id: draft, kind: tool, retry: {max_attempts: 2, backoff: 0.1}, fallback: spare}
+  - {id: spare, kind: tool}
+  - {id: review, kind: tool, after: [draft], loop: {to: draft, max: 2, p: 0.5}}
+""")
+    rng = np.random.default_rng(5)
+    recs, p_true, t = [], 0.4, 0.0
+    for case in range(4000):
+        passes = 1
+        while passes <= 2 and rng.random() < p_true:
+            passes += 1
+        for k in range(passes):
+            recs.append({"run_id": "r", "case": case, "step": "review", "start": t, "end": t + 1.0, "attempt": 1,
+                         "outcome": "ok", "model": None, "input_tokens": 0, "output_tokens": 0, "cost": 0.0,
+                         "branch": "loop" if k < passes - 1 else None})
+        first_fails = rng.random() < 0.2
+        outcome = ("fallback" if rng.random() < 0.2 else "ok") if first_fails else "ok"
+        recs.append({"run_id": "r", "case": case, "step": "draft", "start": t, "end": t + 0.5, "attempt": 1,
+                     "outcome": "error" if first_fails else "ok", "model": None, "input_tokens": 0,
+                     "output_tokens": 0, "cost": 0.0, "branch": None})
+        if first_fails:
+            recs.append({**recs[-1], "attempt": 2, "outcome": outcome})
+    prof = fit(recs, workflow=wf)
+    assert prof.loops["review"] == pytest.approx(p_true, abs=0.02)
+    assert "review" not in prof.routes  # `loop` is not a route branch
+    fails = sum(r["outcome"] != "ok" for r in recs if r["step"] == "draft")
+    assert prof.steps["draft"].failure_rate == pytest.approx(fails / sum(r["step"] == "draft" for r in recs))
