@@ -62,6 +62,7 @@ __all__ = [
     "RetryableCallError",
     "SqliteCache",
     "classify_error",
+    "is_strict_schema",
     "parse_retry_after",
     "request_key",
     "resolve_endpoint",
@@ -208,6 +209,32 @@ def classify_error(exc: BaseException, *, where: str | None = None) -> ModelCall
 # -- the client -------------------------------------------------------------------
 
 
+def is_strict_schema(schema: Mapping[str, Any]) -> bool:
+    """Whether OpenAI's strict structured outputs accept the schema: every object closed, every property required.
+
+    Sending ``strict: true`` with a schema that is not would be refused (400);
+    sending ``strict: false`` keeps the request valid (llama.cpp constrains either way).
+    """
+    if not isinstance(schema, Mapping):
+        return True
+    if schema.get("type") == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        if schema.get("additionalProperties", True) is not False or set(schema.get("required", ())) != set(props):
+            return False
+    children: list[Any] = list((schema.get("properties") or {}).values())
+    children += [schema[k] for k in ("items", "not") if isinstance(schema.get(k), Mapping)]
+    for k in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        children += list(schema.get(k) or [])
+    children += list((schema.get("$defs") or {}).values())
+    return all(is_strict_schema(c) for c in children)
+
+
+def _max_tokens_field(endpoint: Endpoint) -> str:
+    """OpenAI itself wants ``max_completion_tokens`` (its reasoning models refuse ``max_tokens``); servers
+    that copy its API (llama.cpp, vLLM, Ollama) know ``max_tokens``."""
+    return "max_completion_tokens" if "api.openai.com" in endpoint.base_url else "max_tokens"
+
+
 def _strip_fences(text: str) -> str:
     t = text.strip()
     if t.startswith("```"):
@@ -349,10 +376,10 @@ class ModelClient:
         """
         where = f"step '{step}'" if step else f"model '{endpoint.model}'"
         payload: dict[str, Any] = {"model": endpoint.model, "messages": [dict(m) for m in messages],
-                                   "max_tokens": max_tokens, "temperature": temperature}
+                                   _max_tokens_field(endpoint): max_tokens, "temperature": temperature}
         if json_schema is not None:
             payload["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": schema_name, "schema": dict(json_schema), "strict": True}}
+                "name": schema_name, "schema": dict(json_schema), "strict": is_strict_schema(json_schema)}}
         if extra_body:
             payload.update(extra_body)
         key = request_key(endpoint, payload) if self.cache is not None and use_cache else None

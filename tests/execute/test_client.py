@@ -26,6 +26,7 @@ from petriflow.execute.client import (
     ModelClient,
     RetryableCallError,
     SqliteCache,
+    is_strict_schema,
     parse_retry_after,
     request_key,
     resolve_endpoint,
@@ -306,6 +307,24 @@ def test_rules_fix_the_delay_and_reply_of_a_step(fault_server: FaultServer) -> N
     slow, a, b = run(calls)
     assert slow.latency_s >= 0.2 and slow.text == "echo: what is a petri net"
     assert a.text == b.text == "always this"
+
+
+def test_strict_schemas() -> None:
+    assert is_strict_schema(SCHEMA)
+    assert not is_strict_schema({**SCHEMA, "required": ["label"]})
+    assert not is_strict_schema({k: v for k, v in SCHEMA.items() if k != "additionalProperties"})
+    nested = {"type": "object", "additionalProperties": False, "required": ["xs"],
+              "properties": {"xs": {"type": "array", "items": {"type": "object", "properties": {"a": {}}}}}}
+    assert not is_strict_schema(nested)
+    nested["properties"]["xs"]["items"].update(additionalProperties=False, required=["a"])
+    assert is_strict_schema(nested)
+
+
+def test_openai_itself_gets_max_completion_tokens() -> None:
+    from petriflow.execute.client import _max_tokens_field
+
+    assert _max_tokens_field(Endpoint(base_url="https://api.openai.com/v1", model="m")) == "max_completion_tokens"
+    assert _max_tokens_field(Endpoint(base_url="http://127.0.0.1:8/v1", model="m")) == "max_tokens"
 
 
 def test_step_header_name() -> None:
