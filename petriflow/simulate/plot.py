@@ -81,11 +81,19 @@ def plot_pareto(result: SweepResult, path: str | Path, *, title: str = "") -> Pa
                label="meets SLO" + (" and budget" if result.budget is not None else ""), zorder=3)
     front = list(result.pareto)
     ax.plot(cost[front], p95[front], color="#4c72b0", lw=1.8, marker="o", mfc="none", ms=11, label="Pareto front", zorder=4)
+    logx = cost.min() > 0 and cost.max() / cost.min() > 30
+    span = (np.log(cost.max() / cost.min()) if logx else cost.max() - cost.min()) or 1.0
+
+    def right_half(i: int) -> bool:
+        return ((np.log(cost[i] / cost.min()) if logx else cost[i] - cost.min()) / span) > 0.55
+
     if len(front) <= 8:
         for k, i in enumerate(front):
             if i != result.cheapest:
                 ax.annotate(_short(pts[i].config.label), (cost[i], p95[i]), textcoords="offset points",
-                            xytext=(10, 8 if k % 2 == 0 else -14), fontsize=8, color="#33486e")
+                            xytext=(-10 if right_half(i) else 10, 9 if k % 2 == 0 else -15),
+                            ha="right" if right_half(i) else "left", fontsize=8, color="#33486e",
+                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     if result.slo_p95 is not None:
         ax.axhline(result.slo_p95, color="#d62728", ls="--", lw=1.5, label=f"SLO p95 = {result.slo_p95:g} s")
     if result.budget is not None:
@@ -96,10 +104,12 @@ def plot_pareto(result: SweepResult, path: str | Path, *, title: str = "") -> Pa
                    label="cheapest meeting SLO")
         ax.annotate(f"cheapest meeting the SLO:\n{_short(pts[c].config.label)}\n"
                     f"{_dollars(pts[c].cost_mean)}/case, p95 {pts[c].p95:.2f} s",
-                    (cost[c], p95[c]), textcoords="offset points", xytext=(60, 50), fontsize=9,
+                    (cost[c], p95[c]), textcoords="offset points", xytext=(-230 if right_half(c) else 60, 50),
+                    fontsize=9,
                     bbox={"boxstyle": "round", "fc": "#fff8dc", "ec": "#999999"},
                     arrowprops={"arrowstyle": "->", "color": "#555555"})
-    if cost.min() > 0 and cost.max() / cost.min() > 30:
+    ax.margins(x=0.08, y=0.08)
+    if logx:
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
         ax.set_xscale("log")
