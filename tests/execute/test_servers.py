@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -155,6 +158,18 @@ def test_concurrent_starters_share_one_server(own_home: Path) -> None:
         urls = list(pool.map(lambda _: servers.ensure_local(chat=False)["embedding"].base_url, range(3)))
     assert len(set(urls)) == 1
     assert len(list(own_home.glob("embedding-*.log"))) == 1
+
+
+def test_servers_die_with_their_owner(own_home: Path) -> None:
+    """With PETRIFLOW_SERVER_OWNER set (tests set it), a server exits when that process is gone."""
+    code = ("import os; os.environ['PETRIFLOW_SERVER_OWNER'] = str(os.getpid()); "
+            "from petriflow.execute import servers; servers.ensure_local(chat=False)")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PETRIFLOW_HOME": str(own_home)})
+    (info,) = servers.status()
+    deadline = time.monotonic() + 20
+    while servers._pid_alive(info) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not servers.status()[0].alive
 
 
 def test_a_dead_server_is_reported_and_forgotten(own_home: Path) -> None:
