@@ -34,7 +34,7 @@ from petriflow.execute.client import (
 from petriflow.execute.servers import Endpoint
 from petriflow.spec.model import ModelEndpoint, Step, Workflow
 
-from .fault_server import FaultServer
+from .fault_server import FaultServer, spawn
 
 T = TypeVar("T")
 USER = [{"role": "user", "content": "what is a petri net"}]
@@ -379,3 +379,45 @@ def test_declared_local_model_is_the_local_server(local_models: dict[str, Endpoi
     # no model declared and no OpenAI variables: local by default, of the kind asked for
     assert resolve_endpoint(None, "default", env={}).base_url == local_models["chat"].base_url
     assert resolve_endpoint(None, "x", kind="embedding", env={}).base_url == local_models["embedding"].base_url
+
+
+# -- the fault server itself ---------------------------------------------------------------
+
+
+def test_fault_server_takes_a_thousand_concurrent_connections(fault_server: FaultServer) -> None:
+    """Raw sockets (no client library in the way): every one of 1000 simultaneous requests is answered."""
+    fault_server.set_delay(0.05)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body)) + body
+
+    async def one() -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", fault_server.port)
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length"))
+        answer = json.loads(await reader.readexactly(length))
+        writer.close()
+        return int(head.split(b" ")[1]) if answer["choices"][0]["message"]["content"] == "echo: hi" else 0
+
+    async def all_of_them() -> list[int]:
+        return await asyncio.gather(*(one() for _ in range(1000)))
+
+    assert asyncio.run(all_of_them()) == [200] * 1000
+    assert fault_server.counts()["paths"] == {"/v1/chat/completions": 1000}
+
+
+def test_fault_server_as_a_subprocess() -> None:
+    with spawn(delay=0.0) as fc:
+        fc.add_rule("x", ["503"])
+        e = Endpoint(base_url=fc.base_url, model="m")
+        with pytest.raises(RetryableCallError):
+            run(lambda c: c.chat(e, USER, step="x"))
+        assert run(lambda c: c.chat(e, USER, step="x")).text == "echo: what is a petri net"
+        counts = fc.counts()
+        assert counts["steps"] == {"x": 2} and counts["faults"] == {"503": 1, "ok": 1}
+        fc.reset()
+        assert fc.counts()["total"] == 0
+    assert fc.proc is not None and fc.proc.poll() is not None
