@@ -128,19 +128,23 @@ def _mean(values: list[float] | list[int]) -> float:
     return sum(values) / len(values)
 
 
-def _isotonic(target: np.ndarray, gaps: np.ndarray) -> np.ndarray:
-    """Closest positions to ``target`` (least squares) with ``y[i+1] - y[i] >= gaps[i]``: pool adjacent violators."""
+def _isotonic(target: np.ndarray, gaps: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Closest positions to ``target`` (weighted least squares) with ``y[i+1] - y[i] >= gaps[i]``.
+
+    Pool adjacent violators on ``target`` minus the running sum of gaps.
+    """
     if len(target) == 0:
         return target
     offset = np.concatenate([[0.0], np.cumsum(gaps)])
-    blocks: list[list[float]] = []  # [mean, count]
-    for value in target - offset:
-        blocks.append([float(value), 1.0])
+    weight = np.ones(len(target)) if weights is None else weights
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for value, wt in zip(target - offset, weight):
+        blocks.append([float(value), float(wt), 1.0])
         while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            m2, c2 = blocks.pop()
-            m1, c1 = blocks[-1]
-            blocks[-1] = [(m1 * c1 + m2 * c2) / (c1 + c2), c1 + c2]
-    return np.concatenate([np.full(int(c), m) for m, c in blocks]) + offset
+            m2, w2, c2 = blocks.pop()
+            m1, w1, c1 = blocks[-1]
+            blocks[-1] = [(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, c1 + c2]
+    return np.concatenate([np.full(int(c), m) for m, _, c in blocks]) + offset
 
 
 def _crossings(layers: list[list[str]], down: dict[str, list[str]], index: dict[str, int]) -> int:
@@ -312,8 +316,16 @@ def _order(w: _Work, *, big: bool) -> None:
         lay.sort(key=lambda v: w.index[v])
 
 
-def _rows(w: _Work, *, big: bool, workflow: bool) -> dict[str, float]:
-    """y of every node: towards its neighbours (its own step's count thrice), order and spacing kept."""
+def _rows(w: _Work, *, big: bool, workflow: bool, start: dict[str, float] | None = None,
+          pinned: frozenset[str] = frozenset(), rounds: int | None = None) -> dict[str, float]:
+    """y of every node: towards its neighbours, order and spacing kept.
+
+    A node of a step counts its own step's neighbours thrice; a node between
+    steps counts thrice a step it is the only link of (the start it alone
+    feeds, the finish that feeds only it), so fans spread in the free
+    columns between boxes rather than across the boxes. ``pinned`` nodes stay
+    where ``start`` has them (used once steps have been pushed apart).
+    """
     group, size = w.group, w.size
 
     def gaps(lay: list[str]) -> np.ndarray:
@@ -325,24 +337,32 @@ def _rows(w: _Work, *, big: bool, workflow: bool) -> dict[str, float]:
             out.append((size[a][1] + size[b][1]) / 2 + extra + 0.08)
         return np.array(out)
 
-    y: dict[str, float] = {}
-    for lay in w.layers:
-        y.update(zip(lay, _isotonic(np.zeros(len(lay)), gaps(lay))))
+    def pull(v: str, u: str, downward: bool) -> float:
+        if group[v] is not None:
+            return 3.0 if group[u] == group[v] else 1.0
+        only = len(w.up[u] if downward else w.down[u]) == 1  # u's only link on this side: hug it
+        return 3.0 if only and group[u] is not None and v[0] != "\0" else 1.0
+
+    y: dict[str, float] = dict(start) if start is not None else {}
+    if start is None:
+        for lay in w.layers:
+            y.update(zip(lay, _isotonic(np.zeros(len(lay)), gaps(lay))))
     n = len(w.layers)
-    for it in range(4 if big else 40):
+    for it in range(rounds if rounds is not None else 4 if big else 40):
         for k in range(n) if it % 2 == 0 else range(n - 1, -1, -1):
             lay, target = w.layers[k], []
             for v in lay:
-                if v in w.attract:  # a resource copy: under the transitions it serves
-                    target.append(_mean([y[u] for u in w.attract[v]]) + 0.5)
-                    continue
-                pull = w.up[v] + w.down[v]
-                if not pull:
+                if v in pinned:
                     target.append(y[v])
-                    continue
-                weights = [3.0 if group[u] is not None and group[u] == group[v] else 1.0 for u in pull]
-                target.append(sum(y[u] * c for u, c in zip(pull, weights)) / sum(weights))
-            y.update(zip(lay, _isotonic(np.array(target), gaps(lay))))
+                elif v in w.attract:  # a resource copy: under the transitions it serves
+                    target.append(_mean([y[u] for u in w.attract[v]]) + 0.5)
+                elif w.up[v] or w.down[v]:
+                    near = [(u, pull(v, u, False)) for u in w.up[v]] + [(u, pull(v, u, True)) for u in w.down[v]]
+                    target.append(sum(y[u] * c for u, c in near) / sum(c for _, c in near))
+                else:
+                    target.append(y[v])
+            weights = np.array([1e9 if v in pinned else 1.0 for v in lay]) if pinned else None
+            y.update(zip(lay, _isotonic(np.array(target), gaps(lay), weights)))
     return y
 
 
@@ -428,6 +448,10 @@ def layered_layout(sc: Scene, *, big: bool = False, workflow: bool = False) -> L
     pos = {v: (x[v], y[v]) for v in layer}
     if workflow and not big:
         _separate(w, pos, Layout(pos=pos, size=size, bends={}, kinds=kinds))
+        steps = frozenset(v for v in pos if w.group[v] is not None)
+        settled = _rows(w, big=big, workflow=workflow, start={v: p[1] for v, p in pos.items()}, pinned=steps,
+                        rounds=20)
+        pos = {v: (p[0], p[1] if v in steps else settled[v]) for v, p in pos.items()}
     top = min((p[1] - size[v][1] for v, p in pos.items()), default=0.0)
     pos = {v: (p[0], p[1] - top) for v, p in pos.items()}
     bends = {arc: [pos[d] for d in chain] for arc, chain in chains.items()}
