@@ -319,8 +319,14 @@ class ModelClient:
         self.default_timeout = default_timeout
         self.max_connections = max_connections
         self._pools: dict[tuple[str, str], _Pool] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _pool(self, endpoint: Endpoint) -> _Pool:
+        """The endpoint's pool on the running loop. Connections belong to a loop, so a client used
+        again under a new ``asyncio.run`` (a sync wrapper called twice) starts fresh pools."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._pools, self._loop = {}, loop
         key = (endpoint.base_url, endpoint.api_key)
         pool = self._pools.get(key)
         if pool is None:

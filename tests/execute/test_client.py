@@ -327,6 +327,14 @@ def test_openai_itself_gets_max_completion_tokens() -> None:
     assert _max_tokens_field(Endpoint(base_url="http://127.0.0.1:8/v1", model="m")) == "max_tokens"
 
 
+def test_one_client_serves_successive_event_loops(fault_server: FaultServer) -> None:
+    """A synchronous wrapper runs each case under its own asyncio.run; the client must survive that."""
+    client = ModelClient()
+    for _ in range(3):
+        assert asyncio.run(client.chat(ep(fault_server), USER)).text == "echo: what is a petri net"
+    assert fault_server.counts()["total"] == 3
+
+
 def test_step_header_name() -> None:
     assert STEP_HEADER.lower() == "x-petriflow-step"
 
