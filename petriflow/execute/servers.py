@@ -317,8 +317,8 @@ def ensure_local(*, chat: bool = True, embed: bool = True) -> dict[str, Endpoint
         state = _read_state()
         for kind in _wanted(chat, embed):
             info = state.get(kind)
-            if info is not None and _pid_alive(info) and _healthy(info.port):
-                continue
+            if info is not None and _pid_alive(info) and (_healthy(info.port) or _healthy(info.port, timeout=15.0)):
+                continue  # (the second, patient look: a busy machine is not a dead server)
             if info is not None and _pid_alive(info):
                 _terminate(info.pid)  # running but not answering: replace it
             state[kind] = _start(kind)
