@@ -87,6 +87,7 @@ class StepTable:
     uniform: Iterator[float] | None = None
     backoff_candidates: tuple[int, ...] = ()
     bit: int = 0
+    plain: bool = False  # finishes one way: no route, no loop (the loop's fast path)
 
 
 @dataclass
@@ -276,6 +277,7 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
     for st in tables:
         sid = st.name
         st.bit = 1 << st.index
+        st.plain = not st.routes and st.loop < 0 and st.finish >= 0
         step = wf.step(sid)
         main = top(sid)
         start = next((t for t, tid in enumerate(net.transitions)
