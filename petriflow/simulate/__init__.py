@@ -7,7 +7,8 @@ alternatives and finds the cost/latency Pareto front.
 """
 
 from petriflow.simulate.distributions import Dist, parse_dist
-from petriflow.simulate.engine import Load, simulate
+from petriflow.simulate.engine import simulate
+from petriflow.simulate.load import Load
 from petriflow.simulate.profile import (
     FitQuality,
     ModelProfile,

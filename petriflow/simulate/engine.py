@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import time as _time
 from collections import Counter, deque
-from collections.abc import Sequence
-from dataclasses import dataclass
 from heapq import heappop, heappush
 from itertools import count
 from types import MappingProxyType
@@ -41,7 +39,7 @@ import numpy as np
 from petriflow.errors import ProfileError
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
-from petriflow.simulate.distributions import ZERO, Dist, parse_dist
+from petriflow.simulate.load import Load
 from petriflow.simulate.profile import Profile
 from petriflow.simulate.result import SimResult, summarize
 from petriflow.simulate.tables import RUNNING, Tables, compile_tables, rng_for, stream
@@ -50,40 +48,6 @@ from petriflow.spec.model import Workflow
 __all__ = ["Load", "simulate"]
 
 ARRIVE, COMPLETE, BACKOFF_DONE, WAKE = 0, 1, 2, 3
-
-
-@dataclass(frozen=True)
-class Load:
-    """How cases arrive: ``poisson`` at ``rate`` per second, a ``closed`` population of ``users`` who
-    each start a new case ``think`` seconds after their last one ended, or ``replay`` of arrival times.
-
-    ``Load.closed(users=1)`` (the default) runs one case at a time: latency without contention.
-    """
-
-    kind: str
-    rate: float = 0.0
-    users: int = 1
-    think: Dist = ZERO
-    times: tuple[float, ...] = ()
-
-    @classmethod
-    def poisson(cls, rate: float) -> Load:
-        if not rate > 0:
-            raise ProfileError(f"arrival rate must be > 0, got {rate!r}", where="--rate")
-        return cls("poisson", rate=float(rate))
-
-    @classmethod
-    def closed(cls, users: int = 1, think: Dist | float | dict = 0.0) -> Load:
-        if users < 1:
-            raise ProfileError(f"a closed population needs >= 1 user, got {users}", where="--users")
-        return cls("closed", users=int(users), think=parse_dist(think, where="think time"))
-
-    @classmethod
-    def replay(cls, times: Sequence[float]) -> Load:
-        ts = tuple(sorted(float(t) for t in times))
-        if not ts or ts[0] < 0:
-            raise ProfileError("replay needs a non-empty list of arrival times >= 0", where="arrival times")
-        return cls("replay", times=ts)
 
 
 class _Case:

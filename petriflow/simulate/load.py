@@ -1,0 +1,51 @@
+"""How cases arrive: open Poisson arrivals, a closed population with think time, or a replay.
+
+An open load keeps arriving whatever the system does (requests from many
+independent users); a closed one starts a user's next case only after the
+last one ended (a fixed pool of workers or clients), so it cannot overload
+the system; a replay uses recorded arrival times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from petriflow.errors import ProfileError
+from petriflow.simulate.distributions import ZERO, Dist, parse_dist
+
+__all__ = ["Load"]
+
+
+@dataclass(frozen=True)
+class Load:
+    """How cases arrive: ``poisson`` at ``rate`` per second, a ``closed`` population of ``users`` who
+    each start a new case ``think`` seconds after their last one ended, or ``replay`` of arrival times.
+
+    ``Load.closed(users=1)`` (the default) runs one case at a time: latency without contention.
+    """
+
+    kind: str
+    rate: float = 0.0
+    users: int = 1
+    think: Dist = ZERO
+    times: tuple[float, ...] = ()
+
+    @classmethod
+    def poisson(cls, rate: float) -> Load:
+        if not rate > 0:
+            raise ProfileError(f"arrival rate must be > 0, got {rate!r}", where="--rate")
+        return cls("poisson", rate=float(rate))
+
+    @classmethod
+    def closed(cls, users: int = 1, think: Dist | float | dict = 0.0) -> Load:
+        if users < 1:
+            raise ProfileError(f"a closed population needs >= 1 user, got {users}", where="--users")
+        return cls("closed", users=int(users), think=parse_dist(think, where="think time"))
+
+    @classmethod
+    def replay(cls, times: Sequence[float]) -> Load:
+        ts = tuple(sorted(float(t) for t in times))
+        if not ts or ts[0] < 0:
+            raise ProfileError("replay needs a non-empty list of arrival times >= 0", where="arrival times")
+        return cls("replay", times=ts)
