@@ -8,6 +8,7 @@ alternatives and finds the cost/latency Pareto front.
 
 from petriflow.simulate.distributions import Dist, parse_dist
 from petriflow.simulate.engine import simulate
+from petriflow.simulate.fit import fit
 from petriflow.simulate.load import Load
 from petriflow.simulate.profile import (
     FitQuality,
@@ -17,8 +18,9 @@ from petriflow.simulate.profile import (
     StepProfile,
 )
 from petriflow.simulate.result import SimResult, Summary
+from petriflow.simulate.sweep import SweepResult, Variation, parse_vary, sweep
 
 __all__ = [
     "Dist", "FitQuality", "Load", "ModelProfile", "Profile", "ResourceProfile", "SimResult", "StepProfile",
-    "Summary", "parse_dist", "simulate",
+    "Summary", "SweepResult", "Variation", "fit", "parse_dist", "parse_vary", "simulate", "sweep",
 ]
