@@ -25,6 +25,7 @@ string (pm4py names states by ``repr`` and merges ``{p1: 11}`` with
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -72,6 +73,11 @@ class StateSpace:
     _dead: np.ndarray | None = field(default=None, repr=False)
     _edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def states_per_second(self) -> float:
+        """Stored states per wall-clock second of the search."""
+        return self.n_states / self.seconds if self.seconds > 0 else float("inf")
 
     @property
     def bits_per_place(self) -> tuple[int, ...]:
@@ -218,12 +224,19 @@ def explore(
     that way (coverability decides unboundedness, not this). ``store_edges``
     keeps every firing for :meth:`StateSpace.edges`. ``progress`` draws a tqdm
     bar on stderr (states, states/s, frontier).
+
+    Without ``max_bytes`` the search still stops (``stop_reason="max_bytes"``)
+    before its arrays would take half of the machine's physical memory, so
+    an unbounded net without a budget ends with a partial result, not with
+    the out-of-memory killer.
     """
     if max_states is not None and max_states < 1:
         raise InputError(f"max_states is {max_states}", hint="pass a budget of at least 1 state")
     if max_bytes is not None and max_bytes < 1:
         raise InputError(f"max_bytes is {max_bytes}", hint="pass a memory budget of at least 1 byte")
     compile_seconds = warm_up()
+    if max_bytes is None:
+        max_bytes = _half_of_memory()
     ss = _explore(net, max_states=max_states, max_bytes=max_bytes, store_edges=store_edges, progress=progress)
     object.__setattr__(ss, "compile_seconds", compile_seconds)
     return ss
@@ -347,6 +360,14 @@ def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, st
         _dead=dead[:n_dead].copy(),
         _edges=edges,  # type: ignore[arg-type]
     )
+
+
+def _half_of_memory() -> int | None:
+    """Half the physical memory in bytes, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return None
 
 
 def _resized(a: np.ndarray, rows: int) -> np.ndarray:
