@@ -49,17 +49,23 @@ class Layout:
         )
 
     @classmethod
-    def initial(cls, net: PetriNet) -> Layout:
-        """One bit per place unless the initial marking already needs more."""
-        return cls.of(tuple(max(1, int(v).bit_length()) for v in net.initial))
+    def initial(cls, net: PetriNet, bounds: np.ndarray | None = None) -> Layout:
+        """One bit per place unless the initial marking or a known bound (e.g. from P-invariants) needs more."""
+        top = net.initial if bounds is None else np.maximum(net.initial, np.asarray(bounds, dtype=np.int64))
+        return cls.of(tuple(min(MAX_WIDTH, max(1, int(v).bit_length())) for v in top))
 
     def widen(self, place: int, name: str) -> Layout:
-        """The same layout with ``place``'s field doubled."""
+        """The same layout with ``place``'s field one bit wider (up to 8 bits), then twice as wide.
+
+        One bit at a time keeps small bounds tight (a place bounded by 5 gets
+        3 bits, not 4); doubling beyond keeps the number of repacks of a big
+        counter small.
+        """
         b = self.widths[place]
         if b >= MAX_WIDTH:
             raise BudgetExceeded(f"place '{name}' holds more than 2**63 - 1 tokens", where=name)
         widths = list(self.widths)
-        widths[place] = min(MAX_WIDTH, 2 * b)
+        widths[place] = b + 1 if b < 8 else min(MAX_WIDTH, 2 * b)
         return Layout.of(tuple(widths))
 
     @property

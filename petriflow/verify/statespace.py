@@ -215,6 +215,7 @@ def explore(
     max_bytes: int | None = None,
     store_edges: bool = False,
     progress: bool = False,
+    bounds: np.ndarray | None = None,
 ) -> StateSpace:
     """Explore the reachable markings of ``net`` breadth first.
 
@@ -223,7 +224,10 @@ def explore(
     ``complete=False`` and ``stop_reason`` set; an unbounded net always ends
     that way (coverability decides unboundedness, not this). ``store_edges``
     keeps every firing for :meth:`StateSpace.edges`. ``progress`` draws a tqdm
-    bar on stderr (states, states/s, frontier).
+    bar on stderr (states, states/s, frontier). ``bounds`` (per place, e.g.
+    proven by place invariants) sizes the packed fields up front; without it
+    fields start at one bit and widen when a count would overflow (a wrong
+    bound only costs a repack, never a wrong answer).
 
     Without ``max_bytes`` the search still stops (``stop_reason="max_bytes"``)
     before its arrays would take half of the machine's physical memory, so
@@ -237,20 +241,24 @@ def explore(
     compile_seconds = warm_up()
     if max_bytes is None:
         max_bytes = _half_of_memory()
-    ss = _explore(net, max_states=max_states, max_bytes=max_bytes, store_edges=store_edges, progress=progress)
+    if bounds is not None and np.shape(bounds) != (len(net.places),):
+        raise InputError(f"bounds has shape {np.shape(bounds)}, expected ({len(net.places)},)",
+                         hint="give one bound per place")
+    ss = _explore(net, max_states=max_states, max_bytes=max_bytes, store_edges=store_edges, progress=progress,
+                  bounds=bounds)
     object.__setattr__(ss, "compile_seconds", compile_seconds)
     return ss
 
 
 def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, store_edges: bool,
-             progress: bool) -> StateSpace:
+             progress: bool, bounds: np.ndarray | None = None) -> StateSpace:
     from petriflow.verify import _kernel as K
 
     start, cpu = time.perf_counter(), time.process_time()
     T = len(net.transitions)
     limit = min(max_states or MAX_STATES, MAX_STATES)
     unit = bool((net.pre <= 1).all() and (net.post <= 1).all())
-    lay = Layout.initial(net)
+    lay = Layout.initial(net, bounds)
     cap = 1024
     while cap < 2 * (T + 2):
         cap *= 2

@@ -157,9 +157,22 @@ def test_counting_place_gets_a_wider_field():
     ss = explore(nets.producer_consumer(100))
     net = ss.net
     assert ss.n_states == 404
-    assert ss.bits_per_place[net.place_index("empty")] >= 7
+    assert ss.bits_per_place[net.place_index("empty")] == 7
     assert ss.bits_per_place[net.place_index("p_idle")] == 1
     assert ss.place_bounds()[net.place_index("full")] == 100
+
+
+def test_bounds_hint_sizes_fields_and_a_wrong_one_is_harmless():
+    net = nets.producer_consumer(5)
+    plain = explore(net)
+    hinted = explore(net, bounds=np.array([1, 1, 5, 5, 1, 1]))
+    wrong = explore(net, bounds=np.array([1, 1, 2, 1, 1, 1]))
+    assert hinted.bits_per_place == (1, 1, 3, 3, 1, 1) == plain.bits_per_place
+    for ss in (hinted, wrong):
+        assert ss.n_states == plain.n_states == 24
+        assert np.array_equal(ss.markings(), plain.markings())
+    with pytest.raises(InputError):
+        explore(net, bounds=np.array([1, 2]))
 
 
 def test_more_than_63_bits_is_a_budget_error():
