@@ -116,6 +116,17 @@ def test_unbounded_net_stops_on_memory_budget():
     assert ss.place_bounds()[1] == 2 * (ss.n_states - 1)
 
 
+def test_edge_list_counts_against_the_memory_budget():
+    net = nets.token_ring(10)
+    full = explore(net)
+    ss = explore(net, store_edges=True, max_bytes=400_000)
+    assert not ss.complete and ss.stop_reason == "max_bytes"
+    src, tr, dst = ss.edges()
+    assert len(src) == ss.n_edges > 0
+    assert src.max() < ss.n_expanded and dst.max() < ss.n_states
+    assert np.array_equal(ss.markings(), full.markings()[: ss.n_states])  # a prefix of the same BFS order
+
+
 def test_big_counts_never_wrap():
     """A place that starts near a packing width's limit and keeps growing is repacked, not wrapped."""
     for start in (1, 2**7 - 1, 2**15 - 2, 2**31 - 3, 2**40):
