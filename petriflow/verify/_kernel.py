@@ -32,7 +32,7 @@ from numba import njit
 
 __all__ = [
     "DONE", "CHUNK", "GROW", "GROW_DEAD", "GROW_EDGES", "OVERFLOW", "LIMIT",
-    "expand_safe", "expand_general", "fill_keys", "rehash", "repack", "lookup", "bounds", "walk_back",
+    "expand_safe", "expand_general", "fill_keys", "grow_keys", "rehash", "repack", "lookup", "bounds", "walk_back",
 ]
 
 DONE, CHUNK, GROW, GROW_DEAD, GROW_EDGES, OVERFLOW, LIMIT = range(7)
@@ -234,6 +234,41 @@ def fill_keys(keys: np.ndarray, tidx: np.ndarray, special: np.ndarray, packed: n
             keys[s, w] = ~packed[i, w]
         if with_index:
             tidx[s] = i
+
+
+@njit(cache=True)
+def grow_keys(old: np.ndarray, old_tidx: np.ndarray, keys: np.ndarray, tidx: np.ndarray, with_index: bool) -> None:
+    """Move every key of ``old`` into the larger, all-zero ``keys`` (and their numbers into ``tidx``).
+
+    Walking the old table in slot order, each key lands at or near slot ``s``
+    or ``s + len(old)`` of a table twice as large, so the writes stream
+    through memory instead of jumping about as a rebuild from ``packed`` would.
+    """
+    W = old.shape[1]
+    smask = keys.shape[0] - 1
+    key = np.empty((1, W), dtype=np.uint64)
+    for s in range(old.shape[0]):
+        used = False
+        for w in range(W):
+            key[0, w] = ~old[s, w]
+            if old[s, w] != _ZERO:
+                used = True
+        if not used:
+            continue
+        t = _slot(key, 0, W, smask)
+        while True:
+            free = True
+            for w in range(W):
+                if keys[t, w] != _ZERO:
+                    free = False
+                    break
+            if free:
+                break
+            t = (t + 1) & smask
+        for w in range(W):
+            keys[t, w] = old[s, w]
+        if with_index:
+            tidx[t] = old_tidx[s]
 
 
 @njit(inline="always", cache=True)

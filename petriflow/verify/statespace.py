@@ -204,6 +204,10 @@ def warm_up() -> float:
     ss.place_bounds()
     ss.index_of(net.initial)
     ss.path_to(ss.n_states - 1)
+    from petriflow.verify import _kernel
+
+    small, idx = np.zeros((2, 1), dtype=np.uint64), np.zeros(2, dtype=np.int32)
+    _kernel.grow_keys(small, idx, np.zeros((4, 1), dtype=np.uint64), np.zeros(4, dtype=np.int32), True)
     _WARM.append(time.perf_counter() - t0)
     return _WARM[0]
 
@@ -325,7 +329,10 @@ def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, st
                 cap = new_cap
             if new_tsize != tsize:
                 tsize = new_tsize
-                keys, tidx = new_keys(tsize, lay.W)
+                bigger = np.zeros((tsize, lay.W), dtype=np.uint64)
+                bigger_idx = np.zeros(tsize if store_edges else 1, dtype=np.int32)
+                K.grow_keys(keys, tidx, bigger, bigger_idx, store_edges)
+                keys, tidx = bigger, bigger_idx
         elif status == K.GROW_DEAD:
             dead = _resized(dead, 2 * dead.shape[0])
         elif status == K.GROW_EDGES:

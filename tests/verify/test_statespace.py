@@ -116,6 +116,13 @@ def test_unbounded_net_stops_on_memory_budget():
     assert ss.place_bounds()[1] == 2 * (ss.n_states - 1)
 
 
+@pytest.mark.parametrize("size", [9, 10])
+def test_table_growth_against_reference(size: int):
+    """Thousands of states: the hash set grows several times (and its state numbers with it)."""
+    assert_like_reference(nets.philosophers(size), 10_000)
+    assert_like_reference(nets.producer_consumer(400 * size), 10_000)
+
+
 def test_edge_list_counts_against_the_memory_budget():
     net = nets.token_ring(10)
     full = explore(net)
