@@ -47,7 +47,7 @@ from petriflow.spec.model import Workflow
 
 __all__ = ["Load", "simulate"]
 
-ARRIVE, COMPLETE, BACKOFF_DONE, WAKE = 0, 1, 2, 3
+ARRIVE, COMPLETE, BACKOFF_DONE = 0, 1, 2
 
 
 class _Case:
@@ -69,16 +69,16 @@ class _Engine:
         R = len(tab.resources)
         self.cap = list(tab.capacity)
         self.free = list(tab.capacity)
-        self.queue: list[deque[tuple[_Case, int, int, list[float] | None]]] = [deque() for _ in range(R)]
+        self.queue: list[deque[tuple[_Case, int, int]]] = [deque() for _ in range(R)]
         self.limited = [a is not None or b is not None for a, b in zip(tab.rpm, tab.tpm)]
         self.tspec = list(zip(tab.pre_flow, tab.pre_res, tab.post_res, tab.post_plain, tab.post_timed,
                               tab.post_sink, tab.candidates))
         self.ospec = list(zip(tab.pre_flow, tab.pre_res, self.is_spawn))
         self.any_limited = [any(self.limited[r] for r, _ in res) for res in tab.pre_res]
-        self.level_req = [max(1.0, (a or 0) / 60) for a in tab.rpm]
+        self.level_req = [float(c) for c in tab.capacity]  # buckets start full
         self.level_tok = [max(1.0, (b or 0) / 60) for b in tab.tpm]
         self.refilled = [0.0] * R
-        self.wake_pending = [False] * R
+        self.rate_wait = 0.0
         self.busy_area = [0.0] * R
         self.queue_area = [0.0] * R
         self.serving = [False] * R
@@ -139,14 +139,10 @@ class _Engine:
             self.complete(c, a, b, f)  # type: ignore[arg-type]
         elif kind == ARRIVE:
             self.arrive()
-        elif kind == BACKOFF_DONE:
-            if not c.dead:  # type: ignore[union-attr]
-                c.m[a] += 1  # type: ignore[union-attr]
-                for u in self.steps[f].backoff_candidates:
-                    self.offer(c, u, b)  # type: ignore[arg-type]
-        else:
-            self.wake_pending[a] = False
-            self.serve(a)
+        elif not c.dead:  # type: ignore[union-attr]  # BACKOFF_DONE
+            c.m[a] += 1  # type: ignore[union-attr]
+            for u in self.steps[f].backoff_candidates:
+                self.offer(c, u, b)  # type: ignore[arg-type]
 
     # -- arrivals and ends ----------------------------------------------------------------------
     def _start_load(self) -> None:
@@ -262,71 +258,48 @@ class _Engine:
             if res:
                 for r, w in res:
                     if self.free[r] < w or self.queue[r]:
-                        self.enqueue(r, (c, t, mask, None))
+                        self.enqueue(r, (c, t, mask))
                         return
                 if self.any_limited[t]:
-                    pair = self.draw_tokens(t)
-                    r, wait = self.rate_wait(t, pair)
-                    if wait > 0.0:
-                        self.enqueue(r, (c, t, mask, pair))
-                        self.wake(r, wait)
-                        return
-                    self.take_permits(t, pair)
+                    self.reserve_rate(t)
             self.fire(c, t, mask)
 
-    def draw_tokens(self, t: int) -> list[float] | None:
-        """``[cost, tokens]`` of the attempt ``t`` starts, drawn early when a token rate limit needs it."""
+    def reserve_rate(self, t: int) -> None:
+        """Reserve ``t``'s request (and token) permits; the attempt waits, holding its units, until they are due.
+
+        As the executor does: it acquires the resource's units, then takes a
+        permit from a token bucket of ``requests_per_minute / 60`` per second
+        and a burst of the capacity, sleeping until one is there. Reserving
+        ahead (the bucket may go below zero) serves waiters in arrival order
+        at the bucket's rate. Token limits (``tokens_per_minute``, a bucket of
+        one second's tokens) reserve the attempt's input + output tokens,
+        drawn now together with its cost.
+        """
         st = self.steps[self.tab.step_of_transition[t]]
-        return next(st.call_tokens) if st.tpm and st.call_tokens is not None else None
-
-    def rate_wait(self, t: int, pair: list[float] | None) -> tuple[int, float]:
-        """The rate-limited resource of ``t`` that must be waited for longest, and for how long."""
-        best, wait = -1, 0.0
+        pair = next(st.call_tokens) if st.call_tokens is not None else None
+        wait, now = 0.0, self.now
         for r, _ in self.pre_res[t]:
-            if self.limited[r]:
-                w = self.bucket_wait(r, pair[1] if pair else 0.0)
-                if w > wait:
-                    best, wait = r, w
-        return best, wait
-
-    def take_permits(self, t: int, pair: list[float] | None) -> None:
-        for r, _ in self.pre_res[t]:
-            if self.limited[r]:
-                self.level_req[r] -= 1.0
-                tpm = self.tab.tpm[r]
-                if pair is not None and tpm is not None:
-                    self.level_tok[r] -= min(pair[1], max(1.0, tpm / 60))
+            if not self.limited[r]:
+                continue
+            dt = now - self.refilled[r]
+            self.refilled[r] = now
+            rpm, tpm = self.tab.rpm[r], self.tab.tpm[r]
+            if rpm is not None:
+                rate = rpm / 60
+                level = min(float(self.cap[r]), self.level_req[r] + dt * rate) - 1.0
+                self.level_req[r] = level
+                wait = max(wait, -level / rate)
+            if tpm is not None and pair is not None:
+                rate = tpm / 60
+                burst = max(1.0, rate)
+                level = min(burst, self.level_tok[r] + dt * rate) - min(pair[1], burst)
+                self.level_tok[r] = level
+                wait = max(wait, -level / rate)
+        self.rate_wait = wait
         if pair is not None:
             self.precost = pair[0]
 
-    def wake(self, r: int, wait: float) -> None:
-        if not self.wake_pending[r]:
-            self.wake_pending[r] = True
-            self.push(wait, WAKE, None, r, 0, False)
-
-    def bucket_wait(self, r: int, tokens: float) -> float:
-        """Seconds until the buckets of ``r`` hold one request and ``tokens`` tokens (0 if they do).
-
-        A bucket holds at most one second of its rate (at least one unit) and starts full.
-        """
-        rpm, tpm = self.tab.rpm[r], self.tab.tpm[r]
-        dt = self.now - self.refilled[r]
-        self.refilled[r] = self.now
-        wait = 0.0
-        if rpm is not None:
-            rate = rpm / 60
-            self.level_req[r] = min(max(1.0, rate), self.level_req[r] + dt * rate)
-            if self.level_req[r] < 1.0 - 1e-9:
-                wait = (1.0 - self.level_req[r]) / rate
-        if tpm is not None:
-            rate = tpm / 60
-            self.level_tok[r] = min(max(1.0, rate), self.level_tok[r] + dt * rate)
-            need = min(tokens, max(1.0, rate))
-            if self.level_tok[r] < need - 1e-9:
-                wait = max(wait, (need - self.level_tok[r]) / rate)
-        return wait
-
-    def enqueue(self, r: int, entry: tuple[_Case, int, int, list[float] | None]) -> None:
+    def enqueue(self, r: int, entry: tuple[_Case, int, int]) -> None:
         self.queue[r].append(entry)
         self.queue_area[r] -= self.now
 
@@ -338,7 +311,7 @@ class _Engine:
         q = self.queue[r]
         try:
             while q:
-                c, t, mask, pair = q[0]
+                c, t, mask = q[0]
                 if c.dead or not self.enabled(c, t):
                     self.dequeue(r)
                     continue
@@ -348,26 +321,14 @@ class _Engine:
                     return
                 if other >= 0:  # wait for the other resource in its own queue
                     self.dequeue(r)
-                    self.enqueue(other, (c, t, mask, pair))
+                    self.enqueue(other, (c, t, mask))
                     continue
                 if self.any_limited[t]:
-                    if pair is None:
-                        pair = self.draw_tokens(t)
-                        q[0] = (c, t, mask, pair)
-                    r2, wait = self.rate_wait(t, pair)
-                    if wait > 0.0:
-                        if r2 != r:
-                            self.dequeue(r)
-                            self.enqueue(r2, (c, t, mask, pair))
-                        self.wake(r2, wait)
-                        if r2 == r:
-                            return
-                        continue
-                    self.take_permits(t, pair)
+                    self.reserve_rate(t)
                 self.dequeue(r)
                 self.fire(c, t, mask)
                 if self.enabled(c, t):  # more items of a map wait too
-                    q.appendleft((c, t, mask, None))
+                    q.appendleft((c, t, mask))
                     self.queue_area[r] -= self.now
         finally:
             self.serving[r] = False
@@ -386,6 +347,9 @@ class _Engine:
             self.precost = None
         else:
             c.cost += next(st.cost)
+        if self.rate_wait:  # waiting for a rate-limit permit, holding the units
+            d += self.rate_wait
+            self.rate_wait = 0.0
         if d > 0.0:
             if self.fast:
                 heappush(self.heap, (self.now + d, next(self.seq), COMPLETE, c, s, mask | st.bit, fail))

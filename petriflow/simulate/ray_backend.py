@@ -1,10 +1,13 @@
 """Run a sweep's configurations as Ray tasks (``sweep --backend ray``).
 
 ``ray`` is optional and imported here only. With ``RAY_ADDRESS`` set, the
-tasks go to that cluster; otherwise a local Ray instance is started on
-127.0.0.1 for the sweep and shut down after it. Each task rebuilds the
-profile from its document and simulates one configuration with the same
-seed, so a Ray sweep gives the same numbers as a local one.
+tasks go to that cluster; otherwise a local Ray instance is started for the
+sweep and shut down after it. Mind that Ray's own servers (GCS, raylet,
+workers) listen on all network interfaces, whatever address is asked for
+(Ray 2.60 maps 127.0.0.1 to the machine's address); on a shared or exposed
+machine prefer ``--backend local`` or a cluster you manage. Each task
+rebuilds the profile from its document and simulates one configuration
+with the same seed, so a Ray sweep gives the same numbers as a local one.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ __all__ = ["run_on_ray"]
 
 
 def _task(wf: Workflow, profile_doc: dict[str, Any], options: dict[str, Any], config: Any) -> tuple:
-    from petriflow.simulate import sweep as sw
+    from petriflow.simulate.sweep import _init, _run
 
-    sw._init(wf, profile_doc, options)
-    return sw._run(config)
+    _init(wf, profile_doc, options)
+    return _run(config)
 
 
 def run_on_ray(wf: Workflow, profile_doc: dict[str, Any], options: dict[str, Any], configs: Sequence[Any], *,
@@ -40,8 +43,7 @@ def run_on_ray(wf: Workflow, profile_doc: dict[str, Any], options: dict[str, Any
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                     _node_ip_address="127.0.0.1")
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
         started = True
     try:
         task = ray.remote(_task)
