@@ -157,3 +157,22 @@ steps:
     assert "review" not in prof.routes  # `loop` is not a route branch
     fails = sum(r["outcome"] != "ok" for r in recs if r["step"] == "draft")
     assert prof.steps["draft"].failure_rate == pytest.approx(fails / sum(r["step"] == "draft" for r in recs))
+
+
+def test_fit_reads_what_the_executors_trace_writer_writes(tmp_path: Path) -> None:
+    """The contract with petriflow.execute: its TraceWriter's JSON lines are valid `fit` input."""
+    trace = pytest.importorskip("petriflow.execute.trace")
+    path = tmp_path / "run.jsonl"
+    writer = trace.TraceWriter(path=path)
+    rng = np.random.default_rng(0)
+    t = 1.7e9
+    for case in range(300):
+        d = float(rng.lognormal(0.0, 0.3))
+        branch = "fast" if rng.random() < 0.6 else "slow"
+        writer.write(trace.TraceRecord("run1", case, "pick", t, t + 0.01, 1, "ok", "e5", 5, 0, 0.0, branch))
+        writer.write(trace.TraceRecord("run1", case, branch, t, t + d, 1, "ok", "m", 40, 60, 1e-5, None))
+        t += 1.0
+    writer.close()
+    prof = fit(path, workflow=loads(WF))
+    assert prof.routes["pick"]["fast"] == pytest.approx(0.6, abs=0.07)
+    assert prof.quality["fast"]["latency"].n + prof.quality["slow"]["latency"].n == 300
