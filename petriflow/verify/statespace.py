@@ -11,9 +11,9 @@ overflow is widened and every state repacked, never wrapped); visited states
 live in one ``(n, W)`` array in BFS order, which doubles as the BFS queue,
 plus an open-addressing hash set of the packed words themselves; the BFS
 loop runs in numba. No BFS tree is stored: a state's BFS parent is its
-lowest-numbered predecessor, found backwards when a path is asked for. Markings are identified by their packed binary form, never by a
-string (pm4py names states by ``repr`` and merges ``{p1: 11}`` with
-``{p11: 1}``).
+lowest-numbered predecessor, found backwards when a path is asked for.
+Markings are identified by their packed binary form, never by a string
+(pm4py names states by ``repr`` and merges ``{p1: 11}`` with ``{p11: 1}``).
 
 >>> from petriflow.net.petrinet import PetriNet
 >>> net = PetriNet.from_arcs(places={"a": 1, "b": 0}, transitions=["t"],
@@ -108,7 +108,7 @@ class StateSpace:
         return None if j < 0 else j
 
     def _index(self) -> np.ndarray:
-        """A hash table from packed marking to state number, built on first use (4-8 bytes per state)."""
+        """A hash table from packed marking to state number, built on first use (8-16 bytes per state)."""
         if "index" not in self._cache:
             from petriflow.verify import _kernel
 
@@ -146,7 +146,7 @@ class StateSpace:
         return [self.net.transitions[int(t)] for t in steps[::-1]]
 
     def depth(self, i: int) -> int:
-        """Length of a shortest firing sequence to state ``i`` (BFS layer); depth grows with the state number."""
+        """Length of a shortest firing sequence to state ``i`` (its BFS layer; never less than a lower number's)."""
         return len(self.path_to(i))
 
     def place_bounds(self) -> np.ndarray:
@@ -320,7 +320,9 @@ def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, st
             while n + T > int(new_tsize * _LOAD):
                 new_tsize *= 2
             now = nbytes(packed, keys, tidx, dead, esrc, etr, edst)
-            grow = (new_cap - cap) * 8 * lay.W + (new_tsize - tsize) * (keys.itemsize * lay.W + tidx.itemsize)
+            # peak use: the old arrays are alive while the new ones fill
+            grow = (new_cap * 8 * lay.W if new_cap != cap else 0) + (
+                new_tsize * (8 * lay.W + (4 if store_edges else 0)) if new_tsize != tsize else 0)
             if max_bytes is not None and now + grow > max_bytes:
                 stop = "max_bytes"
                 break
