@@ -70,13 +70,16 @@ def cli() -> None:
 @click.option("--final", "final", metavar="PLACE[=N],...", help="Declare the final marking of a PNML net.")
 @click.option("--property", "props", multiple=True, type=click.Choice(["deadlock", "bounded", "sound", "live"]),
               help="Check only these properties (repeatable). Default: all.")
+@click.option("--full", is_flag=True, help="No reductions: explore every reachable marking.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
-def check(path: str, as_json: bool, max_states: int, final: str | None, props: tuple[str, ...],
+def check(path: str, as_json: bool, max_states: int, final: str | None, props: tuple[str, ...], full: bool,
           progress: bool | None) -> None:
     """Check deadlock-freedom, boundedness, soundness and liveness of PATH.
 
     A failing property comes with its witness: the shortest firing sequence,
-    told as workflow steps, and what is stuck where it ends.
+    told as workflow steps, and what is stuck where it ends. `--property
+    deadlock` alone searches a stubborn-set reduced state space (states is
+    null, states_reduced counts) unless --full.
     """
     from petriflow.verify.report import PROPERTIES, check as run_check
 
@@ -84,7 +87,8 @@ def check(path: str, as_json: bool, max_states: int, final: str | None, props: t
     if final:
         net = _final(final, net)
     show = sys.stderr.isatty() if progress is None else progress
-    report = run_check(net, properties=props or PROPERTIES, max_states=max_states, progress=show and not as_json)
+    report = run_check(net, properties=props or PROPERTIES, max_states=max_states, full=full,
+                       progress=show and not as_json)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.explain())
     sys.exit(report.exit_code)
 
@@ -125,18 +129,21 @@ def draw(path: str, output: str, witness: bool) -> None:
     highlight: list[str] = []
     marking = None
     title = None
+    trail: list[str] | None = None
     if witness and len(net.places) + len(net.transitions) <= 400:
         from petriflow.verify.explain import choices_made, waiting
         from petriflow.verify.report import check as run_check
 
-        report = run_check(net, properties=("deadlock",), max_states=200_000)
+        report = run_check(net, properties=("deadlock",), max_states=200_000, full=True)
         if report.deadlock and report.deadlock_trace is not None:
-            marking = net.replay(report.deadlock_trace)
+            trail = list(report.deadlock_trace)
+            marking = net.replay(trail)
             for t, missing in waiting(net, marking):
                 highlight += [t, *missing]
             choices = "; ".join(choices_made(net, list(report.deadlock_trace)))
-            title = f"{net.name}: DEADLOCK" + (f" after {choices}" if choices else "") + " (stuck marking shown, red)"
-    out = draw_net(net, output, highlight=sorted(set(highlight)) or None, marking=marking, title=title)
+            title = (f"{net.name}: DEADLOCK" + (f" after {choices}" if choices else "")
+                     + " (the path taken in bold, where it is stuck in red)")
+    out = draw_net(net, output, highlight=sorted(set(highlight)) or None, marking=marking, title=title, trail=trail)
     click.echo(f"wrote {out}")
 
 

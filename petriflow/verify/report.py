@@ -64,6 +64,7 @@ class Report:
     seconds: float
     states_explored: int
     witnesses: tuple[Witness, ...] = ()
+    states_reduced: int | None = None
 
     @property
     def is_workflow(self) -> bool:
@@ -101,7 +102,8 @@ class Report:
             "dead_transitions": list(self.dead_transitions) if self.dead_transitions is not None else None,
             "live": self.live, "seconds": round(self.seconds, 6),
             "complete": self.complete, "stop_reason": self.stop_reason,
-            "states_explored": self.states_explored, "checked": list(self.checked),
+            "states_explored": self.states_explored, "states_reduced": self.states_reduced,
+            "checked": list(self.checked),
             "witnesses": [w.to_json() for w in self.witnesses],
         }
 
@@ -120,8 +122,12 @@ class Report:
             rows.append(("sound", verdict(self.sound, "yes", "NO")))
         if "live" in self.checked:
             rows.append(("live", verdict(self.live, "yes", "NO")))
-        size = (f"{self.states:,} states, {self.edges:,} edges" if self.states is not None
-                else f"{self.states_explored:,} states explored, search stopped ({self.stop_reason})")
+        if self.states is not None:
+            size = f"{self.states:,} states" + (f", {self.edges:,} edges" if self.edges is not None else "")
+        elif self.states_reduced is not None and self.complete:
+            size = f"{self.states_reduced:,} states in the reduced (stubborn-set) search"
+        else:
+            size = f"{self.states_explored:,} states explored, search stopped ({self.stop_reason})"
         lines = [f"{self.net.name}: {len(self.net.places)} places, {len(self.net.transitions)} transitions; "
                  f"{size}; {self.seconds:.2f}s"]
         width = max(len(r[0]) for r in rows) if rows else 0
@@ -162,16 +168,21 @@ def check(
     properties: tuple[str, ...] = PROPERTIES,
     max_states: int | None = DEFAULT_MAX_STATES,
     max_bytes: int | None = None,
+    full: bool = False,
     progress: bool = False,
 ) -> Report:
     """Explore ``net`` and decide ``properties`` (a subset of :data:`PROPERTIES`).
 
-    A budget that stops the search leaves undecided verdicts as None; what was
-    found before it (a reachable deadlock, say) still counts.
+    A deadlock check alone runs on a stubborn-set reduced state space unless
+    ``full`` asks for every marking. A budget that stops the search leaves
+    undecided verdicts as None; what was found before it (a reachable
+    deadlock, say) still counts.
     """
     t0 = time.perf_counter()
     is_wf = isinstance(net, WorkflowNet)
     checked = tuple(p for p in PROPERTIES if p in properties and (p != "sound" or is_wf))
+    if checked == ("deadlock",) and not full:
+        return _reduced_deadlock(net, max_states=max_states, t0=t0)
     need_edges = any(p in checked for p in ("sound", "live"))
     space = explore(net, max_states=max_states, max_bytes=max_bytes, store_edges=need_edges, progress=progress)
     complete = space.complete
@@ -208,6 +219,28 @@ def check(
         deadlock=deadlock, deadlock_trace=dl_trace, bounded=bounded, bound=bound, safe=safe,
         sound=sound, dead_transitions=dead_ts, live=live, seconds=time.perf_counter() - t0,
         states_explored=space.n_states, witnesses=tuple(witnesses),
+    )
+
+
+def _reduced_deadlock(net: PetriNet, *, max_states: int | None, t0: float) -> Report:
+    """The deadlock verdict from the stubborn-set search: ``states`` stays None, ``states_reduced`` counts."""
+    from petriflow.verify.reduced import find_deadlock
+
+    res = find_deadlock(net, max_states=max_states, final_check=net.is_final if net.final is not None else None)
+    witnesses: tuple[Witness, ...] = ()
+    if res.deadlock and res.trace is not None and res.marking is not None:
+        what = "a reachable marking where nothing can happen" + (
+            " and the workflow has not finished" if isinstance(net, WorkflowNet) else "")
+        witnesses = (Witness(property="deadlock", summary=what + " (found by the reduced search; not always the shortest)",
+                             trace=tuple(res.trace), told=tuple(tell_sequence(net, res.trace)),
+                             choices=tuple(choices_made(net, res.trace)), marking=_marking_dict(net, res.marking),
+                             stuck=tuple(why_stuck(net, res.marking))),)
+    return Report(
+        net=net, checked=("deadlock",), complete=res.complete, stop_reason=res.stop_reason, states=None, edges=None,
+        dead_markings=None, deadlock=res.deadlock if res.complete else None,
+        deadlock_trace=tuple(res.trace) if res.trace is not None else None, bounded=None, bound=None, safe=None,
+        sound=None, dead_transitions=None, live=None, seconds=time.perf_counter() - t0,
+        states_explored=res.states_visited, witnesses=witnesses, states_reduced=res.states_visited,
     )
 
 
