@@ -96,6 +96,32 @@ class StateSpace:
         assert self._layout is not None and self._packed is not None
         return self._layout.unpack(self._packed)
 
+    def tokens(self, place: str | int) -> np.ndarray:
+        """Tokens in one place in every state, shape ``(n_states,)`` int64 (cheap: one field of the packed words)."""
+        p = place if isinstance(place, (int, np.integer)) else self.net.place_index(place)
+        lay = self._layout
+        assert lay is not None and self._packed is not None
+        return ((self._packed[:, lay.word[p]] >> lay.shift[p]) & lay.mask[p]).astype(np.int64)
+
+    def states_with(self, marking: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the states whose marking equals ``marking`` on the places of ``mask`` (all if None).
+
+        Compares packed words directly, so it needs no ``(n_states, places)``
+        matrix: use it for partial final markings on big state spaces.
+        """
+        lay = self._layout
+        assert lay is not None and self._packed is not None
+        m = np.asarray(marking, dtype=np.int64)
+        sel = np.ones(len(self.net.places), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        if (m[sel] < 0).any() or (m[sel].astype(np.uint64) > lay.mask[sel]).any():
+            return np.zeros(0, dtype=np.int64)
+        want = np.zeros(lay.W, dtype=np.uint64)
+        care = np.zeros(lay.W, dtype=np.uint64)
+        idx = np.flatnonzero(sel)
+        np.bitwise_or.at(want, lay.word[idx], m[idx].astype(np.uint64) << lay.shift[idx])
+        np.bitwise_or.at(care, lay.word[idx], lay.mask[idx] << lay.shift[idx])
+        return np.flatnonzero(np.all((self._packed & care) == want, axis=1))
+
     def index_of(self, marking: np.ndarray) -> int | None:
         """The state number of ``marking``, or None if it was not reached."""
         from petriflow.verify import _kernel

@@ -154,6 +154,21 @@ def test_weighted_arcs_and_self_loop():
     assert ss.place_bounds().tolist() == [3, 1, 1]
 
 
+def test_tokens_and_states_with_match_the_markings():
+    ss = explore(nets.producer_consumer(6))
+    marks = ss.markings()
+    net = ss.net
+    assert np.array_equal(ss.tokens("full"), marks[:, net.place_index("full")])
+    assert np.array_equal(ss.tokens(0), marks[:, 0])
+    mask = np.zeros(len(net.places), dtype=bool)
+    mask[[net.place_index("full"), net.place_index("c_busy")]] = True
+    want = net.marking({"full": 3, "c_busy": 1})
+    expected = np.flatnonzero(np.all(marks[:, mask] == want[mask], axis=1))
+    assert expected.size == 4 and np.array_equal(ss.states_with(want, mask), expected)
+    assert ss.states_with(ss.marking(5)).tolist() == [5]
+    assert ss.states_with(net.marking({"full": 99}), mask).size == 0
+
+
 def test_index_of():
     net = nets.philosophers(3)
     ss = explore(net)
