@@ -40,7 +40,7 @@ class Load:
     @classmethod
     def closed(cls, users: int = 1, think: Dist | float | dict = 0.0) -> Load:
         if users < 1:
-            raise ProfileError(f"a closed population needs >= 1 user, got {users}", where="--users")
+            raise ProfileError(f"a closed population needs at least 1 user, got {users}", where="--users")
         return cls("closed", users=int(users), think=parse_dist(think, where="think time"))
 
     @classmethod

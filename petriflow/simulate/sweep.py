@@ -208,6 +208,11 @@ def sweep(
     meeting the SLO (p95 latency <= ``slo_p95``) and the budget (mean cost per
     case <= ``budget``); None when none does.
     """
+    if cases < 1:
+        raise ProfileError(f"need at least 1 case per configuration, got {cases}", where="--cases")
+    if workers is not None and workers < 1:
+        raise ProfileError(f"need at least 1 worker, got {workers}", where="--workers",
+                           hint="leave it out to use every core")
     todo = configs(variations)
     for c in todo:  # fail fast, in this process, on a bad name or value
         apply(wf, profile, c)

@@ -205,6 +205,10 @@ def test_sweep_command_table_and_pareto_plot(tmp_path: Path) -> None:
     (("simulate", str(QA), "--profile", "nope.yaml"), "cannot read profile"),
     (("simulate", str(QA), "--rate", "1", "--users", "2"), "one of --rate"),
     (("sweep", str(QA), "--vary", "code.modle=a"), "unknown --vary target"),
+    (("sweep", str(QA), "--vary", "code.model=gpt4o", "--workers", "0"), "at least 1 worker"),
+    (("sweep", str(QA), "--vary", "code.model=gpt4o", "--cases", "0"), "at least 1 case"),
+    (("simulate", str(QA), "--warmup", "1"), "warm-up"),
+    (("simulate", str(QA), "--users", "0"), "at least 1 user"),
 ])
 def test_bad_input_is_an_input_error(args: tuple[str, ...], match: str) -> None:
     from petriflow.errors import InputError
