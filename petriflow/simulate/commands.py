@@ -54,7 +54,7 @@ def _load(rate: float | None, users: int | None, think: float, arrivals: str | N
         except ValueError:
             raise ProfileError("arrival times must be numbers (seconds), one per line", where=arrivals) from None
         return Load.replay(times)
-    return Load.closed(users or 1, think)
+    return Load.closed(1 if users is None else users, think)
 
 
 _LOAD_OPTIONS = [
