@@ -1,0 +1,213 @@
+"""Stubborn-set deadlock search against a plain BFS, closed forms and the MCC deadlock oracle.
+
+The oracle for random nets is a dozen-line BFS over tuples that shares no code
+with the reduced search: a reduction must never change a deadlock verdict,
+and every trace must replay to a marking that really is dead.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from petriflow.errors import InputError
+from petriflow.net.petrinet import PetriNet
+from petriflow.verify.reduced import ReducedResult, find_deadlock
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFORMANCE = Path("/work/shared/conformance")
+if not CONFORMANCE.exists():
+    CONFORMANCE = ROOT.parent / "shared" / "conformance"
+
+
+def _bench_nets():
+    spec = importlib.util.spec_from_file_location("bench_nets_reduced", ROOT / "analysis" / "bench" / "nets.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_nets_reduced"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+nets = _bench_nets()
+
+
+def bfs_dead(net: PetriNet, limit: int) -> tuple[list[tuple[int, ...]], bool]:
+    """All reachable dead markings (as tuples) and whether the BFS finished within ``limit`` states."""
+    pre = [tuple(int(x) for x in r) for r in net.pre]
+    post = [tuple(int(x) for x in r) for r in net.post]
+    m0 = tuple(int(x) for x in net.initial)
+    seen = {m0}
+    queue = deque([m0])
+    dead = []
+    while queue:
+        m = queue.popleft()
+        succ = False
+        for a, b in zip(pre, post):
+            if all(x >= y for x, y in zip(m, a)):
+                succ = True
+                m2 = tuple(x - y + z for x, y, z in zip(m, a, b))
+                if m2 not in seen:
+                    if len(seen) >= limit:
+                        return dead, False
+                    seen.add(m2)
+                    queue.append(m2)
+        if not succ:
+            dead.append(m)
+    return dead, True
+
+
+def assert_dead_trace(net: PetriNet, r: ReducedResult) -> np.ndarray:
+    assert r.deadlock and r.complete and r.trace is not None and r.marking is not None
+    m = net.replay(r.trace)
+    assert np.array_equal(m, r.marking)
+    assert not net.enabled(m).any()
+    return m
+
+
+# -- tiny nets ----------------------------------------------------------------------
+def test_sequence_ends_dead_and_final_check_excuses_it() -> None:
+    net = PetriNet.from_arcs(places={"a": 1, "b": 0, "c": 0}, transitions=["t", "u"],
+                             arcs=[("a", "t", 1), ("t", "b", 1), ("b", "u", 1), ("u", "c", 1)])
+    r = find_deadlock(net)
+    assert r.trace == ["t", "u"]
+    assert_dead_trace(net, r)
+    r = find_deadlock(net, final_check=lambda m: bool(m[2] == 1))
+    assert (r.deadlock, r.complete, r.dead_final, r.trace) == (False, True, 1, None)
+
+
+def test_starved_and_join_is_a_deadlock() -> None:
+    # a choice sends the token one way, the join waits for both: the broken QA router in small
+    net = PetriNet.from_arcs(
+        places={"s": 1, "x": 0, "y": 0, "end": 0}, transitions=["left", "right", "join"],
+        arcs=[("s", "left", 1), ("left", "x", 1), ("s", "right", 1), ("right", "y", 1),
+              ("x", "join", 1), ("y", "join", 1), ("join", "end", 1)])
+    r = find_deadlock(net, final_check=lambda m: bool(m[3] == 1))
+    m = assert_dead_trace(net, r)
+    assert m[3] == 0 and r.trace in (["left"], ["right"])
+
+
+def test_live_loop_has_no_deadlock() -> None:
+    net = PetriNet.from_arcs(places={"a": 1, "b": 0}, transitions=["go", "back"],
+                             arcs=[("a", "go", 1), ("go", "b", 1), ("b", "back", 1), ("back", "a", 1)])
+    r = find_deadlock(net)
+    assert (r.deadlock, r.complete, r.states_visited, r.stop_reason) == (False, True, 2, None)
+
+
+def test_budget_stops_an_unbounded_net_and_says_so() -> None:
+    net = PetriNet.from_arcs(places={"a": 1, "b": 0}, transitions=["t"],
+                             arcs=[("a", "t", 1), ("t", "a", 1), ("t", "b", 1)])
+    r = find_deadlock(net, max_states=50)
+    assert (r.deadlock, r.complete, r.stop_reason, r.states_visited) == (False, False, "max_states", 50)
+    with pytest.raises(InputError):
+        find_deadlock(net, max_states=0)
+
+
+def test_markings_widen_past_small_integer_types() -> None:
+    # 40_000 tokens move one by one: the stored markings must widen int8 -> int16 -> int32
+    net = PetriNet.from_arcs(places={"a": 40_000, "b": 0}, transitions=["t"], arcs=[("a", "t", 1), ("t", "b", 1)])
+    r = find_deadlock(net)
+    m = assert_dead_trace(net, r)
+    assert m.tolist() == [0, 40_000] and r.states_visited == 40_001
+
+
+# -- closed forms: the reduction is linear where the full space is exponential ------
+@pytest.mark.parametrize("k", [1, 4, 16])
+def test_fork_join_is_linear_in_the_branches(k: int) -> None:
+    net = nets.fork_join(k)
+    end = net.place_index("end")
+    r = find_deadlock(net)
+    m = assert_dead_trace(net, r)
+    assert m[end] == 1
+    r = find_deadlock(net, final_check=lambda m: bool(m[end] == 1))
+    assert (r.deadlock, r.complete, r.dead_final) == (False, True, 1)
+    assert r.states_visited <= 3 * k + 3 < nets.expected_states("fork_join", k) or k == 1
+
+
+@pytest.mark.parametrize("n", [2, 5, 100])
+def test_philosophers_deadlock_is_found_with_few_states(n: int) -> None:
+    net = nets.philosophers(n)
+    r = find_deadlock(net, max_states=10 * n)
+    m = assert_dead_trace(net, r)
+    # the only dead marking: everybody holds the left fork
+    assert all(m[net.place_index(f"left{i}")] == 1 for i in range(n))
+
+
+def test_token_ring_and_producer_consumer_never_deadlock() -> None:
+    for net in (nets.token_ring(8), nets.producer_consumer(5)):
+        r = find_deadlock(net)
+        assert (r.deadlock, r.complete) == (False, True)
+        assert r.states_visited <= nets.expected_states(net.name.split("(")[0], int(net.name[:-1].split("(")[1]))
+
+
+# -- differential: reductions never change a deadlock verdict -----------------------
+@st.composite
+def random_nets(draw: st.DrawFn) -> PetriNet:
+    P = draw(st.integers(1, 5))
+    T = draw(st.integers(1, 6))
+    weights = st.integers(0, 2)
+    pre = np.array(draw(st.lists(st.lists(weights, min_size=P, max_size=P), min_size=T, max_size=T)))
+    post = np.array(draw(st.lists(st.lists(weights, min_size=P, max_size=P), min_size=T, max_size=T)))
+    sparse = np.array(draw(st.lists(st.lists(st.booleans(), min_size=P, max_size=P), min_size=T, max_size=T)))
+    m0 = draw(st.lists(st.integers(0, 2), min_size=P, max_size=P))
+    return PetriNet(places=tuple(f"p{i}" for i in range(P)), transitions=tuple(f"t{i}" for i in range(T)),
+                    pre=pre * sparse, post=post, initial=np.array(m0))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_nets(), st.integers(0, 4))
+def test_reduction_keeps_the_deadlock_verdict(net: PetriNet, final_place: int) -> None:
+    dead, complete = bfs_dead(net, 3000)
+    if not complete:
+        return  # an unbounded (or huge) net: no oracle
+    final_place %= len(net.places)
+
+    def final(m) -> bool:  # type: ignore[no-untyped-def]
+        return int(m[final_place]) > 0
+
+    r = find_deadlock(net)
+    assert r.complete and r.deadlock == bool(dead)
+    if r.deadlock:
+        assert tuple(int(x) for x in assert_dead_trace(net, r)) in dead
+    r = find_deadlock(net, final_check=final)
+    expected = [m for m in dead if m[final_place] == 0]
+    assert r.complete and r.deadlock == bool(expected)
+    if r.deadlock:
+        assert tuple(int(x) for x in assert_dead_trace(net, r)) in expected
+    assert r.states_visited <= 3000
+
+
+# -- the MCC oracle ------------------------------------------------------------------
+def _conformance_rows() -> list[dict[str, str]]:
+    path = CONFORMANCE / "expected.csv"
+    if not path.exists():
+        return []
+    return [r for r in csv.DictReader(path.open()) if r["deadlock"] in ("true", "false")]
+
+
+@pytest.mark.skipif(not _conformance_rows(), reason="conformance models not available")
+def test_conformance_deadlock_verdicts_by_reduction() -> None:
+    from petriflow.net.pnml import read_pnml
+
+    answered = 0
+    for row in _conformance_rows():
+        if int(row["transitions"]) > 400:  # TokenRing-PT-015: the per-state cost grows with T
+            continue
+        net = read_pnml(CONFORMANCE / f"{row['model']}.pnml")
+        r = find_deadlock(net, max_states=100_000)
+        if not r.complete:
+            assert not r.deadlock
+            continue
+        answered += 1
+        assert r.deadlock == (row["deadlock"] == "true"), row["model"]
+        if r.deadlock:
+            assert_dead_trace(net, r)
+    assert answered >= 25
