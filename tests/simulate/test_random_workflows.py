@@ -22,7 +22,9 @@ def workflows(draw: st.DrawFn) -> Workflow:
     b = WorkflowBuilder("random").model("m", price_input=1.0, price_output=2.0, price_call=0.001)
     has_res = draw(st.booleans())
     if has_res:
-        b.resource("r", capacity=draw(st.integers(1, 3)), requests_per_minute=draw(st.sampled_from([None, 120.0])))
+        rpm = draw(st.sampled_from([{}, {"requests_per_minute": 120.0}]))
+        b.resource("r", capacity=draw(st.integers(1, 3)), **rpm)
+        b.resource("q", capacity=2, **draw(st.sampled_from([{}, {"tokens_per_minute": 3000.0}])))
     ids: list[str] = []
     for i in range(draw(st.integers(1, 5))):
         sid = f"s{i}"
@@ -31,7 +33,7 @@ def workflows(draw: st.DrawFn) -> Workflow:
         if ids:
             opts["after"] = draw(st.lists(st.sampled_from(ids), unique=True, min_size=1, max_size=2))
         if has_res and draw(st.booleans()):
-            opts["uses"] = ["r"]
+            opts["uses"] = draw(st.sampled_from([["r"], ["q"], {"q": 2}, {"r": 1, "q": 2}, ["r", "q"]]))
         if draw(st.integers(0, 2)) == 0:
             opts["failure_rate"] = draw(st.sampled_from([0.1, 0.5]))
             opts["retry"] = {"max_attempts": draw(st.integers(1, 3)), "backoff": 0.2}
@@ -62,7 +64,7 @@ def workflows(draw: st.DrawFn) -> Workflow:
         reject()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(workflows(), st.integers(0, 2**16))
 def test_every_case_ends_and_both_clocks_agree(wf: Workflow, seed: int) -> None:
     n = 60
