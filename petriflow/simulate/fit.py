@@ -27,6 +27,9 @@ What is fitted, per step:
   of the branches;
 * per model: when a step ran on several models, each with enough records
   gets its own entry under ``models`` (what ``sweep`` switches between).
+  With a workflow, the model names in the trace (the executor writes the
+  endpoint's model name) are mapped to the workflow's model ids; models the
+  workflow does not declare are left out, since nothing prices them.
 """
 
 from __future__ import annotations
@@ -167,6 +170,9 @@ def fit(traces: Iterable[Mapping[str, Any]] | str | Path, *, workflow: Workflow 
         records = read_traces(traces)
     else:
         records = [check_record(dict(r), where=f"record {i + 1}") for i, r in enumerate(traces)]
+    if workflow is not None:  # the executor writes the endpoint's model name; profiles speak model ids
+        ids = {m.name: m.id for m in workflow.models.values()} | {m: m for m in workflow.models}
+        records = [{**r, "model": ids.get(r["model"], r["model"])} for r in records]
     by_step: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_step[r["step"]].append(r)
@@ -211,10 +217,14 @@ def fit(traces: Iterable[Mapping[str, Any]] | str | Path, *, workflow: Workflow 
             if missing:  # never observed: probability 0, said explicitly
                 doc_routes[sid] = MappingProxyType({**route, **{m: 0.0 for m in missing}})
         merged_steps = dict(base.steps)
+        known = set(workflow.models)
         for sid, sp in steps.items():
             old = merged_steps.get(sid)
-            if old is not None and sp.model is None:
-                sp = StepProfile(**{**vars(sp), "model": old.model})
+            if old is not None and (sp.model is None or (known and sp.model not in known)):
+                sp = StepProfile(**{**vars(sp), "model": old.model})  # a model the workflow does not price
+            if known:
+                sp = StepProfile(**{**vars(sp), "by_model": MappingProxyType(
+                    {m: alt for m, alt in sp.by_model.items() if m in known})})
             merged_steps[sid] = sp
         return Profile(steps=MappingProxyType(merged_steps), routes=MappingProxyType({**base.routes, **doc_routes}),
                        loops=MappingProxyType({**base.loops, **loops}), models=base.models,

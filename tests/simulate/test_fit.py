@@ -12,7 +12,7 @@ from petriflow.errors import ProfileError
 from petriflow.simulate import Profile, simulate
 from petriflow.simulate.distributions import Exponential, Gamma, LogNormal
 from petriflow.simulate.fit import fit, fit_dist, read_traces
-from petriflow.spec import loads
+from petriflow.spec import load, loads
 
 
 def traces(n: int, seed: int = 0) -> list[dict]:
@@ -176,3 +176,19 @@ def test_fit_reads_what_the_executors_trace_writer_writes(tmp_path: Path) -> Non
     prof = fit(path, workflow=loads(WF))
     assert prof.routes["pick"]["fast"] == pytest.approx(0.6, abs=0.07)
     assert prof.quality["fast"]["latency"].n + prof.quality["slow"]["latency"].n == 300
+
+
+def test_fit_maps_endpoint_model_names_to_the_workflows_model_ids(tmp_path: Path) -> None:
+    wf = load(Path(__file__).resolve().parents[2] / "models" / "qa_router.yaml")
+    rng = np.random.default_rng(1)
+    recs = []
+    for case in range(200):
+        d = float(rng.lognormal(0.7, 0.5))
+        recs.append({"run_id": "r", "case": case, "step": "code", "start": 0.0, "end": d, "attempt": 1,
+                     "outcome": "ok", "model": "SmolLM2-135M-Instruct", "input_tokens": 60,
+                     "output_tokens": int(rng.exponential(150)) + 1, "cost": None, "branch": None})
+    prof = fit(recs, workflow=wf)
+    assert prof.steps["code"].model == "smollm2"
+    out = tmp_path / "p.yaml"
+    prof.dump(out)
+    assert Profile.load(out, workflow=wf).step("code").latency.mean == pytest.approx(np.exp(0.7 + 0.125), rel=0.1)
