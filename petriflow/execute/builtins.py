@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["NOTES", "search_notes", "first_answer", "pause", "echo"]
+__all__ = ["NOTES", "search_notes", "first_answer", "pause", "echo", "scripted"]
 
 NOTES: tuple[str, ...] = (
     "In Python, reverse a list in place with lst.reverse(), or get a reversed copy with lst[::-1] or list(reversed(lst)).",
@@ -80,3 +80,30 @@ async def pause(inputs: Mapping[str, Any], seconds: float = 0.05, value: Any = N
 def echo(inputs: Mapping[str, Any], value: Any = None) -> Any:
     """Return ``value`` (or the inputs) at once: a no-op step that measures executor overhead."""
     return dict(inputs) if value is None else value
+
+
+_PLAYED: dict[str, int] = {}
+
+
+def scripted(inputs: Mapping[str, Any], *, key: str, script: list[Any]) -> Any:
+    """Play ``script`` one entry per call under ``key`` (the last entry repeats): a chaos step.
+
+    ``"!retryable"`` raises a retryable call error, ``"!fatal"`` a fatal one,
+    ``"!timeout"`` a timeout; any other entry is returned as the output. Tests
+    use it to inject faults into workflows of Python steps; demos to show
+    retries and fallbacks without a model.
+    """
+    n = _PLAYED.get(key, 0)
+    _PLAYED[key] = n + 1
+    entry = script[min(n, len(script) - 1)]
+    if entry == "!retryable":
+        from petriflow.execute.client import RetryableCallError
+
+        raise RetryableCallError("scripted failure", kind="server")
+    if entry == "!fatal":
+        from petriflow.execute.client import FatalCallError
+
+        raise FatalCallError("scripted fatal failure")
+    if entry == "!timeout":
+        raise TimeoutError("scripted timeout")
+    return entry

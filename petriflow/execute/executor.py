@@ -37,11 +37,13 @@ from petriflow.execute.store import Checkpoint, MemoryStore
 from petriflow.execute.tools import DEFAULT_TOOLS, KindRunner, StepCall, ToolRegistry, label_of, wants_loop
 from petriflow.execute.trace import TraceRecord, TraceWriter
 
-__all__ = ["Executor", "RunResult", "StepFailed", "run_sync"]
+__all__ = ["Executor", "RunResult", "StepFailed", "new_run_id", "run_sync"]
 
 
 class StepFailed(ExecutionError):
     """A step failed for good: no attempts left and no fallback (or the fallback failed too)."""
+
+    held: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class _Done:
     attempt: TraceRecord | None = None
     reused: Checkpoint | None = None
     outcome: Outcome | None = None  # a map's collect transition
+    holds: bool = False  # the step that ran still holds its resources (released once its finish fires)
 
 
 @dataclass
@@ -249,6 +252,9 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - a failed case is a result
             error = exc
             await self._cancel(c)
+            held = getattr(exc, "held", None)
+            if held is not None:
+                self._release(self.dag.steps[held])
         end = self.dag.end
         if error is None and all(c.marking.get(p, 0) >= w for p, w in end.consumes):
             c.events.append(end.transition)
@@ -271,6 +277,10 @@ class Executor:
         if c.tasks:
             await asyncio.gather(*c.tasks, return_exceptions=True)
         c.tasks.clear()
+        while not c.queue.empty():  # finished steps whose finish never fired still hold resources
+            d = c.queue.get_nowait()
+            if d.holds:
+                self._release(self.dag.steps[d.ran])
 
     def _fire(self, c: _Case, outcome: Outcome) -> None:
         """Fire a finish-like transition on the case's control places and start what it enables."""
@@ -316,6 +326,8 @@ class Executor:
             self.trace.write(TraceRecord(a.run_id, a.case, a.step, a.start, a.end, a.attempt, "ok", a.model,
                                          a.input_tokens, a.output_tokens, a.cost, label or None))
         self._fire(c, d.outcome if d.outcome is not None else sp.outcome(label))
+        if d.holds:
+            self._release(sp)
 
     def _decide(self, c: _Case, sp: StepPlan, output: Any) -> str:
         """The outcome label the output chooses: ``loop`` (while the budget lasts), a route label, or ``""``."""
@@ -357,15 +369,18 @@ class Executor:
             return _Done(sp.id, cp.step, key, cp.output, reused=cp)
         try:
             out, rec = await self._attempts(c, sp, start, key, item)
-            return _Done(sp.id, sp.id, key, out, attempt=rec)
+            return _Done(sp.id, sp.id, key, out, attempt=rec, holds=True)
         except _GiveUp as gu:
             if sp.fallback is None or sp.give_up is None:
-                raise StepFailed(f"failed after {gu.attempts} attempt(s): {_message(gu.cause)}",
-                                 where=f"step '{sp.id}'", hint="add retries or a fallback step") from gu.cause
+                err = StepFailed(f"failed after {gu.attempts} attempt(s): {_message(gu.cause)}",
+                                 where=f"step '{sp.id}'", hint="add retries or a fallback step")
+                err.held = sp.id  # released by the case loop once every other step is stopped
+                raise err from gu.cause
             c.events.append(sp.give_up)
+            self._release(sp)
             fb = self.dag.steps[sp.fallback]
             done = await self._execute(c, fb, fb.entries[0].transition, f"{key}>{fb.id}", item)
-            return _Done(sp.id, fb.id, key, done.output, attempt=done.attempt)
+            return _Done(sp.id, fb.id, key, done.output, attempt=done.attempt, holds=done.holds)
 
     async def _attempts(self, c: _Case, sp: StepPlan, start: str, key: str, item: Any) -> tuple[Any, TraceRecord]:
         step, policy = sp.step, sp.step.retry
@@ -399,7 +414,6 @@ class Executor:
             except Exception as exc:  # noqa: BLE001 - classified below
                 outcome, cause = "error", exc
             t1 = time.time()
-            self._release(sp)
             if res is not None:
                 c.cost += res.cost
                 c.input_tokens += res.input_tokens
@@ -412,10 +426,13 @@ class Executor:
                 assert res is not None
                 return res.output, rec
             retryable = outcome == "timeout" or _retryable(cause)
-            if retryable and attempt < policy.max_attempts and sp.fail is not None and \
+            if retryable and attempt < policy.max_attempts and sp.fail is not None and sp.retry_budget and \
+                    c.marking[sp.retry_budget] > 0 and \
                     (step_deadline is None or time.monotonic() - t_begin < float(step_deadline)):
+                c.marking[sp.retry_budget] -= 1  # the net's retry counter: shared by loop passes and map items
                 self.trace.write(rec)
                 c.events.append(sp.fail)
+                self._release(sp)
                 await self.sleep(self._backoff(sp, attempt, cause))
                 continue
             last = "fallback" if sp.fallback is not None else outcome
@@ -463,6 +480,8 @@ class Executor:
                     self.trace.write(d.attempt)
                 fin = sp.map.item_finish if d.ran == sp.id else self.dag.steps[d.ran].outcomes[0].transition  # type: ignore[union-attr]
                 c.events.append(fin)
+                if d.holds:
+                    self._release(self.dag.steps[d.ran])
                 return d.output
 
             outs = list(await asyncio.gather(*(one(i, x) for i, x in enumerate(items))))

@@ -82,6 +82,7 @@ class StepPlan:
     owner: str | None = None  # set on a fallback step: the step it stands in for
     fallback: str | None = None
     fail: str | None = None
+    retry_budget: str | None = None  # the net's retry counter place (shared by loop passes and map items)
     retry: str | None = None
     give_up: str | None = None
     map: MapPlan | None = None
@@ -186,6 +187,8 @@ def plan(workflow: Workflow, *, report: Any = None, net: WorkflowNet | None = No
             outcomes[sid].append(Outcome(label, t, consumes, _control(net, post)))
         elif o.construct == "retry" and o.role in ("fail", "retry"):
             extra[sid][o.role] = t
+            if o.role == "fail":
+                extra[sid]["retry_budget"] = next(p for p in pre if net.origins[p].role == "budget")
         elif o.construct == "fallback" and o.role == "give_up":
             extra[sid]["give_up"] = t
     assert begin is not None and end is not None, "a lowered workflow net has begin and end"
@@ -203,7 +206,7 @@ def plan(workflow: Workflow, *, report: Any = None, net: WorkflowNet | None = No
         steps[s.id] = StepPlan(
             id=s.id, step=s, entries=tuple(entries[s.id]), outcomes=tuple(outcomes[s.id]),
             uses=tuple(sorted(s.uses.items())), upstream=wf.step(root).inputs + routers, owner=owner,
-            fallback=s.fallback, fail=extra[s.id].get("fail"), retry=extra[s.id].get("retry"),
+            fallback=s.fallback, fail=extra[s.id].get("fail"), retry_budget=extra[s.id].get("retry_budget"), retry=extra[s.id].get("retry"),
             give_up=extra[s.id].get("give_up"), map=map_plan,
         )
     watchers: dict[str, list[str]] = {}
@@ -214,10 +217,10 @@ def plan(workflow: Workflow, *, report: Any = None, net: WorkflowNet | None = No
                     watchers[p].append(sp.id)
     tracked = {p: 0 for p in watchers}
     tracked.update({p: 0 for p, _ in end.consumes})
-    for sp in steps.values():
-        for o in sp.outcomes:
-            for p, _ in o.consumes:
-                tracked[p] = int(net.initial[net.place_index(p)])
+    budgets = [p for sp in steps.values() for o in sp.outcomes for p, _ in o.consumes]
+    budgets += [sp.retry_budget for sp in steps.values() if sp.retry_budget]
+    for p in budgets:
+        tracked[p] = int(net.initial[net.place_index(p)])
     return Dag(
         workflow=wf, net=net, report=report, steps=MappingProxyType(steps), begin=begin, end=end,
         watchers=MappingProxyType({p: tuple(v) for p, v in watchers.items()}),
