@@ -68,48 +68,56 @@ def plot_result(result: SimResult, path: str | Path, *, title: str = "") -> Path
     return out
 
 
+def _key(result: SweepResult, front: list[int]) -> tuple[list[str], str]:
+    """Short labels of the front's points (settings shared by all of them said once) and the shared part."""
+    settings = [dict(result.points[i].config.settings) for i in front]
+    shared = {k: v for k, v in settings[0].items() if all(s.get(k) == v for s in settings)} if settings else {}
+    labels = [", ".join(f"{k}={v}" for k, v in s.items() if k not in shared) or "(only point)" for s in settings]
+    return [_short(x) for x in labels], _short(", ".join(f"{k}={v}" for k, v in shared.items()))
+
+
 def plot_pareto(result: SweepResult, path: str | Path, *, title: str = "") -> Path:
-    """Cost per case against p95 latency for every configuration; the front, the SLO and the cheapest."""
+    """Cost per case against p95 latency for every configuration; the front, the SLO and the cheapest.
+
+    Front points are numbered on the plot and spelled out in a key under it
+    (settings shared by the whole front once), so long configuration labels
+    never cover the points.
+    """
     plt = _pyplot()
     pts = result.points
     cost = np.array([p.cost_mean for p in pts]) * 1e6
     p95 = np.array([p.p95 for p in pts])
     good = np.array([p.meets_slo and p.within_budget for p in pts])
-    fig, ax = plt.subplots(figsize=(9.5, 6), constrained_layout=True)
+    front = sorted(result.pareto, key=lambda i: cost[i])
+    labels, shared = _key(result, front)
+    fig, ax = plt.subplots(figsize=(10, 6.2))
     ax.scatter(cost[~good], p95[~good], s=36, color="#bbbbbb", edgecolor="#777777", label="misses SLO or budget", zorder=2)
     ax.scatter(cost[good], p95[good], s=40, color="#55a868", edgecolor="#2d6a3e",
                label="meets SLO" + (" and budget" if result.budget is not None else ""), zorder=3)
-    front = list(result.pareto)
     ax.plot(cost[front], p95[front], color="#4c72b0", lw=1.8, marker="o", mfc="none", ms=11, label="Pareto front", zorder=4)
-    logx = cost.min() > 0 and cost.max() / cost.min() > 30
-    span = (np.log(cost.max() / cost.min()) if logx else cost.max() - cost.min()) or 1.0
-
-    def right_half(i: int) -> bool:
-        return ((np.log(cost[i] / cost.min()) if logx else cost[i] - cost.min()) / span) > 0.55
-
-    if len(front) <= 8:
-        for k, i in enumerate(front):
-            if i != result.cheapest:
-                ax.annotate(_short(pts[i].config.label), (cost[i], p95[i]), textcoords="offset points",
-                            xytext=(-10 if right_half(i) else 10, 9 if k % 2 == 0 else -15),
-                            ha="right" if right_half(i) else "left", fontsize=8, color="#33486e",
-                            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+    groups: list[list[int]] = []  # front points that would print their numbers on top of each other
+    x = np.log(cost) if cost.min() > 0 else cost
+    near_x, near_y = 0.015 * (np.ptp(x) or 1.0), 0.015 * (np.ptp(p95) or 1.0)
+    for k, i in enumerate(front, 1):
+        j = front[groups[-1][0] - 1] if groups else None
+        if j is not None and abs(x[i] - x[j]) < near_x and abs(p95[i] - p95[j]) < near_y:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    for g in groups:
+        i = front[g[0] - 1]
+        ax.annotate(",".join(map(str, g)), (cost[i], p95[i]), textcoords="offset points", xytext=(7, 7),
+                    fontsize=9, fontweight="bold", color="#33486e")
     if result.slo_p95 is not None:
         ax.axhline(result.slo_p95, color="#d62728", ls="--", lw=1.5, label=f"SLO p95 = {result.slo_p95:g} s")
     if result.budget is not None:
         ax.axvline(result.budget * 1e6, color="#8c564b", ls=":", lw=1.5, label=f"budget = {_dollars(result.budget)}")
     if result.cheapest is not None:
         c = result.cheapest
-        ax.scatter([cost[c]], [p95[c]], s=260, marker="*", color="#ffbf00", edgecolor="black", zorder=5,
-                   label="cheapest meeting SLO")
-        ax.annotate(f"cheapest meeting the SLO:\n{_short(pts[c].config.label)}\n"
-                    f"{_dollars(pts[c].cost_mean)}/case, p95 {pts[c].p95:.2f} s",
-                    (cost[c], p95[c]), textcoords="offset points", xytext=(-230 if right_half(c) else 60, 50),
-                    fontsize=9,
-                    bbox={"boxstyle": "round", "fc": "#fff8dc", "ec": "#999999"},
-                    arrowprops={"arrowstyle": "->", "color": "#555555"})
+        ax.scatter([cost[c]], [p95[c]], s=300, marker="*", color="#ffbf00", edgecolor="black", zorder=5,
+                   label="cheapest meeting SLO" + (" and budget" if result.budget is not None else ""))
     ax.margins(x=0.08, y=0.08)
-    if logx:
+    if cost.min() > 0 and cost.max() / cost.min() > 30:
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
         ax.set_xscale("log")
@@ -119,10 +127,22 @@ def plot_pareto(result: SweepResult, path: str | Path, *, title: str = "") -> Pa
     ax.set_xlabel("mean cost per case (µ$, millionths of a dollar)")
     ax.set_ylabel("p95 latency (s)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="center right", frameon=True, fontsize=9)
+    ax.legend(loc="upper right", frameon=True, fontsize=9, framealpha=0.9)
     ax.set_title(title or f"{len(pts)} configurations: cost vs p95 latency", loc="left")
+    lines = [f"Pareto front (numbered by cost){'; all with ' + shared if shared else ''}:"]
+    for k, (i, label) in enumerate(zip(front, labels), 1):
+        star = "  ★ cheapest meeting the SLO" if i == result.cheapest else ""
+        lines.append(f"{k:>2}. {label}  —  {_dollars(pts[i].cost_mean)}/case, p95 {pts[i].p95:.2f} s{star}")
+    if result.cheapest is None:
+        lines.append("no configuration meets the SLO" + (" and the budget" if result.budget is not None else ""))
+    elif result.cheapest not in front:
+        c = result.cheapest
+        lines.append(f" ★ cheapest meeting the SLO: {_short(pts[c].config.label)}  —  "
+                     f"{_dollars(pts[c].cost_mean)}/case, p95 {pts[c].p95:.2f} s")
+    ax.text(0.0, -0.12, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize=8.5,
+            family="monospace", color="#222222")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return out
