@@ -222,10 +222,14 @@ class Profile:
         for sid in self.loops:
             if sid not in ids or wf.step(sid).loop is None:
                 raise ProfileError(f"'{sid}' has no loop", where=f"{where}: loops.{sid}")
-        for rid in self.resources:
+        for rid, rp in self.resources.items():
             if rid not in wf.resources:
                 raise ProfileError(f"unknown resource '{rid}'", where=f"{where}: resources.{rid}",
                                    hint=f"resources of {wf.name}: {', '.join(wf.resources) or 'none'}")
+            need = max((s.uses.get(rid, 0) for s in wf.steps), default=0)
+            if rp.capacity < need:
+                raise ProfileError(f"capacity {rp.capacity} of '{rid}' is less than the {need} units a step needs",
+                                   where=f"{where}: resources.{rid}", hint=f"give it a capacity of at least {need}")
         for sid in ids:
             model = self.step(sid).model
             if model is not None and self.models and model not in self.models and wf.step(sid).kind in ("chat", "embed", "classify"):

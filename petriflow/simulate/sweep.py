@@ -154,6 +154,7 @@ def apply(wf: Workflow, profile: Profile, config: Config) -> tuple[Workflow, Pro
         else:
             step = replace(step, retry=replace(step.retry, backoff=_number(value, target)))
         wf = replace(wf, steps=tuple(step if s.id == sid else s for s in wf.steps))
+    profile.check(wf, where=f"--vary {config.label}")
     return wf, profile
 
 

@@ -22,6 +22,7 @@ from petriflow.simulate.sweep import (
     sweep,
 )
 from petriflow.spec import load
+from petriflow.spec import loads as load_text
 
 ROOT = Path(__file__).resolve().parents[2]
 QA, QA_PROFILE = ROOT / "models" / "qa_router.yaml", ROOT / "models" / "qa_router.profile.yaml"
@@ -57,6 +58,9 @@ def test_apply_changes_profile_and_workflow(qa: tuple) -> None:
                        (("code.retry", "two"), "integer")):
         with pytest.raises(ProfileError, match=match):
             apply(wf, prof, Config((bad,)))
+    pair = load_text("name: w\nresources: {r: {capacity: 2}}\nsteps: [{id: x, kind: tool, uses: {r: 2}}]\n")
+    with pytest.raises(ProfileError, match="less than the 2 units"):  # it would never start: a deadlock
+        apply(pair, Profile.from_workflow(pair), Config((("res.r.capacity", "1"),)))
 
 
 @settings(deadline=None)  # no timing in tests: a loaded CI machine must not fail it
