@@ -37,6 +37,10 @@ __all__ = [
 
 DONE, CHUNK, GROW, GROW_DEAD, GROW_EDGES, OVERFLOW, LIMIT = range(7)
 
+A = np.ndarray
+Status = tuple[int, int, int, int, int, int, int]
+"""What an ``expand_*`` call returns: ``(status, n, head, n_dead, n_stored, n_edges, overflowing place)``."""
+
 _SEED = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -106,8 +110,9 @@ def lookup(table: np.ndarray, packed: np.ndarray, key: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def walk_back(index, packed, i, pre_ptr, pre_word, pre_shift, pre_mask, pre_w,
-              inc_ptr, inc_word, inc_shift, inc_mask, inc_room, inc_place, delta):  # pragma: no cover
+def walk_back(index: A, packed: A, i: int, pre_ptr: A, pre_word: A, pre_shift: A, pre_mask: A, pre_w: A,
+              inc_ptr: A, inc_word: A, inc_shift: A, inc_mask: A, inc_room: A, inc_place: A,
+              delta: A) -> A:  # pragma: no cover
     """Transitions of the BFS-tree path from state ``i`` back to state 0, last one first.
 
     The tables un-fire transitions (``Layout.general_tables(backwards=True)``).
@@ -272,8 +277,9 @@ def grow_keys(old: np.ndarray, old_tidx: np.ndarray, keys: np.ndarray, tidx: np.
 
 
 @njit(inline="always", cache=True)
-def _resolve(packed, n, head, keys, tidx, special, esrc, etr, edst, n_stored, store_edges, n_edges, limit,
-             succ, st, hs, K, sink):
+def _resolve(packed: A, n: int, head: int, keys: A, tidx: A, special: A, esrc: A, etr: A, edst: A,
+             n_stored: int, store_edges: bool, n_edges: int, limit: int,
+             succ: A, st: A, hs: A, K: int, sink: A) -> tuple[bool, int, int, int]:
     """Look up the ``K`` successors in ``succ`` (BFS order kept); append the new ones.
 
     On large tables the slots of all successors are touched first, so that
@@ -322,9 +328,9 @@ def _resolve(packed, n, head, keys, tidx, special, esrc, etr, edst, n_stored, st
 
 
 @njit(cache=True)
-def expand_safe(packed, n, head, stop_head, keys, table_limit, tidx, special, dead, n_dead,
-                esrc, etr, edst, n_stored, store_edges, n_edges, limit,
-                pre, notpre, post, preT):  # pragma: no cover - compiled
+def expand_safe(packed: A, n: int, head: int, stop_head: int, keys: A, table_limit: int, tidx: A, special: A,
+                dead: A, n_dead: int, esrc: A, etr: A, edst: A, n_stored: int, store_edges: bool,
+                n_edges: int, limit: int, pre: A, notpre: A, post: A, preT: A) -> Status:  # pragma: no cover
     """BFS over a net whose places are one bit wide and whose arcs have weight 1.
 
     Enabled: ``x & pre == pre``, tested for all transitions at once word by
@@ -385,10 +391,12 @@ def expand_safe(packed, n, head, stop_head, keys, table_limit, tidx, special, de
 
 
 @njit(cache=True)
-def expand_general(packed, n, head, stop_head, keys, table_limit, tidx, special, dead, n_dead,
-                   esrc, etr, edst, n_stored, store_edges, n_edges, limit,
-                   pre_ptr, pre_word, pre_shift, pre_mask, pre_w,
-                   inc_ptr, inc_word, inc_shift, inc_mask, inc_room, inc_place, delta):  # pragma: no cover
+def expand_general(packed: A, n: int, head: int, stop_head: int, keys: A, table_limit: int, tidx: A,
+                   special: A, dead: A, n_dead: int, esrc: A, etr: A, edst: A, n_stored: int,
+                   store_edges: bool, n_edges: int, limit: int,
+                   pre_ptr: A, pre_word: A, pre_shift: A, pre_mask: A, pre_w: A,
+                   inc_ptr: A, inc_word: A, inc_shift: A, inc_mask: A, inc_room: A, inc_place: A,
+                   delta: A) -> Status:  # pragma: no cover
     """BFS over any P/T net whose places have fields of any width.
 
     Enabled: every input field holds at least the arc weight (read from the
