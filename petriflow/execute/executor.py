@@ -137,8 +137,21 @@ class Executor:
         self.rng = random.Random(seed)
         self.kinds = KindRunner(dag, client=client, tools=tools or DEFAULT_TOOLS, store=self.store,
                                 endpoints=endpoints)
+        self._own_client = client is None
         self._limits: dict[str, tuple[asyncio.Semaphore, _Bucket | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def aclose(self) -> None:
+        """Close the model client this executor made (a client passed in is the caller's to close)."""
+        if self._own_client and self.kinds._client is not None:
+            await self.kinds._client.aclose()
+            self.kinds._client = None
+
+    async def __aenter__(self) -> Executor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     # -- shared resources ---------------------------------------------------------
     def _bind(self) -> None:
@@ -524,6 +537,7 @@ def run_sync(dag: Dag, value: Any, **options: Any) -> RunResult:
     run_id = options.pop("run_id", None)
 
     async def main() -> RunResult:
-        return await Executor(dag, **options).run(value, run_id=run_id)
+        async with Executor(dag, **options) as ex:
+            return await ex.run(value, run_id=run_id)
 
     return asyncio.run(main())
