@@ -1,0 +1,202 @@
+"""Reductions and coverability against plain-Python peers, side by side in one process.
+
+    .venv/bin/python analysis/bench/bench_reductions.py [--budget 200000] [--repeat 3]
+
+1. Deadlock by stubborn-set reduction (``petriflow.verify.reduced``) against
+   a plain-Python full BFS over tuples with a state budget, on
+   ``fork_join(k)`` (no deadlock once the end marking is excused; 4**k + 2
+   states unreduced) and ``philosophers(n)`` (deadlocks when all hold the
+   left fork). Where the BFS runs out of budget it gives no verdict; the
+   ratio is then a lower bound (">=").
+2. Coverability (``petriflow.verify.coverability``) on unbounded nets of 50
+   places against a plain Karp-Miller tree (acceleration against ancestors,
+   pruning only repeats on the path) with a node budget.
+3. Structural analysis timings (invariants, semiflow bounds, LPs).
+
+Times are medians of ``--repeat`` wall-clock runs after one warm-up call
+(numba compiles or loads its cache there); the machine is shared, so read
+ratios, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nets import fork_join, philosophers  # noqa: E402
+
+from petriflow.net.petrinet import PetriNet  # noqa: E402
+from petriflow.verify import structural  # noqa: E402
+from petriflow.verify.coverability import OMEGA, coverability  # noqa: E402
+from petriflow.verify.reduced import find_deadlock  # noqa: E402
+
+
+# -- unbounded nets of 50 places ------------------------------------------------------
+def producer_ring(k: int) -> PetriNet:
+    """A token circles ``k`` stations; each pass leaves an item in the station's buffer (2k places)."""
+    places = {f"r{i}": int(i == 0) for i in range(k)} | {f"buf{i}": 0 for i in range(k)}
+    transitions, arcs = [], []
+    for i in range(k):
+        transitions += [f"move{i}", f"eat{i}"]
+        arcs += [(f"r{i}", f"move{i}", 1), (f"move{i}", f"r{(i + 1) % k}", 1), (f"move{i}", f"buf{i}", 1)]
+        arcs += [(f"r{i}", f"eat{i}", 1), (f"buf{i}", f"eat{i}", 1), (f"eat{i}", f"r{i}", 1)]
+    return PetriNet.from_arcs(places=places, transitions=transitions, arcs=arcs, name=f"producer_ring({k})")
+
+
+def producer_chain(n: int) -> PetriNet:
+    """``n`` places in a pipeline; stage ``i`` keeps its token and pushes one more downstream."""
+    places = {f"s{i}": int(i == 0) for i in range(n)}
+    transitions = [f"push{i}" for i in range(n - 1)]
+    arcs = []
+    for i in range(n - 1):
+        arcs += [(f"s{i}", f"push{i}", 1), (f"push{i}", f"s{i}", 1), (f"push{i}", f"s{i + 1}", 1)]
+    return PetriNet.from_arcs(places=places, transitions=transitions, arcs=arcs, name=f"producer_chain({n})")
+
+
+def guarded_ring(k: int) -> PetriNet:
+    """``k`` workers share one lock; each round through the lock leaves a log entry (unbounded log)."""
+    places = {"lock": 1} | {f"idle{i}": 1 for i in range(k)} | {f"crit{i}": 0 for i in range(k)}
+    places |= {f"log{i}": 0 for i in range(50 - 1 - 2 * k)} if 50 - 1 - 2 * k > 0 else {}
+    logs = [p for p in places if p.startswith("log")]
+    transitions, arcs = [], []
+    for i in range(k):
+        transitions += [f"enter{i}", f"leave{i}"]
+        arcs += [("lock", f"enter{i}", 1), (f"idle{i}", f"enter{i}", 1), (f"enter{i}", f"crit{i}", 1)]
+        arcs += [(f"crit{i}", f"leave{i}", 1), (f"leave{i}", f"idle{i}", 1), (f"leave{i}", "lock", 1)]
+        arcs += [(f"leave{i}", logs[i % len(logs)], 1)] if logs else []
+    return PetriNet.from_arcs(places=places, transitions=transitions, arcs=arcs, name=f"guarded_ring({k})")
+
+
+# -- peers: plain Python --------------------------------------------------------------
+def bfs_deadlock(net: PetriNet, budget: int, final: Callable[[tuple[int, ...]], bool] | None) -> tuple[bool | None, int]:
+    """Full BFS over tuples: (deadlock found?, states); None when the budget ran out first."""
+    pre = [tuple(int(x) for x in r) for r in net.pre]
+    post = [tuple(int(x) for x in r) for r in net.post]
+    m0 = tuple(int(x) for x in net.initial)
+    seen = {m0}
+    queue = deque([m0])
+    while queue:
+        m = queue.popleft()
+        fired = False
+        for a, b in zip(pre, post):
+            if all(x >= y for x, y in zip(m, a)):
+                fired = True
+                m2 = tuple(x - y + z for x, y, z in zip(m, a, b))
+                if m2 not in seen:
+                    if len(seen) >= budget:
+                        return None, len(seen)
+                    seen.add(m2)
+                    queue.append(m2)
+        if not fired and (final is None or not final(m)):
+            return True, len(seen)
+    return False, len(seen)
+
+
+def plain_karp_miller(net: PetriNet, budget: int) -> tuple[bool | None, int]:
+    """The textbook Karp-Miller tree (no pruning across branches): (bounded?, nodes); None on budget."""
+    pre, delta = net.pre, net.post - net.pre
+    stack = [(net.initial.astype(np.int64), [net.initial.astype(np.int64)])]
+    nodes = 1
+    unbounded = False
+    while stack:
+        m, path = stack.pop()
+        if any(np.array_equal(m, a) for a in path[:-1]):
+            continue
+        for t in np.flatnonzero(np.all(pre <= m, axis=1)):
+            m2 = np.where(m == OMEGA, OMEGA, m + delta[t])
+            for a in path:
+                if np.all(a <= m2) and np.any(a < m2):
+                    m2 = np.where(a < m2, OMEGA, m2)
+            unbounded |= bool((m2 == OMEGA).any())
+            nodes += 1
+            if nodes > budget:
+                return None, nodes
+            stack.append((m2, path + [m2]))
+    return not unbounded, nodes
+
+
+# -- timing ------------------------------------------------------------------------------
+def timed(fn: Callable[[], object], repeat: int) -> tuple[object, float]:
+    out, times = None, []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return out, statistics.median(times)
+
+
+def bench_deadlock(budget: int, repeat: int) -> None:
+    find_deadlock(fork_join(2))  # warm-up: numba compiles or loads its cache
+    print("## deadlock by stubborn-set reduction vs plain-Python full BFS")
+    print(f"{'net':18} {'verdict':>8} {'reduced states':>15} {'reduced s':>10} {'BFS verdict':>12} "
+          f"{'BFS states':>11} {'BFS s':>8} {'ratio':>10}")
+    cases: list[tuple[PetriNet, bool]] = [(fork_join(k), True) for k in (6, 8, 10, 16)]
+    cases += [(philosophers(n), False) for n in (8, 12, 100)]
+    for net, excuse_end in cases:
+        end = net.place_index("end") if excuse_end else -1
+
+        def final(m) -> bool:  # type: ignore[no-untyped-def]
+            return excuse_end and int(m[end]) == 1
+
+        r, t_red = timed(lambda: find_deadlock(net, final_check=final), repeat)
+        (verdict, states), t_bfs = timed(lambda: bfs_deadlock(net, budget, final), 1)
+        bound = "" if verdict is not None else ">="
+        ratio = f"{bound}{t_bfs / t_red:,.0f}x"
+        bfs_v = "budget" if verdict is None else str(verdict)
+        print(f"{net.name:18} {str(r.deadlock):>8} {r.states_visited:>15,} {t_red:>10.4f} {bfs_v:>12} "
+              f"{states:>11,} {t_bfs:>8.2f} {ratio:>10}")
+        if r.trace is not None:
+            assert not net.enabled(net.replay(r.trace)).any()
+
+
+def bench_coverability(budget: int, repeat: int) -> None:
+    print("\n## coverability on unbounded 50-place nets vs a plain Karp-Miller tree")
+    print(f"{'net':20} {'places':>6} {'unbounded':>9} {'nodes':>7} {'set':>5} {'witness':>8} {'seconds':>8} "
+          f"{'KM verdict':>10} {'KM nodes':>9} {'KM s':>7} {'ratio':>8}")
+    for net in (producer_ring(25), producer_chain(50), guarded_ring(12)):
+        cov, t_cov = timed(lambda: coverability(net), repeat)
+        w = cov.witness
+        assert w is not None
+        m1 = net.replay(w.prefix)
+        assert (net.replay(w.pump, m1) > m1).any()
+        (km, km_nodes), t_km = timed(lambda: plain_karp_miller(net, budget), 1)
+        km_v = "budget" if km is None else ("bounded" if km else "unbounded")
+        ratio = f"{'' if km is not None else '>='}{t_km / t_cov:,.0f}x"
+        wl = f"{len(w.prefix)}+{len(w.pump)}"
+        print(f"{net.name:20} {len(net.places):>6} {len(cov.unbounded_places):>9} {cov.nodes:>7,} {len(cov.markings):>5} "
+              f"{wl:>8} {t_cov:>8.3f} {km_v:>10} {km_nodes:>9,} {t_km:>7.2f} {ratio:>8}")
+
+
+def bench_structural(repeat: int) -> None:
+    print("\n## structural analysis (no state space)")
+    print(f"{'net':18} {'P':>4} {'T':>4} {'P-inv':>6} {'T-inv':>6} {'inv s':>7} {'bounds s':>9} "
+          f"{'LP s':>6} {'max bound':>9}")
+    for net in (philosophers(20), philosophers(50), fork_join(16)):
+        (pi, ti), t_inv = timed(lambda: (structural.place_invariants(net), structural.transition_invariants(net)), repeat)
+        b, t_b = timed(lambda: structural.bounds_from_invariants(net), repeat)
+        _, t_lp = timed(lambda: (structural.is_conservative(net), structural.is_structurally_bounded(net)), repeat)
+        mb = "-" if b is None else int(np.max(b))
+        print(f"{net.name:18} {len(net.places):>4} {len(net.transitions):>4} {pi.shape[0]:>6} {ti.shape[0]:>6} "
+              f"{t_inv:>7.3f} {t_b:>9.3f} {t_lp:>6.3f} {mb:>9}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budget", type=int, default=200_000, help="state / node budget of the plain-Python peers")
+    ap.add_argument("--repeat", type=int, default=3, help="median of this many petriflow runs")
+    args = ap.parse_args()
+    bench_deadlock(args.budget, args.repeat)
+    bench_coverability(args.budget, args.repeat)
+    bench_structural(args.repeat)
+
+
+if __name__ == "__main__":
+    main()
