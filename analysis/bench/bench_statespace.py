@@ -38,10 +38,10 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-import nets  # noqa: E402
+import nets
 
-from petriflow.net.petrinet import PetriNet  # noqa: E402
-from petriflow.verify.statespace import explore, warm_up  # noqa: E402
+from petriflow.net.petrinet import PetriNet
+from petriflow.verify.statespace import explore, warm_up
 
 PEERS = HERE / ".venv-peers"
 BEGIN, END = "<!-- bench_statespace:begin -->", "<!-- bench_statespace:end -->"
@@ -95,7 +95,7 @@ def run_pm4py(py: Path, net: PetriNet, budget: float) -> dict | None:
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(PM4PY_SCRIPT)
     try:
-        proc = subprocess.run([str(py), f.name], input=json.dumps(spec), capture_output=True, text=True,
+        proc = subprocess.run([str(py), f.name], input=json.dumps(spec), capture_output=True, text=True, check=False,
                               timeout=budget * 6 + 60)
     except subprocess.TimeoutExpired:
         return None
@@ -215,18 +215,18 @@ def report(rows: list[dict], *, cold: float, load: float, collision: dict | None
     import numpy
 
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()} "
+        (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.machine()} "
         f"({os.cpu_count()} cores, shared), Python {platform.python_version()}, numpy {numpy.__version__}, "
         f"numba {numba.__version__}, pm4py {pm4py_version or 'not run'}. "
         f"Peers stop after {args.peer_seconds:g} s (plain BFS also after {args.peer_states:,} states) "
-        "and are rated on the states they reached.",
+        "and are rated on the states they reached."),
         "",
-        "Rates are states per second of wall-clock time / of CPU time of the process that explored "
+        ("Rates are states per second of wall-clock time / of CPU time of the process that explored "
         "(the machine is shared, so wall-clock rates move with the load; CPU rates are the steadier "
-        "measure). Ratios are given on both.",
+        "measure). Ratios are given on both."),
         "",
-        "| net | states | petriflow states/s | bytes/state | plain BFS states/s (states reached) | "
-        "pm4py states/s (states reached) | petriflow / pm4py | petriflow / plain | pm4py graph states vs markings |",
+        ("| net | states | petriflow states/s | bytes/state | plain BFS states/s (states reached) | "
+        "pm4py states/s (states reached) | petriflow / pm4py | petriflow / plain | pm4py graph states vs markings |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -243,8 +243,8 @@ def report(rows: list[dict], *, cold: float, load: float, collision: dict | None
         )
     lines += [
         "",
-        f"- numba kernels: {cold:.1f} s to compile from an empty cache (once per machine; `cache=True`), "
-        f"{load:.2f} s to load from the cache in a new process; neither is counted in states/s.",
+        (f"- numba kernels: {cold:.1f} s to compile from an empty cache (once per machine; `cache=True`), "
+        f"{load:.2f} s to load from the cache in a new process; neither is counted in states/s."),
         "- plain BFS memory: " + ", ".join(f"{r['net']} {r['plain']['bytes_per_state']:,.0f} B/state" for r in rows)
         + " (dict + tuples, `sys.getsizeof`).",
     ]

@@ -26,8 +26,15 @@ from __future__ import annotations
 
 from petriflow.net.petrinet import PetriNet
 
-__all__ = ["fork_join", "philosophers", "token_ring", "producer_consumer", "repr_collision", "FAMILIES",
-           "expected_states"]
+__all__ = [
+    "FAMILIES",
+    "expected_states",
+    "fork_join",
+    "philosophers",
+    "producer_consumer",
+    "repr_collision",
+    "token_ring",
+]
 
 
 def fork_join(k: int) -> PetriNet:

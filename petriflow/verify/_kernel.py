@@ -31,8 +31,22 @@ import numpy as np
 from numba import njit
 
 __all__ = [
-    "DONE", "CHUNK", "GROW", "GROW_DEAD", "GROW_EDGES", "OVERFLOW", "LIMIT",
-    "expand_safe", "expand_general", "fill_keys", "grow_keys", "rehash", "repack", "lookup", "bounds", "walk_back",
+    "CHUNK",
+    "DONE",
+    "GROW",
+    "GROW_DEAD",
+    "GROW_EDGES",
+    "LIMIT",
+    "OVERFLOW",
+    "bounds",
+    "expand_general",
+    "expand_safe",
+    "fill_keys",
+    "grow_keys",
+    "lookup",
+    "rehash",
+    "repack",
+    "walk_back",
 ]
 
 DONE, CHUNK, GROW, GROW_DEAD, GROW_EDGES, OVERFLOW, LIMIT = range(7)
@@ -180,10 +194,8 @@ def bounds(packed: np.ndarray, n: int, word: np.ndarray, shift: np.ndarray, mask
         for p in range(P):
             v = np.int64((packed[i, word[p]] >> shift[p]) & mask[p])
             total += v
-            if v > out[p]:
-                out[p] = v
-        if total > best:
-            best = total
+            out[p] = max(out[p], v)
+        best = max(best, total)
     return best
 
 

@@ -128,7 +128,7 @@ def test_edge_list_counts_against_the_memory_budget():
     full = explore(net)
     ss = explore(net, store_edges=True, max_bytes=400_000)
     assert not ss.complete and ss.stop_reason == "max_bytes"
-    src, tr, dst = ss.edges()
+    src, _tr, dst = ss.edges()
     assert len(src) == ss.n_edges > 0
     assert src.max() < ss.n_expanded and dst.max() < ss.n_states
     assert np.array_equal(ss.markings(), full.markings()[: ss.n_states])  # a prefix of the same BFS order
@@ -149,7 +149,7 @@ def test_weighted_arcs_and_self_loop():
                arcs=[("a", "two", 2), ("two", "b", 1), ("b", "back", 1), ("back", "a", 2),
                      ("c", "loop", 1), ("loop", "c", 1)])
     ss = explore(net, store_edges=True)
-    order, edges, dead, _, _ = reference(net)
+    order, edges, _dead, _, _ = reference(net)
     assert ss.n_states == len(order) and ss.n_edges == len(edges)
     assert ss.place_bounds().tolist() == [3, 1, 1]
 
