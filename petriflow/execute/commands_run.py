@@ -1,0 +1,177 @@
+"""``petriflow run``: plan a workflow (refusing an unsound one) and run it on real models.
+
+A thin shell over :mod:`petriflow.execute`: one case (``--input``) or a batch
+(``--inputs FILE.jsonl``, with a progress bar), checkpointed in SQLite (the
+default store lives under ``$PETRIFLOW_HOME``) so that ``--resume RUN_ID``
+finishes a run after a crash; ``--answer RUN_ID STEP TEXT`` answers a human
+step of a waiting run. Exit codes: 0 every case succeeded, 1 a case failed,
+2 bad input, 3 a case stopped at its budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from petriflow.errors import InputError
+
+__all__ = ["COMMANDS", "run"]
+
+
+def _default_db() -> Path:
+    from petriflow.execute.servers import home
+
+    return home() / "runs.sqlite"
+
+
+def _read_inputs(path: str) -> list[Any]:
+    values: list[Any] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read the inputs: {exc.strerror}", where=path, hint="check the path") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not JSON: {exc.msg}", where=f"{path}:{n}",
+                             hint='one JSON value per line: "a question" or {"question": "..."}') from None
+        if not isinstance(value, (str, dict)):
+            raise InputError("each line must be a string or an object", where=f"{path}:{n}")
+        values.append(value)
+    if not values:
+        raise InputError("no inputs", where=path, hint="put one JSON value per line")
+    return values
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict) and isinstance(value.get("answer"), str):
+        return value["answer"] + (f"\n  [route: {value['route']}]" if value.get("route") else "")
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+@click.command("run")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@click.option("--input", "input_text", metavar="TEXT", help="One case: the question (template variable {question}).")
+@click.option("--inputs", "inputs_path", metavar="FILE.jsonl", type=click.Path(dir_okay=False),
+              help="A batch: one JSON string or object per line.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Cases in flight at once (resources still cap each model endpoint).")
+@click.option("--trace", "trace_path", metavar="OUT.jsonl", type=click.Path(dir_okay=False),
+              help="Append one JSON line per step attempt (what `petriflow fit` reads).")
+@click.option("--db", "db_path", metavar="FILE.sqlite", type=click.Path(dir_okay=False),
+              help="Checkpoint store [default: $PETRIFLOW_HOME/runs.sqlite].")
+@click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an interrupted run; nothing done is redone.")
+@click.option("--run-id", "run_id", metavar="RUN_ID", help="Name the run (default: a fresh id).")
+@click.option("--answer", "answer", nargs=3, metavar="RUN_ID STEP TEXT", help="Answer a human step of a run.")
+@click.option("--budget", type=click.FloatRange(min=0), metavar="DOLLARS",
+              help="Per-case budget: a call that could exceed it is not made.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+def run(path: str | None, input_text: str | None, inputs_path: str | None, concurrency: int,
+        trace_path: str | None, db_path: str | None, resume_id: str | None, run_id: str | None,
+        answer: tuple[str, str, str] | None, budget: float | None, as_json: bool) -> None:
+    """Run the workflow at PATH on its models (local servers start when needed).
+
+    The workflow is verified first: an unsound one is refused with the
+    checker's witness. Every step output is checkpointed before any later
+    step sees it, so `--resume RUN_ID` after a crash (kill -9 included) redoes
+    no finished step.
+    """
+    from petriflow.execute.store import SqliteStore
+
+    store = SqliteStore(db_path or _default_db())
+    if answer:
+        rid, step, text = answer
+        if store.get_run(rid) is None:
+            raise InputError(f"no run '{rid}' in {store.path}", hint="pass the --db the run uses")
+        store.answer(rid, step, text)
+        click.echo(f"answered step '{step}' of run {rid}")
+        return
+    if resume_id:
+        row = store.get_run(resume_id)
+        if row is None:
+            raise InputError(f"no run '{resume_id}' in {store.path}", hint="pass the --db the run used")
+        path = path or row.workflow
+        if budget is None:
+            budget = row.options.get("budget")
+        trace_path = trace_path or row.options.get("trace")
+    if path is None:
+        raise InputError("no workflow given", hint="petriflow run WORKFLOW.yaml --input TEXT")
+    if not resume_id and (input_text is None) == (inputs_path is None):
+        raise InputError("give exactly one of --input TEXT or --inputs FILE.jsonl")
+    values = [input_text] if input_text is not None else (_read_inputs(inputs_path) if inputs_path else [])
+    sys.exit(_execute(path, values, store=store, concurrency=concurrency, trace_path=trace_path,
+                      resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json))
+
+
+def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trace_path: str | None,
+             resume_id: str | None, run_id: str | None, budget: float | None, as_json: bool) -> int:
+    from petriflow.execute.executor import Executor, new_run_id
+    from petriflow.execute.plan import plan
+    from petriflow.execute.trace import TraceWriter
+    from petriflow.spec import load
+
+    wf = load(path)
+    dag = plan(wf)
+    trace = TraceWriter(trace_path)
+    executor = Executor(dag, store=store, trace=trace, budget=budget)
+    executor.kinds.prepare()  # starts the local model servers if the workflow needs them and none runs
+    rid = resume_id or run_id or new_run_id()
+    n = len(store.cases(rid)) if resume_id else len(values)
+    click.echo(f"run {rid}: {dag.name}, {n} case(s)" + ("" if resume_id else
+               f" (resume with: petriflow run --resume {rid} --db {store.path})"), err=True)
+    bar = None
+    if n > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, unit="case", file=sys.stderr, disable=None)
+    t0 = time.perf_counter()
+
+    def progress(_: Any) -> None:
+        if bar is not None:
+            bar.update(1)
+
+    async def main() -> list[Any]:
+        async with executor:
+            if resume_id:
+                return await executor.resume(rid, concurrency=concurrency, progress=progress)
+            return await executor.run_many(values, run_id=rid, concurrency=concurrency, progress=progress,
+                                           options={"budget": budget, "trace": trace_path,
+                                                    "workflow": str(Path(path))})
+
+    # the workflow path is what resume reads back: store it as given, relative to the current directory
+    if not resume_id:
+        store.create_run(rid, workflow=str(Path(path)), options={"budget": budget, "trace": trace_path})
+    results = asyncio.run(main())
+    wall = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    trace.close()
+    if as_json:
+        click.echo(json.dumps({
+            "run_id": rid, "workflow": dag.name, "seconds": round(wall, 6),
+            "cases": [{"case": r.case, "ok": r.ok, "output": r.output, "error": r.error, "cost": r.cost,
+                       "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+                       "seconds": round(r.seconds, 6), "reused": r.reused} for r in results],
+            "steps": {s: vars(v) for s, v in trace.stats.items()},
+        }, indent=2, default=str))
+    else:
+        for r in results:
+            prefix = f"[{r.case}] " if len(results) > 1 else ""
+            click.echo(prefix + (_show(r.output) if r.ok else f"FAILED: {r.error}"))
+        click.echo("")
+        click.echo(trace.summary(wall_seconds=wall))
+    if all(r.ok for r in results):
+        return 0
+    return 3 if any(r.exit_code == 3 for r in results) else 1
+
+
+COMMANDS = [run]
