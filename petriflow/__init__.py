@@ -23,6 +23,7 @@ from petriflow.errors import (
 from petriflow.net import Origin, PetriNet, WorkflowNet
 from petriflow.net.lower import lower
 from petriflow.net.pnml import read_pnml, write_pnml
+from petriflow.simulate import Load, Profile, SimResult, fit, simulate, sweep
 from petriflow.spec import Workflow, WorkflowBuilder, load, loads
 from petriflow.verify.report import Report, Witness, check
 from petriflow.verify.statespace import StateSpace, explore
@@ -33,16 +34,19 @@ __all__ = [
     "BudgetExceeded",
     "ExecutionError",
     "InputError",
+    "Load",
     "ModelCallError",
     "NetError",
     "Origin",
     "PetriNet",
     "PetriflowError",
     "PnmlError",
+    "Profile",
     "ProfileError",
     "PropertyViolation",
     "Report",
     "ServerError",
+    "SimResult",
     "SpecError",
     "StateSpace",
     "UnsoundWorkflowError",
@@ -53,9 +57,12 @@ __all__ = [
     "__version__",
     "check",
     "explore",
+    "fit",
     "load",
     "loads",
     "lower",
     "read_pnml",
+    "simulate",
+    "sweep",
     "write_pnml",
 ]
