@@ -1,0 +1,75 @@
+"""plan(): what was verified is what runs; an unsound workflow cannot be planned."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from petriflow.errors import UnsoundWorkflowError
+from petriflow.execute import plan, run_sync
+from petriflow.net.lower import lower
+from petriflow.spec import WorkflowBuilder, load
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def test_the_broken_qa_router_is_refused_with_its_witness() -> None:
+    with pytest.raises(UnsoundWorkflowError) as err:
+        plan(load(MODELS / "qa_router_broken.yaml"))
+    text = str(err.value)
+    assert "not sound" in text and "`classify` finishes and chooses" in text
+    assert "`aggregate` waits for" in text  # the stuck join, in workflow words
+
+
+def test_a_report_that_is_not_sound_is_refused_without_checking_again() -> None:
+    wf = WorkflowBuilder("ok").step("a", kind="python", function="builtins:len").build()
+    fake = SimpleNamespace(sound=None, explain=lambda: "WITNESS-TEXT")
+    with pytest.raises(UnsoundWorkflowError, match="budget") as err:
+        plan(wf, report=fake)
+    assert "WITNESS-TEXT" in str(err.value)
+
+
+def test_the_qa_router_plan_is_read_off_its_net() -> None:
+    wf = load(MODELS / "qa_router.yaml")
+    dag = plan(wf)
+    net = lower(wf)
+    assert dag.net == net and dag.report.sound is True
+    classify = dag.steps["classify"]
+    assert classify.labels == ("general", "code", "search")
+    assert {o.transition for o in classify.outcomes} == {t for t in net.transitions if t.startswith("classify.choose")}
+    # every transition the plan names is a transition of the verified net
+    named = {dag.begin.transition, dag.end.transition}
+    for sp in dag.steps.values():
+        named |= {e.transition for e in sp.entries} | {o.transition for o in sp.outcomes}
+        named |= {t for t in (sp.fail, sp.retry, sp.give_up) if t}
+    assert named <= set(net.transitions)
+    assert dag.steps["search"].upstream == ("retrieve",) and dag.steps["retrieve"].upstream == ("classify",)
+    assert dag.steps["general"].uses == (("llm", 1),)
+
+
+def test_the_dag_is_immutable() -> None:
+    dag = plan(WorkflowBuilder("x").step("a", kind="python", function="builtins:len").build())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        dag.net = None  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        dag.steps["b"] = dag.steps["a"]  # type: ignore[index]
+
+
+def test_loops_and_maps_are_bounded_parts_of_the_plan() -> None:
+    wf = (WorkflowBuilder("lm")
+          .step("split", kind="python", function="petriflow.execute.builtins:echo", config={"kwargs": {"value": [1, 2]}})
+          .step("each", kind="python", function="petriflow.execute.builtins:echo", after=["split"],
+                map={"over": "split", "max": 3})
+          .step("check", kind="python", function="petriflow.execute.builtins:echo", after=["each"],
+                config={"kwargs": {"value": "retry"}}, loop={"to": "split", "max": 2})
+          .build())
+    dag = plan(wf)
+    each = dag.steps["each"]
+    assert each.map is not None and sorted(each.map.collect) == [1, 2, 3]
+    assert sorted({e.items for e in each.entries}) == [1, 2, 3]
+    assert dag.tracked["check.loop_budget"] == 2
+    r = run_sync(dag, "go")
+    assert r.ok and r.events.count("check.loop") == 2 and dag.net.is_final(dag.net.replay(r.events))
