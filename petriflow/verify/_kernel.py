@@ -27,6 +27,8 @@ call compiles (a few seconds) and caches the machine code next to this file.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
@@ -87,7 +89,7 @@ def _hash_row(packed: np.ndarray, i: int, W: int) -> np.uint64:
 
 
 @njit(inline="always", cache=True)
-def _probe(table: np.ndarray, packed: np.ndarray, key: np.ndarray, k: int, W: int) -> tuple[int, int]:
+def _probe(table: np.ndarray, packed: np.ndarray, key: np.ndarray, k: int, W: int) -> tuple[Any, Any]:
     """Find row ``k`` of ``key`` among the stored states: ``(slot, state)``, state -1 if absent."""
     smask = table.shape[0] - 1
     s = np.int64(_hash_row(key, k, W) & np.uint64(smask))
@@ -185,12 +187,12 @@ def repack(old: np.ndarray, n: int, o_word: np.ndarray, o_shift: np.ndarray, o_m
 
 @njit(cache=True)
 def bounds(packed: np.ndarray, n: int, word: np.ndarray, shift: np.ndarray, mask: np.ndarray,
-           out: np.ndarray) -> int:
+           out: np.ndarray) -> Any:
     """Per-place maxima into ``out``; returns the largest token sum of one marking."""
     P = word.shape[0]
-    best = 0
+    best = np.int64(0)
     for i in range(n):
-        total = 0
+        total = np.int64(0)
         for p in range(P):
             v = np.int64((packed[i, word[p]] >> shift[p]) & mask[p])
             total += v
@@ -220,7 +222,7 @@ def _find(keys: np.ndarray, s: int, x: np.ndarray, k: int, W: int) -> tuple[int,
 
 
 @njit(inline="always", cache=True)
-def _slot(x: np.ndarray, k: int, W: int, smask: int) -> int:
+def _slot(x: np.ndarray, k: int, W: int, smask: int) -> Any:
     h = _mix(x[k, 0] ^ _SEED)
     for w in range(1, W):
         h = _mix(h ^ x[k, w])

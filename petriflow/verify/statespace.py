@@ -75,6 +75,12 @@ class StateSpace:
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
+    def _pk(self) -> np.ndarray:
+        """The packed states (always set by :func:`explore`)."""
+        assert self._packed is not None
+        return self._packed
+
+    @property
     def states_per_second(self) -> float:
         """Stored states per wall-clock second of the search."""
         return self.n_states / self.seconds if self.seconds > 0 else float("inf")
@@ -130,7 +136,7 @@ class StateSpace:
         key = self._layout.pack(marking)
         if key is None:
             return None
-        j = int(_kernel.lookup(self._index(), self._packed, key))
+        j = int(_kernel.lookup(self._index(), self._pk, key))
         return None if j < 0 else j
 
     def _index(self) -> np.ndarray:
@@ -140,7 +146,7 @@ class StateSpace:
 
             size = 1 << max(4, (2 * self.n_states).bit_length())
             table = np.full(size, -1, dtype=np.int32)
-            _kernel.rehash(table, self._packed, self.n_states)
+            _kernel.rehash(table, self._pk, self.n_states)
             self._cache["index"] = table
         return self._cache["index"]
 
@@ -166,7 +172,7 @@ class StateSpace:
         assert self._layout is not None
         if "back" not in self._cache:
             self._cache["back"] = self._layout.general_tables(self.net, backwards=True)
-        steps = _kernel.walk_back(self._index(), self._packed, i, *self._cache["back"])
+        steps = _kernel.walk_back(self._index(), self._pk, i, *self._cache["back"])
         if i != 0 and steps.size == 0:  # pragma: no cover - would be an engine bug
             raise RuntimeError(f"state {i} has no lower-numbered predecessor")
         return [self.net.transitions[int(t)] for t in steps[::-1]]
@@ -201,7 +207,7 @@ class StateSpace:
             lay = self._layout
             assert lay is not None
             out = np.zeros(len(self.net.places), dtype=np.int64)
-            total = int(_kernel.bounds(self._packed, self.n_states, lay.word, lay.shift, lay.mask, out))
+            total = int(_kernel.bounds(self._pk, self.n_states, lay.word, lay.shift, lay.mask, out))
             out.flags.writeable = False
             self._cache["bounds"] = (out, total)
         return self._cache["bounds"]
