@@ -43,10 +43,10 @@ import numpy as np
 from petriflow.errors import BudgetExceeded, InputError
 from petriflow.net.petrinet import PetriNet
 
-__all__ = ["ReducedResult", "find_deadlock"]
+__all__ = ["ReducedResult", "TerminationResult", "find_deadlock", "find_infinite_run"]
 
 # kernel return codes
-_DONE, _DEAD, _GROW_STATES, _GROW_STACK, _BUDGET, _WIDEN = 0, 1, 2, 3, 4, 5
+_DONE, _DEAD, _GROW_STATES, _GROW_STACK, _BUDGET, _WIDEN, _CYCLE = 0, 1, 2, 3, 4, 5, 6
 _DTYPES = (np.int8, np.int16, np.int32, np.int64)
 
 
@@ -245,10 +245,13 @@ def _stubborn_py(m, pre, delta, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr
 
 
 def _search_py(pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx,
-               states, parent, parent_t, table, frames, buf, ctr, limit, scratch, edges, top_value) -> int:
+               states, parent, parent_t, onstack, table, frames, buf, ctr, limit, scratch, edges, top_value,
+               cycles) -> int:
     """Resumable depth-first search; returns one of the ``_DONE.._BUDGET`` codes.
 
-    ``ctr`` = [stored states, stack depth, buffer top, last dead state, started].
+    ``ctr`` = [stored states, stack depth, buffer top, last dead (or cycle source) state,
+    started, cycle target, cycle transition]. With ``cycles`` a back edge (to a
+    state on the DFS stack) returns ``_CYCLE``.
     Every exit leaves the arrays consistent, so the caller can grow them (or
     excuse a final dead marking) and call again.
     """
@@ -273,6 +276,7 @@ def _search_py(pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr,
         for i in range(k):
             buf[i] = best[i]
         frames[0, 0] = 0
+        onstack[0] = 1
         frames[0, 1] = 0
         frames[0, 2] = k
         frames[0, 3] = 0
@@ -284,6 +288,7 @@ def _search_py(pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr,
         s = frames[f, 0]
         pos = frames[f, 1]
         if pos == frames[f, 2]:
+            onstack[s] = 0
             ctr[2] = frames[f, 3]
             ctr[1] = f
             continue
@@ -313,6 +318,11 @@ def _search_py(pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr,
             slot = (slot + 1) & mask
         if found:
             frames[f, 1] = pos + 1
+            if cycles and onstack[table[slot] - 1] == 1:  # a back edge closes a cycle
+                ctr[3] = s
+                ctr[5] = table[slot] - 1
+                ctr[6] = t
+                return 6
             continue
         n = ctr[0]
         if limit >= 0 and n >= limit:
@@ -336,6 +346,7 @@ def _search_py(pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr,
         for i in range(k):
             buf[top + i] = best[i]
         frames[f + 1, 0] = n
+        onstack[n] = 1
         frames[f + 1, 1] = top
         frames[f + 1, 2] = top + k
         frames[f + 1, 3] = top
@@ -392,8 +403,8 @@ class _Search:
         self.table = np.zeros(4 * cap, dtype=np.int64)
         self.frames = np.zeros((256, 4), dtype=np.int64)  # state, next position, end, start in buf
         self.buf = np.zeros(4096, dtype=np.int64)
-        # counters: [n_states, depth, buf_top, found_state, started]
-        self.ctr = np.zeros(5, dtype=np.int64)
+        self.onstack = np.zeros(cap, dtype=np.int8)
+        self.ctr = np.zeros(8, dtype=np.int64)  # see _search_py
 
     def grow_states(self, rehash: Callable[..., None]) -> None:
         cap = 2 * self.states.shape[0]
@@ -402,6 +413,7 @@ class _Search:
         self.states = states
         self.parent = np.concatenate([self.parent, np.zeros_like(self.parent)])
         self.parent_t = np.concatenate([self.parent_t, np.zeros_like(self.parent_t)])
+        self.onstack = np.concatenate([self.onstack, np.zeros_like(self.onstack)])
         self.table = np.zeros(4 * cap, dtype=np.int64)
         rehash(self.states, int(self.ctr[0]), self.table)
 
@@ -422,13 +434,52 @@ class _Search:
         while self.buf.shape[0] < self.ctr[2] + T + 1:
             self.buf = np.concatenate([self.buf, np.zeros_like(self.buf)])
 
-    def trace(self, net: PetriNet, i: int) -> list[str]:
+    def trace(self, net: PetriNet, i: int, stop: int = 0) -> list[str]:
+        """Transition ids on the search tree from state ``stop`` (an ancestor; 0 is the initial marking) to ``i``."""
         seq: list[str] = []
-        while i != 0:
+        while i != stop:
             seq.append(net.transitions[int(self.parent_t[i])])
             i = int(self.parent[i])
         seq.reverse()
         return seq
+
+
+def _run(net: PetriNet, max_states: int | None, cycles: bool, on_stop: Callable[[int, _Search], bool]) -> tuple[_Search, str | None]:
+    """Drive the kernel: grow storage when asked, and hand each dead marking or cycle to ``on_stop``.
+
+    ``on_stop(code, search)`` returns True to end the search there. The result
+    says where the search stands and which budget stopped it, if any.
+    """
+    if max_states is not None and max_states < 1:
+        raise InputError(f"max_states is {max_states}", hint="pass a budget of at least 1 state")
+    search, rehash = _kernels()
+    t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx = _structure(net)
+    pre = np.ascontiguousarray(net.pre)
+    delta = np.ascontiguousarray(net.post - net.pre)
+    m0 = np.ascontiguousarray(net.initial)
+    s = _Search(net)
+    limit = -1 if max_states is None else int(max_states)
+    T = len(net.transitions)
+    scratch = np.zeros((12, T + 1), dtype=np.int64)
+    edges = np.zeros(_edge_bound(t_in_ptr, t_in_idx, cons_ptr, prod_ptr) + 1, dtype=np.int64)
+    while True:
+        code = search(
+            pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx, s.states, s.parent,
+            s.parent_t, s.onstack, s.table, s.frames, s.buf, s.ctr, limit, scratch, edges, s.top_value, cycles,
+        )
+        if code == _GROW_STATES:
+            s.grow_states(rehash)
+        elif code == _WIDEN:
+            s.widen()
+        elif code == _GROW_STACK:
+            s.grow_stack(T)
+        elif code in (_DEAD, _CYCLE):
+            if on_stop(code, s):
+                return s, None
+        elif code == _BUDGET:
+            return s, "max_states"
+        else:
+            return s, None
 
 
 def find_deadlock(
@@ -445,48 +496,74 @@ def find_deadlock(
     deadlock. ``max_states`` bounds the markings stored; an unbounded net
     without a deadlock is only stopped by it.
     """
-    if max_states is not None and max_states < 1:
-        raise InputError(f"max_states is {max_states}", hint="pass a budget of at least 1 state")
     start = time.perf_counter()
-    search, rehash = _kernels()
-    t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx = _structure(net)
-    pre = np.ascontiguousarray(net.pre)
-    delta = np.ascontiguousarray(net.post - net.pre)
-    s = _Search(net)
-    limit = -1 if max_states is None else int(max_states)
-    T = len(net.transitions)
-    scratch = np.zeros((12, T + 1), dtype=np.int64)
-    edges = np.zeros(_edge_bound(t_in_ptr, t_in_idx, cons_ptr, prod_ptr) + 1, dtype=np.int64)
-    dead_final = 0
-    stop: str | None = None
-    while True:
-        code = search(
-            pre, delta, np.ascontiguousarray(net.initial), t_in_ptr, t_in_idx, cons_ptr, cons_idx,
-            prod_ptr, prod_idx, s.states, s.parent, s.parent_t, s.table, s.frames, s.buf, s.ctr,
-            limit, scratch, edges, s.top_value,
+    excused = [0]
+    hit: list[int] = []
+
+    def on_dead(code: int, s: _Search) -> bool:
+        i = int(s.ctr[3])
+        if final_check is not None and final_check(s.states[i].astype(np.int64)):
+            excused[0] += 1
+            return False
+        hit.append(i)
+        return True
+
+    s, stop = _run(net, max_states, False, on_dead)
+    n = int(s.ctr[0])
+    if hit:
+        return ReducedResult(
+            deadlock=True, trace=s.trace(net, hit[0]), marking=s.states[hit[0]].astype(np.int64), states_visited=n,
+            complete=True, dead_final=excused[0], seconds=time.perf_counter() - start,
         )
-        if code == _GROW_STATES:
-            s.grow_states(rehash)
-        elif code == _WIDEN:
-            s.widen()
-        elif code == _GROW_STACK:
-            s.grow_stack(T)
-        elif code == _DEAD:
-            i = int(s.ctr[3])
-            m = s.states[i].astype(np.int64)
-            if final_check is not None and final_check(m):
-                dead_final += 1
-                continue
-            return ReducedResult(
-                deadlock=True, trace=s.trace(net, i), marking=m, states_visited=int(s.ctr[0]),
-                complete=True, dead_final=dead_final, seconds=time.perf_counter() - start,
-            )
-        elif code == _BUDGET:
-            stop = "max_states"
-            break
-        else:
-            break
     return ReducedResult(
-        deadlock=False, trace=None, marking=None, states_visited=int(s.ctr[0]), complete=stop is None,
-        stop_reason=stop, dead_final=dead_final, seconds=time.perf_counter() - start,
+        deadlock=False, trace=None, marking=None, states_visited=n, complete=stop is None,
+        stop_reason=stop, dead_final=excused[0], seconds=time.perf_counter() - start,
     )
+
+
+@dataclass(frozen=True)
+class TerminationResult:
+    """Whether every run of the net ends; when not, a lasso: ``prefix`` then ``cycle`` forever.
+
+    ``terminates`` is True only when the reduced space was exhausted without a
+    cycle (``complete``). ``net.replay(prefix + cycle)`` equals
+    ``net.replay(prefix)``: the cycle returns to where it starts.
+    """
+
+    terminates: bool
+    prefix: list[str] | None
+    cycle: list[str] | None
+    states_visited: int
+    complete: bool
+    stop_reason: str | None = None
+    seconds: float = 0.0
+
+
+def find_infinite_run(net: PetriNet, *, max_states: int | None = None) -> TerminationResult:
+    """Look for a run that never ends (a reachable cycle) in the stubborn-set reduced space.
+
+    No cycle proviso is needed for this question: with conditions D1 and D2,
+    if a run ``w`` from ``m`` never touches the stubborn set, the key
+    transition stays enabled along it and commutes to the front, so some
+    reduced successor still starts an infinite run; on a finite state space
+    the reduced graph therefore has a cycle iff the full one does (the
+    property tests check this against a full search). An unbounded net
+    always has an infinite run but is only stopped by ``max_states`` here;
+    ask :func:`petriflow.verify.coverability.coverability` first.
+    """
+    start = time.perf_counter()
+    lasso: list[tuple[int, int, int]] = []
+
+    def on_stop(code: int, s: _Search) -> bool:
+        if code == _CYCLE:
+            lasso.append((int(s.ctr[3]), int(s.ctr[5]), int(s.ctr[6])))
+            return True
+        return False
+
+    s, stop = _run(net, max_states, True, on_stop)
+    n = int(s.ctr[0])
+    if lasso:
+        src, dst, t = lasso[0]
+        cycle = s.trace(net, src, stop=dst) + [net.transitions[t]]
+        return TerminationResult(False, s.trace(net, dst), cycle, n, True, None, time.perf_counter() - start)
+    return TerminationResult(stop is None, None, None, n, stop is None, stop, time.perf_counter() - start)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from petriflow.errors import InputError
 from petriflow.net.petrinet import PetriNet
-from petriflow.verify.reduced import ReducedResult, find_deadlock
+from petriflow.verify.reduced import ReducedResult, TerminationResult, find_deadlock, find_infinite_run
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE = Path("/work/shared/conformance")
@@ -183,6 +183,76 @@ def test_reduction_keeps_the_deadlock_verdict(net: PetriNet, final_place: int) -
     if r.deadlock:
         assert tuple(int(x) for x in assert_dead_trace(net, r)) in expected
     assert r.states_visited <= 3000
+
+
+# -- termination: a run that never ends ----------------------------------------------
+def bfs_has_cycle(net: PetriNet, limit: int) -> tuple[bool, bool]:
+    """(a reachable cycle exists?, search finished) by Kahn's algorithm on the full reachability graph."""
+    pre = [tuple(int(x) for x in r) for r in net.pre]
+    post = [tuple(int(x) for x in r) for r in net.post]
+    m0 = tuple(int(x) for x in net.initial)
+    succ: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+    queue = deque([m0])
+    seen = {m0}
+    while queue:
+        m = queue.popleft()
+        out = []
+        for a, b in zip(pre, post):
+            if all(x >= y for x, y in zip(m, a)):
+                m2 = tuple(x - y + z for x, y, z in zip(m, a, b))
+                out.append(m2)
+                if m2 not in seen:
+                    if len(seen) >= limit:
+                        return False, False
+                    seen.add(m2)
+                    queue.append(m2)
+        succ[m] = out
+    indeg = dict.fromkeys(seen, 0)
+    for outs in succ.values():
+        for m2 in outs:
+            indeg[m2] += 1
+    ready = [m for m, d in indeg.items() if d == 0]
+    removed = 0
+    while ready:
+        m = ready.pop()
+        removed += 1
+        for m2 in succ[m]:
+            indeg[m2] -= 1
+            if indeg[m2] == 0:
+                ready.append(m2)
+    return removed < len(seen), True
+
+
+def assert_lasso(net: PetriNet, r: TerminationResult) -> None:
+    assert not r.terminates and r.complete and r.prefix is not None and r.cycle
+    m = net.replay(r.prefix)
+    assert np.array_equal(net.replay(r.cycle, m), m)
+
+
+def test_termination_on_families() -> None:
+    r = find_infinite_run(nets.fork_join(12))
+    assert (r.terminates, r.complete, r.cycle) == (True, True, None)
+    assert r.states_visited <= 3 * 12 + 3
+    for net in (nets.token_ring(6), nets.producer_consumer(3), nets.philosophers(5)):
+        assert_lasso(net, find_infinite_run(net))
+    loop = PetriNet.from_arcs(places={"a": 1}, transitions=["spin"], arcs=[("a", "spin", 1), ("spin", "a", 1)])
+    r = find_infinite_run(loop)
+    assert (r.prefix, r.cycle) == ([], ["spin"])
+    grow = PetriNet.from_arcs(places={"a": 1, "b": 0}, transitions=["t"], arcs=[("a", "t", 1), ("t", "a", 1), ("t", "b", 1)])
+    r = find_infinite_run(grow, max_states=20)
+    assert (r.terminates, r.complete, r.stop_reason) == (False, False, "max_states")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_nets())
+def test_reduction_keeps_the_termination_verdict(net: PetriNet) -> None:
+    cyclic, complete = bfs_has_cycle(net, 3000)
+    if not complete:
+        return
+    r = find_infinite_run(net)
+    assert r.complete and r.terminates == (not cyclic)
+    if cyclic:
+        assert_lasso(net, r)
 
 
 # -- the MCC oracle ------------------------------------------------------------------
