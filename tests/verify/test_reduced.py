@@ -281,3 +281,31 @@ def test_conformance_deadlock_verdicts_by_reduction() -> None:
         if r.deadlock:
             assert_dead_trace(net, r)
     assert answered >= 25
+
+
+# -- workflows: the broken QA router -----------------------------------------------------
+def _router(name: str):  # type: ignore[no-untyped-def]
+    from petriflow.net.lower import lower
+    from petriflow.spec import loads
+
+    return lower(loads((ROOT / "models" / f"{name}.yaml").read_text()))
+
+
+def test_broken_qa_router_deadlocks_with_a_witness_in_steps() -> None:
+    net = _router("qa_router_broken")
+    r = find_deadlock(net, final_check=net.is_final)
+    m = assert_dead_trace(net, r)
+    assert not net.is_final(m)
+    story = net.tell(r.trace)
+    assert story[0] == "the workflow starts" and any("finishes and chooses" in s for s in story)
+    assert r.states_visited < 50
+
+
+def test_qa_router_has_no_deadlock_and_terminates() -> None:
+    net = _router("qa_router")
+    r = find_deadlock(net, final_check=net.is_final)
+    assert (r.deadlock, r.complete) == (False, True) and r.dead_final >= 1
+    dead, complete = bfs_dead(net, 100_000)
+    assert complete and dead and all(net.is_final(np.array(m)) for m in dead)
+    t = find_infinite_run(net)
+    assert t.terminates == (not bfs_has_cycle(net, 100_000)[0])
