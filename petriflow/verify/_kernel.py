@@ -66,7 +66,13 @@ _S31 = np.uint64(31)
 _ONE = np.uint64(1)
 _ZERO = np.uint64(0)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
-_PREFETCH_FROM = (1 << 20) - 1  # table mask from which successor lookups are batched
+_PREFETCH_FROM = (1 << 20) - 1
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_S58 = np.uint64(58)
+_BIT_OF = np.zeros(64, dtype=np.int64)  # (lowest bit * _DEBRUIJN) >> 58  ->  its position
+for _i in range(64):
+    _BIT_OF[((1 << _i) * 0x03F79D71B4CB0A89 % (1 << 64)) >> 58] = _i
+assert sorted(_BIT_OF.tolist()) == list(range(64))  # table mask from which successor lookups are batched
 
 
 @njit(inline="always", cache=True)
@@ -344,14 +350,19 @@ def _resolve(packed: A, n: int, head: int, keys: A, tidx: A, special: A, esrc: A
 @njit(cache=True)
 def expand_safe(packed: A, n: int, head: int, stop_head: int, keys: A, table_limit: int, tidx: A, special: A,
                 dead: A, n_dead: int, esrc: A, etr: A, edst: A, n_stored: int, store_edges: bool,
-                n_edges: int, limit: int, pre: A, notpre: A, post: A, preT: A) -> Status:  # pragma: no cover
+                n_edges: int, limit: int, pre: A, notpre: A, post: A, preT: A,
+                sparse: bool, piv_ptr: A, piv_t: A, always: A) -> Status:  # pragma: no cover
     """BFS over a net whose places are one bit wide and whose arcs have weight 1.
 
-    Enabled: ``x & pre == pre``, tested for all transitions at once word by
-    word (no branches, so LLVM vectorises it); successor ``(x & ~pre) | post``;
-    a place that would get a second token (``(x & ~pre) & post != 0``)
-    overflows its bit.
-    Returns ``(status, n, head, n_dead, n_stored, n_edges, overflowing place bit)``.
+    Enabled: ``x & pre == pre``. Dense mode tests all transitions at once,
+    word by word (no branches, so LLVM vectorises it). Sparse mode, for nets
+    with many transitions per word, tests only the transitions whose *pivot*
+    (one chosen input place, ``piv_ptr``/``piv_t`` by bit position) is
+    marked, plus those with no input (``always``), then sorts them so that
+    states keep the same numbers as in dense mode. Successor ``(x & ~pre) |
+    post``; a place that would get a second token (``(x & ~pre) & post !=
+    0``) overflows its bit. Returns ``(status, n, head, n_dead, n_stored,
+    n_edges, overflowing place bit)``.
     """
     W = packed.shape[1]
     T = pre.shape[0]
@@ -361,6 +372,7 @@ def expand_safe(packed: A, n: int, head: int, stop_head: int, keys: A, table_lim
     hs = np.empty(T + 1, dtype=np.int64)
     sink = np.zeros(1, dtype=np.uint64)
     en = np.empty(T, dtype=np.bool_)
+    elist = np.empty(T + 1, dtype=np.int64)
     while head < n:
         if head >= stop_head:
             return CHUNK, n, head, n_dead, n_stored, n_edges, -1
@@ -370,17 +382,48 @@ def expand_safe(packed: A, n: int, head: int, stop_head: int, keys: A, table_lim
             return GROW_DEAD, n, head, n_dead, n_stored, n_edges, -1
         if store_edges and n_stored + T > esrc.shape[0]:
             return GROW_EDGES, n, head, n_dead, n_stored, n_edges, -1
-        x = packed[head, 0]
-        for t in range(T):
-            en[t] = (x & preT[0, t]) == preT[0, t]
-        for w in range(1, W):
-            x = packed[head, w]
+        E = 0
+        if sparse:
+            for a in range(always.shape[0]):
+                elist[E] = always[a]
+                E += 1
+            for w in range(W):
+                x = packed[head, w]
+                while x != _ZERO:
+                    low = x & (~x + _ONE)
+                    base = w * 64 + _BIT_OF[np.int64((low * _DEBRUIJN) >> _S58)]
+                    for q in range(piv_ptr[base], piv_ptr[base + 1]):
+                        t = piv_t[q]
+                        ok = True
+                        for v in range(W):
+                            if packed[head, v] & pre[t, v] != pre[t, v]:
+                                ok = False
+                                break
+                        if ok:
+                            elist[E] = t
+                            E += 1
+                    x ^= low
+            for a in range(1, E):  # insertion sort: E is the handful of enabled transitions
+                v = elist[a]
+                b = a - 1
+                while b >= 0 and elist[b] > v:
+                    elist[b + 1] = elist[b]
+                    b -= 1
+                elist[b + 1] = v
+        else:
+            x = packed[head, 0]
             for t in range(T):
-                en[t] &= (x & preT[w, t]) == preT[w, t]
-        K = 0
-        for t in range(T):
-            if not en[t]:
-                continue
+                en[t] = (x & preT[0, t]) == preT[0, t]
+            for w in range(1, W):
+                x = packed[head, w]
+                for t in range(T):
+                    en[t] &= (x & preT[w, t]) == preT[w, t]
+            for t in range(T):
+                if en[t]:
+                    elist[E] = t
+                    E += 1
+        for e in range(E):
+            t = elist[e]
             for w in range(W):
                 a = packed[head, w] & notpre[t, w]
                 c = a & post[t, w]
@@ -389,15 +432,14 @@ def expand_safe(packed: A, n: int, head: int, stop_head: int, keys: A, table_lim
                     while (c >> np.uint64(bit)) & _ONE == _ZERO:
                         bit += 1
                     return OVERFLOW, n, head, n_dead, n_stored, n_edges, w * 64 + bit
-                succ[K, w] = a | post[t, w]
-            st[K] = t
-            K += 1
-        if K == 0:
+                succ[e, w] = a | post[t, w]
+            st[e] = t
+        if E == 0:
             dead[n_dead] = head
             n_dead += 1
         else:
             hit, n, n_stored, n_edges = _resolve(packed, n, head, keys, tidx, special, esrc, etr, edst,
-                                                 n_stored, store_edges, n_edges, limit, succ, st, hs, K, sink)
+                                                 n_stored, store_edges, n_edges, limit, succ, st, hs, E, sink)
             if hit:
                 return LIMIT, n, head, n_dead, n_stored, n_edges, -1
         head += 1

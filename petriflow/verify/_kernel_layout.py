@@ -10,6 +10,7 @@ state repacked, so counts never wrap.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -96,11 +97,15 @@ class Layout:
         return int(hits[0])
 
     # -- what the kernels read -------------------------------------------------
-    def safe_tables(self, net: PetriNet) -> tuple[np.ndarray, ...]:
-        """``pre``, ``~pre``, ``post`` bit masks ``(T, W)`` uint64 and ``pre`` transposed ``(W, T)``.
+    def safe_tables(self, net: PetriNet, *, sparse: bool = False) -> tuple[Any, ...]:
+        """Tables of the 1-bit kernel (1-bit fields, unit arcs).
 
-        For 1-bit fields and unit arcs; the transposed copy lets the kernel test
-        every transition against one word in a branch-free, vectorised loop.
+        ``pre``, ``~pre``, ``post`` bit masks ``(T, W)`` uint64; ``pre``
+        transposed ``(W, T)`` for the vectorised dense test; then ``sparse``
+        and, for sparse mode, each transition filed under its pivot (the input
+        place that the fewest transitions consume) by bit position
+        ``word * 64 + shift`` (CSR ``piv_ptr``/``piv_t``), and the transitions
+        with no input.
         """
         T = len(net.transitions)
         pre = np.zeros((T, self.W), dtype=np.uint64)
@@ -110,7 +115,21 @@ class Layout:
                 pre[t, self.word[p]] |= np.uint64(1) << self.shift[p]
             for p in np.flatnonzero(net.post[t]):
                 post[t, self.word[p]] |= np.uint64(1) << self.shift[p]
-        return pre, ~pre, post, np.ascontiguousarray(pre.T)
+        consumers = (net.pre > 0).sum(axis=0)
+        lists: list[list[int]] = [[] for _ in range(64 * self.W)]
+        always: list[int] = []
+        for t in range(T):
+            inputs = np.flatnonzero(net.pre[t])
+            if inputs.size == 0:
+                always.append(t)
+                continue
+            p = int(inputs[np.argmin(consumers[inputs])])
+            lists[int(self.word[p]) * 64 + int(self.shift[p])].append(t)
+        piv_ptr = np.zeros(64 * self.W + 1, dtype=np.int64)
+        piv_ptr[1:] = np.cumsum([len(x) for x in lists])
+        piv_t = np.array([t for x in lists for t in x], dtype=np.int64)
+        return (pre, ~pre, post, np.ascontiguousarray(pre.T), sparse, piv_ptr, piv_t,
+                np.array(always, dtype=np.int64))
 
     def general_tables(self, net: PetriNet, *, backwards: bool = False) -> tuple[np.ndarray, ...]:
         """CSR lists of input checks and growth checks, and the packed effect ``delta`` (T, W).

@@ -42,6 +42,7 @@ __all__ = ["StateSpace", "explore", "warm_up"]
 MAX_STATES = 2**31 - 2  # state numbers are int32
 _LOAD = 0.7  # hash table load factor before it doubles
 _CHUNK = 1 << 17  # states expanded per kernel call (progress bar granularity)
+_SPARSE_FROM = 400  # transitions per packed word from which the 1-bit kernel tests only pivot-marked ones
 
 
 @dataclass(frozen=True, eq=False)
@@ -320,7 +321,7 @@ def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, st
 
     def tables(lay: Layout) -> tuple[bool, tuple[np.ndarray, ...]]:
         if lay.safe and unit:
-            return True, lay.safe_tables(net)
+            return True, lay.safe_tables(net, sparse=T >= _SPARSE_FROM * lay.W)
         return False, lay.general_tables(net)
 
     def nbytes(*arrays: np.ndarray) -> int:

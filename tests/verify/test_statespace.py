@@ -12,6 +12,7 @@ import csv
 import importlib.util
 import sys
 from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -366,6 +367,35 @@ def test_against_reference_unit_arcs(net: PetriNet, limit: int | None):
 def test_against_reference_many_words(net: PetriNet, limit: int | None):
     """Markings spanning two or three 64-bit words."""
     assert_like_reference(net, limit)
+
+
+@contextmanager
+def pivot_mode():
+    """Force the 1-bit kernel's sparse (pivot) enabledness test, used by default only for nets with many transitions."""
+    from petriflow.verify import statespace
+
+    old = statespace._SPARSE_FROM
+    statespace._SPARSE_FROM = 0
+    try:
+        yield
+    finally:
+        statespace._SPARSE_FROM = old
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(random_nets(weight=1, tokens=1), random_nets(places=(60, 140), weight=1, sparse=True)),
+       st.sampled_from([None, 30]))
+def test_pivot_mode_against_reference(net: PetriNet, limit: int | None):
+    """Sparse mode must number states exactly as the dense test does (same BFS order)."""
+    with pivot_mode():
+        assert_like_reference(net, limit)
+
+
+def test_pivot_mode_on_families():
+    with pivot_mode():
+        for family, size in (("token_ring", 6), ("philosophers", 7), ("fork_join", 4)):
+            assert explore(nets.FAMILIES[family](size)).n_states == nets.expected_states(family, size)
+        assert_like_reference(nets.philosophers(9), 10_000)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
