@@ -123,8 +123,8 @@ class Layout:
             if inputs.size == 0:
                 always.append(t)
                 continue
-            p = int(inputs[np.argmin(consumers[inputs])])
-            lists[int(self.word[p]) * 64 + int(self.shift[p])].append(t)
+            pivot = int(inputs[np.argmin(consumers[inputs])])
+            lists[int(self.word[pivot]) * 64 + int(self.shift[pivot])].append(t)
         piv_ptr = np.zeros(64 * self.W + 1, dtype=np.int64)
         piv_ptr[1:] = np.cumsum([len(x) for x in lists])
         piv_t = np.array([t for x in lists for t in x], dtype=np.int64)

@@ -319,7 +319,7 @@ def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, st
     esrc, etr, edst = (np.zeros(ecap, dtype=np.int32) for _ in range(3))
     stop: str | None = None
 
-    def tables(lay: Layout) -> tuple[bool, tuple[np.ndarray, ...]]:
+    def tables(lay: Layout) -> tuple[bool, tuple[Any, ...]]:
         if lay.safe and unit:
             return True, lay.safe_tables(net, sparse=T >= _SPARSE_FROM * lay.W)
         return False, lay.general_tables(net)
