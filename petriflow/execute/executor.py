@@ -27,8 +27,9 @@ import asyncio
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from petriflow.errors import BudgetExceeded, ExecutionError, PetriflowError
@@ -80,23 +81,53 @@ class _Done:
     holds: bool = False  # the step that ran still holds its resources (released once its finish fires)
 
 
-@dataclass
+class _Mailbox:
+    """Where a case's step tasks drop their results: a deque and one waiter (lighter than asyncio.Queue)."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self) -> None:
+        self.items: deque[_Done] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: _Done) -> None:
+        self.items.append(item)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def get(self) -> _Done:
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.items.popleft()
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def get_nowait(self) -> _Done:
+        return self.items.popleft()
+
+
 class _Case:
-    run_id: str
-    index: int
-    vars: dict[str, Any]
-    marking: dict[str, int]
-    memo: dict[str, Checkpoint]
-    queue: asyncio.Queue[_Done] = field(default_factory=asyncio.Queue)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    occurrences: dict[str, int] = field(default_factory=dict)
-    events: list[str] = field(default_factory=list)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    pending: int = 0  # launched step tasks whose message has not been read yet
-    cost: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    reused: int = 0
+    """One case's state; only its loop changes ``marking``."""
+
+    __slots__ = ("run_id", "index", "vars", "marking", "memo", "queue", "outputs", "occurrences", "events",
+                 "tasks", "pending", "cost", "input_tokens", "output_tokens", "reused")
+
+    def __init__(self, run_id: str, index: int, vars_: dict[str, Any], marking: dict[str, int],
+                 memo: dict[str, Checkpoint]) -> None:
+        self.run_id, self.index, self.vars, self.marking, self.memo = run_id, index, vars_, marking, memo
+        self.queue = _Mailbox()
+        self.outputs: dict[str, Any] = {}
+        self.occurrences: dict[str, int] = {}
+        self.events: list[str] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.pending = 0  # launched step tasks whose message has not been read yet
+        self.cost = 0.0
+        self.input_tokens = self.output_tokens = self.reused = 0
 
 
 class _Bucket:
@@ -138,6 +169,7 @@ class Executor:
         self.kinds = KindRunner(dag, client=client, tools=tools or DEFAULT_TOOLS, store=self.store,
                                 endpoints=endpoints)
         self._own_client = client is None
+        self._terminal = dag.workflow.terminal_steps()
         self._limits: dict[str, tuple[asyncio.Semaphore, _Bucket | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -191,10 +223,11 @@ class Executor:
     async def run(self, value: Any, *, run_id: str | None = None, case: int = 0) -> RunResult:
         """Run one case; ``value`` is the input text or a mapping of template variables."""
         run_id = run_id or new_run_id()
-        if self.store.get_run(run_id) is None:
+        existed = self.store.get_run(run_id) is not None
+        if not existed:
             self.store.create_run(run_id, workflow=self.dag.workflow.source or self.dag.name)
         self.store.add_case(run_id, case, value)
-        return await self._run_case(run_id, case, value)
+        return await self._run_case(run_id, case, value, existed)
 
     async def run_many(self, values: Iterable[Any], *, run_id: str | None = None, concurrency: int = 16,
                        progress: Callable[[RunResult], None] | None = None,
@@ -209,7 +242,7 @@ class Executor:
         else:
             for i, v in enumerate(values):
                 self.store.add_case(run_id, i, v)
-        return await self._many(run_id, list(enumerate(values)), concurrency, progress)
+        return await self._many(run_id, list(enumerate(values)), concurrency, progress, resume=False)
 
     async def resume(self, run_id: str, *, concurrency: int = 16,
                      progress: Callable[[RunResult], None] | None = None) -> list[RunResult]:
@@ -223,17 +256,20 @@ class Executor:
         for r in done.values():
             if progress:
                 progress(r)
-        out = await self._many(run_id, todo, concurrency, progress)
+        out = await self._many(run_id, todo, concurrency, progress, resume=True)
         merged = {**done, **{r.case: r for r in out}}
         return [merged[k] for k in sorted(merged)]
 
     async def _many(self, run_id: str, todo: list[tuple[int, Any]], concurrency: int,
-                    progress: Callable[[RunResult], None] | None) -> list[RunResult]:
-        gate = asyncio.Semaphore(max(1, concurrency))
+                    progress: Callable[[RunResult], None] | None, *, resume: bool) -> list[RunResult]:
+        gate = asyncio.Semaphore(max(1, concurrency)) if concurrency < len(todo) else None
 
         async def one(i: int, v: Any) -> RunResult:
-            async with gate:
-                r = await self._run_case(run_id, i, v)
+            if gate is None:
+                r = await self._run_case(run_id, i, v, resume)
+            else:
+                async with gate:
+                    r = await self._run_case(run_id, i, v, resume)
             if progress:
                 progress(r)
             return r
@@ -245,11 +281,12 @@ class Executor:
         return list(results)
 
     # -- one case: the loop ---------------------------------------------------------
-    async def _run_case(self, run_id: str, index: int, value: Any) -> RunResult:
+    async def _run_case(self, run_id: str, index: int, value: Any, resume: bool = False) -> RunResult:
         self._bind()
         t0 = time.perf_counter()
         vars_ = dict(value) if isinstance(value, Mapping) else {"question": value, "input": value}
-        c = _Case(run_id, index, vars_, dict(self.dag.tracked), self.store.load_steps(run_id, index))
+        memo = self.store.load_steps(run_id, index) if resume else {}
+        c = _Case(run_id, index, vars_, dict(self.dag.tracked), memo)
         error: BaseException | None = None
         try:
             self._fire(c, self.dag.begin)
@@ -271,7 +308,7 @@ class Executor:
         end = self.dag.end
         if error is None and all(c.marking.get(p, 0) >= w for p, w in end.consumes):
             c.events.append(end.transition)
-            terminal = self.dag.workflow.terminal_steps()
+            terminal = self._terminal
             output = c.outputs.get(terminal[0]) if len(terminal) == 1 else {s: c.outputs.get(s) for s in terminal}
             self.store.finish_case(run_id, index, status="ok", output=output, error=None)
             ok, msg, code = True, None, 0
