@@ -131,17 +131,72 @@ class _Tree:
         return seq
 
 
-def _accelerate(m: np.ndarray, anc: np.ndarray) -> np.ndarray:
-    """Karp-Miller ω-addition to a fixpoint: ω where ``m`` exceeds an ancestor it covers."""
+# -- inner loops, compiled lazily with numba (plain Python here) --------------------------
+def _accelerate_py(marks: np.ndarray, parent: np.ndarray, i: int, m: np.ndarray, omega: int) -> bool:
+    """Karp-Miller ω-addition to a fixpoint, in place: ω where ``m`` exceeds an ancestor of ``i`` it covers."""
+    any_change = False
     while True:
-        below = np.all(anc <= m, axis=1)
-        if not below.any():
-            return m
-        grow = np.any(anc[below] < m, axis=0) & (m != OMEGA)
-        if not grow.any():
-            return m
-        m = m.copy()
-        m[grow] = OMEGA
+        changed = False
+        a = i
+        while True:
+            le = True
+            lt = False
+            for p in range(m.shape[0]):
+                if marks[a, p] > m[p]:
+                    le = False
+                    break
+                if marks[a, p] < m[p]:
+                    lt = True
+            if le and lt:
+                for p in range(m.shape[0]):
+                    if marks[a, p] < m[p] and m[p] != omega:
+                        m[p] = omega
+                        changed = True
+            if a == 0:
+                break
+            a = parent[a]
+        if not changed:
+            return any_change
+        any_change = True
+
+
+def _covered_py(marks: np.ndarray, active: np.ndarray, n: int, m: np.ndarray) -> bool:
+    """Whether an active ω-marking covers ``m`` (rows fail fast, on their first smaller place)."""
+    for r in range(n):
+        if active[r]:
+            ok = True
+            for p in range(m.shape[0]):
+                if marks[r, p] < m[p]:
+                    ok = False
+                    break
+            if ok:
+                return True
+    return False
+
+
+def _retire_py(marks: np.ndarray, active: np.ndarray, n: int, m: np.ndarray) -> None:
+    """Deactivate every active ω-marking that ``m`` covers."""
+    for r in range(n):
+        if active[r]:
+            ok = True
+            for p in range(m.shape[0]):
+                if marks[r, p] > m[p]:
+                    ok = False
+                    break
+            if ok:
+                active[r] = False
+
+
+_JIT: tuple | None = None  # type: ignore[type-arg]
+
+
+def _jit() -> tuple:  # type: ignore[type-arg]
+    global _JIT
+    if _JIT is None:
+        import numba
+
+        _JIT = tuple(numba.njit(cache=True)(f) for f in (_accelerate_py, _covered_py, _retire_py))
+    return _JIT
 
 
 def coverability(net: PetriNet, *, max_nodes: int = 1_000_000, progress: bool = False) -> Coverability:
@@ -160,6 +215,8 @@ def coverability(net: PetriNet, *, max_nodes: int = 1_000_000, progress: bool = 
     pre, delta = net.pre, net.post - net.pre
     tree = _Tree(P)
     tree.add(net.initial.astype(np.int64), 0, -1)
+    accelerate, covered, retire = _jit()
+    seen = {tree.marks[0].tobytes()}  # every marking ever added stays covered: repeats are skipped at once
     stack = [0]
     witness: PumpingWitness | None = None
     bar = _progress_bar(progress, net)
@@ -172,19 +229,15 @@ def coverability(net: PetriNet, *, max_nodes: int = 1_000_000, progress: bool = 
             if not tree.active[i]:
                 break  # a child retired its parent: the child's expansion covers the rest
             m2 = np.where(m == OMEGA, OMEGA, m + delta[t])
-            act = tree.marks[: tree.n][tree.active[: tree.n]]
-            if np.all(act >= m2, axis=1).any():
+            if m2.tobytes() in seen or covered(tree.marks, tree.active, tree.n, m2):
                 continue
-            anc_ids = tree.ancestors(i)
-            anc = tree.marks[anc_ids]
-            accelerated = _accelerate(m2, anc)
-            if witness is None and (accelerated != m2).any():
-                witness = _witness(net, tree, i, int(t), m2, anc_ids)
-            m2 = accelerated
-            if (accelerated == OMEGA).any() and np.all(act >= m2, axis=1).any():
-                continue
-            ids = np.flatnonzero(tree.active[: tree.n])
-            tree.active[ids[np.all(tree.marks[ids] <= m2, axis=1)]] = False
+            plain = m2.copy()
+            if accelerate(tree.marks, tree.parent, i, m2, OMEGA):
+                if witness is None:
+                    witness = _witness(net, tree, i, int(t), plain, tree.ancestors(i))
+                if m2.tobytes() in seen or covered(tree.marks, tree.active, tree.n, m2):
+                    continue
+            retire(tree.marks, tree.active, tree.n, m2)
             if tree.n >= max_nodes:
                 partial = _result(net, tree, witness, start_time, complete=False)
                 err = BudgetExceeded(
@@ -196,6 +249,7 @@ def coverability(net: PetriNet, *, max_nodes: int = 1_000_000, progress: bool = 
                 )
                 err.partial = partial  # type: ignore[attr-defined]
                 raise err
+            seen.add(m2.tobytes())
             stack.append(tree.add(m2, i, int(t)))
             if bar is not None:
                 bar.update(1)

@@ -51,6 +51,7 @@ __all__ = [
     "is_structurally_bounded",
     "bounds_from_invariants",
     "structural_bounds",
+    "bits_per_place",
     "maximal_siphon_in",
     "maximal_trap_in",
     "minimal_siphons",
@@ -187,19 +188,25 @@ def _minimal_rows(W: np.ndarray, k: int) -> np.ndarray:
 
 
 def _basis_preferring(semi: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """A basis of the span of ``basis`` that uses semiflows first, then completes with basis rows."""
-    dim = basis.shape[0]
+    """A basis of the span of ``basis`` that uses semiflows first, then completes with basis rows.
+
+    Incremental Gram-Schmidt in floats only decides *which* integer rows to
+    keep (they are small integers, so the rank test is reliable); the rows
+    themselves stay exact.
+    """
+    dim, width = basis.shape
     chosen: list[np.ndarray] = []
-    rank = 0
+    ortho: list[np.ndarray] = []
     for row in list(semi) + list(basis):
-        if rank == dim:
+        if len(chosen) == dim:
             break
-        trial = np.array(chosen + [row], dtype=float)
-        r = int(np.linalg.matrix_rank(trial))
-        if r > rank:
+        v = np.asarray(row, dtype=float)
+        r = v.copy()
+        for q in ortho:
+            r -= (q @ r) * q
+        if np.linalg.norm(r) > 1e-9 * max(1.0, np.linalg.norm(v)):
+            ortho.append(r / np.linalg.norm(r))
             chosen.append(np.asarray(row))
-            rank = r
-    width = basis.shape[1]
     return np.array(chosen, dtype=np.int64).reshape(-1, width)
 
 
@@ -290,6 +297,18 @@ def bounds_from_invariants(net: PetriNet, *, max_rows: int = 5000) -> np.ndarray
     return None if (out < 0).any() else out
 
 
+def bits_per_place(net: PetriNet, *, max_rows: int = 5000) -> np.ndarray | None:
+    """Bits that hold every reachable token count of each place (``ceil(log2(bound + 1))``), from the semiflow bounds.
+
+    None when some place is not covered by a semiflow; a place that is always
+    empty needs 0 bits.
+    """
+    b = bounds_from_invariants(net, max_rows=max_rows)
+    if b is None:
+        return None
+    return np.array([int(v).bit_length() for v in b], dtype=np.int64)
+
+
 def structural_bounds(net: PetriNet) -> tuple[int | None, ...]:
     """Per place, the largest ``m_p`` allowed by the state equation ``m = m0 + Cx, m, x >= 0`` (LP).
 
@@ -358,49 +377,44 @@ def maximal_trap_in(net: PetriNet, places) -> tuple[str, ...]:  # type: ignore[n
 def minimal_siphons(net: PetriNet, *, limit: int = 1000, max_calls: int = 100_000) -> list[tuple[str, ...]]:
     """Every minimal non-empty siphon, as sorted tuples of place ids (sorted list).
 
-    For each place ``p``: the largest siphon without the excluded places is
-    shrunk greedily to a siphon minimal among those holding ``p``; every other
-    such siphon misses one of its places, so branching on which one is
-    excluded finds them all. Only globally minimal ones are kept. More than
-    ``limit`` siphons or ``max_calls`` branches raise :class:`BudgetExceeded`.
+    A search over (required, excluded) place sets: the largest siphon avoiding
+    the excluded places is shrunk greedily to one that is minimal among those
+    holding the required places; any other such siphon misses one of its
+    places, so the branches "exclude the i-th, require the ones before it"
+    partition what is left, without repeats. Found siphons that are not
+    globally minimal are filtered at the end. More than ``limit`` siphons or
+    ``max_calls`` branches raise :class:`BudgetExceeded`.
     """
     pre, post = net.pre, net.post
     P = len(net.places)
     found: set[frozenset[int]] = set()
     calls = 0
-
-    def shrink(S: np.ndarray, p: int) -> np.ndarray:
+    todo: list[tuple[frozenset[int], frozenset[int]]] = [(frozenset(), frozenset())]
+    while todo:
+        required, excluded = todo.pop()
+        calls += 1
+        if calls > max_calls:
+            raise BudgetExceeded(f"siphon search passed {max_calls} branches", where=net.name, hint="raise max_calls")
+        Q = np.ones(P, dtype=bool)
+        Q[list(excluded)] = False
+        S = _max_siphon(pre, post, Q)
+        req = list(required)
+        if not S.any() or not S[req].all():
+            continue
         for q in np.flatnonzero(S):
-            if q == p:
+            if int(q) in required:
                 continue
             trial = S.copy()
             trial[q] = False
             T2 = _max_siphon(pre, post, trial)
-            if T2[p]:
+            if T2.any() and T2[req].all():
                 S = T2
-        return S
-
-    for p in range(P):
-        seen: set[frozenset[int]] = set()
-        todo = [frozenset[int]()]
-        while todo:
-            excluded = todo.pop()
-            if excluded in seen:
-                continue
-            seen.add(excluded)
-            calls += 1
-            if calls > max_calls:
-                raise BudgetExceeded(f"siphon search passed {max_calls} branches", where=net.name, hint="raise max_calls")
-            Q = np.ones(P, dtype=bool)
-            Q[list(excluded)] = False
-            S = _max_siphon(pre, post, Q)
-            if not S[p]:
-                continue
-            S = shrink(S, p)
-            found.add(frozenset(int(i) for i in np.flatnonzero(S)))
-            if len(found) > 4 * limit:
-                raise BudgetExceeded(f"more than {limit} siphons", where=net.name, hint="raise limit")
-            todo += [excluded | {int(q)} for q in np.flatnonzero(S) if q != p]
+        found.add(frozenset(int(i) for i in np.flatnonzero(S)))
+        if len(found) > 20 * limit:
+            raise BudgetExceeded(f"more than {limit} siphons", where=net.name, hint="raise limit")
+        free = [int(q) for q in np.flatnonzero(S) if int(q) not in required]
+        for i, q in enumerate(free):
+            todo.append((required | frozenset(free[:i]), excluded | {q}))
     minimal = [s for s in found if not any(o < s for o in found)]
     if len(minimal) > limit:
         raise BudgetExceeded(f"{len(minimal)} minimal siphons, more than {limit}", where=net.name, hint="raise limit")

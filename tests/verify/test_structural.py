@@ -102,6 +102,7 @@ def test_producer_consumer_semiflows() -> None:
     }
     assert S.bounds_from_invariants(net).tolist() == [1, 1, 4, 4, 1, 1]
     assert S.commoner_holds(net) and S.is_free_choice(net)
+    assert S.bits_per_place(net).tolist() == [1, 1, 3, 3, 1, 1]
 
 
 @pytest.mark.parametrize("n", [3, 6])
