@@ -25,9 +25,7 @@ from petriflow.net.petrinet import PetriNet
 from petriflow.verify.statespace import StateSpace, explore, warm_up
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFORMANCE = Path("/work/shared/conformance")
-if not CONFORMANCE.exists():
-    CONFORMANCE = ROOT.parent / "shared" / "conformance"
+CONFORMANCE = ROOT.parent / "shared" / "conformance"  # next to the clone, as the issues say
 
 
 def _load_nets():
@@ -425,26 +423,30 @@ def _check_space(ss: StateSpace) -> None:
 
 # -- conformance: MCC models with their oracles ------------------------------------------
 def _rows() -> list[dict[str, str]]:
+    """Rows of ``expected.csv`` whose full state space the test explores."""
     path = CONFORMANCE / "expected.csv"
     if not path.exists():
         return []
     with path.open() as f:
-        return [r for r in csv.DictReader(f) if int(r["reachable_states"]) < 2_000_000]
+        return [r for r in csv.DictReader(f) if int(r["reachable_states"]) < FULL_UP_TO]
 
 
-SLOW_FROM = 150_000
+SLOW_FROM = 150_000  # models from here on carry the `slow` mark (about 20 s together on 2 busy cores)
+FULL_UP_TO = 10_000_000  # issue 3: states, deadlock and bounds agree wherever the state space fits in 10^7
 
 
-@pytest.mark.parametrize(
-    "row",
-    [pytest.param(r, id=r["model"], marks=[pytest.mark.slow] if int(r["reachable_states"]) >= SLOW_FROM else [])
-     for r in _rows()],
-)
-def test_conformance(row: dict[str, str]):
-    try:
-        from petriflow.net.pnml import read_pnml
-    except ImportError:
-        pytest.skip("petriflow.net.pnml.read_pnml has not landed yet (another engineer is writing it)")
+_CASES = [
+    pytest.param(r, id=r["model"], marks=[pytest.mark.slow] if int(r["reachable_states"]) >= SLOW_FROM else [])
+    for r in _rows()
+] or [pytest.param(None, id="conformance-directory-missing")]
+
+
+@pytest.mark.parametrize("row", _CASES)
+def test_conformance(row: dict[str, str] | None):
+    if row is None:
+        pytest.skip(f"{CONFORMANCE} not found: the MCC conformance models live next to the clone")
+    from petriflow.net.pnml import read_pnml
+
     net = read_pnml(CONFORMANCE / f"{row['model']}.pnml")
     ss = explore(net)
     assert ss.complete
