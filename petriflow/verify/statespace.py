@@ -75,6 +75,11 @@ class StateSpace:
     _edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else f"partial ({self.stop_reason}, {self.n_expanded:,} expanded)"
+        return (f"StateSpace({self.net.name!r}: {self.n_states:,} states, {self.n_edges:,} edges, {state}, "
+                f"{self.seconds:.3g} s, {self.bytes_per_state:.1f} B/state)")
+
     @property
     def _pk(self) -> np.ndarray:
         """The packed states (always set by :func:`explore`)."""

@@ -91,6 +91,12 @@ def test_sequence_and_dead_end():
     assert ss.markings().dtype == np.int64
 
 
+def test_repr_is_one_line():
+    text = repr(explore(nets.token_ring(3), max_states=10))
+    assert text.startswith("StateSpace('token_ring(3)': 10 states") and "partial (max_states" in text
+    assert "\n" not in text
+
+
 def test_edges_need_store_edges():
     ss = explore(nets.producer_consumer(1))
     with pytest.raises(NetError):
