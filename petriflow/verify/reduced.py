@@ -125,6 +125,7 @@ def _stubborn_py(m, pre, delta, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr
     en, index, low, onst = scratch[0], scratch[1], scratch[2], scratch[3]
     tstack, call_t, call_pos, comp = scratch[4], scratch[5], scratch[6], scratch[7]
     eptr, best, comp_en, comp_desc = scratch[8], scratch[9], scratch[10], scratch[11]
+    eend = scratch[12]
     n_en = 0
     for t in range(T):
         e = 1
@@ -137,37 +138,12 @@ def _stubborn_py(m, pre, delta, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr
         n_en += e
     if n_en == 0:
         return 0
-    # the edges of the "pulls in" graph at m
-    ne = 0
-    for t in range(T):
-        eptr[t] = ne
-        if en[t] == 1:
-            for j in range(t_in_ptr[t], t_in_ptr[t + 1]):
-                p = t_in_idx[j]
-                t_takes = delta[t, p] < 0
-                for jj in range(cons_ptr[p], cons_ptr[p + 1]):
-                    t2 = cons_idx[jj]
-                    # two transitions that only read p do not interfere through p
-                    if t2 != t and (t_takes or delta[t2, p] < 0):
-                        edges[ne] = t2
-                        ne += 1
-        else:
-            missing = -1
-            fewest = T + 1
-            for j in range(t_in_ptr[t], t_in_ptr[t + 1]):
-                p = t_in_idx[j]
-                if m[p] < pre[t, p] and prod_ptr[p + 1] - prod_ptr[p] < fewest:
-                    fewest = prod_ptr[p + 1] - prod_ptr[p]
-                    missing = p
-            for jj in range(prod_ptr[missing], prod_ptr[missing + 1]):
-                edges[ne] = prod_idx[jj]
-                ne += 1
-    eptr[T] = ne
     for t in range(T):
         index[t] = -1
         onst[t] = 0
     counter = 0
     sp = 0  # Tarjan stack
+    ne = 0  # edges of the "pulls in" graph, generated for the transitions the search reaches
     n_comp = 0
     best_k = T + 1
     best_c = -1
@@ -176,29 +152,49 @@ def _stubborn_py(m, pre, delta, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr
             continue
         cd = 0  # call depth
         call_t[0] = root
-        call_pos[0] = eptr[root]
-        index[root] = counter
-        low[root] = counter
-        counter += 1
-        tstack[sp] = root
-        sp += 1
-        onst[root] = 1
+        call_pos[0] = -1
         while cd >= 0:
             v = call_t[cd]
+            if call_pos[cd] < 0:  # first visit: number v and generate its edges
+                index[v] = counter
+                low[v] = counter
+                counter += 1
+                tstack[sp] = v
+                sp += 1
+                onst[v] = 1
+                eptr[v] = ne
+                if en[v] == 1:
+                    for j in range(t_in_ptr[v], t_in_ptr[v + 1]):
+                        p = t_in_idx[j]
+                        v_takes = delta[v, p] < 0
+                        for jj in range(cons_ptr[p], cons_ptr[p + 1]):
+                            t2 = cons_idx[jj]
+                            # two transitions that only read p do not interfere through p
+                            if t2 != v and (v_takes or delta[t2, p] < 0):
+                                edges[ne] = t2
+                                ne += 1
+                else:
+                    missing = -1
+                    fewest = T + 1
+                    for j in range(t_in_ptr[v], t_in_ptr[v + 1]):
+                        p = t_in_idx[j]
+                        if m[p] < pre[v, p] and prod_ptr[p + 1] - prod_ptr[p] < fewest:
+                            fewest = prod_ptr[p + 1] - prod_ptr[p]
+                            missing = p
+                    for jj in range(prod_ptr[missing], prod_ptr[missing + 1]):
+                        edges[ne] = prod_idx[jj]
+                        ne += 1
+                eend[v] = ne
+                call_pos[cd] = eptr[v]
+                continue
             pos = call_pos[cd]
-            if pos < eptr[v + 1]:
+            if pos < eend[v]:
                 call_pos[cd] = pos + 1
                 w = edges[pos]
                 if index[w] < 0:
-                    index[w] = counter
-                    low[w] = counter
-                    counter += 1
-                    tstack[sp] = w
-                    sp += 1
-                    onst[w] = 1
                     cd += 1
                     call_t[cd] = w
-                    call_pos[cd] = eptr[w]
+                    call_pos[cd] = -1
                 elif onst[w] == 1 and index[w] < low[v]:
                     low[v] = index[w]
                 continue
@@ -219,7 +215,7 @@ def _stubborn_py(m, pre, delta, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr
                 # descendants: components reached by edges out of this one (all emitted already)
                 for j in range(sp, top):
                     w = tstack[j]
-                    for q in range(eptr[w], eptr[w + 1]):
+                    for q in range(eptr[w], eend[w]):
                         cx = comp[edges[q]]
                         if cx != c and (comp_en[cx] > 0 or comp_desc[cx] == 1):
                             desc = 1
@@ -460,7 +456,7 @@ def _run(net: PetriNet, max_states: int | None, cycles: bool, on_stop: Callable[
     s = _Search(net)
     limit = -1 if max_states is None else int(max_states)
     T = len(net.transitions)
-    scratch = np.zeros((12, T + 1), dtype=np.int64)
+    scratch = np.zeros((13, T + 1), dtype=np.int64)
     edges = np.zeros(_edge_bound(t_in_ptr, t_in_idx, cons_ptr, prod_ptr) + 1, dtype=np.int64)
     while True:
         code = search(
