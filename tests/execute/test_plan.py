@@ -73,3 +73,20 @@ def test_loops_and_maps_are_bounded_parts_of_the_plan() -> None:
     assert dag.tracked["check.loop_budget"] == 2
     r = run_sync(dag, "go")
     assert r.ok and r.events.count("check.loop") == 2 and dag.net.is_final(dag.net.replay(r.events))
+
+
+def test_petriflow_run_refuses_the_unsound_router_and_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from petriflow.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(MODELS / "qa_router_broken.yaml"), "--input", "hi", "--db", str(tmp_path / "r.sqlite")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "not sound" in err and "`aggregate` waits for" in err
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(MODELS / "qa_router.yaml"), "--db", str(tmp_path / "r.sqlite")])
+    assert exit_.value.code == 2 and "--input" in capsys.readouterr().err
+    bad = tmp_path / "in.jsonl"
+    bad.write_text('"ok"\n{not json\n')
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(MODELS / "qa_router.yaml"), "--inputs", str(bad), "--db", str(tmp_path / "r.sqlite")])
+    assert exit_.value.code == 2 and "in.jsonl:2" in capsys.readouterr().err
