@@ -235,6 +235,7 @@ class KindRunner:
         self.endpoints: dict[str, Any] = dict(endpoints or {})
         self._functions: dict[str, tuple[Callable[..., Any], bool, bool]] = {}
         self._centroids: dict[str, tuple[tuple[str, ...], Any]] = {}
+        self._building: dict[str, asyncio.Future[tuple[int, float]]] = {}
         for sp in dag.steps.values():
             if sp.step.kind == "python":
                 self._function(sp.step)
@@ -382,22 +383,36 @@ class KindRunner:
         step, ep = sp.step, await self._endpoint_async(sp.step)
         tokens, cost = 0, 0.0
         if step.id not in self._centroids:
-            labels = tuple(step.labels)
-            texts = [t for lab in labels for t in step.labels[lab]]
-            res = await self.client.embed(ep, texts, timeout=timeout, step=sp.id, input_type="query")
-            vecs, rows, i = np.asarray(res.vectors, dtype=np.float64), [], 0
-            for lab in labels:
-                n = len(step.labels[lab])
-                m = vecs[i:i + n].mean(axis=0)
-                rows.append(m / (np.linalg.norm(m) or 1.0))
-                i += n
-            self._centroids[step.id] = (labels, np.vstack(rows))
-            tokens, cost = res.input_tokens, res.cost
+            pending = self._building.get(step.id)
+            if pending is None:  # the first case embeds the examples; concurrent cases wait for it
+                pending = self._building[step.id] = asyncio.ensure_future(self._centroids_of(sp, ep, timeout))
+                try:
+                    tokens, cost = await asyncio.shield(pending)
+                finally:
+                    self._building.pop(step.id, None)
+            else:
+                await asyncio.shield(pending)
         labels, cents = self._centroids[step.id]
         res = await self.client.embed(ep, [self._query(step, call)], timeout=timeout, step=sp.id, input_type="query")
         v = np.asarray(res.vectors[0], dtype=np.float64)
         scores = cents @ (v / (np.linalg.norm(v) or 1.0))
         return KindResult(labels[int(np.argmax(scores))], res.model, tokens + res.input_tokens, 0, cost + res.cost)
+
+    async def _centroids_of(self, sp: Any, ep: Any, timeout: float | None) -> tuple[int, float]:
+        import numpy as np
+
+        step = sp.step
+        labels = tuple(step.labels)
+        texts = [t for lab in labels for t in step.labels[lab]]
+        res = await self.client.embed(ep, texts, timeout=timeout, step=sp.id, input_type="query")
+        vecs, rows, i = np.asarray(res.vectors, dtype=np.float64), [], 0
+        for lab in labels:
+            n = len(step.labels[lab])
+            m = vecs[i:i + n].mean(axis=0)
+            rows.append(m / (np.linalg.norm(m) or 1.0))
+            i += n
+        self._centroids[step.id] = (labels, np.vstack(rows))
+        return res.input_tokens, res.cost
 
     async def _human(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
         """Wait for an answer given through ``petriflow run --answer`` or ``store.answer``; the timeout escalates."""

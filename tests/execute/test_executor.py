@@ -303,3 +303,26 @@ def test_tool_steps_use_the_allow_list_with_idempotency_keys() -> None:
     assert r1.output == r2.output == "ABC" and len(calls) == 1 and len(calls[0]) == 32
     with pytest.raises(InputError, match="not registered"):
         Executor(plan(WorkflowBuilder("u").step("t", kind="tool", tool="rm_rf").build()))
+
+
+def test_classify_routes_by_nearest_centroid_and_embeds_the_examples_once(fault_server: Any) -> None:
+    wf = (WorkflowBuilder("cls")
+          .model("e", name="fault-model", base_url="http://unused/v1", kind="embedding", price_input=1.0)
+          .step("intent", kind="classify", model="e",
+                labels={"code": ["python list code", "python function code"],
+                        "weather": ["rain weather today", "sunny weather forecast"]},
+                route=[{"to": "coder", "p": 0.5, "when": "code"}, {"to": "forecaster", "p": 0.5, "when": "weather"}])
+          .step("coder", kind="python", function="petriflow.execute.builtins:echo", config={"kwargs": {"value": "C"}})
+          .step("forecaster", kind="python", function="petriflow.execute.builtins:echo",
+                config={"kwargs": {"value": "W"}})
+          .step("out", kind="python", function="petriflow.execute.builtins:first_answer",
+                after_any=["coder", "forecaster"])
+          .build())
+    ep = {"e": Endpoint(base_url=fault_server.base_url, model="fault-model", kind="embedding", api_key="x",
+                        price_input=1.0)}
+    questions = ["python code for a list", "weather today: rain?", "a python function", "sunny forecast"]
+    ex = Executor(plan(wf), endpoints=ep)
+    results = asyncio.run(ex.run_many(questions, concurrency=4))
+    assert [r.output["route"] for r in results] == ["coder", "forecaster", "coder", "forecaster"]
+    assert fault_server.counts()["paths"]["/v1/embeddings"] == 1 + len(questions)
+    assert all(r.input_tokens > 0 and r.cost > 0 for r in results)
