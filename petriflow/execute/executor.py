@@ -318,6 +318,7 @@ class Executor:
             output, ok, msg = None, False, _message(error)
             code = error.exit_code if isinstance(error, PetriflowError) else 1
             self.store.finish_case(run_id, index, status="failed", output=None, error=msg)
+        self.trace.flush()  # a case's records reach the file when it ends (a crash loses no finished case's)
         return RunResult(run_id, index, ok, output, dict(c.outputs), msg, tuple(c.events), c.cost,
                          c.input_tokens, c.output_tokens, time.perf_counter() - t0, c.reused, code)
 
