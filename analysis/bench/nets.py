@@ -17,7 +17,10 @@ family                      states                     e.g.
 (4 places per philosopher), not the MCC ``Philosophers-PT`` model (5 places
 per philosopher, ``3**n`` states): a philosopher is thinking, holding the
 left fork, or eating with both forks, and two neighbours cannot both hold the
-fork between them; counting those rings gives the companion Pell (Pell-Lucas)
+fork between them (philosopher i eating excludes i+1 holding its left fork or
+eating). Such rings number ``trace(M**n)`` for the transfer matrix
+``M = [[1,1,1],[1,1,1],[1,0,0]]`` (rows: thinking, left, eating), whose
+eigenvalues are ``1+√2``, ``1-√2`` and 0: the companion Pell (Pell-Lucas)
 numbers 2, 6, 14, 34, 82, ..., 228,486 (n=14). It deadlocks when every
 philosopher holds the left fork.
 """
