@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -93,7 +94,7 @@ class StepPlan:
                 return o
         raise KeyError(label)
 
-    @property
+    @cached_property
     def labels(self) -> tuple[str, ...]:
         """The route labels this step can choose (empty when it does not route)."""
         return tuple(o.label for o in self.outcomes if o.label not in ("", "loop"))
