@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nets import fork_join, philosophers  # noqa: E402
+from nets import fork_join, philosophers
 
-from petriflow.net.petrinet import PetriNet  # noqa: E402
-from petriflow.verify import structural  # noqa: E402
-from petriflow.verify.coverability import OMEGA, coverability  # noqa: E402
-from petriflow.verify.reduced import find_deadlock  # noqa: E402
+from petriflow.net.petrinet import PetriNet
+from petriflow.verify import structural
+from petriflow.verify.coverability import OMEGA, coverability
+from petriflow.verify.reduced import find_deadlock
 
 
 # -- unbounded nets of 50 places ------------------------------------------------------
@@ -143,15 +143,15 @@ def bench_deadlock(budget: int, repeat: int) -> None:
     for net, excuse_end in cases:
         end = net.place_index("end") if excuse_end else -1
 
-        def final(m) -> bool:  # type: ignore[no-untyped-def]
+        def final(m, excuse_end: bool = excuse_end, end: int = end) -> bool:  # type: ignore[no-untyped-def]
             return excuse_end and int(m[end]) == 1
 
-        r, t_red = timed(lambda: find_deadlock(net, final_check=final), repeat)
-        (verdict, states), t_bfs = timed(lambda: bfs_deadlock(net, budget, final), 1)
+        r, t_red = timed(lambda net=net: find_deadlock(net, final_check=final), repeat)
+        (verdict, states), t_bfs = timed(lambda net=net: bfs_deadlock(net, budget, final), 1)
         bound = "" if verdict is not None else ">="
         ratio = f"{bound}{t_bfs / t_red:,.0f}x"
         bfs_v = "budget" if verdict is None else str(verdict)
-        print(f"{net.name:18} {str(r.deadlock):>8} {r.states_visited:>15,} {t_red:>10.4f} {bfs_v:>12} "
+        print(f"{net.name:18} {r.deadlock!s:>8} {r.states_visited:>15,} {t_red:>10.4f} {bfs_v:>12} "
               f"{states:>11,} {t_bfs:>8.2f} {ratio:>10}")
         if r.trace is not None:
             assert not net.enabled(net.replay(r.trace)).any()
@@ -162,12 +162,12 @@ def bench_coverability(budget: int, repeat: int) -> None:
     print(f"{'net':20} {'places':>6} {'unbounded':>9} {'nodes':>7} {'set':>5} {'witness':>8} {'seconds':>8} "
           f"{'KM verdict':>10} {'KM nodes':>9} {'KM s':>7} {'ratio':>8}")
     for net in (producer_ring(25), producer_chain(50), guarded_ring(12)):
-        cov, t_cov = timed(lambda: coverability(net), repeat)
+        cov, t_cov = timed(lambda net=net: coverability(net), repeat)
         w = cov.witness
         assert w is not None
         m1 = net.replay(w.prefix)
         assert (net.replay(w.pump, m1) > m1).any()
-        (km, km_nodes), t_km = timed(lambda: plain_karp_miller(net, budget), 1)
+        (km, km_nodes), t_km = timed(lambda net=net: plain_karp_miller(net, budget), 1)
         km_v = "budget" if km is None else ("bounded" if km else "unbounded")
         ratio = f"{'' if km is not None else '>='}{t_km / t_cov:,.0f}x"
         wl = f"{len(w.prefix)}+{len(w.pump)}"
@@ -180,9 +180,13 @@ def bench_structural(repeat: int) -> None:
     print(f"{'net':18} {'P':>4} {'T':>4} {'P-inv':>6} {'T-inv':>6} {'inv s':>7} {'bounds s':>9} "
           f"{'LP s':>6} {'max bound':>9}")
     for net in (philosophers(20), philosophers(50), fork_join(16)):
-        (pi, ti), t_inv = timed(lambda: (structural.place_invariants(net), structural.transition_invariants(net)), repeat)
-        b, t_b = timed(lambda: structural.bounds_from_invariants(net), repeat)
-        _, t_lp = timed(lambda: (structural.is_conservative(net), structural.is_structurally_bounded(net)), repeat)
+        (pi, ti), t_inv = timed(
+            lambda net=net: (structural.place_invariants(net), structural.transition_invariants(net)), repeat
+        )
+        b, t_b = timed(lambda net=net: structural.bounds_from_invariants(net), repeat)
+        _, t_lp = timed(
+            lambda net=net: (structural.is_conservative(net), structural.is_structurally_bounded(net)), repeat
+        )
         mb = "-" if b is None else int(np.max(b))
         print(f"{net.name:18} {len(net.places):>4} {len(net.transitions):>4} {pi.shape[0]:>6} {ti.shape[0]:>6} "
               f"{t_inv:>7.3f} {t_b:>9.3f} {t_lp:>6.3f} {mb:>9}")

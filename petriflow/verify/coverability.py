@@ -37,7 +37,7 @@ import numpy as np
 from petriflow.errors import BudgetExceeded, InputError
 from petriflow.net.petrinet import PetriNet
 
-__all__ = ["OMEGA", "PumpingWitness", "Coverability", "coverability"]
+__all__ = ["OMEGA", "Coverability", "PumpingWitness", "coverability"]
 
 OMEGA: int = int(np.iinfo(np.int64).max)
 """The ω sentinel in an ω-marking (an ``int64`` vector): "as many tokens as you like"."""
@@ -294,6 +294,6 @@ def _progress_bar(progress: bool, net: PetriNet):  # type: ignore[no-untyped-def
     """A tqdm bar counting ω-markings, only when asked (tqdm is imported only then)."""
     if not progress:
         return None
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     return tqdm(desc=f"coverability {net.name}", unit=" nodes")

@@ -88,9 +88,9 @@ def _structure(net: PetriNet) -> tuple[np.ndarray, ...]:
     """Sparse adjacency the kernel needs: inputs of each transition, consumers and producers of each place."""
     pre, post = net.pre, net.post
     T, P = pre.shape
-    t_in = [list(np.flatnonzero(pre[t])) for t in range(T)]
-    consumers = [list(np.flatnonzero(pre[:, p])) for p in range(P)]
-    producers = [list(np.flatnonzero(post[:, p] > pre[:, p])) for p in range(P)]
+    t_in = [np.flatnonzero(pre[t]).tolist() for t in range(T)]
+    consumers = [np.flatnonzero(pre[:, p]).tolist() for p in range(P)]
+    producers = [np.flatnonzero(post[:, p] > pre[:, p]).tolist() for p in range(P)]
     return (*_csr(t_in), *_csr(consumers), *_csr(producers))
 
 
@@ -230,8 +230,7 @@ def _stubborn_py(m, pre, delta, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr
             cd -= 1
             if cd >= 0:
                 u = call_t[cd]
-                if low[v] < low[u]:
-                    low[u] = low[v]
+                low[u] = min(low[u], low[v])
     k = 0
     for t in range(T):
         if en[t] == 1 and index[t] >= 0 and comp[t] == best_c:
@@ -251,7 +250,6 @@ def _search_py(pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr,
     Every exit leaves the arrays consistent, so the caller can grow them (or
     excuse a final dead marking) and call again.
     """
-    T = pre.shape[0]
     P = states.shape[1]
     cap = states.shape[0]
     mask = table.shape[0] - 1

@@ -42,24 +42,24 @@ from petriflow.errors import BudgetExceeded
 from petriflow.net.petrinet import PetriNet
 
 __all__ = [
-    "incidence_matrix",
-    "place_invariants",
-    "transition_invariants",
-    "place_semiflows",
-    "transition_semiflows",
-    "is_conservative",
-    "is_structurally_bounded",
-    "bounds_from_invariants",
-    "structural_bounds",
+    "StructuralSummary",
     "bits_per_place",
+    "bounds_from_invariants",
+    "commoner_holds",
+    "incidence_matrix",
+    "is_conservative",
+    "is_free_choice",
+    "is_structurally_bounded",
     "maximal_siphon_in",
     "maximal_trap_in",
     "minimal_siphons",
-    "is_free_choice",
+    "place_invariants",
+    "place_semiflows",
     "siphon_without_marked_trap",
-    "commoner_holds",
-    "StructuralSummary",
+    "structural_bounds",
     "summary",
+    "transition_invariants",
+    "transition_semiflows",
 ]
 
 _SAFE = 1 << 30  # entries below this keep every product of two in int64
@@ -79,9 +79,9 @@ def _normalise(rows: np.ndarray) -> np.ndarray:
             if g > 1:
                 rows[i] = np.array([int(v) // g for v in rows[i]], dtype=object)
         return rows
-    g = np.gcd.reduce(np.abs(rows), axis=1) if rows.size else np.ones(0, np.int64)
-    g[g == 0] = 1
-    return rows // g[:, None]
+    div: np.ndarray = np.gcd.reduce(np.abs(rows), axis=1) if rows.size else np.ones(0, np.int64)
+    div[div == 0] = 1
+    return rows // div[:, None]
 
 
 def _widen(rows: np.ndarray) -> np.ndarray:
@@ -200,11 +200,11 @@ def _basis_preferring(semi: np.ndarray, basis: np.ndarray) -> np.ndarray:
     for row in list(semi) + list(basis):
         if len(chosen) == dim:
             break
-        v = np.asarray(row, dtype=float)
-        r = v.copy()
+        v: np.ndarray = np.asarray(row, dtype=float)
+        r: np.ndarray = v.copy()
         for q in ortho:
-            r -= (q @ r) * q
-        if np.linalg.norm(r) > 1e-9 * max(1.0, np.linalg.norm(v)):
+            r = r - np.dot(q, r) * q
+        if float(np.linalg.norm(r)) > 1e-9 * max(1.0, float(np.linalg.norm(v))):
             ortho.append(r / np.linalg.norm(r))
             chosen.append(np.asarray(row))
     return np.array(chosen, dtype=np.int64).reshape(-1, width)
@@ -250,7 +250,7 @@ def _prefer_semiflows(basis: np.ndarray, semi) -> np.ndarray:  # type: ignore[no
 
 # -- linear programs ------------------------------------------------------------
 def _feasible(**kw) -> bool:  # type: ignore[no-untyped-def]
-    from scipy.optimize import linprog
+    from scipy.optimize import linprog  # type: ignore[import-untyped]
 
     res = linprog(method="highs", **kw)
     return bool(res.status == 0)
@@ -315,7 +315,7 @@ def structural_bounds(net: PetriNet) -> tuple[int | None, ...]:
     An upper bound of the true bound, at least as tight as the semiflow bound;
     None where the LP is unbounded (the place may or may not be bounded).
     """
-    from scipy.optimize import linprog
+    from scipy.optimize import linprog  # type: ignore[import-untyped]
 
     C = incidence_matrix(net).astype(float)
     P, T = C.shape
@@ -325,7 +325,9 @@ def structural_bounds(net: PetriNet) -> tuple[int | None, ...]:
         res = linprog(-C[p], A_ub=-C, b_ub=m0, bounds=[(0, None)] * T, method="highs") if T else None
         if res is None:
             out.append(int(m0[p]))
-        elif res.status == 3:
+        elif res.status != 0 or res.fun is None:
+            # x = 0 is always feasible, so any failure means unbounded (HiGHS' presolve may
+            # report an unbounded LP as "infeasible") or numerical trouble: claim no bound
             out.append(None)
         else:
             out.append(int(np.floor(m0[p] - res.fun + 1e-7)))
@@ -344,22 +346,22 @@ def _max_siphon(pre: np.ndarray, post: np.ndarray, Q: np.ndarray) -> np.ndarray:
     """Largest siphon inside ``Q`` (bool mask): drop places fed by a transition with no input in ``Q``."""
     Q = Q.copy()
     while True:
-        feeds_ok = (pre[:, Q] > 0).any(axis=1)  # transition has an input in Q
-        bad = Q & ((post > 0) & ~feeds_ok[:, None]).any(axis=0)
+        feeds_ok = np.asarray((pre[:, Q] > 0).any(axis=1))  # transition has an input in Q
+        bad = np.asarray(Q & ((post > 0) & ~feeds_ok[:, None]).any(axis=0))
         if not bad.any():
             return Q
-        Q &= ~bad
+        np.logical_and(Q, ~bad, out=Q)
 
 
 def _max_trap(pre: np.ndarray, post: np.ndarray, Q: np.ndarray) -> np.ndarray:
     """Largest trap inside ``Q``: drop places read by a transition with no output in ``Q``."""
     Q = Q.copy()
     while True:
-        gives_ok = (post[:, Q] > 0).any(axis=1)
-        bad = Q & ((pre > 0) & ~gives_ok[:, None]).any(axis=0)
+        gives_ok = np.asarray((post[:, Q] > 0).any(axis=1))
+        bad = np.asarray(Q & ((pre > 0) & ~gives_ok[:, None]).any(axis=0))
         if not bad.any():
             return Q
-        Q &= ~bad
+        np.logical_and(Q, ~bad, out=Q)
 
 
 def maximal_siphon_in(net: PetriNet, places) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
@@ -397,7 +399,7 @@ def minimal_siphons(net: PetriNet, *, limit: int = 1000, max_calls: int = 100_00
             raise BudgetExceeded(f"siphon search passed {max_calls} branches", where=net.name, hint="raise max_calls")
         Q = np.ones(P, dtype=bool)
         Q[list(excluded)] = False
-        S = _max_siphon(pre, post, Q)
+        S: np.ndarray = _max_siphon(pre, post, Q)
         req = list(required)
         if not S.any() or not S[req].all():
             continue
@@ -406,15 +408,15 @@ def minimal_siphons(net: PetriNet, *, limit: int = 1000, max_calls: int = 100_00
                 continue
             trial = S.copy()
             trial[q] = False
-            T2 = _max_siphon(pre, post, trial)
+            T2: np.ndarray = _max_siphon(pre, post, trial)
             if T2.any() and T2[req].all():
                 S = T2
         found.add(frozenset(int(i) for i in np.flatnonzero(S)))
         if len(found) > 20 * limit:
             raise BudgetExceeded(f"more than {limit} siphons", where=net.name, hint="raise limit")
-        free = [int(q) for q in np.flatnonzero(S) if int(q) not in required]
-        for i, q in enumerate(free):
-            todo.append((required | frozenset(free[:i]), excluded | {q}))
+        free = [int(x) for x in np.flatnonzero(S) if int(x) not in required]
+        for i, x in enumerate(free):
+            todo.append((required | frozenset(free[:i]), excluded | {x}))
     minimal = [s for s in found if not any(o < s for o in found)]
     if len(minimal) > limit:
         raise BudgetExceeded(f"{len(minimal)} minimal siphons, more than {limit}", where=net.name, hint="raise limit")
