@@ -124,7 +124,7 @@ def main() -> None:
     train = run_batch(questions(args.cases, rng), OUT / "train.jsonl", args.users)
     profile_path = OUT / "qa_router.fitted.profile.yaml"
     fit = subprocess.run([sys.executable, "-m", "petriflow", "fit", str(OUT / "train.jsonl"), "-o", str(profile_path),
-                          "--workflow", str(QA)], cwd=ROOT, capture_output=True, text=True)
+                          "--workflow", str(QA)], cwd=ROOT, capture_output=True, text=True, check=False)
     if fit.returncode != 0:
         sys.exit(f"petriflow fit failed: {fit.stderr}")
     profile = Profile.load(profile_path, workflow=wf)

@@ -25,13 +25,25 @@ from petriflow.execute.client import (
     SqliteCache,
     resolve_endpoint,
 )
-from petriflow.execute.executor import Executor, RunResult, StepFailed, new_run_id, run_sync
+from petriflow.execute.executor import (
+    Executor,
+    RunResult,
+    StepFailed,
+    new_run_id,
+    run_sync,
+)
 from petriflow.execute.plan import Dag, Entry, MapPlan, Outcome, StepPlan, plan
 from petriflow.execute.pricing import call_cost, estimate_cost
 from petriflow.execute.servers import Endpoint, ensure_local
 from petriflow.execute.store import Checkpoint, MemoryStore, SqliteStore, open_store
 from petriflow.execute.tools import DEFAULT_TOOLS, Tool, ToolRegistry
-from petriflow.execute.trace import TRACE_FIELDS, TraceRecord, TraceWriter, read_trace, summary_table
+from petriflow.execute.trace import (
+    TRACE_FIELDS,
+    TraceRecord,
+    TraceWriter,
+    read_trace,
+    summary_table,
+)
 
 __all__ = [
     "DEFAULT_TOOLS", "TRACE_FIELDS",

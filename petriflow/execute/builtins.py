@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["NOTES", "search_notes", "first_answer", "pause", "echo", "scripted"]
+__all__ = ["NOTES", "echo", "first_answer", "pause", "scripted", "search_notes"]
 
 NOTES: tuple[str, ...] = (
     "In Python, reverse a list in place with lst.reverse(), or get a reversed copy with lst[::-1] or list(reversed(lst)).",
@@ -37,8 +37,7 @@ NOTES: tuple[str, ...] = (
 )
 
 _WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset("a an the of in on at to is are was what who how do does i my me you your and or for with "
-                  "about this that it be by from".split())
+_STOP = frozenset(["a", "an", "the", "of", "in", "on", "at", "to", "is", "are", "was", "what", "who", "how", "do", "does", "i", "my", "me", "you", "your", "and", "or", "for", "with", "about", "this", "that", "it", "be", "by", "from"])
 
 
 def _words(text: str) -> set[str]:

@@ -30,12 +30,19 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from petriflow.errors import BudgetExceeded, ExecutionError, PetriflowError
 from petriflow.execute.plan import Dag, Entry, Outcome, StepPlan
 from petriflow.execute.store import Checkpoint, MemoryStore
-from petriflow.execute.tools import DEFAULT_TOOLS, KindRunner, StepCall, ToolRegistry, label_of, wants_loop
+from petriflow.execute.tools import (
+    DEFAULT_TOOLS,
+    KindRunner,
+    StepCall,
+    ToolRegistry,
+    label_of,
+    wants_loop,
+)
 from petriflow.execute.trace import TraceRecord, TraceWriter
 
 __all__ = ["Executor", "RunResult", "StepFailed", "new_run_id", "run_sync"]
@@ -114,8 +121,23 @@ class _Mailbox:
 class _Case:
     """One case's state; only its loop changes ``marking``."""
 
-    __slots__ = ("run_id", "index", "vars", "marking", "memo", "queue", "outputs", "occurrences", "events",
-                 "tasks", "pending", "cost", "input_tokens", "output_tokens", "reused")
+    __slots__ = (
+        "cost",
+        "events",
+        "index",
+        "input_tokens",
+        "marking",
+        "memo",
+        "occurrences",
+        "output_tokens",
+        "outputs",
+        "pending",
+        "queue",
+        "reused",
+        "run_id",
+        "tasks",
+        "vars",
+    )
 
     def __init__(self, run_id: str, index: int, vars_: dict[str, Any], marking: dict[str, int],
                  memo: dict[str, Checkpoint]) -> None:
@@ -179,7 +201,7 @@ class Executor:
             await self.kinds._client.aclose()
             self.kinds._client = None
 
-    async def __aenter__(self) -> Executor:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -445,7 +467,8 @@ class Executor:
             c.events.append(start if attempt == 1 else sp.retry or start)
             t0 = time.time()
             res = None
-            outcome, cause = "ok", None
+            outcome = "ok"
+            cause: BaseException | None = None
             try:
                 timeout = step.timeout
                 if step_deadline is not None:
@@ -454,7 +477,7 @@ class Executor:
                 if timeout is not None and timeout <= 0:
                     raise TimeoutError("the step's time ran out")
                 res = await self._call(c, sp, call, timeout)
-            except (TimeoutError, asyncio.TimeoutError) as exc:
+            except TimeoutError as exc:
                 outcome, cause = "timeout", exc
             except asyncio.CancelledError:
                 self._release(sp)

@@ -33,7 +33,7 @@ from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
 from petriflow.spec.model import Resource, Step, Workflow
 
-__all__ = ["Entry", "Outcome", "MapPlan", "StepPlan", "Dag", "plan"]
+__all__ = ["Dag", "Entry", "MapPlan", "Outcome", "StepPlan", "plan"]
 
 Places = tuple[tuple[str, int], ...]
 """Control places with arc weights: ``(("a.to.b", 1), ...)``."""

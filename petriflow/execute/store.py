@@ -25,7 +25,7 @@ from typing import Any
 
 from petriflow.errors import InputError
 
-__all__ = ["Checkpoint", "RunRow", "CaseRow", "MemoryStore", "SqliteStore", "open_store"]
+__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "open_store"]
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,19 @@ from typing import Any
 
 from petriflow.errors import InputError
 
-__all__ = ["Tool", "ToolRegistry", "DEFAULT_TOOLS", "idempotency_key", "StepCall", "KindResult", "KindRunner",
-           "render", "as_text", "label_of", "wants_loop"]
+__all__ = [
+    "DEFAULT_TOOLS",
+    "KindResult",
+    "KindRunner",
+    "StepCall",
+    "Tool",
+    "ToolRegistry",
+    "as_text",
+    "idempotency_key",
+    "label_of",
+    "render",
+    "wants_loop",
+]
 
 
 @dataclass(frozen=True)

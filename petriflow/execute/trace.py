@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from petriflow.errors import ProfileError
 
-__all__ = ["TRACE_FIELDS", "OUTCOMES", "TraceRecord", "TraceWriter", "StepStats", "read_trace", "summary_table"]
+__all__ = ["OUTCOMES", "TRACE_FIELDS", "StepStats", "TraceRecord", "TraceWriter", "read_trace", "summary_table"]
 
 TRACE_FIELDS = ("run_id", "case", "step", "start", "end", "attempt", "outcome", "model",
                 "input_tokens", "output_tokens", "cost", "branch")
@@ -189,7 +189,7 @@ def summary_table(stats: dict[str, StepStats] | Iterable[TraceRecord], *, wall_s
     rows.append(("total", str(tot.attempts), str(tot.failed), str(tot.input_tokens), str(tot.output_tokens),
                  f"{tot.cost:.6f}", f"{tot.seconds:.3f}"))
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
-    fmt = "  ".join("{:<%d}" % widths[0] if i == 0 else "{:>%d}" % w for i, w in enumerate(widths))
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
     lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*r) for r in rows]
     if wall_seconds is not None:
