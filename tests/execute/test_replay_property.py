@@ -1,7 +1,7 @@
 """Every run the executor makes is a firing sequence of the verified net (hypothesis, with faults).
 
 Random structured workflows of Python steps (sequences, AND fork/joins,
-routes with an XOR-join, bounded loops, shared resources, retries and
+routes with an XOR-join, bounded loops, maps, shared resources, retries and
 fallbacks) are planned and run with injected faults (retryable errors,
 timeouts, fatal errors). The transitions the executor records must fire one
 after another from the net's initial marking; a run that succeeds must end in
@@ -15,7 +15,7 @@ import asyncio
 import itertools
 from typing import Any
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from petriflow.execute import Executor, plan
@@ -26,7 +26,7 @@ from petriflow.verify.report import check
 FN = "petriflow.execute.builtins:scripted"
 _ids = itertools.count()
 
-faults = st.lists(st.sampled_from(["!retryable", "!timeout", "!fatal"]), max_size=2)
+faults = st.sampled_from([[], [], [], [], ["!retryable"], ["!timeout"], ["!fatal"], ["!retryable", "!timeout"]])
 
 
 class _Gen:
@@ -38,11 +38,11 @@ class _Gen:
         self.tag = f"k{next(_ids)}"
         self.n = 0
 
-    def step(self, *, after: list[str] = (), after_any: list[str] = (), value: Any = "v",
+    def step(self, *, after: list[str] = (), after_any: list[str] = (), outputs: tuple[Any, ...] = ("v",),
              **extra: Any) -> str:
         self.n += 1
         sid = f"s{self.n}"
-        script = [*self.draw(faults), value]
+        script = [*self.draw(faults), *outputs]
         opts: dict[str, Any] = {"function": FN, "config": {"kwargs": {"key": f"{self.tag}.{sid}", "script": script}}}
         if after:
             opts["after"] = list(after)
@@ -57,7 +57,7 @@ class _Gen:
             fb = f"{sid}_fb"
             opts["fallback"] = fb
             self.b.step(sid, kind="python", **opts, **extra)
-            fb_value = value if not isinstance(value, list) else value[-1]
+            fb_value = outputs[-1]
             self.b.step(fb, kind="python", function=FN,
                         config={"kwargs": {"key": f"{self.tag}.{fb}", "script": [fb_value]}})
             return sid
@@ -66,9 +66,13 @@ class _Gen:
 
     def block(self, after: list[str], depth: int) -> list[str]:
         """Build one block waiting on ``after``; returns the steps a successor must wait for."""
-        kind = self.draw(st.sampled_from(["step", "seq", "par", "choice", "loop"] if depth < 2 else ["step"]))
+        kind = self.draw(st.sampled_from(["step", "seq", "par", "choice", "loop", "map"] if depth < 2 else ["step"]))
         if kind == "step":
             return [self.step(after=after)]
+        if kind == "map":  # a list of 1..3 items, one task per item (retries and fallbacks per item)
+            n, bound = self.draw(st.integers(1, 3)), self.draw(st.integers(3, 4))
+            src = self.step(after=after, outputs=([f"i{j}" for j in range(n)],))
+            return [self.step(after=[src], map={"over": src, "max": bound})]
         if kind == "seq":
             return self.block(self.block(after, depth + 1), depth + 1)
         if kind == "par":
@@ -94,7 +98,7 @@ class _Gen:
         body = self.block([head], depth + 1)
         k = self.draw(st.integers(1, 3))
         script = ["retry"] * self.draw(st.integers(0, 4)) + ["done"]
-        return [self.step(after=body, value=script, loop={"to": head, "max": k, "when": "retry"})]
+        return [self.step(after=body, outputs=tuple(script), loop={"to": head, "max": k, "when": "retry"})]
 
     def _router(self, sid: str, opts: dict[str, Any], heads: list[str]) -> None:
         script = [*self.draw(faults), opts["value"]]
@@ -108,30 +112,20 @@ class _Gen:
         self.b.step(sid, kind="python", **kw)
 
 
-def _fix_loop_scripts(doc: dict[str, Any]) -> None:
-    """A loop step's script is a list of outputs; unpack it into the scripted entries."""
-    for s in doc["steps"]:
-        kw = s.get("config", {}).get("kwargs")
-        if kw and isinstance(kw["script"][-1], list):
-            kw["script"] = kw["script"][:-1] + kw["script"][-1]
-
-
 @st.composite
 def workflows(draw: Any) -> Any:
     g = _Gen(draw)
     tail = g.block([], 0)
     if len(tail) > 1:
         g.step(after=tail)
-    doc = g.b.document()
-    _fix_loop_scripts(doc)
-    return doc
+    return g.b.document()
 
 
 async def _no_sleep(_: float) -> None:
     return None
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workflows())
 def test_every_run_replays_on_the_verified_net(drawn: Any) -> None:
     from petriflow.spec import from_document
@@ -142,6 +136,10 @@ def test_every_run_replays_on_the_verified_net(drawn: Any) -> None:
     dag = plan(wf, report=report)
     result = asyncio.run(Executor(dag, sleep=_no_sleep).run("input"))
     net = dag.net
+    event("ok" if result.ok else "failed")
+    event("retried" if any(e.endswith(".retry") for e in result.events) else "no retry")
+    event("fell back" if any(e.endswith(".give_up") for e in result.events) else "no fallback")
+    event("looped" if any(e.endswith(".loop") for e in result.events) else "no loop")
     marking = net.replay(result.events)  # raises if any transition was not enabled
     if result.ok:
         assert net.is_final(marking), net.describe_marking(marking)
