@@ -328,3 +328,13 @@ def test_classify_routes_by_nearest_centroid_and_embeds_the_examples_once(fault_
     assert [r.output["route"] for r in results] == ["coder", "forecaster", "coder", "forecaster"]
     assert fault_server.counts()["paths"]["/v1/embeddings"] == 1 + len(questions)
     assert all(r.input_tokens > 0 and r.cost > 0 for r in results)
+
+
+def test_requests_per_minute_spaces_the_calls() -> None:
+    b = WorkflowBuilder("rpm").resource("api", capacity=1, requests_per_minute=1200)  # one call per 50 ms
+    for i in range(3):
+        b.step(f"c{i}", kind="python", function="petriflow.execute.builtins:echo", uses=["api"])
+    trace = TraceWriter(keep=True)
+    r = asyncio.run(Executor(plan(b.build()), trace=trace).run("q"))
+    starts = sorted(t.start for t in trace.records)
+    assert r.ok and starts[2] - starts[0] >= 0.09  # a lower bound: the bucket never lets them closer
