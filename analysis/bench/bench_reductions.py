@@ -158,6 +158,7 @@ def bench_deadlock(budget: int, repeat: int) -> None:
 
 
 def bench_coverability(budget: int, repeat: int) -> None:
+    coverability(producer_ring(2))  # warm-up: numba compiles or loads its cache
     print("\n## coverability on unbounded 50-place nets vs a plain Karp-Miller tree")
     print(f"{'net':20} {'places':>6} {'unbounded':>9} {'nodes':>7} {'set':>5} {'witness':>8} {'seconds':>8} "
           f"{'KM verdict':>10} {'KM nodes':>9} {'KM s':>7} {'ratio':>8}")
