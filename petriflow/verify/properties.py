@@ -32,9 +32,7 @@ def final_states(space: StateSpace) -> np.ndarray:
     net = space.net
     if net.final is None:
         return np.zeros(0, dtype=np.int64)
-    marks = space.markings()
-    mask = net.final_mask
-    return np.flatnonzero(np.all(marks[:, mask] == net.final[mask], axis=1))
+    return space.states_with(net.final, net.final_mask)
 
 
 def deadlock_states(space: StateSpace) -> np.ndarray:
@@ -48,13 +46,12 @@ def deadlock_states(space: StateSpace) -> np.ndarray:
 def shortest_path_to_any(space: StateSpace, states: np.ndarray) -> list[str] | None:
     """A shortest firing sequence from the initial marking to one of ``states``.
 
-    The engine numbers states in breadth-first order, so the smallest index is
-    among the closest; the path lengths confirm it.
+    The engine numbers states in breadth-first order (depth never decreases
+    with the number), so the smallest index is a closest one.
     """
     if states.size == 0:
         return None
-    candidates = np.sort(states)[:32]
-    return min((space.path_to(int(i)) for i in candidates), key=len)
+    return space.path_to(int(states.min()))
 
 
 def _graph(space: StateSpace, *, reverse: bool = False, extra: tuple[np.ndarray, np.ndarray] | None = None) -> csr_matrix:
@@ -83,14 +80,8 @@ def cannot_complete(space: StateSpace) -> np.ndarray:
 
 def improper_completions(space: StateSpace, sink: str) -> np.ndarray:
     """Reachable markings with a token in the sink and something else left (proper completion)."""
-    net = space.net
-    marks = space.markings()
-    s = net.place_index(sink)
-    assert net.final is not None and net.final_mask is not None
-    flow = net.final_mask.copy()
-    marked_sink = marks[:, s] >= 1
-    differs = np.any(marks[:, flow] != net.final[flow], axis=1)
-    return np.flatnonzero(marked_sink & differs)
+    marked_sink = np.flatnonzero(space.tokens(sink) >= 1)
+    return np.setdiff1d(marked_sink, final_states(space))
 
 
 def dead_transitions(space: StateSpace) -> list[str]:

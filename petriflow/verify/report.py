@@ -193,7 +193,7 @@ def check(
     dl_trace = None
     if dl_states.size:
         dl_trace = tuple(props.shortest_path_to_any(space, dl_states) or ())
-        first = next(int(i) for i in np.sort(dl_states) if len(space.path_to(int(i))) == len(dl_trace))
+        first = int(dl_states.min())
         if "deadlock" in checked:
             what = "a reachable marking where nothing can happen" + (" and the workflow has not finished" if is_wf else "")
             witnesses.append(_witness(net, space, "deadlock", what, first, stuck=True))
