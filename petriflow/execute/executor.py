@@ -133,6 +133,7 @@ class _Case:
         "outputs",
         "pending",
         "queue",
+        "ready",
         "reused",
         "run_id",
         "tasks",
@@ -148,6 +149,7 @@ class _Case:
         self.events: list[str] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.pending = 0  # launched step tasks whose message has not been read yet
+        self.ready: deque[tuple[StepPlan, str, str]] = deque()  # inline steps waiting for the loop
         self.cost = 0.0
         self.input_tokens = self.output_tokens = self.reused = 0
 
@@ -192,6 +194,7 @@ class Executor:
                                 endpoints=endpoints)
         self._own_client = client is None
         self._terminal = dag.workflow.terminal_steps()
+        self._inline = {sid for sid, sp in dag.steps.items() if self.kinds.inline_ok(sp)}
         self._limits: dict[str, tuple[asyncio.Semaphore, _Bucket | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -312,7 +315,14 @@ class Executor:
         error: BaseException | None = None
         try:
             self._fire(c, self.dag.begin)
-            while c.pending:
+            while True:
+                while c.ready:
+                    sp, start, key = c.ready.popleft()
+                    inline = self._run_inline(c, sp, start, key)
+                    if inline is not None:
+                        self._complete(c, inline)
+                if not c.pending:
+                    break
                 done = await c.queue.get()
                 c.pending -= 1
                 if done.error is not None:
@@ -377,11 +387,29 @@ class Executor:
     def _launch(self, c: _Case, sp: StepPlan, entry: Entry) -> None:
         occ = c.occurrences[sp.id] = c.occurrences.get(sp.id, 0) + 1
         key = f"{sp.id}#{occ}"
-        coro = self._map(c, sp, entry, key) if sp.map is not None else self._step(c, sp, entry.transition, key)
+        if sp.id in self._inline and key not in c.memo:
+            c.ready.append((sp, entry.transition, key))  # run by the case loop itself: no task, no mailbox
+            return
+        self._spawn(c, self._map(c, sp, entry, key) if sp.map is not None else self._step(c, sp, entry.transition, key))
+
+    def _spawn(self, c: _Case, coro: Any) -> None:
         task = asyncio.create_task(coro)
         c.pending += 1
         c.tasks.add(task)
         task.add_done_callback(c.tasks.discard)
+
+    def _run_inline(self, c: _Case, sp: StepPlan, start: str, key: str) -> _Done | None:
+        """First attempt of a plain synchronous Python step, in the loop; a failure continues in a task."""
+        c.events.append(start)
+        t0 = time.time()
+        try:
+            res = self.kinds.run_python_sync(sp, StepCall(c.run_id, c.index, key, c.vars, c.outputs))
+        except Exception as exc:  # noqa: BLE001 - the task applies the policies from attempt 2 on
+            first = ("timeout" if isinstance(exc, TimeoutError) else "error", exc, t0, time.time())
+            self._spawn(c, self._step(c, sp, start, key, first))
+            return None
+        rec = TraceRecord(c.run_id, c.index, sp.id, t0, time.time(), 1, "ok", None, 0, 0, 0.0, None)
+        return _Done(sp.id, sp.id, key, res.output, attempt=rec)
 
     def _complete(self, c: _Case, d: _Done) -> None:
         """Commit a finished step, then fire the transition its output chose."""
@@ -421,16 +449,17 @@ class Executor:
         return label
 
     # -- one step: policies -----------------------------------------------------------
-    async def _step(self, c: _Case, sp: StepPlan, start: str, key: str) -> None:
+    async def _step(self, c: _Case, sp: StepPlan, start: str, key: str, first: tuple[Any, ...] | None = None) -> None:
         try:
-            done = await self._execute(c, sp, start, key)
+            done = await self._execute(c, sp, start, key, first=first)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - handed to the case loop
             done = _Done(sp.id, sp.id, key, error=exc)
         c.queue.put_nowait(done)
 
-    async def _execute(self, c: _Case, sp: StepPlan, start: str, key: str, item: Any = None) -> _Done:
+    async def _execute(self, c: _Case, sp: StepPlan, start: str, key: str, item: Any = None,
+                       first: tuple[Any, ...] | None = None) -> _Done:
         """Run a step (one map item when ``item`` is given) with its policies, or reuse its checkpoint."""
         cp = c.memo.get(key)
         if cp is not None:
@@ -441,7 +470,7 @@ class Executor:
                 c.events += [sp.give_up, fb.entries[0].transition]
             return _Done(sp.id, cp.step, key, cp.output, reused=cp)
         try:
-            out, rec = await self._attempts(c, sp, start, key, item)
+            out, rec = await self._attempts(c, sp, start, key, item, first)
             return _Done(sp.id, sp.id, key, out, attempt=rec, holds=True)
         except _GiveUp as gu:
             if sp.fallback is None or sp.give_up is None:
@@ -455,7 +484,9 @@ class Executor:
             done = await self._execute(c, fb, fb.entries[0].transition, f"{key}>{fb.id}", item)
             return _Done(sp.id, fb.id, key, done.output, attempt=done.attempt, holds=done.holds)
 
-    async def _attempts(self, c: _Case, sp: StepPlan, start: str, key: str, item: Any) -> tuple[Any, TraceRecord]:
+    async def _attempts(self, c: _Case, sp: StepPlan, start: str, key: str, item: Any,
+                        first: tuple[Any, ...] | None = None) -> tuple[Any, TraceRecord]:
+        """Attempts with timeouts, back-off and the retry budget; ``first`` is an attempt already made inline."""
         step, policy = sp.step, sp.step.retry
         step_deadline = step.config.get("step_timeout")
         t_begin = time.monotonic()
@@ -463,31 +494,17 @@ class Executor:
         attempt = 0
         while True:
             attempt += 1
-            await self._acquire(sp)
-            c.events.append(start if attempt == 1 else sp.retry or start)
-            t0 = time.time()
             res = None
             outcome = "ok"
             cause: BaseException | None = None
-            try:
-                timeout = step.timeout
-                if step_deadline is not None:
-                    left = float(step_deadline) - (time.monotonic() - t_begin)
-                    timeout = left if timeout is None else min(timeout, left)
-                if timeout is not None and timeout <= 0:
-                    raise TimeoutError("the step's time ran out")
-                res = await self._call(c, sp, call, timeout)
-            except TimeoutError as exc:
-                outcome, cause = "timeout", exc
-            except asyncio.CancelledError:
-                self._release(sp)
-                raise
-            except BudgetExceeded:
-                self._release(sp)
-                raise
-            except Exception as exc:  # noqa: BLE001 - classified below
-                outcome, cause = "error", exc
-            t1 = time.time()
+            if attempt == 1 and first is not None:
+                outcome, cause, t0, t1 = first
+            else:
+                await self._acquire(sp)
+                c.events.append(start if attempt == 1 else sp.retry or start)
+                t0 = time.time()
+                outcome, cause, res = await self._attempt(c, sp, call, step_deadline, t_begin)
+                t1 = time.time()
             if res is not None:
                 c.cost += res.cost
                 c.input_tokens += res.input_tokens
@@ -512,6 +529,25 @@ class Executor:
             last = "fallback" if sp.fallback is not None else outcome
             self.trace.write(TraceRecord(**{**rec.to_json(), "outcome": last}))
             raise _GiveUp(attempt, cause)
+
+    async def _attempt(self, c: _Case, sp: StepPlan, call: StepCall, step_deadline: Any,
+                       t_begin: float) -> tuple[str, BaseException | None, Any]:
+        """One attempt under its timeout: ``(outcome, cause, result)``; resources are already held."""
+        timeout = sp.step.timeout
+        try:
+            if step_deadline is not None:
+                left = float(step_deadline) - (time.monotonic() - t_begin)
+                timeout = left if timeout is None else min(timeout, left)
+            if timeout is not None and timeout <= 0:
+                raise TimeoutError("the step's time ran out")
+            return "ok", None, await self._call(c, sp, call, timeout)
+        except TimeoutError as exc:
+            return "timeout", exc, None
+        except (asyncio.CancelledError, BudgetExceeded):
+            self._release(sp)
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified by the caller
+            return "error", exc, None
 
     async def _call(self, c: _Case, sp: StepPlan, call: StepCall, timeout: float | None) -> Any:
         if self.budget is not None:

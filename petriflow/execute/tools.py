@@ -329,8 +329,14 @@ class KindRunner:
     async def run(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
         kind = sp.step.kind
         out: KindResult = await getattr(self, f"_{kind}")(sp, call, timeout)
+        if kind != "chat":
+            self._check_output(sp, out)
+        return out
+
+    @staticmethod
+    def _check_output(sp: Any, out: KindResult) -> None:
         schema = sp.step.output_schema
-        if schema is not None and kind != "chat":
+        if schema is not None:
             import jsonschema
 
             try:
@@ -338,16 +344,37 @@ class KindRunner:
             except jsonschema.ValidationError as exc:
                 raise InputError(f"the output does not match output_schema: {exc.message}",
                                  where=f"step '{sp.id}'", hint="fix the function or the schema") from None
+
+    def inline_ok(self, sp: Any) -> bool:
+        """Whether a step can run its first attempt right in the case loop: a plain synchronous Python call."""
+        step = sp.step
+        return (step.kind == "python" and not self._function(step)[1] and not step.config.get("thread")
+                and not step.uses and step.timeout is None and "step_timeout" not in step.config
+                and sp.map is None and sp.owner is None)
+
+    def run_python_sync(self, sp: Any, call: StepCall) -> KindResult:
+        fn, _, takes_case = self._function(sp.step)
+        out = KindResult(fn(self._inputs(sp, call), **self._kwargs(sp, call, takes_case)))
+        self._check_output(sp, out)
         return out
 
-    async def _python(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
-        fn, is_async, takes_case = self._function(sp.step)
+    @staticmethod
+    def _inputs(sp: Any, call: StepCall) -> dict[str, Any]:
         inputs = {u: call.outputs[u] for u in sp.upstream if u in call.outputs}
         if call.item is not None:
             inputs["item"] = call.item
+        return inputs
+
+    @staticmethod
+    def _kwargs(sp: Any, call: StepCall, takes_case: bool) -> dict[str, Any]:
         kwargs = dict(sp.step.config.get("kwargs", {}))
         if takes_case:
             kwargs["case"] = dict(call.vars)
+        return kwargs
+
+    async def _python(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
+        fn, is_async, takes_case = self._function(sp.step)
+        inputs, kwargs = self._inputs(sp, call), self._kwargs(sp, call, takes_case)
         if is_async:
             return KindResult(await fn(inputs, **kwargs))
         if sp.step.config.get("thread"):
