@@ -159,7 +159,8 @@ def _semiflows(A: np.ndarray, max_rows: int) -> np.ndarray:
             new = (cn[None, :, :] * P_[:, None, :] + cp[:, None, :] * N_[None, :, :]).reshape(-1, W.shape[1])
             parts.append(_normalise(new))
         W = np.vstack(parts) if parts else W[:0]
-        W = _minimal_rows(W, k)
+        if n_new:  # dropping rows keeps the rest minimal; only combinations can be redundant
+            W = _minimal_rows(W, k)
         if W.shape[0] > max_rows:
             raise BudgetExceeded(f"more than {max_rows} candidate semiflows", hint="raise max_rows")
         D, Y = W[:, :k], W[:, k:]
@@ -376,7 +377,7 @@ def maximal_trap_in(net: PetriNet, places) -> tuple[str, ...]:  # type: ignore[n
     return tuple(net.places[i] for i in np.flatnonzero(Q))
 
 
-def minimal_siphons(net: PetriNet, *, limit: int = 1000, max_calls: int = 100_000) -> list[tuple[str, ...]]:
+def minimal_siphons(net: PetriNet, *, limit: int = 1000, max_calls: int = 20_000) -> list[tuple[str, ...]]:
     """Every minimal non-empty siphon, as sorted tuples of place ids (sorted list).
 
     A search over (required, excluded) place sets: the largest siphon avoiding
@@ -412,7 +413,7 @@ def minimal_siphons(net: PetriNet, *, limit: int = 1000, max_calls: int = 100_00
             if T2.any() and T2[req].all():
                 S = T2
         found.add(frozenset(int(i) for i in np.flatnonzero(S)))
-        if len(found) > 20 * limit:
+        if len(found) > 4 * limit:
             raise BudgetExceeded(f"more than {limit} siphons", where=net.name, hint="raise limit")
         free = [int(x) for x in np.flatnonzero(S) if int(x) not in required]
         for i, x in enumerate(free):
