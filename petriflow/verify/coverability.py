@@ -199,14 +199,18 @@ def _jit() -> tuple:  # type: ignore[type-arg]
     return _JIT
 
 
-def coverability(net: PetriNet, *, max_nodes: int = 1_000_000, progress: bool = False) -> Coverability:
+def coverability(
+    net: PetriNet, *, max_nodes: int = 1_000_000, stop_at_unbounded: bool = False, progress: bool = False
+) -> Coverability:
     """Compute a minimal coverability set of ``net``; return its bounds and a pumping witness.
 
     ``max_nodes`` bounds the ω-markings created; when it runs out,
     :class:`BudgetExceeded` is raised with ``err.partial``, a
     :class:`Coverability` with ``complete=False`` whose unbounded places and
     witness are already proven (the bounds of the other places are lower
-    bounds only).
+    bounds only). ``stop_at_unbounded`` returns such a partial result (no
+    error) as soon as the first pumping witness proves the net unbounded:
+    the cheapest answer to "is it bounded?".
     """
     if max_nodes < 1:
         raise InputError(f"max_nodes is {max_nodes}", hint="pass a budget of at least 1 node")
@@ -235,6 +239,9 @@ def coverability(net: PetriNet, *, max_nodes: int = 1_000_000, progress: bool = 
             if accelerate(tree.marks, tree.parent, i, m2, OMEGA):
                 if witness is None:
                     witness = _witness(net, tree, i, int(t), plain, tree.ancestors(i))
+                    if stop_at_unbounded:
+                        tree.add(m2, i, int(t))
+                        return _result(net, tree, witness, start_time, complete=False)
                 if m2.tobytes() in seen or covered(tree.marks, tree.active, tree.n, m2):
                     continue
             retire(tree.marks, tree.active, tree.n, m2)

@@ -127,6 +127,15 @@ def test_bounded_families_have_exact_bounds(net: PetriNet) -> None:
     assert all(tuple(int(x) for x in m) in seen for m in cov.markings)
 
 
+def test_stop_at_unbounded_answers_at_the_first_witness() -> None:
+    net = producer_ring(25)
+    cov = coverability(net, stop_at_unbounded=True)
+    assert not cov.bounded and not cov.complete and cov.nodes < coverability(net).nodes
+    assert_pumps(net, cov)
+    bounded = coverability(nets.philosophers(3), stop_at_unbounded=True)
+    assert bounded.bounded and bounded.complete and bounded.k_bound() == 1
+
+
 def test_budget_raises_with_what_is_known() -> None:
     with pytest.raises(BudgetExceeded) as info:
         coverability(producer_ring(25), max_nodes=30)
