@@ -180,3 +180,39 @@ def test_coverability_agrees_with_bfs(net: PetriNet) -> None:
     # every reachable marking seen is covered by an element of the set
     for m in list(seen)[:200]:
         assert (cov.markings >= np.array(m)).all(axis=1).any()
+
+
+# -- the MCC oracle: bounds of the small conformance models ------------------------------
+CONFORMANCE = Path("/work/shared/conformance")
+if not CONFORMANCE.exists():
+    CONFORMANCE = ROOT.parent / "shared" / "conformance"
+
+
+def _small_models() -> list[dict[str, str]]:
+    import csv
+
+    path = CONFORMANCE / "expected.csv"
+    if not path.exists():
+        return []
+    rows = csv.DictReader(path.open())
+    return [r for r in rows if r["max_tokens_per_place"] and int(r["reachable_states"]) <= 11_000]
+
+
+@pytest.mark.skipif(not _small_models(), reason="conformance models not available")
+def test_conformance_bounds() -> None:
+    from petriflow.net.pnml import read_pnml
+    from petriflow.verify.structural import (
+        bounds_from_invariants,
+        is_structurally_bounded,
+    )
+
+    rows = _small_models()
+    assert len(rows) >= 10
+    for row in rows:
+        net = read_pnml(CONFORMANCE / f"{row['model']}.pnml")
+        k = int(row["max_tokens_per_place"])
+        cov = coverability(net, max_nodes=50_000)
+        assert cov.bounded and cov.k_bound() == k, row["model"]
+        inv = bounds_from_invariants(net)
+        assert inv is None or int(inv.max()) >= k
+        assert is_structurally_bounded(net)
