@@ -46,7 +46,8 @@ from petriflow.net.petrinet import PetriNet
 __all__ = ["ReducedResult", "TerminationResult", "find_deadlock", "find_infinite_run"]
 
 # kernel return codes
-_DONE, _DEAD, _GROW_STATES, _GROW_STACK, _BUDGET, _WIDEN, _CYCLE = 0, 1, 2, 3, 4, 5, 6
+_DONE, _DEAD, _GROW_STATES, _GROW_STACK, _BUDGET, _WIDEN, _CYCLE, _TICK = 0, 1, 2, 3, 4, 5, 6, 7
+_TICK_EVERY = 1 << 16  # states between progress updates
 _DTYPES = (np.int8, np.int16, np.int32, np.int64)
 
 
@@ -241,7 +242,7 @@ def _stubborn_py(m, pre, delta, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr
 
 def _search_py(pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx,
                states, parent, parent_t, onstack, table, frames, buf, ctr, limit, scratch, edges, top_value,
-               cycles) -> int:
+               cycles, every) -> int:
     """Resumable depth-first search; returns one of the ``_DONE.._BUDGET`` codes.
 
     ``ctr`` = [stored states, stack depth, buffer top, last dead (or cycle source) state,
@@ -346,6 +347,8 @@ def _search_py(pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr,
         frames[f + 1, 3] = top
         ctr[1] = f + 2
         ctr[2] = top + k
+        if every > 0 and (n + 1) % every == 0:
+            return 7
     return 0
 
 
@@ -411,6 +414,11 @@ class _Search:
         self.table = np.zeros(4 * cap, dtype=np.int64)
         rehash(self.states, int(self.ctr[0]), self.table)
 
+    def nbytes(self) -> int:
+        """Bytes held by the marking store and its index (what doubles when the store grows)."""
+        return int(self.states.nbytes + self.parent.nbytes + self.parent_t.nbytes + self.onstack.nbytes
+                   + self.table.nbytes)
+
     def widen(self) -> None:
         """Store markings in the next wider integer type (a place outgrew the current one)."""
         if self.dtype == np.int64:
@@ -438,14 +446,24 @@ class _Search:
         return seq
 
 
-def _run(net: PetriNet, max_states: int | None, cycles: bool, on_stop: Callable[[int, _Search], bool]) -> tuple[_Search, str | None]:
+def _run(
+    net: PetriNet,
+    max_states: int | None,
+    max_bytes: int | None,
+    progress: bool,
+    cycles: bool,
+    on_stop: Callable[[int, _Search], bool],
+) -> tuple[_Search, str | None]:
     """Drive the kernel: grow storage when asked, and hand each dead marking or cycle to ``on_stop``.
 
     ``on_stop(code, search)`` returns True to end the search there. The result
     says where the search stands and which budget stopped it, if any.
+    ``max_bytes`` is checked before every doubling of the marking store.
     """
     if max_states is not None and max_states < 1:
         raise InputError(f"max_states is {max_states}", hint="pass a budget of at least 1 state")
+    if max_bytes is not None and max_bytes < 1:
+        raise InputError(f"max_bytes is {max_bytes}", hint="pass a positive memory budget")
     search, rehash = _kernels()
     t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx = _structure(net)
     pre = np.ascontiguousarray(net.pre)
@@ -456,39 +474,65 @@ def _run(net: PetriNet, max_states: int | None, cycles: bool, on_stop: Callable[
     T = len(net.transitions)
     scratch = np.zeros((13, T + 1), dtype=np.int64)
     edges = np.zeros(_edge_bound(t_in_ptr, t_in_idx, cons_ptr, prod_ptr) + 1, dtype=np.int64)
-    while True:
-        code = search(
-            pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx, s.states, s.parent,
-            s.parent_t, s.onstack, s.table, s.frames, s.buf, s.ctr, limit, scratch, edges, s.top_value, cycles,
-        )
-        if code == _GROW_STATES:
-            s.grow_states(rehash)
-        elif code == _WIDEN:
-            s.widen()
-        elif code == _GROW_STACK:
-            s.grow_stack(T)
-        elif code in (_DEAD, _CYCLE):
-            if on_stop(code, s):
-                return s, None
-        elif code == _BUDGET:
-            return s, "max_states"
-        else:
-            return s, None
+    bar = _progress_bar(net) if progress else None
+    stop: str | None = None
+    try:
+        while True:
+            code = search(
+                pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx, s.states, s.parent,
+                s.parent_t, s.onstack, s.table, s.frames, s.buf, s.ctr, limit, scratch, edges, s.top_value, cycles,
+                _TICK_EVERY if bar is not None else 0,
+            )
+            if code == _GROW_STATES:
+                if max_bytes is not None and 2 * s.nbytes() > max_bytes:
+                    stop = "max_bytes"
+                    break
+                s.grow_states(rehash)
+            elif code == _WIDEN:
+                s.widen()
+            elif code == _GROW_STACK:
+                s.grow_stack(T)
+            elif code == _TICK and bar is not None:
+                bar.update(int(s.ctr[0]) - bar.n)
+                bar.set_postfix(depth=int(s.ctr[1]), refresh=False)
+            elif code in (_DEAD, _CYCLE):
+                if on_stop(code, s):
+                    break
+            elif code == _BUDGET:
+                stop = "max_states"
+                break
+            elif code == _DONE:
+                break
+    finally:
+        if bar is not None:
+            bar.update(int(s.ctr[0]) - bar.n)
+            bar.close()
+    return s, stop
+
+
+def _progress_bar(net: PetriNet):  # type: ignore[no-untyped-def]
+    """A tqdm bar of stored states (tqdm shows states/s); imported only when asked for."""
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    return tqdm(desc=f"reduced search {net.name}", unit=" states")
 
 
 def find_deadlock(
     net: PetriNet,
     *,
     max_states: int | None = None,
+    max_bytes: int | None = None,
     final_check: Callable[[np.ndarray], bool] | None = None,
+    progress: bool = False,
 ) -> ReducedResult:
     """Search the stubborn-set reduced state space of ``net`` for a dead marking.
 
     ``final_check(marking) -> bool`` excuses dead markings that are the
     intended end (a workflow net's final marking): they are counted in
     ``dead_final`` and the search goes on. Without it every dead marking is a
-    deadlock. ``max_states`` bounds the markings stored; an unbounded net
-    without a deadlock is only stopped by it.
+    deadlock. ``max_states`` bounds the markings stored and ``max_bytes``
+    the memory they take; an unbounded net without a deadlock is only stopped
+    by them. ``progress`` shows a tqdm bar (states, states/s, DFS depth).
     """
     start = time.perf_counter()
     excused = [0]
@@ -502,7 +546,7 @@ def find_deadlock(
         hit.append(i)
         return True
 
-    s, stop = _run(net, max_states, False, on_dead)
+    s, stop = _run(net, max_states, max_bytes, progress, False, on_dead)
     n = int(s.ctr[0])
     if hit:
         return ReducedResult(
@@ -533,7 +577,9 @@ class TerminationResult:
     seconds: float = 0.0
 
 
-def find_infinite_run(net: PetriNet, *, max_states: int | None = None) -> TerminationResult:
+def find_infinite_run(
+    net: PetriNet, *, max_states: int | None = None, max_bytes: int | None = None, progress: bool = False
+) -> TerminationResult:
     """Look for a run that never ends (a reachable cycle) in the stubborn-set reduced space.
 
     No cycle proviso is needed for this question: with conditions D1 and D2,
@@ -554,7 +600,7 @@ def find_infinite_run(net: PetriNet, *, max_states: int | None = None) -> Termin
             return True
         return False
 
-    s, stop = _run(net, max_states, True, on_stop)
+    s, stop = _run(net, max_states, max_bytes, progress, True, on_stop)
     n = int(s.ctr[0])
     if lasso:
         src, dst, t = lasso[0]

@@ -20,7 +20,12 @@ from hypothesis import strategies as st
 
 from petriflow.errors import InputError
 from petriflow.net.petrinet import PetriNet
-from petriflow.verify.reduced import ReducedResult, TerminationResult, find_deadlock, find_infinite_run
+from petriflow.verify.reduced import (
+    ReducedResult,
+    TerminationResult,
+    find_deadlock,
+    find_infinite_run,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE = Path("/work/shared/conformance")
@@ -109,6 +114,20 @@ def test_budget_stops_an_unbounded_net_and_says_so() -> None:
     assert (r.deadlock, r.complete, r.stop_reason, r.states_visited) == (False, False, "max_states", 50)
     with pytest.raises(InputError):
         find_deadlock(net, max_states=0)
+
+
+def test_memory_budget_and_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    net = PetriNet.from_arcs(places={"a": 1, "b": 0}, transitions=["t"],
+                             arcs=[("a", "t", 1), ("t", "a", 1), ("t", "b", 1)])
+    r = find_deadlock(net, max_bytes=200_000)
+    assert (r.deadlock, r.complete, r.stop_reason) == (False, False, "max_bytes")
+    assert 1024 <= r.states_visited < 200_000
+    t = find_infinite_run(net, max_bytes=200_000)
+    assert (t.terminates, t.complete, t.stop_reason) == (False, False, "max_bytes")
+    r = find_deadlock(nets.fork_join(3), progress=True)
+    assert r.deadlock and "reduced search" in capsys.readouterr().err
+    with pytest.raises(InputError):
+        find_deadlock(net, max_bytes=0)
 
 
 def test_markings_widen_past_small_integer_types() -> None:
