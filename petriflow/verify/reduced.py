@@ -1,28 +1,32 @@
-"""Deadlock detection on a stubborn-set reduced state space (partial-order reduction).
+"""Deadlock and termination checks on a stubborn-set reduced state space (partial-order reduction).
 
 In each state the search fires only the enabled transitions of one
 *stubborn set* (Valmari), computed from the net structure:
 
 * an **enabled** transition in the set pulls in every transition that
-  consumes from one of its input places (the ones that could disable it, or
-  that it could disable), so what lies outside the set commutes with it;
+  consumes from one of its input places, unless both only read that place
+  (the ones that could disable it, or that it could disable), so what lies
+  outside the set commutes with it;
 * a **disabled** transition in the set names one input place that lacks
   tokens and pulls in every transition that can add tokens to that place
   (``post > pre``), so nothing outside the set can enable it.
 
 Such a set keeps every reachable dead marking reachable in the reduced graph
 (Valmari's theorem for deadlock-preserving stubborn sets, conditions D1 and
-D2; every enabled member is a key transition). Of the candidate sets, one
-seeded from each enabled transition, the search takes the one with the
-fewest enabled transitions. So ``k`` independent branches of a fan-out cost
-about ``k`` times one branch, not their product: ``fork_join(16)`` (4**16
-markings) is answered in ~60 states.
+D2; every enabled member is a key transition). The "pulls in" relation is a
+graph on transitions; a linear pass (Tarjan) over it picks, among the
+closures, one with the fewest enabled transitions. So ``k`` independent
+branches of a fan-out cost about ``k`` times one branch, not their product:
+``fork_join(16)`` (4**16 markings) is answered in 51 states.
 
 The search is depth first, in a numba kernel (``cache=True``) that stores
-markings in a flat ``int64`` array with an open-addressing hash index. The
-kernel returns to Python at each new dead marking so that ``final_check``
-(a Python callable, e.g. ``net.is_final``) can excuse it and the search
-resumes where it stopped.
+markings in the narrowest integer type that holds them (int8, widened on
+demand) with an open-addressing hash index. The kernel returns to Python at
+each new dead marking, so that ``final_check`` (a Python callable, e.g.
+``net.is_final``) can excuse it and the search resumes where it stopped,
+and whenever storage must grow (``max_bytes`` is checked there).
+:func:`find_infinite_run` runs the same search looking for a back edge: a
+lasso-shaped run that never ends.
 
 >>> from petriflow.net.petrinet import PetriNet
 >>> net = PetriNet.from_arcs(places={"a": 1, "b": 0}, transitions=["t"],
