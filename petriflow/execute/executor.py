@@ -123,6 +123,7 @@ class _Case:
 
     __slots__ = (
         "cost",
+        "deferred",
         "events",
         "index",
         "input_tokens",
@@ -150,6 +151,7 @@ class _Case:
         self.tasks: set[asyncio.Task[None]] = set()
         self.pending = 0  # launched step tasks whose message has not been read yet
         self.ready: deque[tuple[StepPlan, str, str]] = deque()  # inline steps waiting for the loop
+        self.deferred: list[tuple[StepPlan, str, str]] = []  # steps to start once the loop has fired all
         self.cost = 0.0
         self.input_tokens = self.output_tokens = self.reused = 0
 
@@ -321,6 +323,14 @@ class Executor:
                     inline = self._run_inline(c, sp, start, key)
                     if inline is not None:
                         self._complete(c, inline)
+                if c.deferred:
+                    if not c.pending and len(c.deferred) == 1:  # the case's only step: await it, no task
+                        sp, start, key = c.deferred.pop()
+                        self._complete(c, await self._execute(c, sp, start, key))
+                        continue
+                    for sp, start, key in c.deferred:
+                        self._spawn(c, self._step(c, sp, start, key))
+                    c.deferred.clear()
                 if not c.pending:
                     break
                 done = await c.queue.get()
@@ -389,8 +399,10 @@ class Executor:
         key = f"{sp.id}#{occ}"
         if sp.id in self._inline and key not in c.memo:
             c.ready.append((sp, entry.transition, key))  # run by the case loop itself: no task, no mailbox
-            return
-        self._spawn(c, self._map(c, sp, entry, key) if sp.map is not None else self._step(c, sp, entry.transition, key))
+        elif sp.map is not None:
+            self._spawn(c, self._map(c, sp, entry, key))
+        else:
+            c.deferred.append((sp, entry.transition, key))
 
     def _spawn(self, c: _Case, coro: Any) -> None:
         task = asyncio.create_task(coro)
