@@ -100,6 +100,8 @@ class _Tree:
         self.parent = np.zeros(256, dtype=np.int64)
         self.parent_t = np.zeros(256, dtype=np.int64)
         self.active = np.zeros(256, dtype=bool)
+        self.support = np.zeros(256, dtype=np.int64)  # bit p % 64 set when place p is marked
+        self.bits = np.left_shift(np.int64(1), np.arange(P, dtype=np.int64) % 64)
         self.n = 0
 
     def add(self, m: np.ndarray, parent: int, t: int) -> int:
@@ -108,10 +110,16 @@ class _Tree:
             self.parent = np.concatenate([self.parent, np.zeros_like(self.parent)])
             self.parent_t = np.concatenate([self.parent_t, np.zeros_like(self.parent_t)])
             self.active = np.concatenate([self.active, np.zeros_like(self.active)])
+            self.support = np.concatenate([self.support, np.zeros_like(self.support)])
         i = self.n
         self.marks[i], self.parent[i], self.parent_t[i], self.active[i] = m, parent, t, True
+        self.support[i] = self.mask(m)
         self.n += 1
         return i
+
+    def mask(self, m: np.ndarray) -> int:
+        """The support signature of ``m``: a row can cover ``m`` only if its signature contains this one."""
+        return int(np.bitwise_or.reduce(self.bits[m > 0])) if m.size else 0
 
     def ancestors(self, i: int) -> list[int]:
         """``i`` and every node above it, up to the root (node 0)."""
@@ -160,10 +168,10 @@ def _accelerate_py(marks: np.ndarray, parent: np.ndarray, i: int, m: np.ndarray,
         any_change = True
 
 
-def _covered_py(marks: np.ndarray, active: np.ndarray, n: int, m: np.ndarray) -> bool:
-    """Whether an active ω-marking covers ``m`` (rows fail fast, on their first smaller place)."""
+def _covered_py(marks: np.ndarray, active: np.ndarray, support: np.ndarray, n: int, m: np.ndarray, sig: int) -> bool:
+    """Whether an active ω-marking covers ``m``; the support signatures rule most rows out at once."""
     for r in range(n):
-        if active[r]:
+        if active[r] and (sig & ~support[r]) == 0:
             ok = True
             for p in range(m.shape[0]):
                 if marks[r, p] < m[p]:
@@ -174,10 +182,10 @@ def _covered_py(marks: np.ndarray, active: np.ndarray, n: int, m: np.ndarray) ->
     return False
 
 
-def _retire_py(marks: np.ndarray, active: np.ndarray, n: int, m: np.ndarray) -> None:
+def _retire_py(marks: np.ndarray, active: np.ndarray, support: np.ndarray, n: int, m: np.ndarray, sig: int) -> None:
     """Deactivate every active ω-marking that ``m`` covers."""
     for r in range(n):
-        if active[r]:
+        if active[r] and (support[r] & ~sig) == 0:
             ok = True
             for p in range(m.shape[0]):
                 if marks[r, p] > m[p]:
@@ -233,7 +241,7 @@ def coverability(
             if not tree.active[i]:
                 break  # a child retired its parent: the child's expansion covers the rest
             m2 = np.where(m == OMEGA, OMEGA, m + delta[t])
-            if m2.tobytes() in seen or covered(tree.marks, tree.active, tree.n, m2):
+            if m2.tobytes() in seen or covered(tree.marks, tree.active, tree.support, tree.n, m2, tree.mask(m2)):
                 continue
             plain = m2.copy()
             if accelerate(tree.marks, tree.parent, i, m2, OMEGA):
@@ -242,9 +250,9 @@ def coverability(
                     if stop_at_unbounded:
                         tree.add(m2, i, int(t))
                         return _result(net, tree, witness, start_time, complete=False)
-                if m2.tobytes() in seen or covered(tree.marks, tree.active, tree.n, m2):
+                if m2.tobytes() in seen or covered(tree.marks, tree.active, tree.support, tree.n, m2, tree.mask(m2)):
                     continue
-            retire(tree.marks, tree.active, tree.n, m2)
+            retire(tree.marks, tree.active, tree.support, tree.n, m2, tree.mask(m2))
             if tree.n >= max_nodes:
                 partial = _result(net, tree, witness, start_time, complete=False)
                 err = BudgetExceeded(
