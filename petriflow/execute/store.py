@@ -90,6 +90,8 @@ class MemoryStore:
     def finish_case(self, run_id: str, case: int, *, status: str, output: Any, error: str | None) -> None:
         row = self._cases[(run_id, case)]
         self._cases[(run_id, case)] = CaseRow(case, row.input, status, output, error)
+        if status == "ok":  # a finished case is never resumed: its checkpoints would only grow the heap
+            self._steps.pop((run_id, case), None)
 
     def save_step(self, run_id: str, case: int, key: str, cp: Checkpoint) -> None:
         self._steps.setdefault((run_id, case), {})[key] = cp

@@ -21,11 +21,11 @@ def test_runs_cases_steps_answers_and_tools_round_trip(kind: str, tmp_path: Path
     store.add_case("R", 1, "plain")
     store.save_step("R", 0, "a#1", Checkpoint("a", "code", {"x": [1, 2]}))
     store.save_step("R", 0, "a#1/0", Checkpoint("a_fb", "", "item"))
+    assert store.load_steps("R", 0) == {"a#1": Checkpoint("a", "code", {"x": [1, 2]}), "a#1/0": Checkpoint("a_fb", "", "item")}
+    assert store.load_steps("R", 1) == {}
     store.finish_case("R", 0, status="ok", output="done", error=None)
     assert store.get_run("R").options == {"budget": 0.5} and store.get_run("nope") is None
     assert [(c.case, c.input, c.status) for c in store.cases("R")] == [(0, {"question": "q"}, "ok"), (1, "plain", "pending")]
-    assert store.load_steps("R", 0) == {"a#1": Checkpoint("a", "code", {"x": [1, 2]}), "a#1/0": Checkpoint("a_fb", "", "item")}
-    assert store.load_steps("R", 1) == {}
     assert store.get_answer("R", "review", 0) is None
     store.answer("R", "review", "for all")
     store.answer("R", "review", "for case 1", case=1)
