@@ -74,10 +74,12 @@ def _show(value: Any) -> str:
 @click.option("--answer", "answer", nargs=3, metavar="RUN_ID STEP TEXT", help="Answer a human step of a run.")
 @click.option("--budget", type=click.FloatRange(min=0), metavar="DOLLARS",
               help="Per-case budget: a call that could exceed it is not made.")
+@click.option("--cache", "cache_path", metavar="FILE.sqlite", type=click.Path(dir_okay=False),
+              help="Answer repeated model requests from this response cache (keyed by the request's content).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def run(path: str | None, input_text: str | None, inputs_path: str | None, concurrency: int,
         trace_path: str | None, db_path: str | None, resume_id: str | None, run_id: str | None,
-        answer: tuple[str, str, str] | None, budget: float | None, as_json: bool) -> None:
+        answer: tuple[str, str, str] | None, budget: float | None, cache_path: str | None, as_json: bool) -> None:
     """Run the workflow at PATH on its models (local servers start when needed).
 
     The workflow is verified first: an unsound one is refused with the
@@ -109,11 +111,12 @@ def run(path: str | None, input_text: str | None, inputs_path: str | None, concu
         raise InputError("give exactly one of --input TEXT or --inputs FILE.jsonl")
     values = [input_text] if input_text is not None else (_read_inputs(inputs_path) if inputs_path else [])
     sys.exit(_execute(path, values, store=store, concurrency=concurrency, trace_path=trace_path,
-                      resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json))
+                      resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json, cache_path=cache_path))
 
 
 def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trace_path: str | None,
-             resume_id: str | None, run_id: str | None, budget: float | None, as_json: bool) -> int:
+             resume_id: str | None, run_id: str | None, budget: float | None, as_json: bool,
+             cache_path: str | None = None) -> int:
     from petriflow.execute.executor import Executor, new_run_id
     from petriflow.execute.plan import plan
     from petriflow.execute.trace import TraceWriter
@@ -122,7 +125,12 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
     wf = load(path)
     dag = plan(wf)
     trace = TraceWriter(trace_path)
-    executor = Executor(dag, store=store, trace=trace, budget=budget)
+    client = None
+    if cache_path:
+        from petriflow.execute.client import ModelClient, SqliteCache
+
+        client = ModelClient(cache=SqliteCache(cache_path))
+    executor = Executor(dag, store=store, trace=trace, budget=budget, client=client)
     executor.kinds.prepare()  # starts the local model servers if the workflow needs them and none runs
     rid = resume_id or run_id or new_run_id()
     n = len(store.cases(rid)) if resume_id else len(values)
@@ -147,10 +155,17 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
                                            options={"budget": budget, "trace": trace_path,
                                                     "workflow": str(Path(path))})
 
+    async def run_and_close() -> list[Any]:
+        try:
+            return await main()
+        finally:
+            if client is not None:
+                await client.aclose()
+
     # the workflow path is what resume reads back: store it as given, relative to the current directory
     if not resume_id:
         store.create_run(rid, workflow=str(Path(path)), options={"budget": budget, "trace": trace_path})
-    results = asyncio.run(main())
+    results = asyncio.run(run_and_close())
     wall = time.perf_counter() - t0
     if bar is not None:
         bar.close()

@@ -404,7 +404,7 @@ class KindRunner:
             ep, self._messages(step, call), json_schema=dict(step.output_schema) if step.output_schema else None,
             max_tokens=int(cfg.get("max_tokens", 256)), temperature=float(cfg.get("temperature", 0.0)),
             timeout=timeout, stream=bool(cfg.get("stream", False)), step=sp.id,
-            use_cache=bool(cfg.get("cache", False)), **extra)
+            use_cache=bool(cfg.get("cache", True)), **extra)
         out = res.parsed if step.output_schema else res.text
         return KindResult(out, res.model, res.input_tokens, res.output_tokens, res.cost)
 
