@@ -24,6 +24,7 @@ firing sequence of ``dag.net`` (the tests replay it).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 import uuid
@@ -431,7 +432,14 @@ class Executor:
         elif d.outcome is not None:
             label = ""
         else:
-            label = self._decide(c, self.dag.steps[d.step], d.output)
+            try:
+                label = self._decide(c, self.dag.steps[d.step], d.output)
+            except StepFailed:  # the call worked but its output names no branch: the attempt failed
+                if d.attempt is not None:
+                    self.trace.write(dataclasses.replace(d.attempt, outcome="error"))
+                if d.holds:
+                    self._release(sp)
+                raise
             self.store.save_step(c.run_id, c.index, d.key, Checkpoint(d.ran, label, d.output))
         c.outputs[d.step] = c.outputs[d.ran] = d.output
         if d.attempt is not None:

@@ -338,3 +338,24 @@ def test_requests_per_minute_spaces_the_calls() -> None:
     r = asyncio.run(Executor(plan(b.build()), trace=trace).run("q"))
     starts = sorted(t.start for t in trace.records)
     assert r.ok and starts[2] - starts[0] >= 0.09  # a lower bound: the bucket never lets them closer
+
+
+def test_an_output_that_names_no_branch_fails_the_case_and_frees_its_resources() -> None:
+    wf = (WorkflowBuilder("nb").resource("r", capacity=1)
+          .step("pick", kind="python", function=S, config=script("neither"), uses=["r"],
+                route=[{"to": "a", "p": 0.5, "when": "a"}, {"to": "b", "p": 0.5, "when": "b"}])
+          .step("a", kind="python", function=S, config=script("A"))
+          .step("b", kind="python", function=S, config=script("B"))
+          .step("j", kind="python", function="petriflow.execute.builtins:first_answer", after_any=["a", "b"])
+          .build())
+    trace = TraceWriter(keep=True)
+    ex = Executor(plan(wf), trace=trace)
+
+    async def both() -> list[Any]:
+        first = await ex.run("q")
+        second = await asyncio.wait_for(ex.run("q"), 5)  # would hang if the first case kept the resource
+        return [first, second]
+
+    first, second = asyncio.run(both())
+    assert not first.ok and "names none of the branches" in (first.error or "") and not second.ok
+    assert [t.outcome for t in trace.records] == ["error", "error"]
