@@ -440,7 +440,8 @@ class Executor:
                 if d.holds:
                     self._release(sp)
                 raise
-            self.store.save_step(c.run_id, c.index, d.key, Checkpoint(d.ran, label, d.output))
+            cost = d.attempt.cost if d.attempt is not None else 0.0
+            self.store.save_step(c.run_id, c.index, d.key, Checkpoint(d.ran, label, d.output, cost))
         c.outputs[d.step] = c.outputs[d.ran] = d.output
         if d.attempt is not None:
             a = d.attempt
@@ -484,6 +485,7 @@ class Executor:
         cp = c.memo.get(key)
         if cp is not None:
             c.reused += 1
+            c.cost += cp.cost  # spent before the crash: still counts against the budget
             c.events.append(start)
             if cp.step != sp.id and sp.fallback == cp.step and sp.give_up:
                 fb = self.dag.steps[cp.step]
@@ -605,7 +607,8 @@ class Executor:
             async def one(i: int, item: Any) -> Any:
                 d = await self._execute(c, sp, sp.map.item_start, f"{key}/{i}", item)  # type: ignore[union-attr]
                 if d.reused is None:
-                    self.store.save_step(c.run_id, c.index, f"{key}/{i}", Checkpoint(d.ran, "", d.output))
+                    cost = d.attempt.cost if d.attempt is not None else 0.0
+                    self.store.save_step(c.run_id, c.index, f"{key}/{i}", Checkpoint(d.ran, "", d.output, cost))
                 if d.attempt is not None:
                     self.trace.write(d.attempt)
                 fin = sp.map.item_finish if d.ran == sp.id else self.dag.steps[d.ran].outcomes[0].transition  # type: ignore[union-attr]

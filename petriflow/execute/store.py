@@ -35,6 +35,7 @@ class Checkpoint:
     step: str
     label: str
     output: Any
+    cost: float = 0.0  # dollars the execution cost, so a resumed run's budget counts it
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, workflow TEXT, created
 CREATE TABLE IF NOT EXISTS cases (run_id TEXT, ncase INTEGER, input TEXT, status TEXT, output TEXT, error TEXT,
                                   PRIMARY KEY (run_id, ncase));
 CREATE TABLE IF NOT EXISTS steps (run_id TEXT, ncase INTEGER, key TEXT, step TEXT, label TEXT, output TEXT,
-                                  committed REAL, PRIMARY KEY (run_id, ncase, key));
+                                  committed REAL, cost REAL, PRIMARY KEY (run_id, ncase, key));
 CREATE TABLE IF NOT EXISTS answers (run_id TEXT, step TEXT, ncase INTEGER, text TEXT, answered REAL);
 CREATE TABLE IF NOT EXISTS tool_calls (key TEXT PRIMARY KEY, result TEXT);
 """
@@ -141,6 +142,9 @@ class SqliteStore(MemoryStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(steps)")}
+            if "cost" not in columns:  # a store written before checkpoints carried their cost
+                self._db.execute("ALTER TABLE steps ADD COLUMN cost REAL")
         except sqlite3.DatabaseError as exc:
             raise InputError(f"cannot open the checkpoint store: {exc}", where=str(path),
                              hint="pass --db a new file or a petriflow store") from None
@@ -180,13 +184,13 @@ class SqliteStore(MemoryStore):
                     (status, _dump(output), error, run_id, case))
 
     def save_step(self, run_id: str, case: int, key: str, cp: Checkpoint) -> None:
-        self._write("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?)",
-                    (run_id, case, key, cp.step, cp.label, _dump(cp.output), time.time()))
+        self._write("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)",
+                    (run_id, case, key, cp.step, cp.label, _dump(cp.output), time.time(), cp.cost))
 
     def load_steps(self, run_id: str, case: int) -> dict[str, Checkpoint]:
-        rows = self._db.execute("SELECT key, step, label, output FROM steps WHERE run_id=? AND ncase=?",
+        rows = self._db.execute("SELECT key, step, label, output, cost FROM steps WHERE run_id=? AND ncase=?",
                                 (run_id, case)).fetchall()
-        return {r[0]: Checkpoint(r[1], r[2], json.loads(r[3])) for r in rows}
+        return {r[0]: Checkpoint(r[1], r[2], json.loads(r[3]), r[4] or 0.0) for r in rows}
 
     def answer(self, run_id: str, step: str, text: str, *, case: int | None = None) -> None:
         self._write("INSERT INTO answers VALUES (?,?,?,?,?)", (run_id, step, case, text, time.time()))
