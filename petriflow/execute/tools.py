@@ -9,6 +9,12 @@ deduplicate a call that is repeated after a crash or a retry; the executor
 also remembers each keyed result in the checkpoint store and never repeats a
 call whose result it already has.
 
+:class:`KindRunner` makes one attempt of a step of any kind (chat, classify,
+embed, tool, python, human): it renders prompt templates over the case's
+variables and upstream outputs (:func:`render`), resolves endpoints and
+Python callables once, and caches classifier centroids. Policies (retries,
+timeouts, fallbacks, budgets) are the executor's, not this module's.
+
 >>> reg = ToolRegistry()
 >>> @reg.tool(schema={"type": "object", "required": ["x"], "properties": {"x": {"type": "integer"}}})
 ... def double(x: int) -> int:
