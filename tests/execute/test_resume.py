@@ -91,3 +91,27 @@ def test_kill_9_then_resume_repeats_no_committed_step(fault_server: Any, tmp_pat
     for n, q in enumerate(cases):  # the chain really ran on each case's own outputs
         assert outputs[(n, "c")] == f"echo: C echo: B echo: A {q}"
         assert doc["cases"][n]["output"] == outputs[(n, "c")]
+
+
+def test_resume_after_a_failed_case_reuses_what_was_committed(tmp_path: Path) -> None:
+    import asyncio
+
+    from petriflow.execute import Executor, SqliteStore, plan
+    from petriflow.execute.builtins import _PLAYED
+    from petriflow.spec import WorkflowBuilder
+
+    tag = f"res{time.time_ns()}"
+    wf = (WorkflowBuilder("again")
+          .step("first", kind="python", function="petriflow.execute.builtins:scripted",
+                config={"kwargs": {"key": f"{tag}.first", "script": ["one"]}})
+          .step("second", kind="python", function="petriflow.execute.builtins:scripted", after=["first"],
+                config={"kwargs": {"key": f"{tag}.second", "script": ["!fatal", "two"]}})
+          .build())
+    dag = plan(wf)
+    store = SqliteStore(tmp_path / "r.sqlite")
+    failed = asyncio.run(Executor(dag, store=store).run_many(["q"], run_id="R"))
+    assert not failed[0].ok and _PLAYED[f"{tag}.first"] == 1
+    done = asyncio.run(Executor(dag, store=SqliteStore(tmp_path / "r.sqlite")).resume("R"))
+    assert done[0].ok and done[0].output == "two" and done[0].reused == 1
+    assert _PLAYED[f"{tag}.first"] == 1 and _PLAYED[f"{tag}.second"] == 2  # first was not run again
+    assert dag.net.is_final(dag.net.replay(done[0].events))
