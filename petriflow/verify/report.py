@@ -190,6 +190,11 @@ def check(
 
     dl_states = props.deadlock_states(space)
     deadlock: bool | None = bool(dl_states.size) if (complete or dl_states.size) else None
+    if deadlock is None and "deadlock" in checked and not full:
+        reduced = _reduced_deadlock(net, max_states=max_states, t0=t0)  # the full space was too big
+        if reduced.deadlock is not None:
+            witnesses.extend(reduced.witnesses)
+            deadlock = reduced.deadlock
     dl_trace = None
     if dl_states.size:
         dl_trace = tuple(props.shortest_path_to_any(space, dl_states) or ())
@@ -200,6 +205,10 @@ def check(
 
     bounded = True if complete else None
     bound = space.max_tokens_per_place() if complete else None
+    if not complete and any(p in checked for p in ("bounded", "sound")):
+        bounded, bound, pumping = _coverability(net, max_nodes=max_states, progress=progress)
+        if pumping is not None:
+            witnesses.append(pumping)
     safe = (bound <= 1) if bound is not None else None
 
     dead_ts: tuple[str, ...] | None = None
@@ -211,6 +220,8 @@ def check(
             live = not props.non_live_transitions(space, short_circuit=is_wf)
         if is_wf and "sound" in checked:
             sound = _soundness(net, space, dead_ts, witnesses)
+    if is_wf and "sound" in checked and bounded is False:
+        sound = False  # an unbounded workflow net is never sound: some run leaves tokens without end
 
     return Report(
         net=net, checked=checked, complete=complete, stop_reason=space.stop_reason,
@@ -220,6 +231,36 @@ def check(
         sound=sound, dead_transitions=dead_ts, live=live, seconds=time.perf_counter() - t0,
         states_explored=space.n_states, witnesses=tuple(witnesses),
     )
+
+
+def _coverability(net: PetriNet, *, max_nodes: int | None, progress: bool) -> tuple[bool | None, int | None, Witness | None]:
+    """Boundedness by a minimal coverability set, when the state space was too big to finish.
+
+    Returns (bounded, bound, witness): a pumping witness told as steps when
+    the net is unbounded; None verdicts when this budget runs out as well.
+    """
+    from petriflow.errors import BudgetExceeded
+    from petriflow.verify.coverability import coverability
+
+    try:
+        cov = coverability(net, max_nodes=max_nodes or 1_000_000, stop_at_unbounded=True, progress=progress)
+    except BudgetExceeded:
+        return None, None, None
+    if cov.bounded:
+        return True, cov.k_bound(), None
+    w = cov.witness
+    if w is None:
+        return False, None, None
+    trace = [*w.prefix, *w.pump]
+    told = tell_sequence(net, trace)
+    first = len(w.prefix) + 1
+    grows = ", ".join(w.places)
+    summary = (f"unbounded: steps {first}..{len(trace)} can repeat without end, each time adding tokens to {grows}"
+               if len(w.pump) > 1 else f"unbounded: step {first} can repeat without end, each time adding tokens to {grows}")
+    witness = Witness(property="bounded", summary=summary, trace=tuple(trace), told=tuple(told),
+                      choices=tuple(choices_made(net, trace)), marking=_marking_dict(net, w.end),
+                      stuck=(f"repeat: {' -> '.join(told[len(w.prefix):])}",))
+    return False, None, witness
 
 
 def _reduced_deadlock(net: PetriNet, *, max_states: int | None, t0: float) -> Report:
