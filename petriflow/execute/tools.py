@@ -273,7 +273,12 @@ class KindRunner:
     def endpoint(self, step: Any) -> Any:
         mid = step.model or ("default-embedding" if step.kind in ("embed", "classify") else "default")
         ep = self.endpoints.get(mid)
-        if ep is None:
+        if ep is None and step.model is None:  # no model named: the local server of the step's kind
+            from petriflow.execute.servers import ensure_local
+
+            kind = "embedding" if step.kind in ("embed", "classify") else "chat"
+            ep = self.endpoints[mid] = ensure_local(chat=kind == "chat", embed=kind == "embedding")[kind]
+        elif ep is None:
             from petriflow.execute.client import resolve_endpoint
 
             ep = self.endpoints[mid] = resolve_endpoint(self.dag.workflow, mid)
