@@ -206,7 +206,8 @@ def check(
     bounded = True if complete else None
     bound = space.max_tokens_per_place() if complete else None
     if not complete and any(p in checked for p in ("bounded", "sound")):
-        bounded, bound, pumping = _coverability(net, max_nodes=max_states, progress=progress)
+        bounded, bound, pumping = _boundedness(net, seen=space.max_tokens_per_place(), max_nodes=max_states,
+                                               progress=progress)
         if pumping is not None:
             witnesses.append(pumping)
     safe = (bound <= 1) if bound is not None else None
@@ -233,15 +234,23 @@ def check(
     )
 
 
-def _coverability(net: PetriNet, *, max_nodes: int | None, progress: bool) -> tuple[bool | None, int | None, Witness | None]:
-    """Boundedness by a minimal coverability set, when the state space was too big to finish.
+def _boundedness(net: PetriNet, *, seen: int, max_nodes: int | None,
+                 progress: bool) -> tuple[bool | None, int | None, Witness | None]:
+    """Boundedness when the state space was too big to finish: structure first, then coverability.
 
-    Returns (bounded, bound, witness): a pumping witness told as steps when
-    the net is unbounded; None verdicts when this budget runs out as well.
+    A structurally bounded net (a linear program) is bounded; its place
+    invariants give an upper bound, which is exact when the explored part
+    already reached it (``seen``). Otherwise a minimal coverability set
+    decides, with a pumping witness told as steps when the net is unbounded.
+    Returns (bounded, bound, witness); None verdicts when every budget ran out.
     """
     from petriflow.errors import BudgetExceeded
     from petriflow.verify.coverability import coverability
+    from petriflow.verify.structural import bounds_from_invariants, is_structurally_bounded
 
+    if is_structurally_bounded(net):
+        upper = bounds_from_invariants(net, max_rows=500)
+        return True, (seen if upper is not None and int(upper.max()) == seen else None), None
     try:
         cov = coverability(net, max_nodes=max_nodes or 1_000_000, stop_at_unbounded=True, progress=progress)
     except BudgetExceeded:
