@@ -32,11 +32,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nets import fork_join, philosophers
+from nets import token_ring as nets_token_ring
 
 from petriflow.net.petrinet import PetriNet
 from petriflow.verify import structural
 from petriflow.verify.coverability import OMEGA, coverability
-from petriflow.verify.reduced import find_deadlock
+from petriflow.verify.reduced import find_deadlock, find_infinite_run
 
 
 # -- unbounded nets of 50 places ------------------------------------------------------
@@ -157,6 +158,15 @@ def bench_deadlock(budget: int, repeat: int) -> None:
             assert not net.enabled(net.replay(r.trace)).any()
 
 
+def bench_termination(repeat: int) -> None:
+    print("\n## termination (a run that never ends) by the same reduced search")
+    print(f"{'net':18} {'terminates':>10} {'reduced states':>15} {'lasso':>8} {'seconds':>8}")
+    for net in (fork_join(16), philosophers(100), nets_token_ring(12)):
+        r, t = timed(lambda net=net: find_infinite_run(net), repeat)
+        lasso = "-" if r.cycle is None else f"{len(r.prefix or [])}+{len(r.cycle)}"
+        print(f"{net.name:18} {r.terminates!s:>10} {r.states_visited:>15,} {lasso:>8} {t:>8.4f}")
+
+
 def bench_coverability(budget: int, repeat: int) -> None:
     coverability(producer_ring(2))  # warm-up: numba compiles or loads its cache
     print("\n## coverability on unbounded 50-place nets vs a plain Karp-Miller tree")
@@ -199,6 +209,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="median of this many petriflow runs")
     args = ap.parse_args()
     bench_deadlock(args.budget, args.repeat)
+    bench_termination(args.repeat)
     bench_coverability(args.budget, args.repeat)
     bench_structural(args.repeat)
 
