@@ -174,6 +174,28 @@ class _Bucket:
             await asyncio.sleep((1 - self.tokens) * self.interval)
 
 
+class _TokenBudget:
+    """``tpm`` tokens per minute: a call waits while the budget is in debt and pays its actual tokens after."""
+
+    def __init__(self, tpm: float) -> None:
+        self.rate, self.cap, self.level, self.t = tpm / 60.0, float(tpm), float(tpm), time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.cap, self.level + (now - self.t) * self.rate)
+        self.t = now
+
+    async def wait(self) -> None:
+        self._refill()
+        while self.level <= 0:
+            await asyncio.sleep(-self.level / self.rate + 1e-3)
+            self._refill()
+
+    def spend(self, tokens: int) -> None:
+        self._refill()
+        self.level -= tokens
+
+
 class Executor:
     """Runs cases of one planned workflow; resources and rate limits are shared by all of them.
 
@@ -198,7 +220,7 @@ class Executor:
         self._own_client = client is None
         self._terminal = dag.workflow.terminal_steps()
         self._inline = {sid for sid, sp in dag.steps.items() if self.kinds.inline_ok(sp)}
-        self._limits: dict[str, tuple[asyncio.Semaphore, _Bucket | None]] = {}
+        self._limits: dict[str, tuple[asyncio.Semaphore, _Bucket | None, _TokenBudget | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def aclose(self) -> None:
@@ -221,7 +243,8 @@ class Executor:
             self._loop = loop
             self._limits = {
                 rid: (asyncio.Semaphore(r.capacity),
-                      _Bucket(r.requests_per_minute, r.capacity) if r.requests_per_minute else None)
+                      _Bucket(r.requests_per_minute, r.capacity) if r.requests_per_minute else None,
+                      _TokenBudget(r.tokens_per_minute) if r.tokens_per_minute else None)
                 for rid, r in self.dag.resources.items()
             }
 
@@ -233,14 +256,16 @@ class Executor:
                 for _ in range(n):
                     await sem.acquire()
                     held.append(sem)
+            for rid, _ in sp.uses:
+                _, bucket, tokens = self._limits[rid]
+                if bucket is not None:
+                    await bucket.take()
+                if tokens is not None:
+                    await tokens.wait()
         except asyncio.CancelledError:
             for sem in held:
                 sem.release()
             raise
-        for rid, _ in sp.uses:
-            bucket = self._limits[rid][1]
-            if bucket is not None:
-                await bucket.take()
 
     def _release(self, sp: StepPlan) -> None:
         for rid, n in sp.uses:
@@ -528,6 +553,10 @@ class Executor:
                 outcome, cause, res = await self._attempt(c, sp, call, step_deadline, t_begin)
                 t1 = time.time()
             if res is not None:
+                for rid, _ in sp.uses:
+                    budget = self._limits[rid][2]
+                    if budget is not None:
+                        budget.spend(res.input_tokens + res.output_tokens)
                 c.cost += res.cost
                 c.input_tokens += res.input_tokens
                 c.output_tokens += res.output_tokens
