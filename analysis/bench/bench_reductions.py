@@ -189,7 +189,7 @@ def bench_coverability(budget: int, repeat: int) -> None:
 def bench_structural(repeat: int) -> None:
     print("\n## structural analysis (no state space)")
     print(f"{'net':18} {'P':>4} {'T':>4} {'P-inv':>6} {'T-inv':>6} {'inv s':>7} {'bounds s':>9} "
-          f"{'LP s':>6} {'max bound':>9}")
+          f"{'LP s':>6} {'max bound':>9} {'siphons':>7} {'siphon s':>8}")
     for net in (philosophers(20), philosophers(50), fork_join(16)):
         (pi, ti), t_inv = timed(
             lambda net=net: (structural.place_invariants(net), structural.transition_invariants(net)), repeat
@@ -198,9 +198,10 @@ def bench_structural(repeat: int) -> None:
         _, t_lp = timed(
             lambda net=net: (structural.is_conservative(net), structural.is_structurally_bounded(net)), repeat
         )
+        sip, t_sip = timed(lambda net=net: structural.minimal_siphons(net), repeat)
         mb = "-" if b is None else int(np.max(b))
         print(f"{net.name:18} {len(net.places):>4} {len(net.transitions):>4} {pi.shape[0]:>6} {ti.shape[0]:>6} "
-              f"{t_inv:>7.3f} {t_b:>9.3f} {t_lp:>6.3f} {mb:>9}")
+              f"{t_inv:>7.3f} {t_b:>9.3f} {t_lp:>6.3f} {mb:>9} {len(sip):>7} {t_sip:>8.3f}")
 
 
 def main() -> None:

@@ -105,7 +105,7 @@ def test_producer_consumer_semiflows() -> None:
     assert S.bits_per_place(net).tolist() == [1, 1, 3, 3, 1, 1]
 
 
-@pytest.mark.parametrize("n", [3, 6])
+@pytest.mark.parametrize("n", [3, 6, 20])
 def test_philosophers(n: int) -> None:
     net = nets.philosophers(n)
     semis = S.place_semiflows(net)
