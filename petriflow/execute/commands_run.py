@@ -76,10 +76,13 @@ def _show(value: Any) -> str:
               help="Per-case budget: a call that could exceed it is not made.")
 @click.option("--cache", "cache_path", metavar="FILE.sqlite", type=click.Path(dir_okay=False),
               help="Answer repeated model requests from this response cache (keyed by the request's content).")
+@click.option("--metrics", "metrics_path", metavar="OUT.prom", type=click.Path(dir_okay=False),
+              help="Write per-step totals in Prometheus' text format when the run ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def run(path: str | None, input_text: str | None, inputs_path: str | None, concurrency: int,
         trace_path: str | None, db_path: str | None, resume_id: str | None, run_id: str | None,
-        answer: tuple[str, str, str] | None, budget: float | None, cache_path: str | None, as_json: bool) -> None:
+        answer: tuple[str, str, str] | None, budget: float | None, cache_path: str | None, metrics_path: str | None,
+        as_json: bool) -> None:
     """Run the workflow at PATH on its models (local servers start when needed).
 
     The workflow is verified first: an unsound one is refused with the
@@ -111,12 +114,13 @@ def run(path: str | None, input_text: str | None, inputs_path: str | None, concu
         raise InputError("give exactly one of --input TEXT or --inputs FILE.jsonl")
     values = [input_text] if input_text is not None else (_read_inputs(inputs_path) if inputs_path else [])
     sys.exit(_execute(path, values, store=store, concurrency=concurrency, trace_path=trace_path,
-                      resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json, cache_path=cache_path))
+                      resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json, cache_path=cache_path,
+                      metrics_path=metrics_path))
 
 
 def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trace_path: str | None,
              resume_id: str | None, run_id: str | None, budget: float | None, as_json: bool,
-             cache_path: str | None = None) -> int:
+             cache_path: str | None = None, metrics_path: str | None = None) -> int:
     from petriflow.execute.executor import Executor, new_run_id
     from petriflow.execute.plan import plan
     from petriflow.execute.trace import TraceWriter
@@ -170,6 +174,9 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
     if bar is not None:
         bar.close()
     trace.close()
+    if metrics_path:
+        Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(metrics_path).write_text(trace.prometheus(workflow=dag.name), encoding="utf-8")
     if as_json:
         click.echo(json.dumps({
             "run_id": rid, "workflow": dag.name, "seconds": round(wall, 6),

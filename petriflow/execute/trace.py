@@ -119,6 +119,21 @@ class TraceWriter:
     def summary(self, *, wall_seconds: float | None = None) -> str:
         return summary_table(self.stats, wall_seconds=wall_seconds)
 
+    def prometheus(self, *, workflow: str) -> str:
+        """The totals in Prometheus' text format (for the node exporter's textfile collector; no server)."""
+        metrics = (("attempts_total", "counter", "step execution attempts", "attempts"),
+                   ("failures_total", "counter", "failed attempts", "failed"),
+                   ("input_tokens_total", "counter", "input tokens", "input_tokens"),
+                   ("output_tokens_total", "counter", "output tokens", "output_tokens"),
+                   ("cost_dollars_total", "counter", "dollars spent", "cost"),
+                   ("busy_seconds_total", "counter", "seconds spent in attempts", "seconds"))
+        lines = []
+        for name, kind, help_, attr in metrics:
+            lines += [f"# HELP petriflow_step_{name} {help_}", f"# TYPE petriflow_step_{name} {kind}"]
+            lines += [f'petriflow_step_{name}{{workflow="{workflow}",step="{step}"}} {getattr(st, attr)}'
+                      for step, st in self.stats.items()]
+        return "\n".join(lines) + "\n"
+
 
 def _tracer(provider: Any) -> Any:
     """An OpenTelemetry tracer when one is configured; None otherwise (spans would go nowhere)."""

@@ -381,3 +381,14 @@ def test_tokens_per_minute_holds_calls_while_the_budget_is_in_debt(fault_server:
         return trace.records[-1].start - t0
 
     assert asyncio.run(go()) >= 0.19  # a lower bound: the budget never lets it start sooner
+
+
+def test_prometheus_text_has_the_per_step_totals() -> None:
+    wf = WorkflowBuilder("pm").step("x", kind="python", function=S, config=script("!retryable", "ok"),
+                                    retry={"max_attempts": 2, "backoff": 0}).build()
+    trace = TraceWriter()
+    asyncio.run(Executor(plan(wf), trace=trace, sleep=Sleeps()).run("q"))
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in trace.prometheus(workflow="pm").splitlines()
+               if not line.startswith("#")}
+    assert samples['petriflow_step_attempts_total{workflow="pm",step="x"}'] == 2
+    assert samples['petriflow_step_failures_total{workflow="pm",step="x"}'] == 1
