@@ -282,6 +282,10 @@ class Executor:
         self.store.add_case(run_id, case, value)
         return await self._run_case(run_id, case, value, existed)
 
+    def answer(self, run_id: str, step: str, text: str, *, case: int | None = None) -> None:
+        """Answer a waiting human step (of one case, or of every case of the run)."""
+        self.store.answer(run_id, step, text, case=case)
+
     async def run_many(self, values: Iterable[Any], *, run_id: str | None = None, concurrency: int = 16,
                        progress: Callable[[RunResult], None] | None = None,
                        options: Mapping[str, Any] | None = None) -> list[RunResult]:

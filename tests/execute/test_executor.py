@@ -161,7 +161,7 @@ def test_human_step_waits_for_an_answer_and_escalates_at_its_deadline() -> None:
           .build())
     dag = plan(wf)
     store = MemoryStore()
-    store.answer("run-a", "review", "approved")
+    Executor(dag, store=store).answer("run-a", "review", "approved")
     ok = asyncio.run(Executor(dag, store=store).run("q", run_id="run-a"))
     late = asyncio.run(Executor(dag, store=store).run("q", run_id="run-b"))
     assert ok.output == "approved" and late.output == "escalated"
