@@ -232,45 +232,51 @@ def coverability(
     stack = [0]
     witness: PumpingWitness | None = None
     bar = _progress_bar(progress, net)
-    while stack:
-        i = stack.pop()
-        if not tree.active[i]:
-            continue  # retired before its turn: a larger marking will be expanded instead
-        m = tree.marks[i].copy()
-        for t in np.flatnonzero(np.all(pre <= m, axis=1)):
+    try:
+        while stack:
+            i = stack.pop()
             if not tree.active[i]:
-                break  # a child retired its parent: the child's expansion covers the rest
-            m2 = np.where(m == OMEGA, OMEGA, m + delta[t])
-            if m2.tobytes() in seen or covered(tree.marks, tree.active, tree.support, tree.n, m2, tree.mask(m2)):
-                continue
-            plain = m2.copy()
-            if accelerate(tree.marks, tree.parent, i, m2, OMEGA):
-                if witness is None:
-                    witness = _witness(net, tree, i, int(t), plain, tree.ancestors(i))
-                    if stop_at_unbounded:
-                        tree.add(m2, i, int(t))
-                        return _result(net, tree, witness, start_time, complete=False)
+                continue  # retired before its turn: a larger marking will be expanded instead
+            m = tree.marks[i].copy()
+            for t in np.flatnonzero(np.all(pre <= m, axis=1)):
+                if not tree.active[i]:
+                    break  # a child retired its parent: the child's expansion covers the rest
+                m2 = np.where(m == OMEGA, OMEGA, m + delta[t])
                 if m2.tobytes() in seen or covered(tree.marks, tree.active, tree.support, tree.n, m2, tree.mask(m2)):
                     continue
-            retire(tree.marks, tree.active, tree.support, tree.n, m2, tree.mask(m2))
-            if tree.n >= max_nodes:
-                partial = _result(net, tree, witness, start_time, complete=False)
-                err = BudgetExceeded(
-                    f"coverability stopped after {tree.n} nodes; "
-                    + (f"unbounded so far: {', '.join(partial.unbounded_places)}"
-                       if partial.unbounded_places else "no unbounded place found so far"),
-                    where=net.name,
-                    hint="raise max_nodes, or check the structural bounds first",
-                )
-                err.partial = partial  # type: ignore[attr-defined]
-                raise err
-            seen.add(m2.tobytes())
-            stack.append(tree.add(m2, i, int(t)))
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+                plain = m2.copy()
+                if accelerate(tree.marks, tree.parent, i, m2, OMEGA):
+                    if witness is None:
+                        witness = _witness(net, tree, i, int(t), plain, tree.ancestors(i))
+                        if stop_at_unbounded:
+                            tree.add(m2, i, int(t))
+                            return _result(net, tree, witness, start_time, complete=False)
+                    if m2.tobytes() in seen or covered(tree.marks, tree.active, tree.support, tree.n, m2, tree.mask(m2)):
+                        continue
+                if tree.n >= max_nodes:
+                    raise _budget(net, _result(net, tree, witness, start_time, complete=False))
+                retire(tree.marks, tree.active, tree.support, tree.n, m2, tree.mask(m2))
+                seen.add(m2.tobytes())
+                stack.append(tree.add(m2, i, int(t)))
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     return _result(net, tree, witness, start_time, complete=True)
+
+
+def _budget(net: PetriNet, partial: Coverability) -> BudgetExceeded:
+    """The budget error, carrying what is already proven as ``err.partial``."""
+    found = ", ".join(partial.unbounded_places)
+    err = BudgetExceeded(
+        f"coverability stopped after {partial.nodes} nodes; "
+        + (f"unbounded so far: {found}" if found else "no unbounded place found so far"),
+        where=net.name,
+        hint="raise max_nodes, or check the structural bounds first",
+    )
+    err.partial = partial  # type: ignore[attr-defined]
+    return err
 
 
 def _witness(net: PetriNet, tree: _Tree, i: int, t: int, m2: np.ndarray, anc_ids: list[int]) -> PumpingWitness | None:
