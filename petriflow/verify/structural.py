@@ -32,6 +32,7 @@ budget.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import reduce
 from math import gcd
@@ -336,7 +337,7 @@ def structural_bounds(net: PetriNet) -> tuple[int | None, ...]:
 
 
 # -- siphons and traps ------------------------------------------------------------
-def _mask(net: PetriNet, places) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _mask(net: PetriNet, places: Iterable[str | int]) -> np.ndarray:
     m = np.zeros(len(net.places), dtype=bool)
     for p in places:
         m[net.place_index(p) if isinstance(p, str) else int(p)] = True
@@ -418,13 +419,13 @@ def _jit_max_siphon():  # type: ignore[no-untyped-def]
     return _MAX_SIPHON
 
 
-def maximal_siphon_in(net: PetriNet, places) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+def maximal_siphon_in(net: PetriNet, places: Iterable[str | int]) -> tuple[str, ...]:
     """The largest siphon (``•S ⊆ S•``: once empty, empty forever) made of ``places`` (ids); may be empty."""
     Q = _Flow(net.pre, net.post).max_siphon(_mask(net, places))
     return tuple(net.places[i] for i in np.flatnonzero(Q))
 
 
-def maximal_trap_in(net: PetriNet, places) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
+def maximal_trap_in(net: PetriNet, places: Iterable[str | int]) -> tuple[str, ...]:
     """The largest trap (``S• ⊆ •S``: once marked, marked forever) made of ``places`` (ids); may be empty."""
     Q = _Flow(net.post, net.pre).max_siphon(_mask(net, places))
     return tuple(net.places[i] for i in np.flatnonzero(Q))
