@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,7 @@ def demo() -> int:
     ]
     extra = ROOT / "models" / "demo_steps.txt"
     if extra.exists():  # later stages (simulate, run) append their own demo lines
-        steps += [line.split() for line in extra.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        steps += [shlex.split(line) for line in extra.read_text().splitlines() if line.strip() and not line.startswith("#")]
     failed = 0
     for args in steps:
         print(f"\n$ petriflow {' '.join(args)}", flush=True)
