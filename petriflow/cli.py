@@ -67,13 +67,15 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (a stable contract).")
 @click.option("--max-states", type=click.IntRange(min=1), default=5_000_000, show_default=True,
               help="Stop exploring after this many markings (exit 3 if that leaves a verdict open).")
+@click.option("--max-memory", type=click.IntRange(min=1), default=None, metavar="MB",
+              help="Stop exploring when the state store would pass this many megabytes (default: half the RAM).")
 @click.option("--final", "final", metavar="PLACE[=N],...", help="Declare the final marking of a PNML net.")
 @click.option("--property", "props", multiple=True, type=click.Choice(["deadlock", "bounded", "sound", "live"]),
               help="Check only these properties (repeatable). Default: all.")
 @click.option("--full", is_flag=True, help="No reductions: explore every reachable marking.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
-def check(path: str, as_json: bool, max_states: int, final: str | None, props: tuple[str, ...], full: bool,
-          progress: bool | None) -> None:
+def check(path: str, as_json: bool, max_states: int, max_memory: int | None, final: str | None,
+          props: tuple[str, ...], full: bool, progress: bool | None) -> None:
     """Check deadlock-freedom, boundedness, soundness and liveness of PATH.
 
     A failing property comes with its witness: the shortest firing sequence,
@@ -88,7 +90,7 @@ def check(path: str, as_json: bool, max_states: int, final: str | None, props: t
         net = _final(final, net)
     show = sys.stderr.isatty() if progress is None else progress
     report = run_check(net, properties=props or PROPERTIES, max_states=max_states, full=full,
-                       progress=show and not as_json)
+                       max_bytes=max_memory * 2**20 if max_memory else None, progress=show and not as_json)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.explain())
     sys.exit(report.exit_code)
 
