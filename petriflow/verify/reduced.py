@@ -400,8 +400,8 @@ class _Search:
         self.dtype = next(d for d in _DTYPES if top <= np.iinfo(d).max)
         self.states = np.zeros((cap, P), dtype=self.dtype)
         self.parent = np.zeros(cap, dtype=np.int64)
-        self.parent_t = np.zeros(cap, dtype=np.int64)
-        self.table = np.zeros(4 * cap, dtype=np.int64)
+        self.parent_t = np.zeros(cap, dtype=np.int32)
+        self.table = np.zeros(2 * cap, dtype=np.int64)
         self.frames = np.zeros((256, 4), dtype=np.int64)  # state, next position, end, start in buf
         self.buf = np.zeros(4096, dtype=np.int64)
         self.onstack = np.zeros(cap, dtype=np.int8)
@@ -415,7 +415,7 @@ class _Search:
         self.parent = np.concatenate([self.parent, np.zeros_like(self.parent)])
         self.parent_t = np.concatenate([self.parent_t, np.zeros_like(self.parent_t)])
         self.onstack = np.concatenate([self.onstack, np.zeros_like(self.onstack)])
-        self.table = np.zeros(4 * cap, dtype=np.int64)
+        self.table = np.zeros(2 * cap, dtype=np.int64)
         rehash(self.states, int(self.ctr[0]), self.table)
 
     def nbytes(self) -> int:
