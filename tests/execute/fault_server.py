@@ -54,6 +54,9 @@ Selecting the fault of a request, first that applies
        left;
     3. ``ok``. Header ``X-Delay: S`` overrides the fixed delay for one request.
 
+Which fault a request gets and what the answers are (no I/O) live in
+:mod:`tests.execute.fault_answers`; this module is the HTTP side.
+
 Control (JSON, same port)
     ``GET  /control/counts``  ``{"total", "paths": {path: n}, "steps": {step: n},
     "prompts": {last user message: n}, "faults": {fault: n}}`` (every request to /v1 is
@@ -72,156 +75,30 @@ import argparse
 import asyncio
 import contextlib
 import email.utils
-import hashlib
 import json
-import math
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-__all__ = ["FaultControl", "FaultServer", "serve", "spawn"]
+from .fault_answers import (
+    MODEL,
+    State,
+    chat_reply,
+    embedding,
+    example,
+    usage,
+    word_count,
+)
+
+__all__ = ["MODEL", "FaultControl", "FaultServer", "State", "example", "serve", "spawn"]
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 422: "Unprocessable Entity",
             429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
             503: "Service Unavailable"}
-MODEL = "fault-model"
-
-
-@dataclass
-class Rule:
-    """Faults (consumed in order) and an optional fixed reply for requests that match."""
-
-    match: str
-    faults: list[str] = field(default_factory=list)
-    reply: str | None = None
-    delay: float | None = None
-
-    def applies(self, step: str | None, text: str) -> bool:
-        return self.match == "*" or self.match == step or (bool(self.match) and self.match in text)
-
-
-class State:
-    """Counters and rules shared by the loop thread and the controlling thread."""
-
-    def __init__(self, delay: float, dim: int) -> None:
-        self.delay = delay
-        self.dim = dim
-        self.lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        with self.lock:
-            self.rules: list[Rule] = []
-            self.paths: Counter[str] = Counter()
-            self.steps: Counter[str] = Counter()
-            self.prompts: Counter[str] = Counter()
-            self.faults: Counter[str] = Counter()
-            self.total = 0
-
-    def counts(self) -> dict[str, Any]:
-        with self.lock:
-            return {"total": self.total, "paths": dict(self.paths), "steps": dict(self.steps),
-                    "prompts": dict(self.prompts), "faults": dict(self.faults)}
-
-    def add_rules(self, rules: list[dict[str, Any]]) -> None:
-        with self.lock:
-            for r in rules:
-                self.rules.append(Rule(match=str(r.get("match", "*")), faults=list(r.get("faults") or []),
-                                       reply=r.get("reply"), delay=r.get("delay")))
-
-    def admit(self, path: str, headers: dict[str, str], text: str, prompt: str | None
-              ) -> tuple[str, str | None, float]:
-        """Count one request and decide its fault, reply and delay."""
-        step = headers.get("x-petriflow-step")
-        with self.lock:
-            self.total += 1
-            self.paths[path] += 1
-            if step:
-                self.steps[step] += 1
-            if prompt is not None:
-                self.prompts[prompt] += 1
-            fault, reply, delay = headers.get("x-fault"), None, self.delay
-            for rule in self.rules:
-                if not rule.applies(step, text):
-                    continue
-                if fault is None and rule.faults:
-                    fault, reply = rule.faults.pop(0), rule.reply
-                    delay = rule.delay if rule.delay is not None else delay
-                    break
-                if not rule.faults and (rule.reply is not None or rule.delay is not None):
-                    reply = rule.reply
-                    delay = rule.delay if rule.delay is not None else delay
-                    break
-            fault = fault or "ok"
-            self.faults[fault] += 1
-        if "x-delay" in headers:
-            delay = float(headers["x-delay"])
-        return fault, reply, delay
-
-
-# -- answers --------------------------------------------------------------------
-
-
-def _words(text: str) -> int:
-    return len(text.split())
-
-
-def example(schema: dict[str, Any]) -> Any:
-    """A minimal instance of a JSON schema (first enum value, required properties only)."""
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    for key in ("anyOf", "oneOf"):
-        if schema.get(key):
-            return example(schema[key][0])
-    t = schema.get("type", "object")
-    t = t[0] if isinstance(t, list) else t
-    if t == "object":
-        props = schema.get("properties", {})
-        return {k: example(props.get(k, {})) for k in schema.get("required", list(props))}
-    if t == "array":
-        return [example(schema.get("items", {}))] * int(schema.get("minItems", 0))
-    return {"string": "x", "number": 0.5, "integer": 1, "boolean": True, "null": None}.get(t, "x")
-
-
-def _chat_reply(req: dict[str, Any], fixed: str | None) -> tuple[str, str]:
-    messages = req.get("messages") or []
-    last_user = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
-    if fixed is not None:
-        text = fixed
-    else:
-        fmt = req.get("response_format") or {}
-        schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
-        text = json.dumps(example(schema)) if schema else f"echo: {last_user}"
-    limit = req.get("max_tokens") or req.get("max_completion_tokens")
-    words = text.split(" ")
-    if limit is not None and _words(text) > int(limit):
-        return " ".join(words[: int(limit)]), "length"
-    return text, "stop"
-
-
-def _usage(req: dict[str, Any], reply: str) -> dict[str, int]:
-    prompt = sum(_words(str(m.get("content", ""))) for m in req.get("messages") or [])
-    completion = _words(reply)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-def _embedding(text: str, dim: int) -> list[float]:
-    vec = [0.0] * dim
-    for word in text.lower().split():
-        h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
-        vec[h % dim] += 1.0 if (h >> 32) & 1 else -1.0
-    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-    return [v / norm for v in vec]
-
-
 # -- HTTP -----------------------------------------------------------------------
 
 
@@ -356,12 +233,12 @@ class _Server:
             return _response(200, b'{"id": "chatcmpl-broken", "choices": [{"message": ')
         if fault == "badshape":
             return _response(200, b'{"unexpected": true}')
-        text, finish = _chat_reply(req, reply)
+        text, finish = chat_reply(req, reply)
         return _response(200, json.dumps({
             "id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
             "model": req.get("model") or MODEL,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-            "usage": _usage(req, text)}).encode())
+            "usage": usage(req, text)}).encode())
 
     def embeddings(self, req: dict[str, Any], fault: str) -> bytes:
         if fault == "malformed":
@@ -371,11 +248,11 @@ class _Server:
         if req.get("encoding_format") == "base64":
             import base64
             import struct
-            data = [base64.b64encode(struct.pack(f"<{self.state.dim}f", *_embedding(t, self.state.dim))).decode()
+            data = [base64.b64encode(struct.pack(f"<{self.state.dim}f", *embedding(t, self.state.dim))).decode()
                     for t in texts]
         else:
-            data = [_embedding(t, self.state.dim) for t in texts]
-        tokens = sum(_words(t) for t in texts)
+            data = [embedding(t, self.state.dim) for t in texts]
+        tokens = sum(word_count(t) for t in texts)
         return _response(200, json.dumps({
             "object": "list", "model": req.get("model") or MODEL,
             "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
@@ -384,7 +261,7 @@ class _Server:
     async def stream(self, req: dict[str, Any], reply: str | None, fault: str, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                      b"Connection: close\r\n\r\n")
-        text, finish = _chat_reply(req, reply)
+        text, finish = chat_reply(req, reply)
         base = {"id": "chatcmpl-fault", "object": "chat.completion.chunk", "created": int(time.time()),
                 "model": req.get("model") or MODEL}
         pieces = [w + " " for w in text.split(" ")]
@@ -396,7 +273,7 @@ class _Server:
                    for p in pieces if p]
         events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         if (req.get("stream_options") or {}).get("include_usage"):
-            events.append({**base, "choices": [], "usage": _usage(req, text)})
+            events.append({**base, "choices": [], "usage": usage(req, text)})
         if fault == "badshape":
             events = [{"unexpected": True}]
         for i, ev in enumerate(events):

@@ -1,0 +1,151 @@
+"""What the fault server says, without any I/O: which fault a request gets, and the deterministic answers.
+
+Split from :mod:`tests.execute.fault_server` (the HTTP side: sockets, routes,
+the in-thread and subprocess handles) so the rules a test relies on when it
+asserts a count or a reply can be read in one place. The protocol itself is
+documented in the server's module docstring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["MODEL", "Rule", "State", "chat_reply", "embedding", "example", "usage", "word_count"]
+
+MODEL = "fault-model"
+
+
+@dataclass
+class Rule:
+    """Faults (consumed in order) and an optional fixed reply for requests that match."""
+
+    match: str
+    faults: list[str] = field(default_factory=list)
+    reply: str | None = None
+    delay: float | None = None
+
+    def applies(self, step: str | None, text: str) -> bool:
+        return self.match == "*" or self.match == step or (bool(self.match) and self.match in text)
+
+
+class State:
+    """Counters and rules shared by the loop thread and the controlling thread."""
+
+    def __init__(self, delay: float, dim: int) -> None:
+        self.delay = delay
+        self.dim = dim
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.rules: list[Rule] = []
+            self.paths: Counter[str] = Counter()
+            self.steps: Counter[str] = Counter()
+            self.prompts: Counter[str] = Counter()
+            self.faults: Counter[str] = Counter()
+            self.total = 0
+
+    def counts(self) -> dict[str, Any]:
+        with self.lock:
+            return {"total": self.total, "paths": dict(self.paths), "steps": dict(self.steps),
+                    "prompts": dict(self.prompts), "faults": dict(self.faults)}
+
+    def add_rules(self, rules: list[dict[str, Any]]) -> None:
+        with self.lock:
+            for r in rules:
+                self.rules.append(Rule(match=str(r.get("match", "*")), faults=list(r.get("faults") or []),
+                                       reply=r.get("reply"), delay=r.get("delay")))
+
+    def admit(self, path: str, headers: dict[str, str], text: str, prompt: str | None
+              ) -> tuple[str, str | None, float]:
+        """Count one request and decide its fault, reply and delay."""
+        step = headers.get("x-petriflow-step")
+        with self.lock:
+            self.total += 1
+            self.paths[path] += 1
+            if step:
+                self.steps[step] += 1
+            if prompt is not None:
+                self.prompts[prompt] += 1
+            fault, reply, delay = headers.get("x-fault"), None, self.delay
+            for rule in self.rules:
+                if not rule.applies(step, text):
+                    continue
+                if fault is None and rule.faults:
+                    fault, reply = rule.faults.pop(0), rule.reply
+                    delay = rule.delay if rule.delay is not None else delay
+                    break
+                if not rule.faults and (rule.reply is not None or rule.delay is not None):
+                    reply = rule.reply
+                    delay = rule.delay if rule.delay is not None else delay
+                    break
+            fault = fault or "ok"
+            self.faults[fault] += 1
+        if "x-delay" in headers:
+            delay = float(headers["x-delay"])
+        return fault, reply, delay
+
+
+# -- answers --------------------------------------------------------------------
+
+
+def word_count(text: str) -> int:
+    """The server's token count: whitespace-separated words."""
+    return len(text.split())
+
+
+def example(schema: dict[str, Any]) -> Any:
+    """A minimal instance of a JSON schema (first enum value, required properties only)."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return example(schema[key][0])
+    t = schema.get("type", "object")
+    t = t[0] if isinstance(t, list) else t
+    if t == "object":
+        props = schema.get("properties", {})
+        return {k: example(props.get(k, {})) for k in schema.get("required", list(props))}
+    if t == "array":
+        return [example(schema.get("items", {}))] * int(schema.get("minItems", 0))
+    return {"string": "x", "number": 0.5, "integer": 1, "boolean": True, "null": None}.get(t, "x")
+
+
+def chat_reply(req: dict[str, Any], fixed: str | None) -> tuple[str, str]:
+    messages = req.get("messages") or []
+    last_user = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+    if fixed is not None:
+        text = fixed
+    else:
+        fmt = req.get("response_format") or {}
+        schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+        text = json.dumps(example(schema)) if schema else f"echo: {last_user}"
+    limit = req.get("max_tokens") or req.get("max_completion_tokens")
+    words = text.split(" ")
+    if limit is not None and word_count(text) > int(limit):
+        return " ".join(words[: int(limit)]), "length"
+    return text, "stop"
+
+
+def usage(req: dict[str, Any], reply: str) -> dict[str, int]:
+    prompt = sum(word_count(str(m.get("content", ""))) for m in req.get("messages") or [])
+    completion = word_count(reply)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def embedding(text: str, dim: int) -> list[float]:
+    vec = [0.0] * dim
+    for word in text.lower().split():
+        h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+        vec[h % dim] += 1.0 if (h >> 32) & 1 else -1.0
+    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+    return [v / norm for v in vec]
