@@ -11,11 +11,19 @@ What is fitted, per step:
 
 * latency, from ``end - start`` of attempts with outcome ``ok`` (failed
   attempts end early and timeouts are cut off, so they say little about
-  how long a success takes): exponential, lognormal and gamma by maximum
-  likelihood (``scipy.stats``, location fixed at 0), the family with the
-  lowest AIC wins; with fewer than ``min_samples`` values, or when even the
-  best family is rejected by a Kolmogorov-Smirnov test at level 0.001, the
-  measurements themselves (``empirical``); all equal values give ``fixed``;
+  how long a success takes). Candidates, each by maximum likelihood with
+  location fixed at 0: exponential, lognormal and gamma (``scipy.stats``),
+  and mixtures of 2 and 3 lognormals (EM on ``log x``): an LLM step's
+  latency is often multi-modal (answers that stop early, answers that run
+  to ``max_tokens``), and one skewed family then puts the median between
+  the modes. The candidates are ranked by BIC (``k ln n - 2 ln L``, ``k``
+  counting every mixture weight, mean and spread: BIC, not AIC, because AIC
+  keeps adding mixture components), and the best one that a
+  Kolmogorov-Smirnov test does not reject at level 0.01 wins. When every
+  candidate is rejected, or with fewer than ``min_samples`` values, the
+  measurements themselves (``empirical``); all equal values give ``fixed``.
+  The criterion values go into :class:`FitQuality`'s ``aic`` mapping (its
+  only slot for them);
 * input and output tokens, the same way;
 * the failure rate: failed attempts (``error``, ``timeout``, and
   ``fallback``, the executor's mark for the last failed attempt before a
@@ -52,11 +60,12 @@ from petriflow.simulate.distributions import (
     Fixed,
     Gamma,
     LogNormal,
+    Mixture,
 )
 from petriflow.simulate.profile import FitQuality, Profile, StepProfile
 from petriflow.spec.model import Workflow
 
-__all__ = ["TRACE_FIELDS", "fit", "fit_dist", "read_traces"]
+__all__ = ["TRACE_FIELDS", "fit", "fit_dist", "lognormal_mixture", "read_traces"]
 
 TRACE_FIELDS: Mapping[str, tuple[type, ...]] = MappingProxyType({
     "run_id": (str,), "case": (str, int), "step": (str,), "start": (int, float), "end": (int, float),
@@ -107,11 +116,23 @@ def check_record(rec: Any, *, where: str) -> dict[str, Any]:
     return out
 
 
+KS_LEVEL = 0.01
+"""A candidate family whose KS p-value is below this is rejected (the p-values are optimistic,
+since the parameters were fitted to the same data, so a rejection is a strong one)."""
+MIXTURE_COMPONENTS = (2, 3)
+MIN_LOG_SPREAD = 0.01
+"""The smallest sigma (on ``log x``) of a mixture component: without it a component shrinks onto a
+repeated value and its likelihood grows without bound."""
+
+
 def fit_dist(values: Iterable[float], *, min_samples: int = 20) -> tuple[Dist, FitQuality]:
-    """The best-fitting family for ``values`` by AIC, with its KS statistic (see the module docstring)."""
+    """The best-fitting family for ``values`` by BIC that a KS test accepts (see the module docstring).
+
+    Deterministic: the same values (in any order) give the same distribution.
+    """
     from scipy import stats
 
-    x = np.asarray(list(values), dtype=float)
+    x = np.sort(np.asarray(list(values), dtype=float))
     n = int(x.size)
     if n == 0:
         raise ProfileError("nothing to fit")
@@ -119,22 +140,126 @@ def fit_dist(values: Iterable[float], *, min_samples: int = 20) -> tuple[Dist, F
         return Fixed(float(x[0])), FitQuality("fixed", n, 0.0, 1.0)
     if n < min_samples:
         return Empirical(tuple(x.tolist())), FitQuality("empirical", n, 0.0, 1.0)
-    candidates: dict[str, tuple[Dist, Any, int]] = {}
+    # name -> (distribution, its CDF, log-likelihood, number of free parameters)
+    candidates: dict[str, tuple[Dist, Any, float, int]] = {}
     scale = float(x.mean())
-    candidates["exponential"] = (Exponential(scale), stats.expon(scale=scale), 1)
+    expon = stats.expon(scale=scale)
+    candidates["exponential"] = (Exponential(scale), expon.cdf, float(np.sum(expon.logpdf(x))), 1)
     if x.min() > 0:
         s, _, sc = stats.lognorm.fit(x, floc=0)
-        candidates["lognormal"] = (LogNormal(math.log(sc), s), stats.lognorm(s, scale=sc), 2)
+        frozen = stats.lognorm(s, scale=sc)
+        candidates["lognormal"] = (LogNormal(math.log(sc), s), frozen.cdf, float(np.sum(frozen.logpdf(x))), 2)
         a, _, sc = stats.gamma.fit(x, floc=0)
-        candidates["gamma"] = (Gamma(a, sc), stats.gamma(a, scale=sc), 2)
-    aic = {name: 2 * k - 2 * float(np.sum(frozen.logpdf(x))) for name, (_, frozen, k) in candidates.items()}
-    best = min(aic, key=lambda name: aic[name])
-    dist, frozen, _ = candidates[best]
-    ks = stats.kstest(x, frozen.cdf)
-    aic_ro = MappingProxyType({k: round(v, 3) for k, v in aic.items()})
-    if ks.pvalue < 0.001:
-        return Empirical(tuple(x.tolist())), FitQuality("empirical", n, float(ks.statistic), float(ks.pvalue), aic_ro)
-    return dist, FitQuality(best, n, float(ks.statistic), float(ks.pvalue), aic_ro)
+        frozen = stats.gamma(a, scale=sc)
+        candidates["gamma"] = (Gamma(a, sc), frozen.cdf, float(np.sum(frozen.logpdf(x))), 2)
+        for k in MIXTURE_COMPONENTS:
+            if n >= 10 * k:
+                mix = lognormal_mixture(x, k)
+                if mix is not None:
+                    candidates[f"mixture{k}"] = (mix[0], _mixture_cdf(mix[0]), mix[1], 3 * k - 1)
+    bic = {name: k * math.log(n) - 2 * loglik for name, (_, _, loglik, k) in candidates.items()}
+    scores = MappingProxyType({name: round(v, 3) for name, v in bic.items()})
+    first: FitQuality | None = None
+    for name in sorted(bic, key=lambda name: (bic[name], name)):
+        dist, cdf, _, _ = candidates[name]
+        ks = stats.kstest(x, cdf)
+        quality = FitQuality(name, n, float(ks.statistic), float(ks.pvalue), scores)
+        if ks.pvalue >= KS_LEVEL:
+            return dist, quality
+        first = first or quality
+    assert first is not None
+    return Empirical(tuple(x.tolist())), FitQuality("empirical", n, first.ks, first.p_value, scores)
+
+
+def lognormal_mixture(x: np.ndarray, k: int, *, max_iter: int = 300,
+                      tol: float = 1e-6) -> tuple[Mixture, float] | None:
+    """The maximum-likelihood mixture of ``k`` lognormals for positive ``x``, by EM on ``log x``.
+
+    EM is started from two deterministic guesses (``log x`` cut into ``k`` equal-count groups, and
+    1-D k-means from there) and the better end point is kept, so the result depends on the data
+    only. Returns the mixture (components in increasing median) and its log-likelihood on the
+    scale of ``x``, or ``None`` when a component empties (fewer than two points' worth of weight).
+    """
+    y = np.sort(np.log(np.asarray(x, dtype=float)))
+    n = y.size
+    jacobian = float(np.sum(y))  # log-density of x = log-density of log x - log x
+    groups = np.array_split(np.arange(n), k)
+    starts = [np.array([y[g].mean() for g in groups])]
+    centers = starts[0].copy()
+    for _ in range(100):  # Lloyd's iterations in one dimension
+        label = np.argmin(np.abs(y[:, None] - centers[None, :]), axis=1)
+        new = np.array([y[label == j].mean() if np.any(label == j) else centers[j] for j in range(k)])
+        if np.allclose(new, centers):
+            break
+        centers = new
+    if not np.allclose(centers, starts[0]):
+        starts.append(centers)
+    best: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
+    for mu0 in starts:
+        label = np.argmin(np.abs(y[:, None] - mu0[None, :]), axis=1)
+        sd0 = np.array([y[label == j].std() if np.sum(label == j) > 1 else y.std() for j in range(k)])
+        result = _em(y, np.full(k, 1.0 / k), mu0.astype(float), np.maximum(sd0, MIN_LOG_SPREAD), max_iter, tol)
+        if result is not None and (best is None or result[3] > best[3]):
+            best = result
+    if best is None:
+        return None
+    w, mu, sd, loglik = best
+    order = np.argsort(mu, kind="stable")
+    comps = tuple(LogNormal(float(mu[j]), float(sd[j])) for j in order)
+    return Mixture(comps, tuple(float(w[j]) for j in order)), loglik - jacobian
+
+
+def _em(y: np.ndarray, w: np.ndarray, mu: np.ndarray, sd: np.ndarray, max_iter: int,
+        tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """EM for a Gaussian mixture on ``y``: (weights, means, sigmas, log-likelihood), or None if a part empties.
+
+    Stops when an iteration gains less than ``tol`` per point of log-likelihood (a BIC difference
+    that small never changes the ranking).
+    """
+    n = y.size
+    old = -math.inf
+    for _ in range(max_iter):
+        row, logp = _gauss_mix_loglik(y, w, mu, sd)
+        loglik = float(np.sum(row))
+        if loglik - old < tol * n:
+            break
+        old = loglik
+        resp = np.exp(logp - row[:, None])
+        nk = resp.sum(axis=0)
+        if np.any(nk < 2.0):
+            return None
+        w = nk / n
+        mu = (resp * y[:, None]).sum(axis=0) / nk
+        sd = np.maximum(np.sqrt((resp * (y[:, None] - mu[None, :]) ** 2).sum(axis=0) / nk), MIN_LOG_SPREAD)
+    else:
+        loglik = float(np.sum(_gauss_mix_loglik(y, w, mu, sd)[0]))
+    return w, mu, sd, loglik  # the likelihood of exactly these parameters
+
+
+def _gauss_mix_loglik(y: np.ndarray, w: np.ndarray, mu: np.ndarray,
+                      sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per point: the log-density of the mixture, and the log of each weighted component's density."""
+    logp = (np.log(w)[None, :] - np.log(sd)[None, :] - 0.5 * math.log(2 * math.pi)
+            - 0.5 * ((y[:, None] - mu[None, :]) / sd[None, :]) ** 2)
+    top = logp.max(axis=1)
+    return top + np.log(np.exp(logp - top[:, None]).sum(axis=1)), logp
+
+
+def _mixture_cdf(dist: Mixture) -> Any:
+    """The CDF of a mixture of lognormals, for the KS test."""
+    from scipy import stats
+
+    w = np.asarray(dist.weights, dtype=float)
+    mu = np.array([c.mu for c in dist.components])  # type: ignore[attr-defined]
+    sd = np.array([c.sigma for c in dist.components])  # type: ignore[attr-defined]
+
+    def cdf(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=float)
+        with np.errstate(divide="ignore"):
+            z = (np.log(np.maximum(v, 0.0))[..., None] - mu) / sd
+        return np.sum(w * stats.norm.cdf(z), axis=-1)
+
+    return cdf
 
 
 def _fit_step(recs: list[dict[str, Any]], min_samples: int) -> tuple[StepProfile, dict[str, FitQuality]]:
