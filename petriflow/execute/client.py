@@ -3,13 +3,9 @@
 The executor owns retries, because retries are part of the verified net (a
 bounded counter place), so this module makes exactly **one attempt** per call
 (the openai client's own ``max_retries`` is 0: no hidden retries) and says what
-went wrong in a form the executor can act on:
-
-    ModelCallError (petriflow.errors)
-    ├── RetryableCallError   kind: rate_limit | server | timeout | connection | malformed;
-    │                        retry_after: seconds the server asked to wait (Retry-After,
-    │                        retry-after-ms, or an HTTP date), else None
-    └── FatalCallError       a request the endpoint will refuse again (400, 401, 404, ...)
+went wrong in a form the executor can act on: a
+:class:`RetryableCallError` or a :class:`FatalCallError` (both in
+:mod:`petriflow.execute.call_errors`, re-exported here).
 
 Every answer carries its token usage (from ``usage``, streamed answers too via
 ``stream_options.include_usage``), its cost from the workflow's prices, its
@@ -27,17 +23,21 @@ again and take whichever answers first).
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import functools
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import numpy as np
 
-from petriflow.errors import ModelCallError
+from petriflow.execute.call_errors import (
+    FatalCallError,
+    RetryableCallError,
+    classify_error,
+    httpx_module,
+    parse_retry_after,
+)
 from petriflow.execute.pricing import call_cost
 from petriflow.execute.response_cache import (
     MemoryCache,
@@ -68,31 +68,10 @@ __all__ = [
     "resolve_endpoint",
 ]
 
-RetryKind = Literal["rate_limit", "server", "timeout", "connection", "malformed"]
 STEP_HEADER = "X-Petriflow-Step"
 """Sent with every call made for a step, so servers (and the fault server's counters) can tell steps apart."""
 _T = TypeVar("_T")
 _UNSET: Any = object()
-
-
-class RetryableCallError(ModelCallError):
-    """The call failed in a way that another attempt may fix; ``retry_after`` is the server's wish."""
-
-    def __init__(self, message: str, *, kind: RetryKind, retry_after: float | None = None,
-                 status: int | None = None, where: str | None = None, hint: str | None = None) -> None:
-        self.kind = kind
-        self.retry_after = retry_after
-        self.status = status
-        super().__init__(message, where=where, hint=hint)
-
-
-class FatalCallError(ModelCallError):
-    """The endpoint refused the request in a way another attempt will not change."""
-
-    def __init__(self, message: str, *, status: int | None = None, where: str | None = None,
-                 hint: str | None = None) -> None:
-        self.status = status
-        super().__init__(message, where=where, hint=hint)
 
 
 @dataclass(frozen=True)
@@ -121,89 +100,6 @@ class EmbedResult:
     model: str
     latency_s: float
     cached: bool = False
-
-
-# -- errors -----------------------------------------------------------------------
-
-
-def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` (seconds or an HTTP date)."""
-    if not headers:
-        return None
-    lower = {k.lower(): v for k, v in headers.items()}
-    ms = lower.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = lower.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-@functools.cache
-def _httpx() -> Any:
-    """The HTTP library the installed openai is built on: ``httpx2`` (openai 3) or ``httpx`` (1 and 2)."""
-    import importlib
-
-    import openai
-
-    for base in openai.DefaultAsyncHttpxClient.__mro__:
-        if base.__name__ == "AsyncClient":
-            return importlib.import_module(base.__module__.split(".")[0])
-    import httpx  # type: ignore[import-not-found]
-
-    return httpx
-
-
-def classify_error(exc: BaseException, *, where: str | None = None) -> ModelCallError:
-    """Turn whatever one attempt raised into a RetryableCallError or a FatalCallError."""
-    import openai
-
-    if isinstance(exc, RetryableCallError) and exc.where is None and where:
-        return RetryableCallError(exc.message, kind=exc.kind, retry_after=exc.retry_after, status=exc.status,
-                                  where=where, hint=exc.hint)
-    if isinstance(exc, ModelCallError):
-        return exc
-    if isinstance(exc, (TimeoutError, openai.APITimeoutError)):
-        return RetryableCallError("the call timed out", kind="timeout", where=where)
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        headers = dict(exc.response.headers) if exc.response is not None else {}
-        wait = parse_retry_after(headers)
-        detail = f"HTTP {status}: {getattr(exc, 'message', exc)}"
-        if status == 429:
-            return RetryableCallError(detail, kind="rate_limit", retry_after=wait, status=status, where=where)
-        if status == 408:
-            return RetryableCallError(detail, kind="timeout", retry_after=wait, status=status, where=where)
-        if status >= 500 or status in (409, 425):
-            return RetryableCallError(detail, kind="server", retry_after=wait, status=status, where=where)
-        hint = {401: "check the API key variable", 403: "check the API key's permissions",
-                404: "check the model name and base_url"}.get(status)
-        return FatalCallError(detail, status=status, where=where, hint=hint)
-    if isinstance(exc, openai.APIConnectionError):
-        return RetryableCallError(f"cannot reach the endpoint: {exc.__cause__ or exc}", kind="connection",
-                                  where=where)
-    if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
-        return RetryableCallError(f"the endpoint's answer is malformed: {exc}", kind="malformed", where=where)
-    httpx = _httpx()
-    if isinstance(exc, httpx.TimeoutException):
-        return RetryableCallError("the call timed out", kind="timeout", where=where)
-    if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
-        return RetryableCallError(f"the connection failed: {exc}", kind="connection", where=where)
-    if isinstance(exc, openai.OpenAIError):
-        return FatalCallError(str(exc), where=where)
-    raise exc
 
 
 # -- the client -------------------------------------------------------------------
@@ -282,7 +178,7 @@ class _Pool:
     def _add(self) -> None:
         import openai
 
-        httpx = _httpx()
+        httpx = httpx_module()
         if self._verify is True:
             import ssl
 
@@ -347,7 +243,7 @@ class ModelClient:
         i = pool.pick()
         pool.busy[i] += 1
         try:
-            resp = await pool.clients[i].post(path, body=body, cast_to=_httpx().Response,
+            resp = await pool.clients[i].post(path, body=body, cast_to=httpx_module().Response,
                                               options={"timeout": timeout, "headers": dict(headers or {})})
             return json.loads(resp.content)
         finally:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from petriflow.errors import BudgetExceeded, ExecutionError, PetriflowError
+from petriflow.execute.call_errors import RetryableCallError
 from petriflow.execute.plan import Dag, Outcome, StepPlan
 from petriflow.execute.store import Checkpoint
 from petriflow.execute.tools import KindRunner, StepCall
@@ -270,16 +271,14 @@ class StepPolicies:
 
 
 class _GiveUp(Exception):
+    """A step's attempts are over; :meth:`StepPolicies._execute` hands over to the fallback or fails the step."""
+
     def __init__(self, attempts: int, cause: BaseException | None) -> None:
         super().__init__(str(cause))
         self.attempts, self.cause = attempts, cause
 
 
 def _retryable(exc: BaseException | None) -> bool:
-    try:
-        from petriflow.execute.client import RetryableCallError
-    except ImportError:  # pragma: no cover - the client module ships with the package
-        return False
     return isinstance(exc, RetryableCallError)
 
 
