@@ -35,8 +35,10 @@ import heapq
 import os
 import sys
 import time
+from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import simpy
@@ -83,6 +85,30 @@ def fork_join(*, route: bool, resources: bool = True) -> object:
 
 
 # -- baselines -----------------------------------------------------------------------------------------
+def draws(cases: int, *, seed: int) -> tuple[Iterator[float], Iterator[float]]:
+    """Branch delays and inter-arrival gaps for ``cases`` cases, drawn before a baseline starts its clock."""
+    rng = np.random.default_rng(seed)
+    return iter(rng.exponential(MEAN, cases * K + 10).tolist()), iter(rng.exponential(1 / RATE, cases + 10).tolist())
+
+
+def token_game_tables() -> tuple[Any, list[tuple[tuple[int, int], ...]], list[tuple[tuple[int, int], ...]], list[bool],
+                                 list[list[int]], int, int]:
+    """The plain fork-join's lowered net as Python tables for the token-game baselines.
+
+    ``(net, pre, post, timed, consumers, sink, begin)``: arcs as ``(place,
+    weight)`` tuples per transition, whether a transition is timed (a branch
+    finishing), the transitions that consume from each place, the sink place
+    and the begin transition. Plain lists and tuples, so the baselines' inner
+    loops stay as fast as a tuned generic implementation would be.
+    """
+    net = lower(fork_join(route=False, resources=False))
+    pre = [tuple((p, w) for p, w in enumerate(row) if w) for row in net.pre.tolist()]
+    post = [tuple((p, w) for p, w in enumerate(row) if w) for row in net.post.tolist()]
+    timed = [net.origins[t].role == "finish" and net.origins[t].step.startswith("b") for t in net.transitions]
+    consumers = [[t for t in range(len(pre)) if any(p == q for q, _ in pre[t])] for p in range(len(net.places))]
+    return net, pre, post, timed, consumers, net.place_index(net.sink), net.transition_index("begin")
+
+
 def simpy_kernel(n: int, *, ahead: bool) -> tuple[float, float]:
     """Timeouts per second: 100 processes each yielding n/100 exponential timeouts."""
     env = simpy.Environment()
@@ -113,15 +139,8 @@ def generic_token_game(cases: int, *, kernel: str) -> tuple[float, float, float]
     (``kernel="heapq"``). Markings are lists, arcs int tuples: a fair,
     reasonably tuned generic implementation.
     """
-    net = lower(fork_join(route=False, resources=False))
-    pre = [tuple((p, w) for p, w in enumerate(row) if w) for row in net.pre.tolist()]
-    post = [tuple((p, w) for p, w in enumerate(row) if w) for row in net.post.tolist()]
-    timed = [net.origins[t].role == "finish" and net.origins[t].step.startswith("b") for t in net.transitions]
-    consumers = [[t for t in range(len(pre)) if any(p == q for q, _ in pre[t])] for p in range(len(net.places))]
-    sink, begin = net.place_index(net.sink), net.transition_index("begin")
-    rng = np.random.default_rng(1)
-    delays = iter(rng.exponential(MEAN, cases * K + 10).tolist())
-    gaps = iter(rng.exponential(1 / RATE, cases + 10).tolist())
+    net, pre, post, timed, consumers, sink, begin = token_game_tables()
+    delays, gaps = draws(cases, seed=1)
     done = [0, 0]
     env = simpy.Environment()
     heap: list[tuple] = []
@@ -184,15 +203,8 @@ def generic_token_game(cases: int, *, kernel: str) -> tuple[float, float, float]
 
 def process_token_game(cases: int) -> tuple[float, float, float]:
     """The token game the SimPy way: every firing is a process that yields a timeout (0 when immediate)."""
-    net = lower(fork_join(route=False, resources=False))
-    pre = [tuple((p, w) for p, w in enumerate(row) if w) for row in net.pre.tolist()]
-    post = [tuple((p, w) for p, w in enumerate(row) if w) for row in net.post.tolist()]
-    timed = [net.origins[t].role == "finish" and net.origins[t].step.startswith("b") for t in net.transitions]
-    consumers = [[t for t in range(len(pre)) if any(p == q for q, _ in pre[t])] for p in range(len(net.places))]
-    sink, begin = net.place_index(net.sink), net.transition_index("begin")
-    rng = np.random.default_rng(1)
-    delays = iter(rng.exponential(MEAN, cases * K + 10).tolist())
-    gaps = iter(rng.exponential(1 / RATE, cases + 10).tolist())
+    net, pre, post, timed, consumers, sink, begin = token_game_tables()
+    delays, gaps = draws(cases, seed=1)
     env = simpy.Environment()
     done = [0, 0]
 
@@ -224,9 +236,7 @@ def process_token_game(cases: int) -> tuple[float, float, float]:
 
 
 def handwritten_simpy(cases: int) -> tuple[float, float]:
-    rng = np.random.default_rng(2)
-    delays = iter(rng.exponential(MEAN, cases * K + 10).tolist())
-    gaps = iter(rng.exponential(1 / RATE, cases + 10).tolist())
+    delays, gaps = draws(cases, seed=2)
     env = simpy.Environment()
     done = [0]
 
@@ -249,9 +259,7 @@ def handwritten_simpy(cases: int) -> tuple[float, float]:
 
 
 def bare_heapq(cases: int) -> tuple[float, float]:
-    rng = np.random.default_rng(3)
-    delays = iter(rng.exponential(MEAN, cases * K + 10).tolist())
-    gaps = iter(rng.exponential(1 / RATE, cases + 10).tolist())
+    delays, gaps = draws(cases, seed=3)
     heap: list[tuple[float, int, int, int]] = []
     seq = count()
     left = [0] * cases
