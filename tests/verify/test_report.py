@@ -92,3 +92,19 @@ def test_budget_without_a_verdict_says_what_is_known() -> None:
     report = check(net, max_states=10, full=True, properties=("deadlock", "live"))
     assert report.exit_code == 3 and report.deadlock is None and report.live is None
     assert "10 states explored" in report.explain() and "no violation found" in report.explain()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["Dekker-PT-020", "TokenRing-PT-015"])
+def test_deadlock_verdict_where_reduction_cannot_shrink(model: str) -> None:
+    """The two conformance nets the stubborn sets cannot reduce: the full engine gives their deadlock verdict."""
+    import csv
+
+    from petriflow.net.pnml import read_pnml
+
+    conformance = ROOT.parent / "shared" / "conformance"
+    row = next(r for r in csv.DictReader(open(conformance / "expected.csv", newline="")) if r["model"] == model)
+    report = check(read_pnml(conformance / f"{model}.pnml"), properties=("deadlock",), full=True, max_states=None)
+    assert report.complete
+    assert report.deadlock == (row["deadlock"] == "true")
+    assert report.states == int(row["reachable_states"])
