@@ -51,10 +51,11 @@ class PetriflowError(Exception):
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
-        text = f"{self.where}: {self.message}" if self.where else self.message
+        head, newline, rest = self.message.partition("\n")  # a witness may follow the first line
+        text = f"{self.where}: {head}" if self.where else head
         if self.hint:
             text += f" ({self.hint})"
-        return text
+        return text + newline + rest
 
 
 class InputError(PetriflowError):
