@@ -5,7 +5,8 @@
 1. *train*: ``--cases`` questions (a fixed mix of small talk, code and fact
    questions) through ``petriflow run``'s engine on the real local models
    (SmolLM2-135M on llama.cpp, e5 embeddings), writing the JSON-lines trace;
-2. ``petriflow fit`` (the CLI, as a user would) turns the trace into a profile;
+2. ``petriflow fit`` (the CLI, as a user would) turns the trace into a profile
+   (its per-step table of families, KS statistics and p-values is printed);
 3. ``simulate`` predicts per-case latency p50/p95 under the same load (a
    closed population of ``--users`` users, no think time), and the mean
    tokens per case follow from the fitted token distributions and branch
@@ -148,6 +149,7 @@ def main() -> None:
                           "--workflow", str(QA)], cwd=ROOT, capture_output=True, text=True, check=False)
     if fit.returncode != 0:
         sys.exit(f"petriflow fit failed: {fit.stderr}")
+    print(fit.stdout, end="")
     profile = Profile.load(profile_path, workflow=wf)
     sim = simulate(wf, profile, cases=5000, load=Load.closed(args.users), seed=args.seed)
     test = run_batch(questions(args.cases, rng), OUT / "test.jsonl", args.users)
@@ -157,26 +159,48 @@ def main() -> None:
         tok = np.array([r.input_tokens + r.output_tokens for r in results])
         return {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)), "tokens": float(tok.mean())}
 
+    def noise(results: list[Any]) -> dict[str, tuple[float, float]]:
+        """95% bootstrap intervals of the measured numbers: how far N cases can say anything."""
+        boot = np.random.default_rng(args.seed)
+        lat = np.array([r.seconds for r in results])
+        tok = np.array([r.input_tokens + r.output_tokens for r in results], dtype=float)
+        idx = boot.integers(len(lat), size=(2000, len(lat)))
+        stats = {"p50": np.percentile(lat[idx], 50, axis=1), "p95": np.percentile(lat[idx], 95, axis=1),
+                 "tokens": tok[idx].mean(axis=1)}
+        return {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in stats.items()}
+
     pred = {"p50": sim.latency.p50, "p95": sim.latency.p95, "tokens": expected_tokens(profile, wf)}
     m_train, m_test = measured(train), measured(test)
     print(f"closed loop on {QA.name}: {args.cases} cases per run, {args.users} user(s); "
           f"load {os.getloadavg()[0]:.1f}; {time.time() - t0:.0f} s")
-    print(f"{'':16} {'train':>9} {'predicted':>10} {'measured':>9} {'gap':>7} {'vs train':>9}")
+    ci = noise(test)
+    print(f"{'':16} {'train':>9} {'predicted':>10} {'measured':>9} {'95% CI of measured':>19} {'gap':>7} "
+          f"{'vs train':>9}")
     rows = {}
     for key, label in (("p50", "latency p50 (s)"), ("p95", "latency p95 (s)"), ("tokens", "tokens per case")):
         gap = (pred[key] - m_test[key]) / m_test[key]
         fit_gap = (pred[key] - m_train[key]) / m_train[key]  # the model's own error, without run-to-run drift
         rows[key] = {"train": m_train[key], "predicted": pred[key], "measured": m_test[key], "gap": gap,
-                     "gap_vs_train": fit_gap}
-        print(f"{label:16} {m_train[key]:9.3f} {pred[key]:10.3f} {m_test[key]:9.3f} {gap:+7.1%} {fit_gap:+9.1%}")
+                     "gap_vs_train": fit_gap, "measured_ci95": ci[key]}
+        interval = f"{ci[key][0]:.3f}-{ci[key][1]:.3f}"
+        print(f"{label:16} {m_train[key]:9.3f} {pred[key]:10.3f} {m_test[key]:9.3f} {interval:>19} {gap:+7.1%} "
+              f"{fit_gap:+9.1%}")
     emp = resampled(OUT / "train.jsonl", np.random.default_rng(args.seed))
-    print(f"resampling the training trace itself (no fitted family): p50 {emp['p50']:.3f} s, "
-          f"p95 {emp['p95']:.3f} s")
-    rows["resampled"] = emp
+    print(f"resampling the training trace itself (no fitted family): p50 {emp['p50']:.3f} s "
+          f"({(emp['p50'] - m_test['p50']) / m_test['p50']:+.1%}), p95 {emp['p95']:.3f} s "
+          f"({(emp['p95'] - m_test['p95']) / m_test['p95']:+.1%})")
+    rows["resampled"] = {**emp, "gap": {k: (emp[k] - m_test[k]) / m_test[k] for k in emp},
+                         "gap_vs_train": {k: (emp[k] - m_train[k]) / m_train[k] for k in emp}}
+    print(f"  vs the training run: p50 {rows['resampled']['gap_vs_train']['p50']:+.1%}, "
+          f"p95 {rows['resampled']['gap_vs_train']['p95']:+.1%}")
+    import yaml
+
+    families = yaml.safe_load(profile_path.read_text()).get("fit", {})  # what `fit` chose, with KS and p
     routes = {r.output["route"] for r in test}
     print(f"routes taken in the test run: {sorted(routes)}; fitted routes: "
           f"{ {k: round(v, 2) for k, v in profile.routes.get('classify', {}).items()} }")
-    (OUT / "summary.json").write_text(json.dumps({"cases": args.cases, "users": args.users, "rows": rows}, indent=2))
+    (OUT / "summary.json").write_text(json.dumps({"cases": args.cases, "users": args.users, "seed": args.seed, "rows": rows,
+                                                       "fit": families}, indent=2))
 
 
 if __name__ == "__main__":

@@ -175,8 +175,9 @@ def lognormal_mixture(x: np.ndarray, k: int, *, max_iter: int = 300,
                       tol: float = 1e-6) -> tuple[Mixture, float] | None:
     """The maximum-likelihood mixture of ``k`` lognormals for positive ``x``, by EM on ``log x``.
 
-    EM is started from two deterministic guesses (``log x`` cut into ``k`` equal-count groups, and
-    1-D k-means from there) and the better end point is kept, so the result depends on the data
+    EM is started from three deterministic guesses (``log x`` cut into ``k`` equal-count groups,
+    1-D k-means from there, and ``log x`` cut at its ``k - 1`` widest gaps, which finds a small
+    far-away mode such as the answers that run to ``max_tokens``) and the best end point is kept, so the result depends on the data
     only. Returns the mixture (components in increasing median) and its log-likelihood on the
     scale of ``x``, or ``None`` when a component empties (fewer than two points' worth of weight).
     """
@@ -194,6 +195,9 @@ def lognormal_mixture(x: np.ndarray, k: int, *, max_iter: int = 300,
         centers = new
     if not np.allclose(centers, starts[0]):
         starts.append(centers)
+    cuts = _widest_gaps(y, k)
+    if cuts is not None:
+        starts.append(np.array([part.mean() for part in np.split(y, cuts)]))
     best: tuple[np.ndarray, np.ndarray, np.ndarray, float] | None = None
     for mu0 in starts:
         label = np.argmin(np.abs(y[:, None] - mu0[None, :]), axis=1)
@@ -207,6 +211,21 @@ def lognormal_mixture(x: np.ndarray, k: int, *, max_iter: int = 300,
     order = np.argsort(mu, kind="stable")
     comps = tuple(LogNormal(float(mu[j]), float(sd[j])) for j in order)
     return Mixture(comps, tuple(float(w[j]) for j in order)), loglik - jacobian
+
+
+def _widest_gaps(y: np.ndarray, k: int) -> list[int] | None:
+    """Indices that cut sorted ``y`` at its ``k - 1`` widest gaps, each part keeping 3 or more points."""
+    n = y.size
+    gaps = np.diff(y)
+    cuts: list[int] = []
+    for i in np.argsort(-gaps, kind="stable"):
+        cut = int(i) + 1
+        bounds = sorted([0, n, *cuts, cut])
+        if int(np.diff(bounds).min()) >= 3:
+            cuts.append(cut)
+            if len(cuts) == k - 1:
+                return sorted(cuts)
+    return None
 
 
 def _em(y: np.ndarray, w: np.ndarray, mu: np.ndarray, sd: np.ndarray, max_iter: int,
