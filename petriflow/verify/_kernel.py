@@ -23,6 +23,10 @@ repacking, so a count never wraps), the state budget is hit, or a chunk ends
 (progress bar).
 Numba is a wheel on PyPI, so nothing is compiled at install time; the first
 call compiles (a few seconds) and caches the machine code next to this file.
+The kernels stay in this one file although it is past ~500 lines: numba's
+on-disk cache is invalidated only when the cached function's own file
+changes, so a helper moved to another module could be edited and the
+kernels that inlined it would keep running the old machine code.
 """
 
 from __future__ import annotations
@@ -95,10 +99,16 @@ def _hash_row(packed: np.ndarray, i: int, W: int) -> np.uint64:
 
 
 @njit(inline="always", cache=True)
+def _slot(x: np.ndarray, k: int, W: int, smask: int) -> Any:
+    """The home slot of row ``k`` of ``x`` in a table of ``smask + 1`` slots (both tables hash alike)."""
+    return np.int64(_hash_row(x, k, W) & np.uint64(smask))
+
+
+@njit(inline="always", cache=True)
 def _probe(table: np.ndarray, packed: np.ndarray, key: np.ndarray, k: int, W: int) -> tuple[Any, Any]:
     """Find row ``k`` of ``key`` among the stored states: ``(slot, state)``, state -1 if absent."""
     smask = table.shape[0] - 1
-    s = np.int64(_hash_row(key, k, W) & np.uint64(smask))
+    s = _slot(key, k, W, smask)
     while True:
         j = table[s]
         if j < 0:
@@ -119,7 +129,7 @@ def rehash(table: np.ndarray, packed: np.ndarray, n: int) -> None:
     W = packed.shape[1]
     smask = table.shape[0] - 1
     for i in range(n):
-        s = np.int64(_hash_row(packed, i, W) & np.uint64(smask))
+        s = _slot(packed, i, W, smask)
         while table[s] >= 0:
             s = (s + 1) & smask
         table[s] = i
@@ -225,14 +235,6 @@ def _find(keys: np.ndarray, s: int, x: np.ndarray, k: int, W: int) -> tuple[int,
         if empty:
             return s, False
         s = (s + 1) & smask
-
-
-@njit(inline="always", cache=True)
-def _slot(x: np.ndarray, k: int, W: int, smask: int) -> Any:
-    h = _mix(x[k, 0] ^ _SEED)
-    for w in range(1, W):
-        h = _mix(h ^ x[k, w])
-    return np.int64(h & np.uint64(smask))
 
 
 @njit(inline="always", cache=True)
@@ -347,6 +349,28 @@ def _resolve(packed: A, n: int, head: int, keys: A, tidx: A, special: A, esrc: A
     return False, n, n_stored, n_edges
 
 
+@njit(inline="always", cache=True)
+def _pause(head: int, stop_head: int, n: int, T: int, cap: int, table_limit: int, n_dead: int, dead_cap: int,
+           store_edges: bool, n_stored: int, edges_cap: int) -> int:
+    """Why an ``expand_*`` kernel must return to Python before expanding state ``head``, or ``DONE`` if it need not.
+
+    Checked before each expansion, for the worst case of that one state (all
+    ``T`` transitions enabled, every successor new), so nothing is stored
+    half-way: the chunk ended (``CHUNK``), the state store or the hash table
+    is full (``GROW``), or the dead-state or edge list is (``GROW_DEAD``,
+    ``GROW_EDGES``). Both kernels share it so they pause for the same reasons.
+    """
+    if head >= stop_head:
+        return CHUNK
+    if n + T + 1 > cap or n + T > table_limit:
+        return GROW
+    if n_dead >= dead_cap:
+        return GROW_DEAD
+    if store_edges and n_stored + T > edges_cap:
+        return GROW_EDGES
+    return DONE
+
+
 @njit(cache=True)
 def expand_safe(packed: A, n: int, head: int, stop_head: int, keys: A, table_limit: int, tidx: A, special: A,
                 dead: A, n_dead: int, esrc: A, etr: A, edst: A, n_stored: int, store_edges: bool,
@@ -374,14 +398,10 @@ def expand_safe(packed: A, n: int, head: int, stop_head: int, keys: A, table_lim
     en = np.empty(T, dtype=np.bool_)
     elist = np.empty(T + 1, dtype=np.int64)
     while head < n:
-        if head >= stop_head:
-            return CHUNK, n, head, n_dead, n_stored, n_edges, -1
-        if n + T + 1 > cap or n + T > table_limit:
-            return GROW, n, head, n_dead, n_stored, n_edges, -1
-        if n_dead >= dead.shape[0]:
-            return GROW_DEAD, n, head, n_dead, n_stored, n_edges, -1
-        if store_edges and n_stored + T > esrc.shape[0]:
-            return GROW_EDGES, n, head, n_dead, n_stored, n_edges, -1
+        pause = _pause(head, stop_head, n, T, cap, table_limit, n_dead, dead.shape[0], store_edges, n_stored,
+                       esrc.shape[0])
+        if pause != DONE:
+            return pause, n, head, n_dead, n_stored, n_edges, -1
         E = 0
         if sparse:
             for a in range(always.shape[0]):
@@ -470,14 +490,10 @@ def expand_general(packed: A, n: int, head: int, stop_head: int, keys: A, table_
     hs = np.empty(T + 1, dtype=np.int64)
     sink = np.zeros(1, dtype=np.uint64)
     while head < n:
-        if head >= stop_head:
-            return CHUNK, n, head, n_dead, n_stored, n_edges, -1
-        if n + T + 1 > cap or n + T > table_limit:
-            return GROW, n, head, n_dead, n_stored, n_edges, -1
-        if n_dead >= dead.shape[0]:
-            return GROW_DEAD, n, head, n_dead, n_stored, n_edges, -1
-        if store_edges and n_stored + T > esrc.shape[0]:
-            return GROW_EDGES, n, head, n_dead, n_stored, n_edges, -1
+        pause = _pause(head, stop_head, n, T, cap, table_limit, n_dead, dead.shape[0], store_edges, n_stored,
+                       esrc.shape[0])
+        if pause != DONE:
+            return pause, n, head, n_dead, n_stored, n_edges, -1
         K = 0
         for t in range(T):
             ok = True
