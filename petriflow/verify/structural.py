@@ -15,7 +15,7 @@ each firing changes the marking. From it alone:
   marking;
 * **siphons** (once empty, always empty) and **traps** (once marked, always
   marked), and Commoner's siphon-trap property, which for free-choice nets is
-  exactly liveness.
+  exactly liveness (in :mod:`petriflow.verify.siphons`, importable from here).
 
 Exact arithmetic throughout: integer elimination with gcd normalisation in
 numpy ``int64`` that falls back to Python integers before anything could
@@ -32,7 +32,6 @@ budget.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import reduce
 from math import gcd
@@ -41,6 +40,13 @@ import numpy as np
 
 from petriflow.errors import BudgetExceeded
 from petriflow.net.petrinet import PetriNet
+from petriflow.verify.siphons import (
+    commoner_holds,
+    maximal_siphon_in,
+    maximal_trap_in,
+    minimal_siphons,
+    siphon_without_marked_trap,
+)
 
 __all__ = [
     "StructuralSummary",
@@ -251,29 +257,32 @@ def _prefer_semiflows(basis: np.ndarray, semi) -> np.ndarray:  # type: ignore[no
 
 
 # -- linear programs ------------------------------------------------------------
-def _feasible(**kw) -> bool:  # type: ignore[no-untyped-def]
+def _positive_weights(net: PetriNet, *, conserved: bool) -> bool:
+    """Whether some ``y >= 1`` has ``yᵀC = 0`` (``conserved``) or ``yᵀC <= 0``: the LP behind both proofs.
+
+    Any strictly positive solution scales to ``y >= 1``, so the bound keeps
+    the LP feasible exactly when a positive one exists; a net without places
+    is trivially both.
+    """
     from scipy.optimize import linprog  # type: ignore[import-untyped]
 
-    res = linprog(method="highs", **kw)
+    C = incidence_matrix(net)
+    P = C.shape[0]
+    if P == 0:
+        return True
+    rows = {"A_eq": C.T, "b_eq": np.zeros(C.shape[1])} if conserved else {"A_ub": C.T, "b_ub": np.zeros(C.shape[1])}
+    res = linprog(c=np.ones(P), bounds=[(1, None)] * P, method="highs", **rows)
     return bool(res.status == 0)
 
 
 def is_conservative(net: PetriNet) -> bool:
     """Whether a strictly positive place invariant exists (the weighted token count never changes)."""
-    C = incidence_matrix(net)
-    P = C.shape[0]
-    if P == 0:
-        return True
-    return _feasible(c=np.ones(P), A_eq=C.T, b_eq=np.zeros(C.shape[1]), bounds=[(1, None)] * P)
+    return _positive_weights(net, conserved=True)
 
 
 def is_structurally_bounded(net: PetriNet) -> bool:
     """Whether some ``y > 0`` has ``yᵀC <= 0``: bounded from every initial marking."""
-    C = incidence_matrix(net)
-    P = C.shape[0]
-    if P == 0:
-        return True
-    return _feasible(c=np.ones(P), A_ub=C.T, b_ub=np.zeros(C.shape[1]), bounds=[(1, None)] * P)
+    return _positive_weights(net, conserved=False)
 
 
 def bounds_from_invariants(net: PetriNet, *, max_rows: int = 5000) -> np.ndarray | None:
@@ -336,148 +345,6 @@ def structural_bounds(net: PetriNet) -> tuple[int | None, ...]:
     return tuple(out)
 
 
-# -- siphons and traps ------------------------------------------------------------
-def _mask(net: PetriNet, places: Iterable[str | int]) -> np.ndarray:
-    m = np.zeros(len(net.places), dtype=bool)
-    for p in places:
-        m[net.place_index(p) if isinstance(p, str) else int(p)] = True
-    return m
-
-
-class _Flow:
-    """Sparse arcs of a net for the siphon fixpoint: inputs and outputs of transitions, producers and consumers of places.
-
-    A trap of a net is a siphon of the reversed net, so ``_Flow(post, pre)``
-    answers trap questions with the same code.
-    """
-
-    def __init__(self, pre: np.ndarray, post: np.ndarray) -> None:
-        def csr(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-            ptr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
-            return ptr, np.array([x for r in rows for x in r], dtype=np.int64)
-
-        T, P = pre.shape
-        self.arrays = (
-            *csr([np.flatnonzero(pre[t]).tolist() for t in range(T)]),  # inputs of t
-            *csr([np.flatnonzero(post[t]).tolist() for t in range(T)]),  # outputs of t
-            *csr([np.flatnonzero(post[:, p]).tolist() for p in range(P)]),  # producers of p
-            *csr([np.flatnonzero(pre[:, p]).tolist() for p in range(P)]),  # consumers of p
-        )
-
-    def max_siphon(self, Q: np.ndarray) -> np.ndarray:
-        """Largest siphon inside ``Q`` (bool mask)."""
-        return np.asarray(_jit_max_siphon()(*self.arrays, Q.astype(np.bool_)))
-
-
-def _max_siphon_py(in_ptr, in_idx, out_ptr, out_idx, prod_ptr, prod_idx, cons_ptr, cons_idx, Q):  # type: ignore[no-untyped-def]
-    """Worklist fixpoint, linear in the arcs: a place fed by a transition with no input left in the set goes."""
-    T = in_ptr.shape[0] - 1
-    P = Q.shape[0]
-    inq = Q.copy()
-    cnt = np.zeros(T, dtype=np.int64)
-    for t in range(T):
-        for j in range(in_ptr[t], in_ptr[t + 1]):
-            if inq[in_idx[j]]:
-                cnt[t] += 1
-    stack = np.empty(P, dtype=np.int64)
-    queued = np.zeros(P, dtype=np.bool_)
-    top = 0
-    for p in range(P):
-        if inq[p]:
-            for j in range(prod_ptr[p], prod_ptr[p + 1]):
-                if cnt[prod_idx[j]] == 0:
-                    stack[top] = p
-                    top += 1
-                    queued[p] = True
-                    break
-    while top > 0:
-        top -= 1
-        p = stack[top]
-        inq[p] = False
-        for j in range(cons_ptr[p], cons_ptr[p + 1]):
-            t = cons_idx[j]
-            cnt[t] -= 1
-            if cnt[t] == 0:
-                for jj in range(out_ptr[t], out_ptr[t + 1]):
-                    q = out_idx[jj]
-                    if inq[q] and not queued[q]:
-                        stack[top] = q
-                        top += 1
-                        queued[q] = True
-    return inq
-
-
-_MAX_SIPHON = None
-
-
-def _jit_max_siphon():  # type: ignore[no-untyped-def]
-    global _MAX_SIPHON
-    if _MAX_SIPHON is None:
-        import numba
-
-        _MAX_SIPHON = numba.njit(cache=True)(_max_siphon_py)
-    return _MAX_SIPHON
-
-
-def maximal_siphon_in(net: PetriNet, places: Iterable[str | int]) -> tuple[str, ...]:
-    """The largest siphon (``•S ⊆ S•``: once empty, empty forever) made of ``places`` (ids); may be empty."""
-    Q = _Flow(net.pre, net.post).max_siphon(_mask(net, places))
-    return tuple(net.places[i] for i in np.flatnonzero(Q))
-
-
-def maximal_trap_in(net: PetriNet, places: Iterable[str | int]) -> tuple[str, ...]:
-    """The largest trap (``S• ⊆ •S``: once marked, marked forever) made of ``places`` (ids); may be empty."""
-    Q = _Flow(net.post, net.pre).max_siphon(_mask(net, places))
-    return tuple(net.places[i] for i in np.flatnonzero(Q))
-
-
-def minimal_siphons(net: PetriNet, *, limit: int = 1000, max_calls: int = 20_000) -> list[tuple[str, ...]]:
-    """Every minimal non-empty siphon, as sorted tuples of place ids (sorted list).
-
-    A search over subproblems (required places R, excluded places E), after
-    Cordone, Ferrarini and Piroddi (2005): the largest siphon avoiding E is
-    shrunk to a globally minimal siphon M, keeping R while it can. Any other
-    minimal siphon holding R misses a place of M outside R, so the branches
-    "exclude the i-th such place, require the ones before it" cover the rest
-    without overlap; branching only on minimal siphons keeps the tree small.
-    More than ``limit`` siphons or ``max_calls`` subproblems raise
-    :class:`BudgetExceeded`.
-    """
-    flow = _Flow(net.pre, net.post)
-    P = len(net.places)
-    found: set[frozenset[int]] = set()
-    calls = 0
-    todo: list[tuple[frozenset[int], frozenset[int]]] = [(frozenset(), frozenset())]
-    while todo:
-        required, excluded = todo.pop()
-        calls += 1
-        if calls > max_calls:
-            raise BudgetExceeded(f"siphon search passed {max_calls} subproblems", where=net.name, hint="raise max_calls")
-        Q = np.ones(P, dtype=bool)
-        Q[list(excluded)] = False
-        S: np.ndarray = flow.max_siphon(Q)
-        req = list(required)
-        if not S.any() or not S[req].all():
-            continue
-        # shrink: first keep the required places, then to global minimality
-        for keep in (True, False):
-            for q in np.flatnonzero(S):
-                if keep and int(q) in required:
-                    continue
-                trial = S.copy()
-                trial[q] = False
-                T2: np.ndarray = flow.max_siphon(trial)
-                if T2.any() and (not keep or T2[req].all()):
-                    S = T2
-        found.add(frozenset(int(i) for i in np.flatnonzero(S)))
-        if len(found) > limit:
-            raise BudgetExceeded(f"more than {limit} minimal siphons", where=net.name, hint="raise limit")
-        free = [int(x) for x in np.flatnonzero(S) if int(x) not in required]
-        for i, x in enumerate(free):
-            todo.append((required | frozenset(free[:i]), excluded | {x}))
-    return sorted(tuple(net.places[i] for i in sorted(s)) for s in found)
-
-
 def is_free_choice(net: PetriNet) -> bool:
     """Extended free choice and ordinary: transitions sharing an input place share all input places, arcs weigh 1."""
     if (net.pre > 1).any() or (net.post > 1).any():
@@ -487,26 +354,6 @@ def is_free_choice(net: PetriNet) -> bool:
     same = (ins[:, None, :] == ins[None, :, :]).all(axis=2)
     return bool(np.all(~share | same))
 
-
-def siphon_without_marked_trap(net: PetriNet, *, limit: int = 1000) -> tuple[str, ...] | None:
-    """A minimal siphon whose largest trap is initially unmarked, or None (Commoner's property holds)."""
-    m0 = net.initial
-    traps = _Flow(net.post, net.pre)
-    for S in minimal_siphons(net, limit=limit):
-        trap = traps.max_siphon(_mask(net, S))
-        if not (m0[trap] > 0).any():
-            return S
-    return None
-
-
-def commoner_holds(net: PetriNet, *, limit: int = 1000) -> bool:
-    """Commoner's property: every siphon contains an initially marked trap.
-
-    For (extended) free-choice nets it is equivalent to liveness; for any
-    ordinary net it implies deadlock freedom. Checking the minimal siphons is
-    enough, since every siphon contains one.
-    """
-    return siphon_without_marked_trap(net, limit=limit) is None
 
 
 @dataclass(frozen=True)
