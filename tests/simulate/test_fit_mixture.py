@@ -95,14 +95,17 @@ def test_deterministic_and_order_free() -> None:
     assert q1 == q2
 
 
-def test_mixture_log_likelihood_matches_scipy() -> None:
+@pytest.mark.parametrize("n", [300, 12_000])  # 12,000: EM on a thinned copy, likelihood on all values
+def test_mixture_log_likelihood_matches_scipy(n: int) -> None:
     """The EM's likelihood (computed on log x) is the likelihood of x under the returned mixture."""
-    x = mixture_sample([0.4, 0.6], [0.5, 3.0], [0.3, 0.3], 300, 5)
+    x = mixture_sample([0.4, 0.6], [0.5, 3.0], [0.3, 0.3], n, 5)
     mix, loglik = lognormal_mixture(x, 2)
     dens = sum(w * stats.lognorm(c.sigma, scale=math.exp(c.mu)).pdf(x) for w, c in zip(mix.weights, mix.components))
     assert loglik == pytest.approx(float(np.sum(np.log(dens))), rel=1e-9)
     assert sum(mix.weights) == pytest.approx(1.0)
     assert [c.mu for c in mix.components] == sorted(c.mu for c in mix.components)
+    assert mix.weights == pytest.approx((0.4, 0.6), abs=0.05 if n < 1000 else 0.015)
+    assert [math.exp(c.mu) for c in mix.components] == pytest.approx([0.5, 3.0], rel=0.08 if n < 1000 else 0.03)
 
 
 def test_empirical_when_every_candidate_is_rejected() -> None:
