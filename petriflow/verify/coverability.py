@@ -36,6 +36,7 @@ import numpy as np
 
 from petriflow.errors import BudgetExceeded, InputError
 from petriflow.net.petrinet import PetriNet
+from petriflow.verify._tree import tree_path
 
 __all__ = ["OMEGA", "Coverability", "PumpingWitness", "coverability"]
 
@@ -131,12 +132,7 @@ class _Tree:
 
     def path(self, i: int, net: PetriNet, stop: int = 0) -> list[str]:
         """Transition ids on the tree path from ``stop`` (an ancestor) down to ``i``."""
-        seq: list[str] = []
-        while i != stop:
-            seq.append(net.transitions[int(self.parent_t[i])])
-            i = int(self.parent[i])
-        seq.reverse()
-        return seq
+        return tree_path(self.parent, self.parent_t, net.transitions, i, stop)
 
 
 # -- inner loops, compiled lazily with numba (plain Python here) --------------------------

@@ -48,6 +48,7 @@ import numpy as np
 from petriflow.errors import BudgetExceeded, InputError
 from petriflow.net.petrinet import PetriNet
 from petriflow.verify import _stubborn as K
+from petriflow.verify._tree import tree_path
 
 __all__ = ["ReducedResult", "TerminationResult", "find_deadlock", "find_infinite_run"]
 
@@ -134,12 +135,7 @@ class _Search:
 
     def trace(self, net: PetriNet, i: int, stop: int = 0) -> list[str]:
         """Transition ids on the search tree from state ``stop`` (an ancestor; 0 is the initial marking) to ``i``."""
-        seq: list[str] = []
-        while i != stop:
-            seq.append(net.transitions[int(self.parent_t[i])])
-            i = int(self.parent[i])
-        seq.reverse()
-        return seq
+        return tree_path(self.parent, self.parent_t, net.transitions, i, stop)
 
 
 def _run(
