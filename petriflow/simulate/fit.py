@@ -22,8 +22,7 @@ What is fitted, per step:
   Kolmogorov-Smirnov test does not reject at level 0.01 wins. When every
   candidate is rejected, or with fewer than ``min_samples`` values, the
   measurements themselves (``empirical``); all equal values give ``fixed``.
-  The criterion values go into :class:`FitQuality`'s ``aic`` mapping (its
-  only slot for them);
+  The BIC of every candidate goes into :class:`FitQuality`'s ``criterion``;
 * input and output tokens, the same way;
 * the failure rate: failed attempts (``error``, ``timeout``, and
   ``fallback``, the executor's mark for the last failed attempt before a

@@ -76,13 +76,14 @@ class StepProfile:
 
 @dataclass(frozen=True)
 class FitQuality:
-    """How well a fitted family matches its data: the one-sample Kolmogorov-Smirnov statistic and AIC."""
+    """How well a fitted family matches its data: the one-sample Kolmogorov-Smirnov statistic, and the
+    information criterion (BIC) of every candidate family in ``criterion``."""
 
     family: str
     n: int
     ks: float
     p_value: float
-    aic: Mapping[str, float] = field(default_factory=lambda: _ro(None))
+    criterion: Mapping[str, float] = field(default_factory=lambda: _ro(None))
 
 
 @dataclass(frozen=True)

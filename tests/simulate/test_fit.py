@@ -65,7 +65,7 @@ steps:
 def test_fit_dist_picks_the_family_and_recovers_the_mean(truth, family: str) -> None:
     x = truth.sample(np.random.default_rng(1), 3000)
     dist, q = fit_dist(x)
-    assert q.family == family, q.aic
+    assert q.family == family, q.criterion
     assert dist.mean == pytest.approx(truth.mean, rel=0.05)
     assert q.ks < 0.03 and q.n == 3000
 

@@ -36,26 +36,26 @@ def test_recovers_a_two_component_lognormal_mixture(seed: int) -> None:
     """Weights within 0.03 and component medians within 5% of the truth, from 2000 draws."""
     x = mixture_sample([0.7, 0.3], [0.3, 2.0], [0.35, 0.15], 2000, seed)
     dist, q = fit_dist(x)
-    assert q.family == "mixture2", q.aic
+    assert q.family == "mixture2", q.criterion
     assert isinstance(dist, Mixture)
     assert dist.weights == pytest.approx((0.7, 0.3), abs=0.03)
     medians = [math.exp(c.mu) for c in dist.components]
     assert medians == pytest.approx([0.3, 2.0], rel=0.05)
     assert [c.sigma for c in dist.components] == pytest.approx([0.35, 0.15], rel=0.15)
     assert q.p_value >= 0.01 and q.ks < 0.03
-    assert q.aic["mixture2"] < min(q.aic["lognormal"], q.aic["gamma"], q.aic["exponential"])
+    assert q.criterion["mixture2"] < min(q.criterion["lognormal"], q.criterion["gamma"], q.criterion["exponential"])
 
 
 def test_recovers_three_components_and_small_samples() -> None:
     x = mixture_sample([0.3, 0.4, 0.3], [0.08, 0.4, 2.0], [0.4, 0.2, 0.04], 3000, 7)
     dist, q = fit_dist(x)
-    assert q.family == "mixture3", q.aic
+    assert q.family == "mixture3", q.criterion
     assert dist.weights == pytest.approx((0.3, 0.4, 0.3), abs=0.03)
     assert [math.exp(c.mu) for c in dist.components] == pytest.approx([0.08, 0.4, 2.0], rel=0.08)
     # a closed-loop-sized trace (60 answers: short ones and ones that run to max_tokens)
     x = mixture_sample([0.6, 0.4], [0.3, 2.0], [0.5, 0.05], 60, 3)
     dist, q = fit_dist(x)
-    assert q.family.startswith("mixture"), q.aic
+    assert q.family.startswith("mixture"), q.criterion
     assert dist.weights[-1] == pytest.approx(np.mean(x > 1.0), abs=0.02)  # the max_tokens mode, by count
 
 
@@ -68,16 +68,16 @@ def test_unimodal_data_keeps_a_single_family(truth, n: int) -> None:
     for seed in range(4):
         x = truth.sample(np.random.default_rng(100 + seed), n)
         _, q = fit_dist(x)
-        assert q.family in {"exponential", "lognormal", "gamma"}, (seed, q.aic)
+        assert q.family in {"exponential", "lognormal", "gamma"}, (seed, q.criterion)
         if n == 3000:
-            assert q.family == family, (seed, q.aic)
+            assert q.family == family, (seed, q.criterion)
 
 
 def test_median_of_a_bimodal_fit_matches_the_data() -> None:
     """The closed loop's failure: a single skewed family put the median between the modes."""
     x = mixture_sample([0.65, 0.35], [0.3, 2.0], [0.5, 0.04], 400, 11)
     dist, q = fit_dist(x)
-    assert q.family.startswith("mixture"), q.aic
+    assert q.family.startswith("mixture"), q.criterion
     draws = dist.sample(np.random.default_rng(0), 200_000)
     assert np.median(draws) == pytest.approx(np.median(x), rel=0.06)
     assert np.percentile(draws, 95) == pytest.approx(np.percentile(x, 95), rel=0.05)
@@ -114,7 +114,7 @@ def test_empirical_when_every_candidate_is_rejected() -> None:
     dist, q = fit_dist(x)
     assert q.family == "empirical"
     assert q.p_value < 0.01 and q.ks > 0.05  # the best candidate's test, reported
-    assert set(q.aic) == {"exponential", "lognormal", "gamma", "mixture2", "mixture3"}
+    assert set(q.criterion) == {"exponential", "lognormal", "gamma", "mixture2", "mixture3"}
     assert sorted(dist.samples) == sorted(x.tolist())
 
 
