@@ -24,14 +24,13 @@ import argparse
 import statistics
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nets import fork_join, philosophers
+from nets import bfs, fork_join, philosophers, producer_ring
 from nets import token_ring as nets_token_ring
 
 from petriflow.net.petrinet import PetriNet
@@ -40,18 +39,7 @@ from petriflow.verify.coverability import OMEGA, coverability
 from petriflow.verify.reduced import find_deadlock, find_infinite_run
 
 
-# -- unbounded nets of 50 places ------------------------------------------------------
-def producer_ring(k: int) -> PetriNet:
-    """A token circles ``k`` stations; each pass leaves an item in the station's buffer (2k places)."""
-    places = {f"r{i}": int(i == 0) for i in range(k)} | {f"buf{i}": 0 for i in range(k)}
-    transitions, arcs = [], []
-    for i in range(k):
-        transitions += [f"move{i}", f"eat{i}"]
-        arcs += [(f"r{i}", f"move{i}", 1), (f"move{i}", f"r{(i + 1) % k}", 1), (f"move{i}", f"buf{i}", 1)]
-        arcs += [(f"r{i}", f"eat{i}", 1), (f"buf{i}", f"eat{i}", 1), (f"eat{i}", f"r{i}", 1)]
-    return PetriNet.from_arcs(places=places, transitions=transitions, arcs=arcs, name=f"producer_ring({k})")
-
-
+# -- unbounded nets of 50 places (and producer_ring(25) from nets.py) ----------------------
 def producer_chain(n: int) -> PetriNet:
     """``n`` places in a pipeline; stage ``i`` keeps its token and pushes one more downstream."""
     places = {f"s{i}": int(i == 0) for i in range(n)}
@@ -78,27 +66,11 @@ def guarded_ring(k: int) -> PetriNet:
 
 # -- peers: plain Python --------------------------------------------------------------
 def bfs_deadlock(net: PetriNet, budget: int, final: Callable[[tuple[int, ...]], bool] | None) -> tuple[bool | None, int]:
-    """Full BFS over tuples: (deadlock found?, states); None when the budget ran out first."""
-    pre = [tuple(int(x) for x in r) for r in net.pre]
-    post = [tuple(int(x) for x in r) for r in net.post]
-    m0 = tuple(int(x) for x in net.initial)
-    seen = {m0}
-    queue = deque([m0])
-    while queue:
-        m = queue.popleft()
-        fired = False
-        for a, b in zip(pre, post):
-            if all(x >= y for x, y in zip(m, a)):
-                fired = True
-                m2 = tuple(x - y + z for x, y, z in zip(m, a, b))
-                if m2 not in seen:
-                    if len(seen) >= budget:
-                        return None, len(seen)
-                    seen.add(m2)
-                    queue.append(m2)
-        if not fired and (final is None or not final(m)):
-            return True, len(seen)
-    return False, len(seen)
+    """Full BFS over tuples (``nets.bfs``): (deadlock found?, states); None when the budget ran out first."""
+    reach = bfs(net, budget, stop_at=lambda m: final is None or not final(m))
+    if reach.stopped is not None:
+        return True, len(reach.order)
+    return (False if reach.complete else None), len(reach.order)
 
 
 def plain_karp_miller(net: PetriNet, budget: int) -> tuple[bool | None, int]:

@@ -23,18 +23,31 @@ eating). Such rings number ``trace(M**n)`` for the transfer matrix
 eigenvalues are ``1+√2``, ``1-√2`` and 0: the companion Pell (Pell-Lucas)
 numbers 2, 6, 14, 34, 82, ..., 228,486 (n=14). It deadlocks when every
 philosopher holds the left fork.
+
+``producer_ring(k)`` is unbounded (a coverability benchmark, no state count).
+
+:func:`bfs` is the plain-Python breadth-first search over markings as tuples
+that the benchmarks time as the naive peer and the tests use as an oracle: a
+few dozen lines that share no code with petriflow's engines.
 """
 
 from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from petriflow.net.petrinet import PetriNet
 
 __all__ = [
     "FAMILIES",
+    "Reach",
+    "bfs",
     "expected_states",
     "fork_join",
     "philosophers",
     "producer_consumer",
+    "producer_ring",
     "repr_collision",
     "token_ring",
 ]
@@ -127,6 +140,22 @@ def producer_consumer(c: int) -> PetriNet:
     return PetriNet.from_arcs(places=places, transitions=transitions, arcs=arcs, name=f"producer_consumer({c})")
 
 
+def producer_ring(k: int) -> PetriNet:
+    """A token circles ``k`` stations; each pass leaves one item in the station's buffer (2k places, unbounded).
+
+    Station ``i`` passes the token on with ``move{i}`` (adding an item to
+    ``buf{i}``) or, holding it, removes an item with ``eat{i}``; every buffer
+    grows without bound.
+    """
+    places = {f"r{i}": int(i == 0) for i in range(k)} | {f"buf{i}": 0 for i in range(k)}
+    transitions, arcs = [], []
+    for i in range(k):
+        transitions += [f"move{i}", f"eat{i}"]
+        arcs += [(f"r{i}", f"move{i}", 1), (f"move{i}", f"r{(i + 1) % k}", 1), (f"move{i}", f"buf{i}", 1)]
+        arcs += [(f"r{i}", f"eat{i}", 1), (f"buf{i}", f"eat{i}", 1), (f"eat{i}", f"r{i}", 1)]
+    return PetriNet.from_arcs(places=places, transitions=transitions, arcs=arcs, name=f"producer_ring({k})")
+
+
 def repr_collision() -> PetriNet:
     """13 markings, two of which pm4py's reachability graph merges: ``{p1: 11}`` and ``{p11: 1}``.
 
@@ -165,3 +194,89 @@ FAMILIES = {
     "token_ring": token_ring,
     "producer_consumer": producer_consumer,
 }
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What :func:`bfs` saw: markings in discovery order, with the edges and depths of the search.
+
+    ``edges`` holds ``(state, transition index, successor)`` triples of the
+    states expanded so far, ``dead`` the expanded states without a successor,
+    ``depth[i]`` the length of a shortest firing sequence to ``order[i]``.
+    ``complete`` is False when ``limit`` or ``stop_at`` ended the search;
+    ``stopped`` is then the dead state that ``stop_at`` accepted, if any.
+    """
+
+    order: list[tuple[int, ...]]
+    edges: list[tuple[int, int, int]]
+    dead: list[int]
+    depth: list[int]
+    complete: bool
+    stopped: int | None = None
+
+    def markings(self) -> set[tuple[int, ...]]:
+        """Every marking seen."""
+        return set(self.order)
+
+    def dead_markings(self) -> list[tuple[int, ...]]:
+        """The dead markings, in discovery order."""
+        return [self.order[i] for i in self.dead]
+
+    def has_cycle(self) -> bool:
+        """Whether the reachability graph has a cycle (Kahn's algorithm); only a complete search can say."""
+        if not self.complete:
+            raise ValueError("a partial search cannot rule out a cycle")
+        indeg = [0] * len(self.order)
+        succ: list[list[int]] = [[] for _ in self.order]
+        for i, _t, j in self.edges:
+            indeg[j] += 1
+            succ[i].append(j)
+        ready = [i for i, d in enumerate(indeg) if d == 0]
+        removed = 0
+        while ready:
+            i = ready.pop()
+            removed += 1
+            for j in succ[i]:
+                indeg[j] -= 1
+                if indeg[j] == 0:
+                    ready.append(j)
+        return removed < len(self.order)
+
+
+def bfs(net: PetriNet, limit: int | None = None, *,
+        stop_at: Callable[[tuple[int, ...]], bool] | None = None) -> Reach:
+    """Breadth-first search over markings as tuples of ints, in transition order (the engine's BFS order).
+
+    Stops, incomplete, before storing a marking past ``limit``, and at the
+    first dead marking ``m`` with ``stop_at(m)`` true (a deadlock search).
+    """
+    pre = [tuple(int(x) for x in row) for row in net.pre]
+    post = [tuple(int(x) for x in row) for row in net.post]
+    m0 = tuple(int(x) for x in net.initial)
+    order = [m0]
+    index = {m0: 0}
+    depth = [0]
+    edges: list[tuple[int, int, int]] = []
+    dead: list[int] = []
+    queue = deque([0])
+    while queue:
+        i = queue.popleft()
+        m = order[i]
+        fired = False
+        for t, (a, b) in enumerate(zip(pre, post)):
+            if all(x >= y for x, y in zip(m, a)):
+                fired = True
+                m2 = tuple(x - y + z for x, y, z in zip(m, a, b))
+                if m2 not in index:
+                    if limit is not None and len(order) >= limit:
+                        return Reach(order, edges, dead, depth, False)
+                    index[m2] = len(order)
+                    order.append(m2)
+                    depth.append(depth[i] + 1)
+                    queue.append(index[m2])
+                edges.append((i, t, index[m2]))
+        if not fired:
+            dead.append(i)
+            if stop_at is not None and stop_at(m):
+                return Reach(order, edges, dead, depth, False, stopped=i)
+    return Reach(order, edges, dead, depth, True)
