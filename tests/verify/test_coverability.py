@@ -7,64 +7,15 @@ and strictly grow, and the BFS must not finish.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections import deque
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from petriflow.errors import BudgetExceeded, InputError
 from petriflow.net.petrinet import PetriNet
 from petriflow.verify.coverability import OMEGA, Coverability, coverability
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bench_nets():
-    spec = importlib.util.spec_from_file_location("bench_nets_cov", ROOT / "analysis" / "bench" / "nets.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_nets_cov"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-nets = _bench_nets()
-
-
-def bfs(net: PetriNet, limit: int) -> tuple[set[tuple[int, ...]], bool]:
-    """Reachable markings as tuples, and whether the BFS finished within ``limit`` states."""
-    pre = [tuple(int(x) for x in r) for r in net.pre]
-    post = [tuple(int(x) for x in r) for r in net.post]
-    m0 = tuple(int(x) for x in net.initial)
-    seen = {m0}
-    queue = deque([m0])
-    while queue:
-        m = queue.popleft()
-        for a, b in zip(pre, post):
-            if all(x >= y for x, y in zip(m, a)):
-                m2 = tuple(x - y + z for x, y, z in zip(m, a, b))
-                if m2 not in seen:
-                    if len(seen) >= limit:
-                        return seen, False
-                    seen.add(m2)
-                    queue.append(m2)
-    return seen, True
-
-
-def producer_ring(k: int) -> PetriNet:
-    """A token circles ``k`` stations; each pass leaves one item in the station's buffer (2k places)."""
-    places = {f"r{i}": int(i == 0) for i in range(k)} | {f"buf{i}": 0 for i in range(k)}
-    transitions, arcs = [], []
-    for i in range(k):
-        transitions += [f"move{i}", f"eat{i}"]
-        arcs += [(f"r{i}", f"move{i}", 1), (f"move{i}", f"r{(i + 1) % k}", 1), (f"move{i}", f"buf{i}", 1)]
-        arcs += [(f"r{i}", f"eat{i}", 1), (f"buf{i}", f"eat{i}", 1), (f"eat{i}", f"r{i}", 1)]
-    return PetriNet.from_arcs(places=places, transitions=transitions, arcs=arcs, name=f"producer_ring({k})")
+from ._nets import CONFORMANCE, nets, random_nets
 
 
 def assert_pumps(net: PetriNet, cov: Coverability) -> None:
@@ -104,7 +55,7 @@ def test_unbounded_retry_loop_with_bounded_control() -> None:
 
 
 def test_fifty_place_ring_of_producers() -> None:
-    net = producer_ring(25)
+    net = nets.producer_ring(25)
     cov = coverability(net)
     assert not cov.bounded
     assert cov.unbounded_places == tuple(f"buf{i}" for i in range(25))
@@ -120,7 +71,8 @@ def test_fifty_place_ring_of_producers() -> None:
 )
 def test_bounded_families_have_exact_bounds(net: PetriNet) -> None:
     cov = coverability(net)
-    seen, complete = bfs(net, 10_000)
+    reach = nets.bfs(net, 10_000)
+    seen, complete = reach.markings(), reach.complete
     assert complete and cov.bounded and cov.witness is None
     assert list(cov.bounds) == np.array(sorted(seen)).max(axis=0).tolist()
     # for a bounded net the set is the maximal reachable markings
@@ -128,7 +80,7 @@ def test_bounded_families_have_exact_bounds(net: PetriNet) -> None:
 
 
 def test_stop_at_unbounded_answers_at_the_first_witness() -> None:
-    net = producer_ring(25)
+    net = nets.producer_ring(25)
     cov = coverability(net, stop_at_unbounded=True)
     assert not cov.bounded and not cov.complete and cov.nodes < coverability(net).nodes
     assert_pumps(net, cov)
@@ -138,33 +90,21 @@ def test_stop_at_unbounded_answers_at_the_first_witness() -> None:
 
 def test_budget_raises_with_what_is_known() -> None:
     with pytest.raises(BudgetExceeded) as info:
-        coverability(producer_ring(25), max_nodes=30)
+        coverability(nets.producer_ring(25), max_nodes=30)
     partial = info.value.partial  # type: ignore[attr-defined]
     assert not partial.complete and partial.nodes == 30
     assert partial.unbounded_places and "unbounded so far" in str(info.value)
     with pytest.raises(InputError):
-        coverability(producer_ring(2), max_nodes=0)
-
-
-@st.composite
-def random_nets(draw: st.DrawFn) -> PetriNet:
-    P = draw(st.integers(1, 4))
-    T = draw(st.integers(1, 5))
-    row = st.lists(st.integers(0, 2), min_size=P, max_size=P)
-    pre = np.array(draw(st.lists(row, min_size=T, max_size=T)))
-    post = np.array(draw(st.lists(row, min_size=T, max_size=T)))
-    mask = np.array(draw(st.lists(st.lists(st.booleans(), min_size=P, max_size=P), min_size=T, max_size=T)))
-    m0 = draw(st.lists(st.integers(0, 2), min_size=P, max_size=P))
-    return PetriNet(places=tuple(f"p{i}" for i in range(P)), transitions=tuple(f"t{i}" for i in range(T)),
-                    pre=pre * mask, post=post, initial=np.array(m0))
+        coverability(nets.producer_ring(2), max_nodes=0)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_nets())
+@given(random_nets(places=(1, 4), thin=(True, False)))
 def test_coverability_agrees_with_bfs(net: PetriNet) -> None:
     limit = 2000
     cov = coverability(net, max_nodes=50_000)
-    seen, complete = bfs(net, limit)
+    reach = nets.bfs(net, limit)
+    seen, complete = reach.markings(), reach.complete
     if complete:
         assert cov.bounded
         assert list(cov.bounds) == np.array(sorted(seen)).max(axis=0).tolist()
@@ -183,11 +123,6 @@ def test_coverability_agrees_with_bfs(net: PetriNet) -> None:
 
 
 # -- the MCC oracle: bounds of the small conformance models ------------------------------
-CONFORMANCE = Path("/work/shared/conformance")
-if not CONFORMANCE.exists():
-    CONFORMANCE = ROOT.parent / "shared" / "conformance"
-
-
 def _small_models() -> list[dict[str, str]]:
     import csv
 

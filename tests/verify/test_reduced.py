@@ -8,10 +8,6 @@ and every trace must replay to a marking that really is dead.
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
-from collections import deque
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,47 +23,7 @@ from petriflow.verify.reduced import (
     find_infinite_run,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFORMANCE = Path("/work/shared/conformance")
-if not CONFORMANCE.exists():
-    CONFORMANCE = ROOT.parent / "shared" / "conformance"
-
-
-def _bench_nets():
-    spec = importlib.util.spec_from_file_location("bench_nets_reduced", ROOT / "analysis" / "bench" / "nets.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_nets_reduced"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-nets = _bench_nets()
-
-
-def bfs_dead(net: PetriNet, limit: int) -> tuple[list[tuple[int, ...]], bool]:
-    """All reachable dead markings (as tuples) and whether the BFS finished within ``limit`` states."""
-    pre = [tuple(int(x) for x in r) for r in net.pre]
-    post = [tuple(int(x) for x in r) for r in net.post]
-    m0 = tuple(int(x) for x in net.initial)
-    seen = {m0}
-    queue = deque([m0])
-    dead = []
-    while queue:
-        m = queue.popleft()
-        succ = False
-        for a, b in zip(pre, post):
-            if all(x >= y for x, y in zip(m, a)):
-                succ = True
-                m2 = tuple(x - y + z for x, y, z in zip(m, a, b))
-                if m2 not in seen:
-                    if len(seen) >= limit:
-                        return dead, False
-                    seen.add(m2)
-                    queue.append(m2)
-        if not succ:
-            dead.append(m)
-    return dead, True
+from ._nets import CONFORMANCE, ROOT, nets, random_nets
 
 
 def assert_dead_trace(net: PetriNet, r: ReducedResult) -> np.ndarray:
@@ -168,27 +124,14 @@ def test_token_ring_and_producer_consumer_never_deadlock() -> None:
 
 
 # -- differential: reductions never change a deadlock verdict -----------------------
-@st.composite
-def random_nets(draw: st.DrawFn, max_places: int = 5, max_transitions: int = 6) -> PetriNet:
-    P = draw(st.integers(1, max_places))
-    T = draw(st.integers(1, max_transitions))
-    weights = st.integers(0, 2)
-    pre = np.array(draw(st.lists(st.lists(weights, min_size=P, max_size=P), min_size=T, max_size=T)))
-    post = np.array(draw(st.lists(st.lists(weights, min_size=P, max_size=P), min_size=T, max_size=T)))
-    mask = st.lists(st.lists(st.booleans(), min_size=P, max_size=P), min_size=T, max_size=T)
-    m0 = draw(st.lists(st.integers(0, 2), min_size=P, max_size=P))
-    # sparse outputs too, so that most nets are bounded and the BFS oracle can answer
-    return PetriNet(places=tuple(f"p{i}" for i in range(P)), transitions=tuple(f"t{i}" for i in range(T)),
-                    pre=pre * np.array(draw(mask)), post=post * np.array(draw(mask)), initial=np.array(m0))
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_nets(), st.integers(0, 4))
+@given(random_nets(transitions=(1, 6)), st.integers(0, 4))
 def test_reduction_keeps_the_deadlock_verdict(net: PetriNet, final_place: int) -> None:
-    dead, complete = bfs_dead(net, 3000)
-    if not complete:
+    reach = nets.bfs(net, 3000)
+    if not reach.complete:
         return  # an unbounded (or huge) net: no oracle
     final_place %= len(net.places)
+    dead = reach.dead_markings()
 
     def final(m) -> bool:  # type: ignore[no-untyped-def]
         return int(m[final_place]) > 0
@@ -208,11 +151,12 @@ def test_reduction_keeps_the_deadlock_verdict(net: PetriNet, final_place: int) -
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_nets(max_places=9, max_transitions=9))
+@given(random_nets(places=(1, 9), transitions=(1, 9)))
 def test_reduction_keeps_the_verdicts_on_larger_nets(net: PetriNet) -> None:
-    dead, complete = bfs_dead(net, 5000)
-    if not complete:
+    reach = nets.bfs(net, 5000)
+    if not reach.complete:
         return
+    dead = reach.dead_markings()
     r = find_deadlock(net)
     assert r.complete and r.deadlock == bool(dead)
     if r.deadlock:
@@ -221,47 +165,10 @@ def test_reduction_keeps_the_verdicts_on_larger_nets(net: PetriNet) -> None:
     everything = find_deadlock(net, final_check=lambda m: True)
     assert everything.complete and not everything.deadlock and everything.dead_final == len(dead)
     t = find_infinite_run(net)
-    assert t.complete and t.terminates == (not bfs_has_cycle(net, 5000)[0])
+    assert t.complete and t.terminates == (not reach.has_cycle())
 
 
 # -- termination: a run that never ends ----------------------------------------------
-def bfs_has_cycle(net: PetriNet, limit: int) -> tuple[bool, bool]:
-    """(a reachable cycle exists?, search finished) by Kahn's algorithm on the full reachability graph."""
-    pre = [tuple(int(x) for x in r) for r in net.pre]
-    post = [tuple(int(x) for x in r) for r in net.post]
-    m0 = tuple(int(x) for x in net.initial)
-    succ: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
-    queue = deque([m0])
-    seen = {m0}
-    while queue:
-        m = queue.popleft()
-        out = []
-        for a, b in zip(pre, post):
-            if all(x >= y for x, y in zip(m, a)):
-                m2 = tuple(x - y + z for x, y, z in zip(m, a, b))
-                out.append(m2)
-                if m2 not in seen:
-                    if len(seen) >= limit:
-                        return False, False
-                    seen.add(m2)
-                    queue.append(m2)
-        succ[m] = out
-    indeg = dict.fromkeys(seen, 0)
-    for outs in succ.values():
-        for m2 in outs:
-            indeg[m2] += 1
-    ready = [m for m, d in indeg.items() if d == 0]
-    removed = 0
-    while ready:
-        m = ready.pop()
-        removed += 1
-        for m2 in succ[m]:
-            indeg[m2] -= 1
-            if indeg[m2] == 0:
-                ready.append(m2)
-    return removed < len(seen), True
-
-
 def assert_lasso(net: PetriNet, r: TerminationResult) -> None:
     assert not r.terminates and r.complete and r.prefix is not None and r.cycle
     m = net.replay(r.prefix)
@@ -283,11 +190,12 @@ def test_termination_on_families() -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_nets())
+@given(random_nets(transitions=(1, 6)))
 def test_reduction_keeps_the_termination_verdict(net: PetriNet) -> None:
-    cyclic, complete = bfs_has_cycle(net, 3000)
-    if not complete:
+    reach = nets.bfs(net, 3000)
+    if not reach.complete:
         return
+    cyclic = reach.has_cycle()
     r = find_infinite_run(net)
     assert r.complete and r.terminates == (not cyclic)
     if cyclic:
@@ -344,7 +252,8 @@ def test_qa_router_has_no_deadlock_and_terminates() -> None:
     net = _router("qa_router")
     r = find_deadlock(net, final_check=net.is_final)
     assert (r.deadlock, r.complete) == (False, True) and r.dead_final >= 1
-    dead, complete = bfs_dead(net, 100_000)
-    assert complete and dead and all(net.is_final(np.array(m)) for m in dead)
+    reach = nets.bfs(net, 100_000)
+    dead = reach.dead_markings()
+    assert reach.complete and dead and all(net.is_final(np.array(m)) for m in dead)
     t = find_infinite_run(net)
-    assert t.terminates == (not bfs_has_cycle(net, 100_000)[0])
+    assert t.terminates == (not reach.has_cycle())

@@ -9,11 +9,8 @@ shares no code with the engine; the conformance models against
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
-from collections import deque
 from contextlib import contextmanager
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import pytest
@@ -24,53 +21,7 @@ from petriflow.errors import BudgetExceeded, InputError, NetError
 from petriflow.net.petrinet import PetriNet
 from petriflow.verify.statespace import StateSpace, explore, warm_up
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFORMANCE = ROOT.parent / "shared" / "conformance"  # next to the clone, as the issues say
-
-
-def _load_nets():
-    spec = importlib.util.spec_from_file_location("bench_nets", ROOT / "analysis" / "bench" / "nets.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_nets"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-nets = _load_nets()
-
-
-# -- a reference explorer: plain Python, tuples, same BFS order ---------------
-def reference(net: PetriNet, limit: int | None = None):
-    """BFS over tuples; returns (markings in discovery order, edge triples, dead, depth, complete)."""
-    pre = [tuple(int(x) for x in row) for row in net.pre]
-    post = [tuple(int(x) for x in row) for row in net.post]
-    m0 = tuple(int(x) for x in net.initial)
-    order = [m0]
-    index = {m0: 0}
-    depth = [0]
-    edges: list[tuple[int, int, int]] = []
-    dead: list[int] = []
-    queue = deque([0])
-    while queue:
-        i = queue.popleft()
-        m = order[i]
-        fired = False
-        for t, (a, b) in enumerate(zip(pre, post)):
-            if all(x >= y for x, y in zip(m, a)):
-                fired = True
-                m2 = tuple(x - y + z for x, y, z in zip(m, a, b))
-                if m2 not in index:
-                    if limit is not None and len(order) >= limit:
-                        return order, edges, dead, depth, False
-                    index[m2] = len(order)
-                    order.append(m2)
-                    depth.append(depth[i] + 1)
-                    queue.append(index[m2])
-                edges.append((i, t, index[m2]))
-        if not fired:
-            dead.append(i)
-    return order, edges, dead, depth, True
+from ._nets import CONFORMANCE, nets, random_nets
 
 
 def tiny(**kw) -> PetriNet:
@@ -145,7 +96,7 @@ def test_big_counts_never_wrap():
         net = tiny(places={"p": start, "q": 0}, transitions=["move", "dup"],
                    arcs=[("p", "move", 1), ("move", "q", 1), ("q", "dup", 1), ("dup", "p", 3)])
         ss = explore(net, max_states=300)
-        order, *_ = reference(net, limit=300)
+        order = nets.bfs(net, limit=300).order
         assert [tuple(m) for m in ss.markings().tolist()] == order
 
 
@@ -154,7 +105,8 @@ def test_weighted_arcs_and_self_loop():
                arcs=[("a", "two", 2), ("two", "b", 1), ("b", "back", 1), ("back", "a", 2),
                      ("c", "loop", 1), ("loop", "c", 1)])
     ss = explore(net, store_edges=True)
-    order, edges, _dead, _, _ = reference(net)
+    oracle = nets.bfs(net)
+    order, edges = oracle.order, oracle.edges
     assert ss.n_states == len(order) and ss.n_edges == len(edges)
     assert ss.place_bounds().tolist() == [3, 1, 1]
 
@@ -298,34 +250,14 @@ def test_family_deadlocks():
 
 
 # -- differential: random nets against the reference ------------------------------------
-@st.composite
-def random_nets(draw, *, places: tuple[int, int] = (1, 5), weight: int = 2, tokens: int = 3,
-                sparse: bool = False) -> PetriNet:
-    """Random P/T nets, bounded or not; ``sparse`` draws a few arcs among many places instead of full matrices."""
-    P = draw(st.integers(*places))
-    T = draw(st.integers(0, 5))
-    w = st.integers(0, weight)
-    if sparse:
-        pre = np.zeros((T, P), dtype=np.int64)
-        post = np.zeros((T, P), dtype=np.int64)
-        arcs = st.tuples(st.integers(0, max(T - 1, 0)), st.integers(0, P - 1), st.integers(1, weight))
-        for matrix in (pre, post):
-            for t, p, k in draw(st.lists(arcs, max_size=3 * T)) if T else []:
-                matrix[t, p] = k
-        marked = draw(st.lists(st.integers(0, P - 1), max_size=P // 4))
-        m0 = np.zeros(P, dtype=np.int64)
-        m0[marked] = 1
-    else:
-        pre = np.array(draw(st.lists(st.lists(w, min_size=P, max_size=P), min_size=T, max_size=T)), dtype=np.int64)
-        post = np.array(draw(st.lists(st.lists(w, min_size=P, max_size=P), min_size=T, max_size=T)), dtype=np.int64)
-        m0 = np.array(draw(st.lists(st.integers(0, tokens), min_size=P, max_size=P)))
-    return PetriNet(places=tuple(f"p{i}" for i in range(P)), transitions=tuple(f"t{i}" for i in range(T)),
-                    pre=pre.reshape(T, P), post=post.reshape(T, P), initial=m0)
+engine_nets = partial(random_nets, transitions=(0, 5), tokens=3, thin=(False, False))
+"""Random nets as the engine's differential tests draw them: maybe no transitions, every arc weight drawn."""
 
 
 def assert_like_reference(net: PetriNet, limit: int | None) -> None:
     cap = 400 if limit is None else limit
-    order, edges, dead, depth, complete = reference(net, limit=cap)
+    oracle = nets.bfs(net, limit=cap)
+    order, edges, dead, depth, complete = oracle.order, oracle.edges, oracle.dead, oracle.depth, oracle.complete
     ss = explore(net, max_states=cap, store_edges=True)
     assert ss.complete == complete
     assert ss.stop_reason == (None if complete else "max_states")
@@ -354,20 +286,20 @@ def assert_like_reference(net: PetriNet, limit: int | None) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_nets(), st.sampled_from([None, 1, 7, 60]))
+@given(engine_nets(), st.sampled_from([None, 1, 7, 60]))
 def test_against_reference(net: PetriNet, limit: int | None):
     assert_like_reference(net, limit)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_nets(weight=1, tokens=1), st.sampled_from([None, 30]))
+@given(engine_nets(weight=1, tokens=1), st.sampled_from([None, 30]))
 def test_against_reference_unit_arcs(net: PetriNet, limit: int | None):
     """Unit arcs and 0/1 tokens: the 1-bit kernel, widened when a place gets a second token."""
     assert_like_reference(net, limit)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_nets(places=(60, 140), weight=1, sparse=True), st.sampled_from([None, 200]))
+@given(engine_nets(places=(60, 140), weight=1, sparse=True), st.sampled_from([None, 200]))
 def test_against_reference_many_words(net: PetriNet, limit: int | None):
     """Markings spanning two or three 64-bit words."""
     assert_like_reference(net, limit)
@@ -387,7 +319,7 @@ def pivot_mode():
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(random_nets(weight=1, tokens=1), random_nets(places=(60, 140), weight=1, sparse=True)),
+@given(st.one_of(engine_nets(weight=1, tokens=1), engine_nets(places=(60, 140), weight=1, sparse=True)),
        st.sampled_from([None, 30]))
 def test_pivot_mode_against_reference(net: PetriNet, limit: int | None):
     """Sparse mode must number states exactly as the dense test does (same BFS order)."""
@@ -403,7 +335,7 @@ def test_pivot_mode_on_families():
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_nets(places=(1, 4), weight=2, tokens=2))
+@given(engine_nets(places=(1, 4), weight=2, tokens=2))
 def test_against_snakes(net: PetriNet):
     """An independent tool with its own multiset firing rule reaches the same markings."""
     from petriflow.net.adapters import snakes_reachable_markings

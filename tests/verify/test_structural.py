@@ -8,11 +8,7 @@ siphons and traps against enumeration of every subset; bounds against a BFS.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
-from collections import deque
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,41 +19,11 @@ from petriflow.errors import BudgetExceeded
 from petriflow.net.petrinet import PetriNet
 from petriflow.verify import structural as S
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bench_nets():
-    spec = importlib.util.spec_from_file_location("bench_nets_struct", ROOT / "analysis" / "bench" / "nets.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_nets_struct"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-nets = _bench_nets()
+from ._nets import nets, random_nets
 
 
 def rank(a: np.ndarray) -> int:
     return int(np.linalg.matrix_rank(np.asarray(a, dtype=float))) if np.asarray(a).size else 0
-
-
-def bfs(net: PetriNet, limit: int) -> tuple[set[tuple[int, ...]], bool]:
-    pre = [tuple(int(x) for x in r) for r in net.pre]
-    post = [tuple(int(x) for x in r) for r in net.post]
-    m0 = tuple(int(x) for x in net.initial)
-    seen, queue = {m0}, deque([m0])
-    while queue:
-        m = queue.popleft()
-        for a, b in zip(pre, post):
-            if all(x >= y for x, y in zip(m, a)):
-                m2 = tuple(x - y + z for x, y, z in zip(m, a, b))
-                if m2 not in seen:
-                    if len(seen) >= limit:
-                        return seen, False
-                    seen.add(m2)
-                    queue.append(m2)
-    return seen, True
 
 
 def mutex() -> PetriNet:
@@ -154,19 +120,6 @@ def test_summary() -> None:
 
 
 # -- properties on random nets --------------------------------------------------------
-@st.composite
-def random_nets(draw: st.DrawFn, max_places: int = 5) -> PetriNet:
-    P = draw(st.integers(1, max_places))
-    T = draw(st.integers(1, 5))
-    row = st.lists(st.integers(0, 2), min_size=P, max_size=P)
-    mask = st.lists(st.lists(st.booleans(), min_size=P, max_size=P), min_size=T, max_size=T)
-    pre = np.array(draw(st.lists(row, min_size=T, max_size=T))) * np.array(draw(mask))
-    post = np.array(draw(st.lists(row, min_size=T, max_size=T))) * np.array(draw(mask))
-    m0 = draw(st.lists(st.integers(0, 2), min_size=P, max_size=P))
-    return PetriNet(places=tuple(f"p{i}" for i in range(P)), transitions=tuple(f"t{i}" for i in range(T)),
-                    pre=pre, post=post, initial=np.array(m0))
-
-
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_nets(), st.randoms(use_true_random=False))
 def test_invariants_are_invariant(net: PetriNet, rnd) -> None:  # type: ignore[no-untyped-def]
@@ -205,7 +158,8 @@ def test_conservative_and_bounds_agree_with_other_oracles(net: PetriNet) -> None
         assert S.is_structurally_bounded(net)
     b_inv = S.bounds_from_invariants(net)
     b_lp = S.structural_bounds(net)
-    seen, complete = bfs(net, 3000)
+    reach = nets.bfs(net, 3000)
+    seen, complete = reach.markings(), reach.complete
     real = np.array(sorted(seen)).max(axis=0)
     if b_inv is not None:
         assert (b_inv >= real).all()
@@ -224,7 +178,7 @@ def _is_trap(net: PetriNet, Q: set[int]) -> bool:
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(random_nets(max_places=6))
+@given(random_nets(places=(1, 6)))
 def test_siphons_and_traps_against_every_subset(net: PetriNet) -> None:
     P = len(net.places)
     subsets = [set(c) for k in range(1, P + 1) for c in itertools.combinations(range(P), k)]
@@ -246,6 +200,6 @@ def test_commoner_implies_deadlock_freedom_on_ordinary_nets(net: PetriNet) -> No
                    post=np.minimum(net.post, 1), initial=net.initial)
     if not S.commoner_holds(net):
         return
-    seen, _ = bfs(net, 2000)
+    seen = nets.bfs(net, 2000).markings()
     for m in seen:
         assert net.enabled(np.array(m)).any(), f"dead marking {m} although every siphon holds a marked trap"
