@@ -145,6 +145,17 @@ class Workflow:
     def fallback_owner(self) -> Mapping[str, str]:
         return {s.fallback: s.id for s in self.steps if s.fallback}
 
+    def root_of(self, step_id: str) -> str:
+        """The step a fallback (or a fallback of a fallback) finally stands in for; itself otherwise."""
+        owner = self.fallback_owner
+        while step_id in owner:
+            step_id = owner[step_id]
+        return step_id
+
+    def routers_of(self, step_id: str) -> tuple[str, ...]:
+        """The steps whose route has a branch to ``step_id``, file order."""
+        return tuple(s.id for s in self.steps if any(b.to == step_id for b in s.route))
+
     def successors(self, step_id: str) -> tuple[str, ...]:
         """Steps that wait on ``step_id`` (by after/after_any or as a route target), file order."""
         me = self.step(step_id)
