@@ -90,12 +90,13 @@ class _Lowering:
         self.owner = wf.fallback_owner
         self.terminal = set(wf.terminal_steps())
         self.initial = set(wf.initial_steps())
-        self.routers = {b.to: [s.id for s in wf.steps if any(x.to == b.to for x in s.route)]
-                        for s in wf.steps for b in s.route}
+        self.xor_end = wf.ends_exclusive()
 
     # -- places ---------------------------------------------------------------
     def edge(self, u: str, v: str) -> str:
-        """The place a token takes from ``u`` to ``v`` (``any.v`` for an XOR-join)."""
+        """The place a token takes from ``u`` to ``v`` (``any.v`` for an XOR-join, ``any.end`` for exclusive ends)."""
+        if v == "end" and self.xor_end:
+            return self.b.place("any.end", Origin("join", None, "end"))
         if v != "end" and u in self.wf.step(v).after_any:
             return self.b.place(f"any.{v}", Origin("join", v))
         return self.b.place(f"{u}.to.{v}", Origin("dependency", v if v != "end" else None, "input", u))
@@ -111,7 +112,7 @@ class _Lowering:
         ordinary: dict[str, int] = {}
         if s.id in self.initial:
             ordinary[self.edge("begin", s.id)] = 1
-        for u in (*s.after, *self.routers.get(s.id, ())):
+        for u in (*s.after, *self.wf.routers_of(s.id)):
             ordinary[self.edge(u, s.id)] = 1
         if s.after_any:
             ordinary[self.edge(s.after_any[0], s.id)] = 1
@@ -126,8 +127,7 @@ class _Lowering:
 
         A fallback finishes as its owner would; a map item finishes into ``done``.
         """
-        while sid in self.owner:
-            sid = self.owner[sid]
+        sid = self.wf.root_of(sid)
         s = self.wf.step(sid)
         routed = {b.to for b in s.route}
         always = {self.edge(sid, v): 1 for v in self.wf.successors(sid) if v not in routed}
@@ -158,7 +158,7 @@ class _Lowering:
             if v == target:
                 continue
             step = self.wf.step(v)
-            feeders = (*step.after, *self.routers.get(v, ()))
+            feeders = (*step.after, *self.wf.routers_of(v))
             out.update({self.edge(u, v): 1 for u in feeders if u not in inside})
             if step.after_any and not inside & set(step.after_any):
                 out[self.edge(step.after_any[0], v)] = 1
@@ -169,9 +169,7 @@ class _Lowering:
         b = self.b
         res = self.resources(s)
         running = b.place(f"{s.id}.running", Origin("step", s.id, "running"))
-        owner = s.id
-        while owner in self.owner:
-            owner = self.owner[owner]
+        owner = self.wf.root_of(s.id)
         is_map = self.wf.step(owner).map is not None and s.id == owner
         for k, way in enumerate(self.inputs(s)):
             loop_from = next((self.b.origins[p].detail for p in way if self.b.origins[p].construct == "loop"), None)

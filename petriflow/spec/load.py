@@ -268,6 +268,15 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
                     if v not in region:
                         fail(s, "loop", f"'{v}' waits on '{inner}' inside the loop of '{s.id}' and would run once per pass",
                              f"make '{v}' wait on '{s.id}' (the end of the loop) instead")
+    ends = wf.terminal_steps()
+    if len(ends) > 1 and not wf.ends_exclusive():
+        for i, a in enumerate(ends):
+            for b in ends[i + 1:]:
+                router = wf.exclusive_by(a, b)
+                if router:
+                    fail(wf.step(b), "id", f"'{a}' and '{b}' end the workflow in different branches of route "
+                         f"'{router}', while other steps end it in parallel",
+                         f"add a step with `after_any: [{a}, {b}]` so that the branches meet before the end")
     if not wf.initial_steps():
         raise SpecError("no step can start: every step waits on another", file=file, line=1,
                         hint="give at least one step no `after`")

@@ -184,6 +184,31 @@ class Workflow:
         region = down & up
         return tuple(s.id for s in self.steps if s.id in region)
 
+    def downstream(self, step_id: str) -> frozenset[str]:
+        """``step_id`` and every step that (indirectly) waits on it or is routed to from it."""
+        seen, todo = {step_id}, [step_id]
+        while todo:
+            for v in self.successors(todo.pop()):
+                if v not in seen:
+                    seen.add(v)
+                    todo.append(v)
+        return frozenset(seen)
+
+    def exclusive_by(self, a: str, b: str) -> str | None:
+        """A route step whose different branches lead to ``a`` and ``b`` only, so both never run in one case."""
+        for r in self.steps:
+            reach = [self.downstream(br.to) for br in r.route]
+            holds_a = [i for i, d in enumerate(reach) if a in d]
+            holds_b = [i for i, d in enumerate(reach) if b in d]
+            if holds_a and holds_b and not set(holds_a) & set(holds_b):
+                return r.id
+        return None
+
+    def ends_exclusive(self) -> bool:
+        """Whether the workflow ends in exactly one of its terminal steps (each in its own route branch)."""
+        ends = self.terminal_steps()
+        return len(ends) > 1 and all(self.exclusive_by(a, b) for i, a in enumerate(ends) for b in ends[i + 1:])
+
     def initial_steps(self) -> tuple[str, ...]:
         """Steps that start when the workflow starts (no inputs, not a route target or fallback)."""
         routed = {b.to for s in self.steps for b in s.route}

@@ -190,11 +190,12 @@ def workflows(draw: st.DrawFn, *, routes: bool) -> Workflow:
                route=[{"to": f"b{k}", "p": 1 / targets} for k in range(targets)])
         for k in range(targets):
             b.step(f"b{k}", kind="chat")
-        b.step("merge", kind="python", after_any=[f"b{k}" for k in range(targets)])
+        if draw(st.booleans()):  # else the branches end the workflow each on its own (an exclusive end)
+            b.step("merge", kind="python", after_any=[f"b{k}" for k in range(targets)])
     try:
         return b.build()
-    except SpecError as err:  # a loop body with a side exit is refused by design
-        assert "inside the loop" in str(err)
+    except SpecError as err:  # refused by design: a loop body with a side exit; exclusive and parallel ends mixed
+        assert "inside the loop" in str(err) or "in different branches of route" in str(err), str(err)
         reject()
 
 
@@ -234,7 +235,8 @@ def test_random_workflows_lower_to_sound_workflow_nets(wf: Workflow) -> None:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workflows(routes=True))
-def test_random_routed_workflows_with_xor_join_are_sound(wf: Workflow) -> None:
+def test_random_routed_workflows_are_sound(wf: Workflow) -> None:
+    """With an XOR-join after the route, or with each branch ending the workflow on its own."""
     net = lower(wf)
     _is_workflow_net(net)
     report = check(net)
@@ -255,3 +257,16 @@ steps:
     assert all(completes(net, r) for r in all_runs)
     assert max(r.count("s2.start") for r in all_runs) == 3  # first pass and two loops back
     assert all(Counter(steps_run(net, r))["s1"] == 1 for r in all_runs)
+
+
+def test_branches_that_each_end_the_workflow_complete() -> None:
+    net = lower(loads("""
+name: exclusive-ends
+steps:
+  - {id: c, kind: classify, route: [{to: a, p: 0.5}, {to: b, p: 0.5}]}
+  - {id: a, kind: chat}
+  - {id: b, kind: chat, retry: {max_attempts: 2}}
+"""))
+    all_runs = runs(net)
+    assert all(completes(net, r) for r in all_runs)
+    assert {tuple(s for s in steps_run(net, r) if s != "c") for r in all_runs} == {("a",), ("b",)}
