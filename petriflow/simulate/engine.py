@@ -35,6 +35,7 @@ from collections import Counter, deque
 from heapq import heappop, heappush
 from itertools import count
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -53,10 +54,19 @@ ARRIVE, COMPLETE, BACKOFF_DONE = 0, 1, 2
 
 
 class _Case:
-    __slots__ = ("cost", "dead", "idx", "m", "t0")
+    """One request: its marking, cost so far, and the attempt numbers of its tokens waiting to retry.
+
+    ``retrying[s]`` holds, first in first out, the number of the next attempt
+    of each token of step ``s`` that came out of back-off: the executor counts
+    attempts per call (per map item and per loop pass), so a token carries its
+    own count although the net's tokens are alike.
+    """
+
+    __slots__ = ("cost", "dead", "idx", "m", "retrying", "t0")
 
     def __init__(self, m: list[int], t0: float, idx: int) -> None:
         self.m, self.t0, self.cost, self.dead, self.idx = m, t0, 0.0, False, idx
+        self.retrying: dict[int, deque[int]] | None = None
 
 
 class _Engine:
@@ -90,6 +100,9 @@ class _Engine:
         self.arrived = 0
         self.failed = 0
         self.records: list[tuple[int, float, float, float, int]] = []
+        # numbers of the failed attempts whose s.fail is firing, read by back_off; a stack, as a fail's
+        # released units may start (and instantly fail) other calls before its own back-off is scheduled
+        self.failed_attempts: list[int] = []
         self.precost: float | None = None
         g = rng_for(seed, "__load__")
         if load.kind == "poisson":
@@ -102,7 +115,7 @@ class _Engine:
         self.seq = count()
 
     # -- clocks ----------------------------------------------------------------------------
-    def _push_heap(self, delay: float, kind: int, c: _Case | None, a: int, b: int, f: bool) -> None:
+    def _push_heap(self, delay: float, kind: int, c: _Case | None, a: int, b: int, f: Any) -> None:
         heappush(self.heap, (self.now + delay, next(self.seq), kind, c, a, b, f))
 
     def run_fast(self) -> None:
@@ -125,7 +138,7 @@ class _Engine:
 
         env = simpy.Environment()
 
-        def push(delay: float, kind: int, c: _Case | None, a: int, b: int, f: bool) -> None:
+        def push(delay: float, kind: int, c: _Case | None, a: int, b: int, f: Any) -> None:
             def fire(_event: object) -> None:
                 self.now = env.now
                 self.dispatch(kind, c, a, b, f)
@@ -136,14 +149,18 @@ class _Engine:
         self._start_load()
         env.run()
 
-    def dispatch(self, kind: int, c: _Case | None, a: int, b: int, f: bool) -> None:
+    def dispatch(self, kind: int, c: _Case | None, a: int, b: int, f: Any) -> None:
         if kind == COMPLETE:
             self.complete(c, a, b, f)  # type: ignore[arg-type]
         elif kind == ARRIVE:
             self.arrive()
-        elif not c.dead:  # type: ignore[union-attr]  # BACKOFF_DONE
+        elif not c.dead:  # type: ignore[union-attr]  # BACKOFF_DONE; f is (step, next attempt)
+            s, attempt = f  # type: ignore[misc]
+            if c.retrying is None:  # type: ignore[union-attr]
+                c.retrying = {}  # type: ignore[union-attr]
+            c.retrying.setdefault(s, deque()).append(attempt)  # type: ignore[union-attr]
             c.m[a] += 1  # type: ignore[union-attr]
-            for u in self.steps[f].backoff_candidates:
+            for u in self.steps[s].backoff_candidates:
                 self.offer(c, u, b)  # type: ignore[arg-type]
 
     # -- arrivals and ends ----------------------------------------------------------------------
@@ -234,7 +251,10 @@ class _Engine:
                     self.serve(r)
         for kind, s, p in timed:
             if kind == RUNNING:
-                self.run_step(c, s, mask)
+                attempt = 1
+                if t == self.steps[s].retry and c.retrying and c.retrying.get(s):
+                    attempt = c.retrying[s].popleft()
+                self.run_step(c, s, mask, attempt)
             else:
                 self.back_off(c, s, p, mask)
 
@@ -335,15 +355,19 @@ class _Engine:
         finally:
             self.serving[r] = False
 
-    def run_step(self, c: _Case, s: int, mask: int) -> None:
-        """A token entered ``s.running``: the attempt's latency, outcome and cost are drawn now."""
+    def run_step(self, c: _Case, s: int, mask: int, attempt: int = 1) -> None:
+        """A token entered ``s.running`` for its ``attempt``-th attempt: latency, outcome and cost are drawn now.
+
+        The completion event carries ``fail``: 0 if the attempt succeeds, else
+        the attempt's number, which decides whether the token may retry.
+        """
         st = self.steps[s]
         d = next(st.latency)
-        fail = False
+        fail = 0
         if d > st.timeout:
-            d, fail = st.timeout, True
-        elif st.failing is not None:
-            fail = next(st.failing)
+            d, fail = st.timeout, attempt
+        elif st.failing is not None and next(st.failing):
+            fail = attempt
         if self.precost is not None:
             c.cost += self.precost
             self.precost = None
@@ -361,20 +385,27 @@ class _Engine:
             self.complete(c, s, mask | st.bit, fail)
 
     def back_off(self, c: _Case, s: int, p: int, mask: int) -> None:
+        """Wait as the executor does after its k-th failed attempt of this call: ``backoff * 2**(k-1)``, capped."""
         st = self.steps[s]
-        failures = (st.max_attempts - 1) - c.m[st.retries]
-        delay = min(st.backoff * 2 ** max(failures - 1, 0), st.backoff_max)
+        k = self.failed_attempts.pop()
+        delay = min(st.backoff * 2 ** max(k - 1, 0), st.backoff_max)
         if st.jitter:  # as the executor does: between half and all of the delay
             delay *= 0.5 + 0.5 * next(st.uniform)  # type: ignore[arg-type]
-        self.push(delay, BACKOFF_DONE, c, p, mask, s)  # type: ignore[arg-type]
+        self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1))  # type: ignore[arg-type]
 
-    def complete(self, c: _Case, s: int, mask: int, fail: bool) -> None:
-        """The attempt in ``s.running`` ended: pick the transition that consumes the token."""
+    def complete(self, c: _Case, s: int, mask: int, fail: int) -> None:
+        """The attempt in ``s.running`` ended (``fail``: 0, or the failed attempt's number): consume the token.
+
+        A failed attempt retries while both the executor's bounds allow it:
+        this call's own attempts (``attempt < max_attempts``, per map item and
+        loop pass) and the net's pooled budget ``s.retries``.
+        """
         st = self.steps[s]
         if c.dead:
             self.release(st.release)
         elif fail:
-            if st.fail >= 0 and c.m[st.retries] > 0:
+            if st.fail >= 0 and fail < st.max_attempts and c.m[st.retries] > 0:
+                self.failed_attempts.append(fail)
                 self.fire(c, st.fail, mask)
             elif st.give_up >= 0:
                 self.fire(c, st.give_up, mask)

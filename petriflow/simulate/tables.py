@@ -69,6 +69,7 @@ class StepTable:
     loop_budget: int = -1
     fail: int = -1
     retries: int = -1
+    retry: int = -1  # the transition out of s.backoff: its firing starts a retried attempt
     give_up: int = -1
     release: tuple[tuple[int, int], ...] = ()  # resources held while running (returned if the case dies)
     timeout: float = float("inf")
@@ -227,6 +228,8 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
         if o.construct == "map" and o.role == "spawns":
             n = int(o.detail.split()[0])
             groups.setdefault((sidx[o.step], pre_flow[t]), {})[n] = t  # type: ignore[index]
+        if o.construct == "retry" and o.role == "retry":
+            tables[sidx[o.step]].retry = t  # type: ignore[index]
         if not runs:
             continue
         completion[t] = True

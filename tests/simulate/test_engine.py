@@ -132,3 +132,37 @@ def test_a_deadlocking_workflow_reports_stuck_cases() -> None:
     wf = load(ROOT / "models" / "qa_router_broken.yaml")  # aggregate waits for all three branches
     res = simulate(wf, cases=50, load=Load.poisson(1.0), seed=0)
     assert (res.cases, res.failed, res.unfinished) == (0, 0, 50)
+
+
+def test_map_items_retry_each_up_to_max_attempts_as_the_executor_does() -> None:
+    """Each of 3 items gets at most 2 attempts (policies.py caps an item at ``attempt < max_attempts``): an item
+    fails with 0.5**2, the case with 1 - 0.75**3 = 57.8%. The net's pooled budget of 3 retries alone would let
+    one item retry three times and fail fewer cases (34.5% before per-item attempts)."""
+    wf = loads("""
+name: mapretry
+steps:
+  - {id: src, kind: python}
+  - {id: m, kind: tool, after: [src], map: {over: src, max: 3}, failure_rate: 0.5,
+     retry: {max_attempts: 2, backoff: 0.1}, latency: 1}
+""")
+    n = 4000
+    res = simulate(wf, cases=n, load=Load.poisson(0.5), seed=11)
+    p = 1 - 0.75 ** 3
+    share = res.failed / (res.failed + res.cases)
+    assert res.failed + res.cases == n
+    assert abs(share - p) < 4 * (p * (1 - p) / n) ** 0.5
+
+
+def test_back_off_grows_with_the_item_own_attempt_not_the_pool() -> None:
+    """Two items each failing once back off ``backoff`` (their first failure), never ``2 * backoff``."""
+    wf = loads("""
+name: mapbackoff
+steps:
+  - {id: src, kind: python}
+  - {id: m, kind: tool, after: [src], map: {over: src, max: 2}, failure_rate: 0.5,
+     retry: {max_attempts: 2, backoff: 10, jitter: false}, latency: 1}
+""")
+    res = simulate(wf, cases=400, load=Load.closed(1), seed=5, warmup=0)
+    # latency is 1 (+ 10 + 1 per retried item, in parallel): 1 or 12, never 1 + 20 + 2
+    assert set(np.round(res.latencies, 9)) <= {1.0, 12.0}
+    assert 12.0 in set(np.round(res.latencies, 9))
