@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import networkx as nx
 import yaml
 
 from petriflow.errors import SpecError
@@ -97,6 +95,8 @@ def load(path: str | Path) -> Workflow:
 
 
 def _schema_error(doc: Mapping[str, Any], file: str, lines: _Lines | None) -> None:
+    import jsonschema  # imported on use, like networkx below: `import petriflow` stays light
+
     validator = jsonschema.Draft202012Validator(WORKFLOW_SCHEMA)
     errors = sorted(validator.iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if not errors:
@@ -182,6 +182,8 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
 
 def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, int]) -> None:
     """What the schema cannot say: references, cycles, probabilities, loop and map targets."""
+    import networkx as nx
+
     ids = set(index)
     fallbacks = wf.fallback_owner
 

@@ -123,7 +123,7 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                     "additionalProperties": False,
                     "properties": {
                         "to": {"$ref": "#/$defs/id"},
-                        "max": {"type": "integer", "minimum": 1},
+                        "max": {"type": "integer", "minimum": 1, "maximum": 100000},
                         "p": _PROB,
                         "when": {"type": "string"},
                     },
@@ -133,7 +133,8 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                     "type": "object",
                     "required": ["over", "max"],
                     "additionalProperties": False,
-                    "properties": {"over": {"$ref": "#/$defs/id"}, "max": {"type": "integer", "minimum": 1}},
+                    "properties": {"over": {"$ref": "#/$defs/id"},
+                                   "max": {"type": "integer", "minimum": 1, "maximum": 1000}},
                 },
                 "uses": {
                     "description": "resources held while the step runs: a list of ids or {id: count}",

@@ -9,12 +9,15 @@ millions of states that networkx cannot hold.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from petriflow.net.petrinet import PetriNet
 from petriflow.verify.statespace import StateSpace
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 __all__ = [
     "final_states",
@@ -55,6 +58,8 @@ def shortest_path_to_any(space: StateSpace, states: np.ndarray) -> list[str] | N
 
 
 def _graph(space: StateSpace, *, reverse: bool = False, extra: tuple[np.ndarray, np.ndarray] | None = None) -> csr_matrix:
+    from scipy.sparse import csr_matrix  # imported on use: scipy costs a tenth of a second
+
     src, _, dst = space.edges()
     if extra is not None:
         src, dst = np.concatenate([src, extra[0]]), np.concatenate([dst, extra[1]])
@@ -66,6 +71,8 @@ def _graph(space: StateSpace, *, reverse: bool = False, extra: tuple[np.ndarray,
 
 def cannot_complete(space: StateSpace) -> np.ndarray:
     """Reachable markings from which the final marking can no longer be reached (option to complete)."""
+    from scipy.sparse.csgraph import breadth_first_order
+
     finals = final_states(space)
     n = space.n_states
     if finals.size == 0:
@@ -100,6 +107,8 @@ def non_live_transitions(space: StateSpace, *, short_circuit: bool = False) -> l
     final states are linked back to the initial one (the usual reading of
     liveness for workflow nets: the case can always be started again).
     """
+    from scipy.sparse.csgraph import connected_components
+
     net: PetriNet = space.net
     extra = None
     if short_circuit:

@@ -116,7 +116,10 @@ class Report:
         if "deadlock" in self.checked:
             rows.append(("deadlock-free", verdict(None if self.deadlock is None else not self.deadlock, "yes", "NO")))
         if "bounded" in self.checked:
-            extra = f" ({'safe' if self.safe else f'{self.bound}-bounded'})" if self.bounded else ""
+            extra = ""
+            if self.bounded:
+                extra = (" (bound not computed: proved structurally)" if self.bound is None
+                         else f" ({'safe' if self.safe else f'{self.bound}-bounded'})")
             rows.append(("bounded", verdict(self.bounded, "yes", "NO") + extra))
         if "sound" in self.checked and self.is_workflow:
             rows.append(("sound", verdict(self.sound, "yes", "NO")))
@@ -301,9 +304,12 @@ def _soundness(net: WorkflowNet, space: StateSpace, dead_ts: tuple[str, ...], wi
     if stuck.size:
         sound = False
         dead = np.intersect1d(stuck, space.dead_states())
-        if dead.size:  # the deadlock witness already shows it
+        if dead.size and any(w.property == "deadlock" for w in witnesses):  # its witness already shows it
             witnesses.append(Witness(property="sound", summary="option to complete fails: a reachable deadlock "
                                      "(the witness above) leaves the workflow unable to finish"))
+        elif dead.size:
+            witnesses.append(_witness(net, space, "sound", "option to complete fails: the workflow gets stuck here",
+                                      int(dead.min()), stuck=True))
         else:  # a livelock: the case runs on forever without reaching the sink
             witnesses.append(_witness(net, space, "sound", "option to complete fails: from here the workflow "
                                       "can never finish", int(stuck.max()), stuck=False))
