@@ -14,6 +14,9 @@ turns any of them into one line on stderr and an exit code, never a traceback.
     ├── BudgetExceeded             a state, memory, time or money budget ran out (exit 3)
     └── ExecutionError             a run failed at run time (exit 1)
         ├── ModelCallError         a model endpoint answered wrongly or not at all
+        │   ├── RetryableCallError (execute.call_errors) 429, 5xx, timeout, connection, malformed
+        │   └── FatalCallError     (execute.call_errors) any other refusal: not retried
+        ├── StepFailed             (execute.policies) a step failed after its retries and fallback
         └── ServerError            a local model server could not be started
 """
 
