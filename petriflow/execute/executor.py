@@ -365,14 +365,14 @@ class Executor(StepPolicies):
         else:
             try:
                 label = self._decide(c, self.dag.steps[d.step], d.output)
-            except StepFailed:  # the call worked but its output names no branch: the attempt failed
+                cost = d.attempt.cost if d.attempt is not None else 0.0
+                self.store.save_step(c.run_id, c.index, d.key, Checkpoint(d.ran, label, d.output, cost))
+            except ExecutionError:  # the call worked but its output names no branch or is not JSON: it failed
                 if d.attempt is not None:
                     self.trace.write(dataclasses.replace(d.attempt, outcome="error"))
                 if d.holds:
                     self._release(sp)
                 raise
-            cost = d.attempt.cost if d.attempt is not None else 0.0
-            self.store.save_step(c.run_id, c.index, d.key, Checkpoint(d.ran, label, d.output, cost))
         c.outputs[d.step] = c.outputs[d.ran] = d.output
         if d.attempt is not None:
             a = d.attempt
@@ -428,7 +428,14 @@ class Executor(StepPolicies):
                 d = await self._execute(c, sp, sp.map.item_start, f"{key}/{i}", item)  # type: ignore[union-attr]
                 if d.reused is None:
                     cost = d.attempt.cost if d.attempt is not None else 0.0
-                    self.store.save_step(c.run_id, c.index, f"{key}/{i}", Checkpoint(d.ran, "", d.output, cost))
+                    try:
+                        self.store.save_step(c.run_id, c.index, f"{key}/{i}", Checkpoint(d.ran, "", d.output, cost))
+                    except ExecutionError:  # an output JSON would change: the item failed
+                        if d.attempt is not None:
+                            self.trace.write(dataclasses.replace(d.attempt, outcome="error"))
+                        if d.holds:
+                            self._release(self.dag.steps[d.ran])
+                        raise
                 if d.attempt is not None:
                     self.trace.write(d.attempt)
                 fin = sp.map.item_finish if d.ran == sp.id else self.dag.steps[d.ran].outcomes[0].transition  # type: ignore[union-attr]

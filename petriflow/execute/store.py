@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from petriflow.errors import InputError
+from petriflow.errors import ExecutionError, InputError
 
-__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "open_store"]
+__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "open_store", "output_json"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,53 @@ class CaseRow:
 
 def _dump(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def output_json(step: str, value: Any) -> str:
+    """The JSON text of a step output, or :class:`ExecutionError` when JSON would change it.
+
+    A resumed run reads outputs back from JSON, so an output that does not
+    survive ``json.loads(json.dumps(x)) == x`` (a set, a tuple, a dataclass,
+    a numpy array, a dict with int keys) would reach downstream steps as
+    different data than in the first run. Refusing it when it is committed
+    keeps a run and its resume the same; NaN, which is not equal to itself,
+    is allowed.
+    """
+    try:
+        text = json.dumps(value, separators=(",", ":"))
+        if json.loads(text) == value:
+            return text
+    except (TypeError, ValueError, RecursionError):
+        text = ""
+    bad = _not_json(value, "")
+    if bad is None and text:
+        return text  # equal but for NaN
+    at, kind = bad or ("", type(value).__name__)
+    raise ExecutionError(
+        f"step '{step}' returned a {kind}{f' (at {at})' if at else ''}, which cannot be checkpointed; "
+        "return JSON data (dict, list, str, number, bool, None)",
+        where=f"step '{step}'", hint="convert it in the step, e.g. sorted(a_set), dataclasses.asdict(x), array.tolist()")
+
+
+def _not_json(value: Any, at: str, depth: int = 0) -> tuple[str, str] | None:
+    """Where inside ``value`` the first part JSON cannot carry unchanged is, and its type; None if nowhere."""
+    if value is None or isinstance(value, (str, int, float)):
+        return None
+    if depth > 100:
+        return (at, f"{type(value).__name__} nested too deep")
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            if (bad := _not_json(v, f"{at}[{i}]", depth + 1)) is not None:
+                return bad
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return (f"{at} key {k!r}", f"dict with a {type(k).__name__} key")
+            if (bad := _not_json(v, f"{at}[{k!r}]", depth + 1)) is not None:
+                return bad
+        return None
+    return (at, type(value).__name__)
 
 
 class MemoryStore:
@@ -95,6 +142,8 @@ class MemoryStore:
             self._steps.pop((run_id, case), None)
 
     def save_step(self, run_id: str, case: int, key: str, cp: Checkpoint) -> None:
+        """Commit a step execution; an output JSON would change is an :class:`ExecutionError` (see :func:`output_json`)."""
+        output_json(cp.step, cp.output)  # the same refusal as the durable store: a run must not depend on --db
         self._steps.setdefault((run_id, case), {})[key] = cp
 
     def load_steps(self, run_id: str, case: int) -> dict[str, Checkpoint]:
@@ -185,7 +234,7 @@ class SqliteStore(MemoryStore):
 
     def save_step(self, run_id: str, case: int, key: str, cp: Checkpoint) -> None:
         self._write("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)",
-                    (run_id, case, key, cp.step, cp.label, _dump(cp.output), time.time(), cp.cost))
+                    (run_id, case, key, cp.step, cp.label, output_json(cp.step, cp.output), time.time(), cp.cost))
 
     def load_steps(self, run_id: str, case: int) -> dict[str, Checkpoint]:
         rows = self._db.execute("SELECT key, step, label, output, cost FROM steps WHERE run_id=? AND ncase=?",

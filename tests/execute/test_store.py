@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from petriflow.errors import InputError
+from petriflow.errors import ExecutionError, InputError
 from petriflow.execute.store import Checkpoint, MemoryStore, SqliteStore
 
 
@@ -54,3 +54,41 @@ def test_a_file_that_is_not_a_store_is_bad_input(tmp_path: Path) -> None:
     bad.write_text("this is not sqlite" * 100)
     with pytest.raises(InputError, match="checkpoint store"):
         SqliteStore(bad)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize(("output", "named"), [
+    ({1, 2}, "set"), ((1, 2), "tuple"), ({"a": {"b": {3}}}, "set (at ['a']['b'])"),
+    ({1: "x"}, "dict with a int key"), (Checkpoint("a", "", 1), "Checkpoint"),
+])
+def test_an_output_json_would_change_is_refused_when_committed(kind: str, output: object, named: str,
+                                                               tmp_path: Path) -> None:
+    """A resumed run reads outputs back from JSON; what JSON changes must not be committed as if it were the same."""
+    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "s.sqlite")
+    with pytest.raises(ExecutionError, match="cannot be checkpointed") as info:
+        store.save_step("R", 0, "a#1", Checkpoint("a", "", output))
+    assert f"step 'a' returned a {named}" in str(info.value)
+    assert store.load_steps("R", 0) == {}
+
+
+def test_json_data_including_nan_is_committed_and_read_back_equal(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite")
+    value = {"a": [1, 2.5, "x", None, True, {"b": []}], "n": float("nan")}
+    store.save_step("R", 0, "a#1", Checkpoint("a", "", value))
+    back = store.load_steps("R", 0)["a#1"].output
+    assert back["a"] == value["a"] and back["n"] != back["n"]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_step_returning_a_set_fails_its_case_with_the_checkpoint_message(kind: str, tmp_path: Path) -> None:
+    import asyncio
+
+    from petriflow.execute import Executor, plan
+    from petriflow.spec import WorkflowBuilder
+
+    wf = (WorkflowBuilder("sets").step("a", kind="python", function="builtins:set")
+          .step("b", kind="python", function="builtins:len", after=["a"]).build())
+    store = MemoryStore() if kind == "memory" else SqliteStore(tmp_path / "s.sqlite")
+    res = asyncio.run(Executor(plan(wf), store=store).run_many(["q"], run_id="R"))
+    assert not res[0].ok and "step 'a' returned a set, which cannot be checkpointed" in (res[0].error or "")
+    assert "b" not in res[0].outputs
