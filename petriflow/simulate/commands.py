@@ -83,12 +83,16 @@ def _with_load(f: Any) -> Any:
 @click.option("--backend", type=click.Choice(["fast", "simpy"]), default="fast", show_default=True,
               help="Event clock: own heap, or SimPy's kernel (same numbers, slower).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw latency and cost histograms (.png/.svg).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw latency and cost histograms (.png/.svg/.pdf; the directory must exist).")
 def simulate_cmd(path: str, cases: int, rate: float | None, users: int | None, think: float, arrivals: str | None,
                  seed: int, profile_path: str | None, warmup: float, backend: str, as_json: bool, plot: str | None) -> None:
     """Predict latency and cost per case of the workflow at PATH by simulating its net."""
     from petriflow.simulate.engine import simulate
 
+    if plot:
+        from petriflow.simulate.plot import check_plot_path
+
+        check_plot_path(plot)  # before the run, not after it
     wf = _workflow(path)
     profile = _profile(wf, path, profile_path)
     result = simulate(wf, profile, cases=cases, load=_load(rate, users, think, arrivals), seed=seed,
@@ -144,7 +148,7 @@ def fit_cmd(traces: str, output: str, workflow: str | None, min_samples: int) ->
 @_with_load
 @click.option("--slo-p95", type=float, default=None, help="Latency target: p95 seconds.")
 @click.option("--budget", type=float, default=None, help="Cost target: mean dollars per case.")
-@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw the cost vs p95 Pareto front.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw the cost vs p95 Pareto front (.png/.svg/.pdf; the directory must exist).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: all cores).")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local processes, or a Ray cluster (ray.init(); RAY_ADDRESS picks the cluster).")
@@ -157,6 +161,10 @@ def sweep_cmd(path: str, vary: tuple[str, ...], cases: int, rate: float | None, 
 
     from petriflow.simulate.sweep import configs, parse_vary, sweep
 
+    if plot:
+        from petriflow.simulate.plot import check_plot_path
+
+        check_plot_path(plot)  # before the run, not after it
     wf = _workflow(path)
     profile = _profile(wf, path, profile_path)
     variations = [parse_vary(v) for v in vary]

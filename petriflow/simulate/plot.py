@@ -10,10 +10,42 @@ from typing import Any
 
 import numpy as np
 
+from petriflow.errors import InputError
 from petriflow.simulate.result import SimResult
 from petriflow.simulate.sweep import SweepResult
 
-__all__ = ["plot_pareto", "plot_result"]
+__all__ = ["SUFFIXES", "check_plot_path", "plot_pareto", "plot_result"]
+
+SUFFIXES = (".png", ".svg", ".pdf")
+"""What the pictures can be written as, by file suffix (matplotlib's Agg formats we promise)."""
+
+
+def check_plot_path(path: str | Path) -> Path:
+    """The picture's path, checked before any simulating: a run of minutes must not end in a bad suffix.
+
+    Raises :class:`~petriflow.errors.InputError` when the suffix is not one
+    of :data:`SUFFIXES` or the directory does not exist.
+    """
+    out = Path(path)
+    if out.suffix.lower() not in SUFFIXES:
+        raise InputError(f"cannot draw to '{out}': unknown suffix '{out.suffix}'", where="--plot",
+                         hint=f"use one of {', '.join(SUFFIXES)}")
+    if not out.parent.is_dir():
+        raise InputError(f"cannot draw to '{out}': no directory '{out.parent}'", where="--plot",
+                         hint="create the directory first, or write the picture elsewhere")
+    return out
+
+
+def _save(fig: Any, plt: Any, out: Path, **options: Any) -> Path:
+    """Write the figure; a file system refusal (a directory in the way, no permission) is the user's input."""
+    try:
+        fig.savefig(out, dpi=120, **options)
+    except OSError as e:
+        raise InputError(f"cannot write the picture: {e.strerror or e}", where=str(out),
+                         hint="pick a writable file path") from None
+    finally:
+        plt.close(fig)
+    return out
 
 
 def _pyplot() -> Any:
@@ -40,6 +72,7 @@ def _short(label: str) -> str:
 
 def plot_result(result: SimResult, path: str | Path, *, title: str = "") -> Path:
     """Two panels: the per-case latency histogram with p50/p95/p99, and the per-case cost histogram."""
+    out = check_plot_path(path)
     plt = _pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     lat, cost = result.latencies, result.costs
@@ -61,11 +94,7 @@ def plot_result(result: SimResult, path: str | Path, *, title: str = "") -> Path
     b.set_xlabel("cost per case (µ$, millionths of a dollar)")
     b.set_title("cost", loc="left")
     fig.suptitle(title or f"{result.measured} simulated cases (seed {result.seed})", fontsize=12)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, plt, out)
 
 
 def _key(result: SweepResult, front: list[int]) -> tuple[list[str], str]:
@@ -83,6 +112,7 @@ def plot_pareto(result: SweepResult, path: str | Path, *, title: str = "") -> Pa
     (settings shared by the whole front once), so long configuration labels
     never cover the points.
     """
+    out = check_plot_path(path)
     plt = _pyplot()
     pts = result.points
     cost = np.array([p.cost_mean for p in pts]) * 1e6
@@ -141,8 +171,4 @@ def plot_pareto(result: SweepResult, path: str | Path, *, title: str = "") -> Pa
                      f"{_dollars(pts[c].cost_mean)}/case, p95 {pts[c].p95:.2f} s")
     ax.text(0.0, -0.12, "\n".join(lines), transform=ax.transAxes, va="top", ha="left", fontsize=8.5,
             family="monospace", color="#222222")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(fig, plt, out, bbox_inches="tight")

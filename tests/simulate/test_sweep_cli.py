@@ -220,3 +220,36 @@ def test_bad_input_is_an_input_error(args: tuple[str, ...], match: str) -> None:
     r = _cli(*args)
     assert isinstance(r.exception, InputError) and r.exception.exit_code == 2
     assert match in str(r.exception)
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (("simulate", str(QA), "--plot", "x.txt"), "unknown suffix '.txt'"),
+    (("simulate", str(QA), "--plot", "no/such/dir/x.png"), "no directory"),
+    (("sweep", str(QA), "--vary", "code.model=gpt4o", "--plot", "x.bmpq"), "unknown suffix '.bmpq'"),
+])
+def test_a_bad_plot_path_fails_before_any_simulating(args: tuple[str, ...], match: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import import_module
+
+    from petriflow.errors import InputError
+
+    engine, sweep_module = import_module("petriflow.simulate.engine"), import_module("petriflow.simulate.sweep")
+
+    def never(*_a: object, **_k: object) -> None:
+        raise AssertionError("simulated before checking --plot")
+
+    monkeypatch.setattr(engine, "simulate", never)
+    monkeypatch.setattr(sweep_module, "sweep", never)
+    r = _cli(*args)
+    assert isinstance(r.exception, InputError) and r.exception.exit_code == 2, r.exception
+    assert match in str(r.exception)
+
+
+def test_a_refused_write_of_the_picture_is_an_input_error(tmp_path: Path) -> None:
+    from petriflow.errors import InputError
+    from petriflow.simulate.plot import plot_result
+
+    wf = load_text("name: one\nsteps:\n  - {id: a, kind: tool, latency: 1}\n")
+    (tmp_path / "taken.png").mkdir()  # a directory where the file should go: savefig raises OSError
+    with pytest.raises(InputError, match="cannot write the picture"):
+        plot_result(simulate(wf, cases=20), tmp_path / "taken.png")
