@@ -1,6 +1,6 @@
 """``petriflow run``: plan a workflow (refusing an unsound one) and run it on real models.
 
-A thin shell over :mod:`petriflow.execute`: one case (``--input``) or a batch
+A thin shell over :mod:`petriflow.execute`: one case per ``--input`` or a batch
 (``--inputs FILE.jsonl``, with a progress bar), checkpointed in SQLite (the
 default store lives under ``$PETRIFLOW_HOME``) so that ``--resume RUN_ID``
 finishes a run after a crash; ``--answer RUN_ID STEP TEXT`` answers a human
@@ -60,7 +60,8 @@ def _show(value: Any) -> str:
 
 @click.command("run")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
-@click.option("--input", "input_text", metavar="TEXT", help="One case: the question (template variable {question}).")
+@click.option("--input", "input_texts", metavar="TEXT", multiple=True,
+              help="One case: the question (template variable {question}); repeat it for one case each.")
 @click.option("--inputs", "inputs_path", metavar="FILE.jsonl", type=click.Path(dir_okay=False),
               help="A batch: one JSON string or object per line.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
@@ -79,7 +80,7 @@ def _show(value: Any) -> str:
 @click.option("--metrics", "metrics_path", metavar="OUT.prom", type=click.Path(dir_okay=False),
               help="Write per-step totals in Prometheus' text format when the run ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def run(path: str | None, input_text: str | None, inputs_path: str | None, concurrency: int,
+def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None, concurrency: int,
         trace_path: str | None, db_path: str | None, resume_id: str | None, run_id: str | None,
         answer: tuple[str, str, str] | None, budget: float | None, cache_path: str | None, metrics_path: str | None,
         as_json: bool) -> None:
@@ -110,9 +111,9 @@ def run(path: str | None, input_text: str | None, inputs_path: str | None, concu
         trace_path = trace_path or row.options.get("trace")
     if path is None:
         raise InputError("no workflow given", hint="petriflow run WORKFLOW.yaml --input TEXT")
-    if not resume_id and (input_text is None) == (inputs_path is None):
-        raise InputError("give exactly one of --input TEXT or --inputs FILE.jsonl")
-    values = [input_text] if input_text is not None else (_read_inputs(inputs_path) if inputs_path else [])
+    if not resume_id and bool(input_texts) == (inputs_path is not None):
+        raise InputError("give --input TEXT (once per case) or --inputs FILE.jsonl, not both and not neither")
+    values = list(input_texts) if input_texts else (_read_inputs(inputs_path) if inputs_path else [])
     sys.exit(_execute(path, values, store=store, concurrency=concurrency, trace_path=trace_path,
                       resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json, cache_path=cache_path,
                       metrics_path=metrics_path))

@@ -90,3 +90,23 @@ def test_petriflow_run_refuses_the_unsound_router_and_bad_input(capsys: pytest.C
     with pytest.raises(SystemExit) as exit_:
         main(["run", str(MODELS / "qa_router.yaml"), "--inputs", str(bad), "--db", str(tmp_path / "r.sqlite")])
     assert exit_.value.code == 2 and "in.jsonl:2" in capsys.readouterr().err
+
+
+def test_petriflow_run_makes_one_case_per_repeated_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``--input a --input b`` runs both cases (it used to keep only the last one)."""
+    import json
+
+    from petriflow.cli import main
+    from petriflow.execute.store import SqliteStore
+
+    wf = tmp_path / "echo.yaml"
+    wf.write_text("name: echo\nsteps:\n  - id: a\n    kind: python\n    function: petriflow.execute.builtins:echo\n")
+    db = tmp_path / "r.sqlite"
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(wf), "--input", "first", "--input", "second", "--run-id", "R", "--db", str(db), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert exit_.value.code == 0 and [c["ok"] for c in out["cases"]] == [True, True]
+    assert [c.input for c in SqliteStore(db).cases("R")] == ["first", "second"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(wf), "--input", "x", "--inputs", str(tmp_path / "in.jsonl"), "--db", str(db)])
+    assert exit_.value.code == 2 and "not both" in capsys.readouterr().err
