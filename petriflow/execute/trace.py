@@ -2,7 +2,8 @@
 
 The JSON-lines trace is the contract with ``petriflow fit`` (the simulation
 side reads it, never the executor's objects): every line has exactly the keys
-of :data:`TRACE_FIELDS`. ``outcome`` is ``ok`` (the attempt produced the
+of :data:`~petriflow.simulate.fit.TRACE_FIELDS` (re-exported here; the schema
+lives with its reader). ``outcome`` is ``ok`` (the attempt produced the
 step's output), ``error`` (it failed and the step was retried or the run
 failed), ``timeout`` (it ran out of time), or ``fallback`` (the last failed
 attempt of a step that then handed over to its fallback step). ``branch`` is
@@ -24,13 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from petriflow.errors import ProfileError
+from petriflow.simulate.fit import OUTCOMES, TRACE_FIELDS, read_traces
 
 __all__ = ["OUTCOMES", "TRACE_FIELDS", "StepStats", "TraceRecord", "TraceWriter", "read_trace", "summary_table"]
-
-TRACE_FIELDS = ("run_id", "case", "step", "start", "end", "attempt", "outcome", "model",
-                "input_tokens", "output_tokens", "cost", "branch")
-OUTCOMES = ("ok", "error", "timeout", "fallback")
+# TRACE_FIELDS and OUTCOMES are the reader's (petriflow.simulate.fit): one schema, defined where it is read
 
 
 @dataclass(frozen=True)
@@ -167,20 +165,11 @@ def _span(tracer: Any, rec: TraceRecord) -> None:
 
 
 def read_trace(path: str | Path) -> list[TraceRecord]:
-    """Records of a JSON-lines trace; a line with missing or extra keys is a :class:`ProfileError`."""
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ProfileError(f"not JSON: {exc.msg}", where=f"{path}:{n}") from None
-            if set(doc) != set(TRACE_FIELDS):
-                raise ProfileError(f"trace record keys {sorted(doc)} are not {list(TRACE_FIELDS)}", where=f"{path}:{n}")
-            out.append(TraceRecord(**doc))
-    return out
+    """Records of a JSON-lines trace, checked by the reader ``petriflow fit`` uses (``fit.read_traces``).
+
+    A bad line is a :class:`~petriflow.errors.ProfileError` naming ``file:line``.
+    """
+    return [TraceRecord(**rec) for rec in read_traces(path)]
 
 
 def summary_table(stats: dict[str, StepStats] | Iterable[TraceRecord], *, wall_seconds: float | None = None) -> str:

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import json
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -278,7 +279,7 @@ def test_trace_lines_have_exactly_the_fields_and_spans_carry_genai_attributes(fa
     r = asyncio.run(ex.run("bob"))
     trace.close()
     lines = [json.loads(x) for x in path.read_text().splitlines()]
-    assert r.ok and [tuple(d) for d in lines] == [TRACE_FIELDS, TRACE_FIELDS]
+    assert r.ok and [tuple(d) for d in lines] == [tuple(TRACE_FIELDS), tuple(TRACE_FIELDS)]
     recs = read_trace(path)
     assert [x.attempt for x in recs] == [1, 2] and recs[1].cost > 0 and recs[1].end >= recs[1].start
     spans = exporter.get_finished_spans()
@@ -392,3 +393,24 @@ def test_prometheus_text_has_the_per_step_totals() -> None:
                if not line.startswith("#")}
     assert samples['petriflow_step_attempts_total{workflow="pm",step="x"}'] == 2
     assert samples['petriflow_step_failures_total{workflow="pm",step="x"}'] == 1
+
+
+def test_the_trace_schema_is_the_one_fit_reads(tmp_path: Path) -> None:
+    """One schema: the writer's records have fit's fields in fit's order, and read_trace checks what fit checks."""
+    import importlib
+    from dataclasses import fields
+
+    from petriflow.errors import ProfileError
+    from petriflow.execute import trace
+    from petriflow.execute.trace import TraceRecord
+
+    fit = importlib.import_module("petriflow.simulate.fit")  # the package re-exports a function named fit
+
+    assert trace.TRACE_FIELDS is fit.TRACE_FIELDS and trace.OUTCOMES is fit.OUTCOMES
+    assert tuple(f.name for f in fields(TraceRecord)) == tuple(fit.TRACE_FIELDS)
+    good = TraceRecord("R", 0, "a", 1.0, 2.0, 1, "ok", "m", 3, 4, 0.5, None).to_json()
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "outcome": "maybe"}) + "\n")
+    with pytest.raises(ProfileError, match="unknown outcome") as err:
+        read_trace(path)
+    assert err.value.where.endswith("t.jsonl:2")
