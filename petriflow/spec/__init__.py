@@ -2,7 +2,16 @@
 
 from petriflow.spec.builder import WorkflowBuilder
 from petriflow.spec.load import from_document, load, loads
-from petriflow.spec.model import Branch, Loop, MapOver, ModelEndpoint, Resource, Retry, Step, Workflow
+from petriflow.spec.model import (
+    Branch,
+    Loop,
+    MapOver,
+    ModelEndpoint,
+    Resource,
+    Retry,
+    Step,
+    Workflow,
+)
 from petriflow.spec.schema import WORKFLOW_SCHEMA
 
 __all__ = [

@@ -15,10 +15,19 @@ from typing import Any
 import yaml
 
 from petriflow.errors import SpecError
-from petriflow.spec.model import Branch, Loop, MapOver, ModelEndpoint, Resource, Retry, Step, Workflow
+from petriflow.spec.model import (
+    Branch,
+    Loop,
+    MapOver,
+    ModelEndpoint,
+    Resource,
+    Retry,
+    Step,
+    Workflow,
+)
 from petriflow.spec.schema import WORKFLOW_SCHEMA
 
-__all__ = ["load", "loads", "from_document"]
+__all__ = ["from_document", "load", "loads"]
 
 Path_ = tuple[str | int, ...]
 
@@ -219,7 +228,7 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
                     fail(s, "route", f"route cannot go to '{b.to}'", "route to an ordinary downstream step")
         for r, n in s.uses.items():
             if r not in wf.resources:
-                fail(s, "uses", f"uses unknown resource '{r}'", f"declare it under `resources:` with a capacity")
+                fail(s, "uses", f"uses unknown resource '{r}'", "declare it under `resources:` with a capacity")
             if n > wf.resources[r].capacity:
                 fail(s, "uses", f"needs {n} of '{r}' but its capacity is {wf.resources[r].capacity}",
                      "raise the capacity or use fewer")
@@ -272,13 +281,13 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
                              f"make '{v}' wait on '{s.id}' (the end of the loop) instead")
     ends = wf.terminal_steps()
     if len(ends) > 1 and not wf.ends_exclusive():
-        for i, a in enumerate(ends):
-            for b in ends[i + 1:]:
-                router = wf.exclusive_by(a, b)
+        for i, first in enumerate(ends):
+            for second in ends[i + 1:]:
+                router = wf.exclusive_by(first, second)
                 if router:
-                    fail(wf.step(b), "id", f"'{a}' and '{b}' end the workflow in different branches of route "
-                         f"'{router}', while other steps end it in parallel",
-                         f"add a step with `after_any: [{a}, {b}]` so that the branches meet before the end")
+                    fail(wf.step(second), "id", f"'{first}' and '{second}' end the workflow in different branches "
+                         f"of route '{router}', while other steps end it in parallel",
+                         f"add a step with `after_any: [{first}, {second}]` so that the branches meet before the end")
     if not wf.initial_steps():
         raise SpecError("no step can start: every step waits on another", file=file, line=1,
                         hint="give at least one step no `after`")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Branch", "Loop", "MapOver", "Retry", "Step", "Resource", "ModelEndpoint", "Workflow"]
+__all__ = ["Branch", "Loop", "MapOver", "ModelEndpoint", "Resource", "Retry", "Step", "Workflow"]
 
 
 def _frozen_map(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -115,6 +115,15 @@ class ModelEndpoint:
     price_input: float = 0.0
     price_output: float = 0.0
     price_call: float = 0.0
+
+    def cost(self, input_tokens: float, output_tokens: float, calls: float = 1.0) -> float:
+        """Dollars for ``calls`` calls that used these tokens in all: the one price formula.
+
+        Execution (actual tokens) and simulation (mean or sampled tokens;
+        numpy arrays work too) both price calls here, so a fitted profile
+        costs a run the way the run was charged.
+        """
+        return calls * self.price_call + (input_tokens * self.price_input + output_tokens * self.price_output) / 1e6
 
 
 @dataclass(frozen=True)

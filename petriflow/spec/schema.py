@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["WORKFLOW_SCHEMA", "STEP_KINDS", "DIST_FAMILIES"]
+__all__ = ["DIST_FAMILIES", "STEP_KINDS", "WORKFLOW_SCHEMA"]
 
 STEP_KINDS = ("chat", "embed", "classify", "tool", "python", "human")
 """chat: a chat completion; embed/classify: an embedding call or an embedding-based

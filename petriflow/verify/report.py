@@ -18,7 +18,7 @@ from petriflow.verify import properties as props
 from petriflow.verify.explain import choices_made, tell_sequence, why_stuck
 from petriflow.verify.statespace import StateSpace, explore
 
-__all__ = ["PROPERTIES", "Witness", "Report", "check"]
+__all__ = ["PROPERTIES", "Report", "Witness", "check"]
 
 PROPERTIES = ("deadlock", "bounded", "sound", "live")
 DEFAULT_MAX_STATES = 5_000_000
@@ -222,7 +222,7 @@ def check(
         dead_ts = tuple(props.dead_transitions(space))
         if "live" in checked:
             live = not props.non_live_transitions(space, short_circuit=is_wf)
-        if is_wf and "sound" in checked:
+        if isinstance(net, WorkflowNet) and "sound" in checked:
             sound = _soundness(net, space, dead_ts, witnesses)
     if is_wf and "sound" in checked and bounded is False:
         sound = False  # an unbounded workflow net is never sound: some run leaves tokens without end
@@ -249,7 +249,10 @@ def _boundedness(net: PetriNet, *, seen: int, max_nodes: int | None,
     """
     from petriflow.errors import BudgetExceeded
     from petriflow.verify.coverability import coverability
-    from petriflow.verify.structural import bounds_from_invariants, is_structurally_bounded
+    from petriflow.verify.structural import (
+        bounds_from_invariants,
+        is_structurally_bounded,
+    )
 
     if is_structurally_bounded(net):
         upper = bounds_from_invariants(net, max_rows=500)

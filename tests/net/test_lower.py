@@ -6,6 +6,7 @@ which combinations, and whether the sink is always reachable.
 
 from __future__ import annotations
 
+import pathlib
 from collections import Counter
 
 import numpy as np
@@ -89,7 +90,7 @@ steps:
 
 
 def test_and_join_after_route_deadlocks_for_every_branch() -> None:
-    text = (Path := __import__("pathlib").Path)(__file__).resolve().parents[2] / "models" / "qa_router_broken.yaml"
+    text = pathlib.Path(__file__).resolve().parents[2] / "models" / "qa_router_broken.yaml"
     net = lower(loads(text.read_text()))
     all_runs = runs(net)
     assert all_runs and not any(completes(net, r) for r in all_runs)

@@ -103,7 +103,8 @@ def test_deadlock_verdict_where_reduction_cannot_shrink(model: str) -> None:
     from petriflow.net.pnml import read_pnml
 
     conformance = ROOT.parent / "shared" / "conformance"
-    row = next(r for r in csv.DictReader(open(conformance / "expected.csv", newline="")) if r["model"] == model)
+    with open(conformance / "expected.csv", newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["model"] == model)
     report = check(read_pnml(conformance / f"{model}.pnml"), properties=("deadlock",), full=True, max_states=None)
     assert report.complete
     assert report.deadlock == (row["deadlock"] == "true")
