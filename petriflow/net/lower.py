@@ -133,6 +133,7 @@ class _Lowering:
         always = {self.edge(sid, v): 1 for v in self.wf.successors(sid) if v not in routed}
         if sid in self.terminal:
             always[self.edge(sid, "end")] = 1
+        outs: list[tuple[Origin, dict[str, int], dict[str, int]]]
         if not s.route:
             outs = [(Origin("step", sid, "finish"), {}, always)]
         else:
