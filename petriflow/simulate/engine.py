@@ -100,6 +100,7 @@ class _Engine:
         self.arrived = 0
         self.failed = 0
         self.records: list[tuple[int, float, float, float, int]] = []
+        self.failed_records: list[tuple[int, float]] = []  # (case, dollars spent before it failed)
         # numbers of the failed attempts whose s.fail is firing, read by back_off; a stack, as a fail's
         # released units may start (and instantly fail) other calls before its own back-off is scheduled
         self.failed_attempts: list[int] = []
@@ -194,6 +195,7 @@ class _Engine:
     def kill(self, c: _Case, st: object) -> None:
         c.dead = True
         self.failed += 1
+        self.failed_records.append((c.idx, c.cost))
         self.release(st.release)  # type: ignore[attr-defined]
         self._ended()
 
@@ -484,4 +486,5 @@ def _result(eng: _Engine, tab: Tables, cases: int, warmup: float, batches: int, 
         utilization=MappingProxyType(util), queue_length=MappingProxyType(qlen),
         critical_path=MappingProxyType(crit), firings=eng.firings, sim_time=end, wall_seconds=wall,
         latencies=lat, costs=cost, seed=seed, unfinished=eng.arrived - len(recs) - eng.failed,
+        failed_costs=np.array([spent for i, spent in sorted(eng.failed_records) if i >= cut]),
     )

@@ -87,6 +87,8 @@ class SimResult:
     last-arriving chain of steps (the one that set the latency) ran ``step``.
     ``unfinished`` cases stopped in a marking that enables nothing and is not
     the end: the net can deadlock (``petriflow check`` shows how).
+    ``failed_costs`` is what each measured failed case spent before it
+    failed (its attempts are paid for): ``cost`` covers completed cases only.
     """
 
     cases: int
@@ -105,6 +107,7 @@ class SimResult:
     costs: np.ndarray
     seed: int | None = None
     unfinished: int = 0
+    failed_costs: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_json(self) -> dict[str, Any]:
         """The ``simulate --json`` document (keys are a contract; add, never rename)."""

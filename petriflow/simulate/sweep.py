@@ -19,6 +19,12 @@ simulated with the same seed, so they share arrivals and per-step random
 numbers (common random numbers), and differences between them are mostly the
 configurations', not the dice's. Configurations run in parallel worker
 processes (or on Ray with ``backend="ray"``).
+
+A configuration's cost counts every measured case, failed ones included:
+their attempts were paid for, and leaving them out would make a
+configuration that fails often look cheap. A configuration whose share of
+failed cases exceeds ``max_failures`` (default 1%) does not meet the SLO,
+whatever its p95, so it is never the cheapest.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from petriflow.errors import ProfileError
 from petriflow.simulate.engine import Load, simulate
@@ -62,7 +70,12 @@ class Config:
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """A configuration's simulated figures and whether it meets the SLO and the budget."""
+    """A configuration's simulated figures and whether it meets the SLO and the budget.
+
+    ``cost_mean`` and ``cost_p95`` are over completed *and* failed measured
+    cases; ``failure_share`` is failed cases over all cases run, and
+    ``meets_slo`` needs it at most the sweep's ``max_failures``.
+    """
 
     config: Config
     p95: float
@@ -73,6 +86,7 @@ class SweepPoint:
     cases: int
     meets_slo: bool
     within_budget: bool
+    failure_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -84,20 +98,26 @@ class SweepResult:
     cheapest: int | None
     slo_p95: float | None
     budget: float | None
+    max_failures: float = 0.01
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "slo_p95": self.slo_p95, "budget": self.budget,
+            "slo_p95": self.slo_p95, "budget": self.budget, "max_failures": self.max_failures,
             "cheapest": None if self.cheapest is None else self.points[self.cheapest].config.label,
             "points": [{"config": dict(p.config.settings), "label": p.config.label, "p95": p.p95, "mean": p.mean,
                         "cost_mean": p.cost_mean, "cost_p95": p.cost_p95, "failed": p.failed, "cases": p.cases,
+                        "failure_share": p.failure_share,
                         "meets_slo": p.meets_slo, "within_budget": p.within_budget, "pareto": i in self.pareto}
                        for i, p in enumerate(self.points)],
         }
 
 
-def parse_vary(spec: str) -> Variation:
-    """``TARGET=V1,V2,...`` as a :class:`Variation`; a malformed spec raises :class:`ProfileError`."""
+def parse_vary(spec: str, *, given: Sequence[Variation] = ()) -> Variation:
+    """``TARGET=V1,V2,...`` as a :class:`Variation`; a malformed spec raises :class:`ProfileError`.
+
+    ``given`` are the variations parsed before this one: a target given twice
+    is an error (its values would multiply into contradictory configurations).
+    """
     target, eq, rest = spec.partition("=")
     target = target.strip()
     values = tuple(v.strip() for v in rest.split(",") if v.strip())
@@ -109,7 +129,17 @@ def parse_vary(spec: str) -> Variation:
          (parts[0] != "res" and len(parts) == 3 and parts[1:] == ["retry", "backoff"])
     if not ok:
         raise ProfileError(f"unknown --vary target {target!r}", where="--vary", hint=VARY_HINT)
+    _no_repeats([*given, Variation(target, values)])
     return Variation(target, values)
+
+
+def _no_repeats(variations: Sequence[Variation]) -> None:
+    seen: set[str] = set()
+    for v in variations:
+        if v.target in seen:
+            raise ProfileError(f"--vary {v.target} is given twice", where="--vary",
+                               hint=f"list all its values in one option: --vary {v.target}=V1,V2")
+        seen.add(v.target)
 
 
 def _number(value: str, target: str, *, integer: bool = False, none_ok: bool = False) -> Any:
@@ -160,6 +190,7 @@ def apply(wf: Workflow, profile: Profile, config: Config) -> tuple[Workflow, Pro
 
 def configs(variations: Sequence[Variation]) -> list[Config]:
     """Every combination of the variations' values (one empty config when there are none)."""
+    _no_repeats(variations)
     return [Config(tuple(zip((v.target for v in variations), combo)))
             for combo in itertools.product(*(v.values for v in variations))]
 
@@ -183,10 +214,14 @@ def _init(wf: Workflow, profile_doc: dict[str, Any], options: dict[str, Any]) ->
     _STATE.update(wf=wf, profile=Profile.from_doc(profile_doc), options=options)
 
 
-def _run(config: Config) -> tuple[float, float, float, float, int, int]:
+def _run(config: Config) -> tuple[float, float, float, float, int, int, float]:
+    """``(p95, mean latency, mean cost, p95 cost, failed, completed, failure share)``; costs include failed cases."""
     wf, profile = apply(_STATE["wf"], _STATE["profile"], config)
     r = simulate(wf, profile, **_STATE["options"])
-    return r.latency.p95, r.latency.mean, r.cost.mean, r.cost.p95, r.failed, r.cases
+    spent = np.concatenate([r.costs, r.failed_costs])
+    cmean, cp95 = (float(spent.mean()), float(np.quantile(spent, 0.95))) if spent.size else (float("nan"),) * 2
+    ran = r.cases + r.failed + r.unfinished
+    return r.latency.p95, r.latency.mean, cmean, cp95, r.failed, r.cases, r.failed / ran if ran else 0.0
 
 
 def sweep(
@@ -199,6 +234,7 @@ def sweep(
     seed: int = 0,
     slo_p95: float | None = None,
     budget: float | None = None,
+    max_failures: float = 0.01,
     workers: int | None = None,
     backend: str = "local",
     progress: Callable[[int, int], None] | None = None,
@@ -206,14 +242,18 @@ def sweep(
     """Simulate every configuration; ``progress(done, total)`` is called as results come in.
 
     The cheapest configuration is the one with the lowest mean cost among those
-    meeting the SLO (p95 latency <= ``slo_p95``) and the budget (mean cost per
-    case <= ``budget``); None when none does.
+    meeting the SLO (p95 latency <= ``slo_p95`` and a failed-case share <=
+    ``max_failures``) and the budget (mean cost per case, failed cases
+    included, <= ``budget``); None when none does.
     """
     if cases < 1:
         raise ProfileError(f"need at least 1 case per configuration, got {cases}", where="--cases")
     if workers is not None and workers < 1:
         raise ProfileError(f"need at least 1 worker, got {workers}", where="--workers",
                            hint="leave it out to use every core")
+    if not 0 <= max_failures <= 1:
+        raise ProfileError(f"the failure limit is a share in [0, 1], got {max_failures}", where="--max-failures",
+                           hint="e.g. 0.01 for at most 1% failed cases")
     todo = configs(variations)
     for c in todo:  # fail fast, in this process, on a bad name or value
         apply(wf, profile, c)
@@ -241,11 +281,11 @@ def sweep(
                 if progress:
                     progress(i + 1, len(todo))
     points = []
-    for c, (p95, mean, cmean, cp95, failed, n) in zip(todo, raw):
+    for c, (p95, mean, cmean, cp95, failed, n, share) in zip(todo, raw):
         points.append(SweepPoint(c, p95, mean, cmean, cp95, failed, n,
-                                 meets_slo=slo_p95 is None or p95 <= slo_p95,
-                                 within_budget=budget is None or cmean <= budget))
+                                 meets_slo=(slo_p95 is None or p95 <= slo_p95) and share <= max_failures,
+                                 within_budget=budget is None or cmean <= budget, failure_share=share))
     front = pareto_front([(p.cost_mean, p.p95) for p in points])
     ok = [i for i, p in enumerate(points) if p.meets_slo and p.within_budget and p.cases > 0]
     cheapest = min(ok, key=lambda i: (points[i].cost_mean, points[i].p95)) if ok else None
-    return SweepResult(tuple(points), tuple(front), cheapest, slo_p95, budget)
+    return SweepResult(tuple(points), tuple(front), cheapest, slo_p95, budget, max_failures)

@@ -253,3 +253,42 @@ def test_a_refused_write_of_the_picture_is_an_input_error(tmp_path: Path) -> Non
     (tmp_path / "taken.png").mkdir()  # a directory where the file should go: savefig raises OSError
     with pytest.raises(InputError, match="cannot write the picture"):
         plot_result(simulate(wf, cases=20), tmp_path / "taken.png")
+
+
+FLAKY = """
+name: flaky
+steps:
+  - {id: a, kind: tool, cost: 1.0, failure_rate: 0.3, retry: {max_attempts: 1, backoff: 0.01}, latency: 1}
+  - {id: b, kind: tool, after: [a], cost: 10.0, latency: 1}
+"""
+
+
+def test_failed_cases_spend_counts_and_a_failing_configuration_is_never_the_cheapest() -> None:
+    """a costs $1 per attempt and fails 30% of them, b costs $10. With one attempt a case costs $11 or, failed,
+    $1: $8 a case, 30% failed. With five, 0.3**5 = 0.24% fail, at $(1/0.7 + 10) = $11.43 a case, so it is the
+    cheapest that fails at most 1% (before, failed cases' spend was left out and failures ignored: 1 attempt,
+    at $11, was named the cheapest)."""
+    wf = load_text(FLAKY)
+    n = 4000
+    res = sweep(wf, Profile.from_workflow(wf), [parse_vary("a.retry=1,5")], cases=n, load=None, workers=1)
+    one, five = res.points
+    assert abs(one.failure_share - 0.3) < 4 * (0.3 * 0.7 / n) ** 0.5
+    assert abs(one.cost_mean - 8.0) < 4 * 10 * (0.3 * 0.7 / n) ** 0.5  # $10 more with prob. 0.7
+    assert not one.meets_slo and five.meets_slo
+    assert res.cheapest == 1
+    assert res.to_json()["max_failures"] == 0.01 and res.to_json()["points"][0]["failure_share"] > 0.2
+    lenient = sweep(wf, Profile.from_workflow(wf), [parse_vary("a.retry=1,5")], cases=n, workers=1,
+                    max_failures=0.5)
+    assert lenient.cheapest == 0
+    with pytest.raises(ProfileError, match="--max-failures"):
+        sweep(wf, Profile.from_workflow(wf), [parse_vary("a.retry=1")], cases=10, max_failures=1.5)
+
+
+def test_a_vary_target_given_twice_is_rejected() -> None:
+    first = parse_vary("code.model=a")
+    with pytest.raises(ProfileError, match="given twice"):
+        parse_vary("code.model=b", given=[first])
+    with pytest.raises(ProfileError, match="given twice"):
+        configs([first, parse_vary("code.model=b")])
+    r = _cli("sweep", str(QA), "--vary", "code.model=gpt4o", "--vary", "code.model=smollm2")
+    assert "given twice" in str(r.exception) and r.exception.exit_code == 2
