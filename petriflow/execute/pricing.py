@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from petriflow.spec.model import ModelEndpoint
+
 __all__ = ["Priced", "call_cost", "estimate_cost", "estimate_tokens"]
 
-_PER = 1_000_000
 _CHARS_PER_TOKEN = 3.0  # conservative (real tokenisers average ~4 for English): estimates err high
 
 
@@ -37,8 +38,11 @@ class Priced(Protocol):
 
 
 def call_cost(prices: Priced, *, input_tokens: int, output_tokens: int) -> float:
-    """Dollars for one call that used these tokens."""
-    return (input_tokens * prices.price_input + output_tokens * prices.price_output) / _PER + prices.price_call
+    """Dollars for one call that used these tokens, by :meth:`ModelEndpoint.cost` (the one price formula)."""
+    if not isinstance(prices, ModelEndpoint):
+        prices = ModelEndpoint("", "", price_input=prices.price_input, price_output=prices.price_output,
+                               price_call=prices.price_call)
+    return prices.cost(input_tokens, output_tokens)
 
 
 def estimate_tokens(messages: Iterable[Mapping[str, Any]] | str) -> int:
