@@ -104,6 +104,9 @@ def check_record(rec: Any, *, where: str) -> dict[str, Any]:
         if key not in rec and type(None) not in types:
             raise ProfileError(f"trace record lacks `{key}`", where=where,
                                hint=f"fields: {', '.join(TRACE_FIELDS)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProfileError(f"`{key}` is {value} (not a finite number)", where=where,
+                               hint="drop or repair the record: NaN and Infinity cannot be fitted")
         if isinstance(value, bool) or not isinstance(value, types):
             raise ProfileError(f"`{key}` has the wrong type ({type(value).__name__})", where=where,
                                hint=f"expected {' or '.join(t.__name__ for t in types)}")

@@ -192,3 +192,16 @@ def test_fit_maps_endpoint_model_names_to_the_workflows_model_ids(tmp_path: Path
     out = tmp_path / "p.yaml"
     prof.dump(out)
     assert Profile.load(out, workflow=wf).step("code").latency.mean == pytest.approx(np.exp(0.7 + 0.125), rel=0.1)
+
+
+@pytest.mark.parametrize(("key", "raw"), [("start", "NaN"), ("end", "Infinity"), ("cost", "-Infinity"),
+                                          ("input_tokens", "NaN"), ("output_tokens", "1e999")])
+def test_non_finite_times_tokens_and_costs_are_rejected_naming_the_line(tmp_path: Path, key: str, raw: str) -> None:
+    """Python's json reads NaN, Infinity and 1e999 as floats; fitting them would give NaN profiles silently."""
+    good = traces(2)
+    bad = json.dumps({**good[1], key: 0}).replace(f'"{key}": 0', f'"{key}": {raw}')
+    p = tmp_path / "nan.jsonl"
+    p.write_text(json.dumps(good[0]) + "\n" + bad + "\n")
+    with pytest.raises(ProfileError, match=rf"`{key}` is .*not a finite number") as e:
+        read_traces(p)
+    assert e.value.where.endswith("nan.jsonl:2")
