@@ -196,14 +196,12 @@ def plan(workflow: Workflow, *, report: Any = None, net: WorkflowNet | None = No
     steps: dict[str, StepPlan] = {}
     for s in wf.steps:
         owner = owners.get(s.id)
-        root = s.id
-        while root in owners:
-            root = owners[root]
+        root = wf.root_of(s.id)  # a fallback (of a fallback) waits on what the step it stands in for waits on
         map_plan = None
         if s.map is not None:
             map_plan = MapPlan(s.map.over, s.map.max, extra[s.id]["item_start"], extra[s.id]["item_finish"],
                                MappingProxyType(collects.get(s.id, {})))
-        routers = tuple(r.id for r in wf.steps if any(b.to == root for b in r.route))
+        routers = wf.routers_of(root)
         steps[s.id] = StepPlan(
             id=s.id, step=s, entries=tuple(entries[s.id]), outcomes=tuple(outcomes[s.id]),
             uses=tuple(sorted(s.uses.items())), upstream=wf.step(root).inputs + routers, owner=owner,

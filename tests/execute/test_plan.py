@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,34 @@ def test_petriflow_run_makes_one_case_per_repeated_input(capsys: pytest.CaptureF
     with pytest.raises(SystemExit) as exit_:
         main(["run", str(wf), "--input", "x", "--inputs", str(tmp_path / "in.jsonl"), "--db", str(db)])
     assert exit_.value.code == 2 and "not both" in capsys.readouterr().err
+
+
+def test_a_fallback_chain_waits_on_its_roots_inputs_as_the_workflow_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """plan asks the workflow (root_of, routers_of) instead of walking the fallback chain itself."""
+    from petriflow.spec.model import Workflow
+
+    s = "petriflow.execute.builtins:echo"
+    wf = (WorkflowBuilder("fb")
+          .step("pick", kind="python", function=s, route=[{"to": "left", "p": 0.5, "when": "l"},
+                                                          {"to": "right", "p": 0.5, "when": "r"}])
+          .step("left", kind="python", function=s, fallback="left_fb")
+          .step("left_fb", kind="python", function=s, fallback="left_fb2")
+          .step("left_fb2", kind="python", function=s)
+          .step("right", kind="python", function=s)
+          .step("join", kind="python", function="petriflow.execute.builtins:first_answer", after_any=["left", "right"])
+          .build())
+    net = lower(wf)  # lowering asks the workflow too: only plan's own questions are counted
+    asked: dict[str, list[str]] = {"root_of": [], "routers_of": []}
+    for name in asked:
+        real = getattr(Workflow, name)
+
+        def spy(self: Workflow, step_id: str, _real: Any = real, _name: str = name) -> Any:
+            asked[_name].append(step_id)
+            return _real(self, step_id)
+
+        monkeypatch.setattr(Workflow, name, spy)
+    dag = plan(wf, net=net)
+    assert {sid: dag.steps[sid].upstream for sid in ("left", "left_fb", "left_fb2")} == dict.fromkeys(
+        ("left", "left_fb", "left_fb2"), ("pick",))
+    assert dag.steps["left_fb2"].owner == "left_fb" and dag.steps["join"].upstream == ("left", "right")
+    assert set(asked["root_of"]) >= {s.id for s in wf.steps} and "left" in asked["routers_of"]
