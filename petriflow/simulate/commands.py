@@ -107,7 +107,8 @@ def simulate_cmd(path: str, cases: int, rate: float | None, users: int | None, t
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
-        click.echo(f"{wf.name}: simulated {cases} cases (seed {seed})")
+        ran = result.cases + result.failed + result.unfinished  # a replay runs no more cases than it has arrivals
+        click.echo(f"{wf.name}: simulated {ran} cases (seed {seed})")
         click.echo(result.table())
         if plot:
             click.echo(f"wrote {plot}")

@@ -292,3 +292,11 @@ def test_a_vary_target_given_twice_is_rejected() -> None:
         configs([first, parse_vary("code.model=b")])
     r = _cli("sweep", str(QA), "--vary", "code.model=gpt4o", "--vary", "code.model=smollm2")
     assert "given twice" in str(r.exception) and r.exception.exit_code == 2
+
+
+def test_simulate_header_says_how_many_cases_ran_when_a_replay_trims_them(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text("name: one\nsteps:\n  - {id: a, kind: tool, latency: 1}\n")
+    (tmp_path / "arrivals.txt").write_text("0\n0.5\n2\n")
+    r = _cli("simulate", str(tmp_path / "wf.yaml"), "--cases", "100", "--arrivals", str(tmp_path / "arrivals.txt"))
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0] == "one: simulated 3 cases (seed 0)"
