@@ -186,13 +186,6 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
     names = [origins[net.place_index(p)].detail for p in res_ids]
     step_ids = list(wf.step_ids)
     sidx = {s: i for i, s in enumerate(step_ids)}
-    owner = wf.fallback_owner
-
-    def top(s: str) -> str:
-        while s in owner:
-            s = owner[s]
-        return s
-
     kind = [PLAIN] * P
     place_step = [-1] * P
     for i, o in enumerate(origins):
@@ -282,7 +275,7 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
         st.bit = 1 << st.index
         st.plain = not st.routes and st.loop < 0 and st.finish >= 0
         step = wf.step(sid)
-        main = top(sid)
+        main = wf.root_of(sid)  # a fallback routes and loops as the step it finally stands in for
         start = next((t for t, tid in enumerate(net.transitions)
                       if net.origins[tid].step == sid and net.origins[tid].role == "start"), -1)
         st.release = pre_res[start] if start >= 0 else ()

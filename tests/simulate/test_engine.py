@@ -166,3 +166,22 @@ steps:
     # latency is 1 (+ 10 + 1 per retried item, in parallel): 1 or 12, never 1 + 20 + 2
     assert set(np.round(res.latencies, 9)) <= {1.0, 12.0}
     assert 12.0 in set(np.round(res.latencies, 9))
+
+
+def test_a_fallback_of_a_fallback_routes_by_the_probabilities_of_the_step_it_stands_in_for() -> None:
+    """r always fails, so does its fallback r2; r3 (r2's fallback) finishes as r would: a 80%, b 20%."""
+    wf = loads("""
+name: chain
+steps:
+  - {id: r, kind: classify, failure_rate: 1.0, fallback: r2, latency: 1,
+     route: [{when: x, to: a, p: 0.8}, {when: y, to: b, p: 0.2}]}
+  - {id: r2, kind: tool, failure_rate: 1.0, fallback: r3, latency: 1}
+  - {id: r3, kind: tool, latency: 1}
+  - {id: a, kind: tool, latency: 1}
+  - {id: b, kind: tool, latency: 1}
+""")
+    assert wf.root_of("r3") == "r" and wf.routers_of("a") == ("r",)
+    n = 4000
+    res = simulate(wf, cases=n, load=Load.poisson(0.5), seed=2, warmup=0)
+    assert res.failed == 0 and res.critical_path["r3"] == 1.0
+    assert abs(res.critical_path["a"] - 0.8) < 4 * (0.8 * 0.2 / n) ** 0.5
