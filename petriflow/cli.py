@@ -18,7 +18,7 @@ import click
 
 from petriflow.errors import InputError, PetriflowError
 
-__all__ = ["main", "cli", "load_net"]
+__all__ = ["cli", "load_net", "main"]
 
 # commands owned by other packages: (module, attribute holding a list of click commands)
 _PLUGGED = ("petriflow.simulate.commands", "petriflow.execute.commands_models", "petriflow.execute.commands_run")
@@ -83,7 +83,8 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
     deadlock` alone searches a stubborn-set reduced state space (states is
     null, states_reduced counts) unless --full.
     """
-    from petriflow.verify.report import PROPERTIES, check as run_check
+    from petriflow.verify.report import PROPERTIES
+    from petriflow.verify.report import check as run_check
 
     net = load_net(path)
     if final:

@@ -23,18 +23,18 @@ turns any of them into one line on stderr and an exit code, never a traceback.
 from __future__ import annotations
 
 __all__ = [
-    "PetriflowError",
-    "InputError",
-    "SpecError",
-    "PnmlError",
-    "NetError",
-    "ProfileError",
-    "PropertyViolation",
-    "UnsoundWorkflowError",
     "BudgetExceeded",
     "ExecutionError",
+    "InputError",
     "ModelCallError",
+    "NetError",
+    "PetriflowError",
+    "PnmlError",
+    "ProfileError",
+    "PropertyViolation",
     "ServerError",
+    "SpecError",
+    "UnsoundWorkflowError",
 ]
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from petriflow.errors import NetError
 
-__all__ = ["Marking", "PetriNet", "Origin", "WorkflowNet"]
+__all__ = ["Marking", "Origin", "PetriNet", "WorkflowNet"]
 
 Marking = np.ndarray
 """A marking: a 1-d ``int64`` vector with one entry per place."""

@@ -64,7 +64,7 @@ from petriflow.simulate.distributions import (
 from petriflow.simulate.profile import FitQuality, Profile, StepProfile
 from petriflow.spec.model import Workflow
 
-__all__ = ["TRACE_FIELDS", "fit", "fit_dist", "lognormal_mixture", "read_traces"]
+__all__ = ["OUTCOMES", "TRACE_FIELDS", "fit", "fit_dist", "lognormal_mixture", "read_traces"]
 
 TRACE_FIELDS: Mapping[str, tuple[type, ...]] = MappingProxyType({
     "run_id": (str,), "case": (str, int), "step": (str,), "start": (int, float), "end": (int, float),

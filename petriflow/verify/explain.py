@@ -13,7 +13,7 @@ import numpy as np
 
 from petriflow.net.petrinet import Marking, PetriNet, WorkflowNet
 
-__all__ = ["tell_sequence", "choices_made", "waiting", "why_stuck"]
+__all__ = ["choices_made", "tell_sequence", "waiting", "why_stuck"]
 
 
 def tell_sequence(net: PetriNet, sequence: list[str]) -> list[str]:

@@ -20,13 +20,13 @@ if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
 
 __all__ = [
-    "final_states",
-    "deadlock_states",
-    "shortest_path_to_any",
     "cannot_complete",
-    "improper_completions",
     "dead_transitions",
+    "deadlock_states",
+    "final_states",
+    "improper_completions",
     "non_live_transitions",
+    "shortest_path_to_any",
 ]
 
 
@@ -58,7 +58,9 @@ def shortest_path_to_any(space: StateSpace, states: np.ndarray) -> list[str] | N
 
 
 def _graph(space: StateSpace, *, reverse: bool = False, extra: tuple[np.ndarray, np.ndarray] | None = None) -> csr_matrix:
-    from scipy.sparse import csr_matrix  # imported on use: scipy costs a tenth of a second
+    from scipy.sparse import (
+        csr_matrix,  # imported on use: scipy costs a tenth of a second
+    )
 
     src, _, dst = space.edges()
     if extra is not None:
