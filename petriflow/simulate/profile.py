@@ -33,7 +33,7 @@ from typing import Any
 
 from petriflow.errors import ProfileError
 from petriflow.simulate.distributions import ZERO, Dist, Fixed, parse_dist
-from petriflow.spec.model import Workflow
+from petriflow.spec.model import Workflow, price_of
 
 __all__ = ["FitQuality", "ModelProfile", "Profile", "ResourceProfile", "StepProfile"]
 
@@ -269,7 +269,7 @@ class Profile:
         m = self.models.get(sp.model or "", ModelProfile())
         tin = sp.input_tokens.mean if sp.input_tokens is not None else 0.0
         tout = sp.output_tokens.mean if sp.output_tokens is not None else 0.0
-        return sp.cost + m.price_call + (tin * m.price_input + tout * m.price_output) / 1e6
+        return sp.cost + price_of(m, tin, tout)
 
     # -- writing -----------------------------------------------------------------------
     def to_doc(self) -> dict[str, Any]:

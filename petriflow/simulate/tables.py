@@ -32,7 +32,7 @@ from petriflow.errors import ProfileError
 from petriflow.net.petrinet import WorkflowNet
 from petriflow.simulate.distributions import Dist
 from petriflow.simulate.profile import ModelProfile, Profile
-from petriflow.spec.model import Workflow
+from petriflow.spec.model import Workflow, price_of
 
 __all__ = ["BACKOFF", "PLAIN", "RUNNING", "SINK", "StepTable", "Tables", "compile_tables", "stream"]
 
@@ -120,18 +120,17 @@ def _call_cost(profile: Profile, sid: str, rng: np.random.Generator) -> tuple[Ca
     """Samplers of the dollars of one attempt and of its total tokens (input + output)."""
     sp = profile.step(sid)
     m = profile.models.get(sp.model or "", ModelProfile())
-    base = sp.cost + m.price_call
     tin: Dist | None = sp.input_tokens
     tout: Dist | None = sp.output_tokens
 
     def both(n: int) -> tuple[np.ndarray, np.ndarray]:
         a = tin.sample(rng, n) if tin is not None else np.zeros(n)
         b = tout.sample(rng, n) if tout is not None else np.zeros(n)
-        return base + (a * m.price_input + b * m.price_output) / 1e6, a + b
+        return sp.cost + price_of(m, a, b), a + b
 
     def cost(n: int) -> np.ndarray:
         if tin is None and tout is None:
-            return np.full(n, base)
+            return np.full(n, sp.cost + price_of(m, 0.0, 0.0))
         return both(n)[0]
 
     def paired(n: int) -> np.ndarray:

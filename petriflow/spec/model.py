@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Branch", "Loop", "MapOver", "ModelEndpoint", "Resource", "Retry", "Step", "Workflow"]
+__all__ = ["Priced", "price_of", "Branch", "Loop", "MapOver", "ModelEndpoint", "Resource", "Retry", "Step", "Workflow"]
 
 
 def _frozen_map(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -116,14 +116,27 @@ class ModelEndpoint:
     price_output: float = 0.0
     price_call: float = 0.0
 
-    def cost(self, input_tokens: float, output_tokens: float, calls: float = 1.0) -> float:
-        """Dollars for ``calls`` calls that used these tokens in all: the one price formula.
+    def cost(self, input_tokens: Any, output_tokens: Any, calls: Any = 1.0) -> Any:
+        """Dollars for ``calls`` calls that used these tokens in all (see :func:`price_of`)."""
+        return price_of(self, input_tokens, output_tokens, calls)
 
-        Execution (actual tokens) and simulation (mean or sampled tokens;
-        numpy arrays work too) both price calls here, so a fitted profile
-        costs a run the way the run was charged.
-        """
-        return calls * self.price_call + (input_tokens * self.price_input + output_tokens * self.price_output) / 1e6
+
+class Priced(Protocol):
+    """Anything with the three prices: a workflow's model, a simulation profile's model, an endpoint."""
+
+    price_input: float
+    price_output: float
+    price_call: float
+
+
+def price_of(prices: Priced, input_tokens: Any, output_tokens: Any, calls: Any = 1.0) -> Any:
+    """Dollars for ``calls`` calls that used these tokens in all: the one price formula.
+
+    Prices are per 1M tokens and per call. Execution (actual tokens) and
+    simulation (mean or sampled tokens; numpy arrays work too) both price
+    calls here, so a fitted profile costs a run the way the run was charged.
+    """
+    return calls * prices.price_call + (input_tokens * prices.price_input + output_tokens * prices.price_output) / 1e6
 
 
 @dataclass(frozen=True)
