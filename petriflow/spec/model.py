@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -153,11 +154,21 @@ class Workflow:
     description: str = ""
     source: str | None = None
 
+    @cached_property
+    def _by_id(self) -> dict[str, Step]:
+        return {s.id: s for s in self.steps}
+
+    @cached_property
+    def _successors(self) -> dict[str, tuple[str, ...]]:
+        out: dict[str, list[str]] = {s.id: [] for s in self.steps}
+        for s in self.steps:  # file order of the waiting step, as users read it
+            for u in dict.fromkeys((*s.inputs, *self.routers_of(s.id))):
+                if u in out:
+                    out[u].append(s.id)
+        return {k: tuple(v) for k, v in out.items()}
+
     def step(self, step_id: str) -> Step:
-        for s in self.steps:
-            if s.id == step_id:
-                return s
-        raise KeyError(step_id)
+        return self._by_id[step_id]
 
     @property
     def step_ids(self) -> tuple[str, ...]:
@@ -180,9 +191,8 @@ class Workflow:
 
     def successors(self, step_id: str) -> tuple[str, ...]:
         """Steps that wait on ``step_id`` (by after/after_any or as a route target), file order."""
-        me = self.step(step_id)
-        targets = {b.to for b in me.route}
-        return tuple(s.id for s in self.steps if step_id in s.inputs or s.id in targets)
+        self.step(step_id)  # KeyError for an unknown step, as before
+        return self._successors[step_id]
 
     def loop_region(self, step_id: str) -> tuple[str, ...]:
         """The steps a loop on ``step_id`` repeats: on some path from its target to it, file order."""
