@@ -193,12 +193,14 @@ def check(
 
     dl_states = props.deadlock_states(space)
     deadlock: bool | None = bool(dl_states.size) if (complete or dl_states.size) else None
+    dl_trace = None
+    states_reduced = None
     if deadlock is None and "deadlock" in checked and not full:
         reduced = _reduced_deadlock(net, max_states=max_states, t0=t0)  # the full space was too big
+        states_reduced = reduced.states_reduced
         if reduced.deadlock is not None:
             witnesses.extend(reduced.witnesses)
-            deadlock = reduced.deadlock
-    dl_trace = None
+            deadlock, dl_trace = reduced.deadlock, reduced.deadlock_trace
     if dl_states.size:
         dl_trace = tuple(props.shortest_path_to_any(space, dl_states) or ())
         first = int(dl_states.min())
@@ -233,7 +235,7 @@ def check(
         dead_markings=int(space.dead_states().size) if complete else None,
         deadlock=deadlock, deadlock_trace=dl_trace, bounded=bounded, bound=bound, safe=safe,
         sound=sound, dead_transitions=dead_ts, live=live, seconds=time.perf_counter() - t0,
-        states_explored=space.n_states, witnesses=tuple(witnesses),
+        states_explored=space.n_states, witnesses=tuple(witnesses), states_reduced=states_reduced,
     )
 
 

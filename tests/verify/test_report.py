@@ -109,3 +109,14 @@ def test_deadlock_verdict_where_reduction_cannot_shrink(model: str) -> None:
     assert report.complete
     assert report.deadlock == (row["deadlock"] == "true")
     assert report.states == int(row["reachable_states"])
+
+
+def test_too_big_for_the_full_search_the_reduced_search_gives_the_deadlock_and_its_trace() -> None:
+    from petriflow.net.pnml import read_pnml
+
+    net = read_pnml(ROOT.parent / "shared" / "conformance" / "Philosophers-PT-000010.pnml")  # 59,049 states
+    report = check(net, max_states=1_000, properties=("deadlock", "bounded"))
+    assert report.states is None and report.deadlock is True and report.states_reduced is not None
+    assert report.deadlock_trace is not None
+    end = net.replay(report.deadlock_trace)
+    assert not net.enabled(end).any()
