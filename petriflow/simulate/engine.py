@@ -19,6 +19,11 @@ lasts, else give up to the fallback, else the case fails; otherwise loop
 back (by the loop probability, while the loop budget lasts), else a route
 branch (by the branch probabilities), else finish.
 
+A case that cannot move again (it has not ended, and it has no scheduled
+event and no place in a resource queue) is stuck in a deadlock: it counts
+as ``unfinished``, and under a closed population its user thinks and
+arrives again as after a finished case.
+
 One loop, two clocks. ``backend="fast"`` pops events from a binary heap
 keyed ``(time, sequence)``; ``backend="simpy"`` schedules the very same
 events as ``simpy.Environment`` timeouts, whose heap is keyed ``(time,
@@ -56,16 +61,24 @@ ARRIVE, COMPLETE, BACKOFF_DONE = 0, 1, 2
 class _Case:
     """One request: its marking, cost so far, and the attempt numbers of its tokens waiting to retry.
 
+    ``pending`` counts what may still move the case: its scheduled events
+    (completions, back-offs) and its entries in resource queues. Every
+    immediate transition fires synchronously, so a case that has not ended
+    with nothing pending can never move again: it is stuck in a deadlock,
+    and a closed population's user is freed to think and arrive again
+    (``done`` marks a case that reached the sink or was found stuck).
+
     ``retrying[s]`` holds, first in first out, the number of the next attempt
     of each token of step ``s`` that came out of back-off: the executor counts
     attempts per call (per map item and per loop pass), so a token carries its
     own count although the net's tokens are alike.
     """
 
-    __slots__ = ("cost", "dead", "idx", "m", "retrying", "t0")
+    __slots__ = ("cost", "dead", "done", "idx", "m", "pending", "retrying", "t0")
 
     def __init__(self, m: list[int], t0: float, idx: int) -> None:
         self.m, self.t0, self.cost, self.dead, self.idx = m, t0, 0.0, False, idx
+        self.done, self.pending = False, 0
         self.retrying: dict[int, deque[int]] | None = None
 
 
@@ -98,7 +111,10 @@ class _Engine:
         self.now = 0.0
         self.firings = 0
         self.arrived = 0
+        self.scheduled = 0  # arrivals of a closed population scheduled so far: two users ending at once start no extra case
         self.failed = 0
+        self.stuck = 0
+        self.suspects: list[_Case] = []  # cases whose last queue entry went: stuck unless something else is pending
         self.records: list[tuple[int, float, float, float, int]] = []
         self.failed_records: list[tuple[int, float]] = []  # (case, dollars spent before it failed)
         # numbers of the failed attempts whose s.fail is firing, read by back_off; a stack, as a fail's
@@ -117,22 +133,30 @@ class _Engine:
 
     # -- clocks ----------------------------------------------------------------------------
     def _push_heap(self, delay: float, kind: int, c: _Case | None, a: int, b: int, f: Any) -> None:
+        if c is not None:
+            c.pending += 1
         heappush(self.heap, (self.now + delay, next(self.seq), kind, c, a, b, f))
 
     def run_fast(self) -> None:
         self._start_load()
         heap, dispatch, complete, fire, steps = self.heap, self.dispatch, self.complete, self.fire, self.steps
+        suspects, settle = self.suspects, self.settle
         while heap:
             now, _, kind, c, a, b, f = heappop(heap)
             self.now = now
             if kind == COMPLETE:
+                c.pending -= 1
                 st = steps[a]
                 if st.plain and not f and not c.dead:  # the common case, inline: a step simply finishes
                     fire(c, st.finish, b)
                 else:
                     complete(c, a, b, f)
+                if not c.pending:
+                    settle(c)
             else:
                 dispatch(kind, c, a, b, f)
+            if suspects:
+                self.settle_suspects()
 
     def run_simpy(self) -> None:
         import simpy
@@ -143,6 +167,10 @@ class _Engine:
             def fire(_event: object) -> None:
                 self.now = env.now
                 self.dispatch(kind, c, a, b, f)
+                if self.suspects:
+                    self.settle_suspects()
+            if c is not None:
+                c.pending += 1
             env.timeout(delay).callbacks.append(fire)  # type: ignore[union-attr]
 
         self.push = push
@@ -152,10 +180,16 @@ class _Engine:
 
     def dispatch(self, kind: int, c: _Case | None, a: int, b: int, f: Any) -> None:
         if kind == COMPLETE:
+            c.pending -= 1  # type: ignore[union-attr]
             self.complete(c, a, b, f)  # type: ignore[arg-type]
+            if not c.pending:  # type: ignore[union-attr]
+                self.settle(c)  # type: ignore[arg-type]
         elif kind == ARRIVE:
             self.arrive()
-        elif not c.dead:  # type: ignore[union-attr]  # BACKOFF_DONE; f is (step, next attempt)
+        else:  # BACKOFF_DONE; f is (step, next attempt)
+            c.pending -= 1  # type: ignore[union-attr]
+            if c.dead:  # type: ignore[union-attr]
+                return
             s, attempt = f  # type: ignore[misc]
             if c.retrying is None:  # type: ignore[union-attr]
                 c.retrying = {}  # type: ignore[union-attr]
@@ -163,6 +197,8 @@ class _Engine:
             c.m[a] += 1  # type: ignore[union-attr]
             for u in self.steps[s].backoff_candidates:
                 self.offer(c, u, b)  # type: ignore[arg-type]
+            if not c.pending:  # type: ignore[union-attr]
+                self.settle(c)  # type: ignore[arg-type]
 
     # -- arrivals and ends ----------------------------------------------------------------------
     def _start_load(self) -> None:
@@ -172,7 +208,8 @@ class _Engine:
         elif load.kind == "replay":
             self.push(load.times[0], ARRIVE, None, 0, 0, False)
         else:
-            for _ in range(min(load.users, self.n)):
+            self.scheduled = min(load.users, self.n)
+            for _ in range(self.scheduled):
                 self.push(0.0, ARRIVE, None, 0, 0, False)
 
     def arrive(self) -> None:
@@ -187,9 +224,32 @@ class _Engine:
                 times = self.load.times
                 self.push(times[self.arrived] - times[i], ARRIVE, None, 0, 0, False)
         self.fire(c, self.tab.begin, 0)
+        if not c.pending:
+            self.settle(c)
+
+    def settle(self, c: _Case) -> None:
+        """``c`` has nothing pending: unless it ended, it is stuck for good, and its user may arrive again.
+
+        Without this a closed population would lose the user of every stuck
+        case and silently run fewer cases; the result counts stuck cases as
+        ``unfinished``.
+        """
+        if c.done or c.dead:
+            return
+        c.done = True
+        self.stuck += 1
+        self._ended()
+
+    def settle_suspects(self) -> None:
+        suspects = self.suspects
+        while suspects:
+            c = suspects.pop()
+            if not c.pending:
+                self.settle(c)
 
     def _ended(self) -> None:
-        if self.load.kind == "closed" and self.arrived < self.n:
+        if self.load.kind == "closed" and self.scheduled < self.n:
+            self.scheduled += 1
             self.push(next(self.gaps), ARRIVE, None, 0, 0, False)
 
     def kill(self, c: _Case, st: object) -> None:
@@ -215,8 +275,11 @@ class _Engine:
             self.queue_area[r] += self.now * len(self.queue[r])
 
     def dequeue(self, r: int) -> None:
-        self.queue[r].popleft()
+        c = self.queue[r].popleft()[0]
         self.queue_area[r] += self.now
+        c.pending -= 1
+        if not c.pending:
+            self.suspects.append(c)
 
     def fire(self, c: _Case, t: int, mask: int) -> None:
         """Fire ``t`` for case ``c``: move tokens, then offer what they enable, then start timed tokens."""
@@ -236,6 +299,7 @@ class _Engine:
         for p, w in plain:
             m[p] += w
         if sink:
+            c.done = True
             self.records.append((c.idx, c.t0, self.now - c.t0, c.cost, mask))
             self._ended()
         else:
@@ -324,6 +388,7 @@ class _Engine:
             self.precost = pair[0]
 
     def enqueue(self, r: int, entry: tuple[_Case, int, int]) -> None:
+        entry[0].pending += 1
         self.queue[r].append(entry)
         self.queue_area[r] -= self.now
 
@@ -353,6 +418,7 @@ class _Engine:
                 self.fire(c, t, mask)
                 if self.enabled(c, t):  # more items of a map wait too
                     q.appendleft((c, t, mask))
+                    c.pending += 1
                     self.queue_area[r] -= self.now
         finally:
             self.serving[r] = False
@@ -379,9 +445,11 @@ class _Engine:
             d += self.rate_wait
             self.rate_wait = 0.0
         if d > 0.0:
+            c.pending += 1
             if self.fast:
                 heappush(self.heap, (self.now + d, next(self.seq), COMPLETE, c, s, mask | st.bit, fail))
             else:
+                c.pending -= 1  # push counts it
                 self.push(d, COMPLETE, c, s, mask | st.bit, fail)
         else:  # an instant step (a join, a python glue step) completes without an event
             self.complete(c, s, mask | st.bit, fail)

@@ -185,3 +185,50 @@ steps:
     res = simulate(wf, cases=n, load=Load.poisson(0.5), seed=2, warmup=0)
     assert res.failed == 0 and res.critical_path["r3"] == 1.0
     assert abs(res.critical_path["a"] - 0.8) < 4 * (0.8 * 0.2 / n) ** 0.5
+
+
+_HALF_STUCK = """
+name: half_stuck
+resources: {llm: {capacity: 1}}
+steps:
+  - id: pick
+    kind: classify
+    route: [{when: a, to: a, p: 0.5}, {when: b, to: b, p: 0.5}]
+    latency: 0.1
+  - {id: a, kind: tool, uses: [llm], latency: {dist: exponential, mean: 1.0}}
+  - {id: b, kind: tool, uses: [llm], latency: 0.3}
+  - {id: j, kind: tool, after: [a, b], latency: 0.2}
+  - {id: done, kind: python, after_any: [a, j]}
+"""
+
+
+@pytest.mark.parametrize("users, think", [(1, 0.0), (1, 0.5), (3, {"dist": "exponential", "mean": 0.2})])
+def test_a_stuck_case_frees_its_user_in_a_closed_population(users: int, think: object) -> None:
+    """Every case deadlocks: each stuck case frees its user, who thinks and starts the next one, so all
+    20 cases run (before, the first stuck case of each user ended that user's arrivals: 19 never started)."""
+    wf = load(ROOT / "models" / "qa_router_broken.yaml")
+    fast = simulate(wf, cases=20, load=Load.closed(users, think=think), seed=0)
+    kernel = simulate(wf, cases=20, load=Load.closed(users, think=think), seed=0, backend="simpy")
+    assert (fast.cases, fast.failed, fast.unfinished) == (0, 0, 20)
+    assert fast.to_json() == kernel.to_json()
+
+
+def test_a_closed_run_with_some_stuck_cases_runs_exactly_the_cases_asked_for() -> None:
+    """Branch b strands its case at the join j, branch a finishes (after_any): about half the cases stick.
+    Finished and stuck cases add up to the cases asked for, no fewer (lost users) and no more (two users
+    freed at once must not both start the last case)."""
+    wf = loads(_HALF_STUCK)
+    n = 400
+    fast = simulate(wf, cases=n, load=Load.closed(2, think=0.5), seed=1)
+    kernel = simulate(wf, cases=n, load=Load.closed(2, think=0.5), seed=1, backend="simpy")
+    assert fast.to_json() == kernel.to_json()
+    assert fast.failed == 0
+    assert fast.cases + fast.unfinished == n
+    assert abs(fast.unfinished - n / 2) < 4 * (n / 4) ** 0.5  # Binomial(400, 0.5): within 4 sd
+
+
+def test_a_closed_population_of_sound_cases_runs_exactly_the_cases_asked_for() -> None:
+    wf = loads(_HALF_STUCK.replace("after: [a, b]", "after: [b]"))
+    for users in (1, 2, 5):
+        res = simulate(wf, cases=101, load=Load.closed(users, think=0.3), seed=2)
+        assert (res.cases, res.failed, res.unfinished) == (101, 0, 0)
