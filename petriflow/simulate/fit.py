@@ -31,7 +31,10 @@ What is fitted, per step:
   records; with a workflow, a loop's probability from the passes per case
   (maximum likelihood, passes after the budget is spent left out), and the
   label ``loop`` (what the executor writes when a loop goes back) left out
-  of the branches;
+  of the branches. A fallback has no route of its own: the branch labels
+  on its records (with a workflow) count for the route of the step it
+  finally stands in for (``Workflow.root_of``), which the simulator follows
+  after a fallback too;
 * per model: when a step ran on several models, each with enough records
   gets its own entry under ``models`` (what ``sweep`` switches between).
   With a workflow, the model names in the trace (the executor writes the
@@ -337,6 +340,7 @@ def fit(traces: Iterable[Mapping[str, Any]] | str | Path, *, workflow: Workflow 
     routes: dict[str, dict[str, float]] = {}
     loops: dict[str, float] = {}
     items: dict[str, Dist] = {}
+    branch_counts: dict[str, Counter[str]] = defaultdict(Counter)  # route owner -> label -> ok records
     for sid, recs in by_step.items():
         sp, q = _fit_step(recs, min_samples)
         per_model = Counter(r["model"] for r in recs if r["model"] and r["outcome"] == "ok")
@@ -352,9 +356,18 @@ def fit(traces: Iterable[Mapping[str, Any]] | str | Path, *, workflow: Workflow 
             loops[sid] = _loop_probability(recs, step.loop.max)
             for label in {"loop", step.loop.when} - {b.when for b in step.route}:
                 branches.pop(label, None)  # the executor writes `loop` when it goes back
-        if branches and (step is None or step.route):
-            total = sum(branches.values())
-            routes[sid] = {b: k / total for b, k in sorted(branches.items())}
+        owner = sid
+        if workflow is not None and step is not None and not step.route:
+            owner = workflow.root_of(sid)  # a fallback's labels decide its root's route
+            root = workflow.step(owner)
+            if root.loop is not None:
+                for label in {"loop", root.loop.when} - {b.when for b in root.route}:
+                    branches.pop(label, None)
+        if branches and (step is None or workflow.step(owner).route):  # type: ignore[union-attr]
+            branch_counts[owner].update(branches)
+    for sid, branches in branch_counts.items():
+        total = sum(branches.values())
+        routes[sid] = {b: k / total for b, k in sorted(branches.items())}
         if step is not None and step.map is not None:
             per_case = Counter((r["run_id"], r["case"]) for r in recs if r["attempt"] == 1)
             if per_case:

@@ -205,3 +205,39 @@ def test_non_finite_times_tokens_and_costs_are_rejected_naming_the_line(tmp_path
     with pytest.raises(ProfileError, match=rf"`{key}` is .*not a finite number") as e:
         read_traces(p)
     assert e.value.where.endswith("nan.jsonl:2")
+
+
+def test_branch_labels_on_a_fallback_count_for_its_roots_route() -> None:
+    """When `pick` gives up to `pick_backup`, the executor writes the branch the backup chose on the backup's
+    record; the simulator follows `pick`'s route after the fallback, so those labels are `pick`'s evidence:
+    60 a + 40 b from `pick`, 0 a + 100 b from the backup gives b = 140 / 200 (dropping them gave 0.4)."""
+    wf = loads("""
+name: fb_route
+steps:
+  - id: pick
+    kind: classify
+    retry: {max_attempts: 1}
+    fallback: pick_backup
+    route: [{when: a, to: a, p: 0.5}, {when: b, to: b, p: 0.5}]
+  - {id: pick_backup, kind: tool}
+  - {id: a, kind: tool}
+  - {id: b, kind: tool}
+""")
+    assert wf.root_of("pick_backup") == "pick"
+    recs, t = [], 1.7e9
+
+    def rec(case: int, step: str, outcome: str, branch: str | None) -> dict:
+        return {"run_id": "r", "case": case, "step": step, "start": t, "end": t + 0.1, "attempt": 1,
+                "outcome": outcome, "model": None, "input_tokens": None, "output_tokens": None, "cost": None,
+                "branch": branch}
+
+    for i in range(100):
+        recs.append(rec(i, "pick", "ok", "a" if i < 60 else "b"))
+    for i in range(100, 200):
+        recs.append(rec(i, "pick", "fallback", None))
+        recs.append(rec(i, "pick_backup", "ok", "b"))
+    prof = fit(recs, workflow=wf)
+    assert dict(prof.routes["pick"]) == pytest.approx({"a": 0.3, "b": 0.7})
+    assert "pick_backup" not in prof.routes
+    without = fit(recs)  # without the workflow nothing says whose fallback it is: labels stay with their step
+    assert dict(without.routes["pick"]) == pytest.approx({"a": 0.6, "b": 0.4})
