@@ -22,7 +22,8 @@ branch (by the branch probabilities), else finish.
 A case that cannot move again (it has not ended, and it has no scheduled
 event and no place in a resource queue) is stuck in a deadlock: it counts
 as ``unfinished``, and under a closed population its user thinks and
-arrives again as after a finished case.
+arrives again as after a finished case. Arrivals, ends and this detection
+live in :mod:`petriflow.simulate.arrivals`; the token game stays here.
 
 One loop, two clocks. ``backend="fast"`` pops events from a binary heap
 keyed ``(time, sequence)``; ``backend="simpy"`` schedules the very same
@@ -47,43 +48,20 @@ import numpy as np
 from petriflow.errors import ProfileError
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
+from petriflow.simulate.arrivals import ARRIVE, BACKOFF_DONE, COMPLETE, Arrivals, Case
 from petriflow.simulate.load import Load
 from petriflow.simulate.profile import Profile
 from petriflow.simulate.result import SimResult, summarize
-from petriflow.simulate.tables import RUNNING, Tables, compile_tables, rng_for, stream
+from petriflow.simulate.tables import RUNNING, Tables, compile_tables
 from petriflow.spec.model import Workflow
 
 __all__ = ["Load", "simulate"]
 
-ARRIVE, COMPLETE, BACKOFF_DONE = 0, 1, 2
+class _Engine(Arrivals):
+    """Holds the run's mutable state; every handler is a method with its tables in attributes.
 
-
-class _Case:
-    """One request: its marking, cost so far, and the attempt numbers of its tokens waiting to retry.
-
-    ``pending`` counts what may still move the case: its scheduled events
-    (completions, back-offs) and its entries in resource queues. Every
-    immediate transition fires synchronously, so a case that has not ended
-    with nothing pending can never move again: it is stuck in a deadlock,
-    and a closed population's user is freed to think and arrive again
-    (``done`` marks a case that reached the sink or was found stuck).
-
-    ``retrying[s]`` holds, first in first out, the number of the next attempt
-    of each token of step ``s`` that came out of back-off: the executor counts
-    attempts per call (per map item and per loop pass), so a token carries its
-    own count although the net's tokens are alike.
+    Arrivals, ends and stuck cases come from :class:`~petriflow.simulate.arrivals.Arrivals`.
     """
-
-    __slots__ = ("cost", "dead", "done", "idx", "m", "pending", "retrying", "t0")
-
-    def __init__(self, m: list[int], t0: float, idx: int) -> None:
-        self.m, self.t0, self.cost, self.dead, self.idx = m, t0, 0.0, False, idx
-        self.done, self.pending = False, 0
-        self.retrying: dict[int, deque[int]] | None = None
-
-
-class _Engine:
-    """Holds the run's mutable state; every handler is a method with its tables in attributes."""
 
     def __init__(self, tab: Tables, load: Load, cases: int, seed: int) -> None:
         self.tab = tab
@@ -94,7 +72,7 @@ class _Engine:
         R = len(tab.resources)
         self.cap = list(tab.capacity)
         self.free = list(tab.capacity)
-        self.queue: list[deque[tuple[_Case, int, int]]] = [deque() for _ in range(R)]
+        self.queue: list[deque[tuple[Case, int, int]]] = [deque() for _ in range(R)]
         self.limited = [a is not None or b is not None for a, b in zip(tab.rpm, tab.tpm)]
         self.tspec = list(zip(tab.pre_flow, tab.pre_res, tab.post_res, tab.post_plain, tab.post_timed,
                               tab.post_sink, tab.candidates))
@@ -107,32 +85,21 @@ class _Engine:
         self.busy_area = [0.0] * R
         self.queue_area = [0.0] * R
         self.serving = [False] * R
-        self.load, self.n = load, cases
         self.now = 0.0
         self.firings = 0
-        self.arrived = 0
-        self.scheduled = 0  # arrivals of a closed population scheduled so far: two users ending at once start no extra case
-        self.failed = 0
-        self.stuck = 0
-        self.suspects: list[_Case] = []  # cases whose last queue entry went: stuck unless something else is pending
+        self._init_arrivals(load, cases, seed)
         self.records: list[tuple[int, float, float, float, int]] = []
-        self.failed_records: list[tuple[int, float]] = []  # (case, dollars spent before it failed)
         # numbers of the failed attempts whose s.fail is firing, read by back_off; a stack, as a fail's
         # released units may start (and instantly fail) other calls before its own back-off is scheduled
         self.failed_attempts: list[int] = []
         self.precost: float | None = None
-        g = rng_for(seed, "__load__")
-        if load.kind == "poisson":
-            self.gaps = stream(lambda k: g.exponential(1.0 / load.rate, k))
-        elif load.kind == "closed":
-            self.gaps = stream(lambda k: load.think.sample(g, k))
         self.push = self._push_heap
         self.fast = True
         self.heap: list[tuple] = []
         self.seq = count()
 
     # -- clocks ----------------------------------------------------------------------------
-    def _push_heap(self, delay: float, kind: int, c: _Case | None, a: int, b: int, f: Any) -> None:
+    def _push_heap(self, delay: float, kind: int, c: Case | None, a: int, b: int, f: Any) -> None:
         if c is not None:
             c.pending += 1
         heappush(self.heap, (self.now + delay, next(self.seq), kind, c, a, b, f))
@@ -163,7 +130,7 @@ class _Engine:
 
         env = simpy.Environment()
 
-        def push(delay: float, kind: int, c: _Case | None, a: int, b: int, f: Any) -> None:
+        def push(delay: float, kind: int, c: Case | None, a: int, b: int, f: Any) -> None:
             def fire(_event: object) -> None:
                 self.now = env.now
                 self.dispatch(kind, c, a, b, f)
@@ -178,7 +145,7 @@ class _Engine:
         self._start_load()
         env.run()
 
-    def dispatch(self, kind: int, c: _Case | None, a: int, b: int, f: Any) -> None:
+    def dispatch(self, kind: int, c: Case | None, a: int, b: int, f: Any) -> None:
         if kind == COMPLETE:
             c.pending -= 1  # type: ignore[union-attr]
             self.complete(c, a, b, f)  # type: ignore[arg-type]
@@ -200,65 +167,7 @@ class _Engine:
             if not c.pending:  # type: ignore[union-attr]
                 self.settle(c)  # type: ignore[arg-type]
 
-    # -- arrivals and ends ----------------------------------------------------------------------
-    def _start_load(self) -> None:
-        load = self.load
-        if load.kind == "poisson":
-            self.push(0.0, ARRIVE, None, 0, 0, False)
-        elif load.kind == "replay":
-            self.push(load.times[0], ARRIVE, None, 0, 0, False)
-        else:
-            self.scheduled = min(load.users, self.n)
-            for _ in range(self.scheduled):
-                self.push(0.0, ARRIVE, None, 0, 0, False)
-
-    def arrive(self) -> None:
-        i = self.arrived
-        self.arrived += 1
-        c = _Case(list(self.tab.initial), self.now, i)
-        kind = self.load.kind
-        if self.arrived < self.n:
-            if kind == "poisson":
-                self.push(next(self.gaps), ARRIVE, None, 0, 0, False)
-            elif kind == "replay":
-                times = self.load.times
-                self.push(times[self.arrived] - times[i], ARRIVE, None, 0, 0, False)
-        self.fire(c, self.tab.begin, 0)
-        if not c.pending:
-            self.settle(c)
-
-    def settle(self, c: _Case) -> None:
-        """``c`` has nothing pending: unless it ended, it is stuck for good, and its user may arrive again.
-
-        Without this a closed population would lose the user of every stuck
-        case and silently run fewer cases; the result counts stuck cases as
-        ``unfinished``.
-        """
-        if c.done or c.dead:
-            return
-        c.done = True
-        self.stuck += 1
-        self._ended()
-
-    def settle_suspects(self) -> None:
-        suspects = self.suspects
-        while suspects:
-            c = suspects.pop()
-            if not c.pending:
-                self.settle(c)
-
-    def _ended(self) -> None:
-        if self.load.kind == "closed" and self.scheduled < self.n:
-            self.scheduled += 1
-            self.push(next(self.gaps), ARRIVE, None, 0, 0, False)
-
-    def kill(self, c: _Case, st: object) -> None:
-        c.dead = True
-        self.failed += 1
-        self.failed_records.append((c.idx, c.cost))
-        self.release(st.release)  # type: ignore[attr-defined]
-        self._ended()
-
+    # -- the token game -------------------------------------------------------------------------
     def release(self, res: tuple[tuple[int, int], ...]) -> None:
         for r, w in res:
             self.free[r] += w
@@ -267,7 +176,6 @@ class _Engine:
             if self.queue[r]:
                 self.serve(r)
 
-    # -- the token game -------------------------------------------------------------------------
     def finish_accounts(self) -> None:
         """Close the time integrals at the end: units still held and requests still waiting count until now."""
         for r in range(len(self.cap)):
@@ -281,7 +189,7 @@ class _Engine:
         if not c.pending:
             self.suspects.append(c)
 
-    def fire(self, c: _Case, t: int, mask: int) -> None:
+    def fire(self, c: Case, t: int, mask: int) -> None:
         """Fire ``t`` for case ``c``: move tokens, then offer what they enable, then start timed tokens."""
         pre, res, released, plain, timed, sink, cands = self.tspec[t]
         m = c.m
@@ -324,14 +232,14 @@ class _Engine:
             else:
                 self.back_off(c, s, p, mask)
 
-    def enabled(self, c: _Case, t: int) -> bool:
+    def enabled(self, c: Case, t: int) -> bool:
         m = c.m
         for p, w in self.pre_flow[t]:
             if m[p] < w:
                 return False
         return True
 
-    def offer(self, c: _Case, t: int, mask: int) -> None:
+    def offer(self, c: Case, t: int, mask: int) -> None:
         """Fire ``t`` as often as its flow inputs allow and its resources admit it."""
         m = c.m
         pre, res, spawn = self.ospec[t]
@@ -387,7 +295,7 @@ class _Engine:
         if pair is not None:
             self.precost = pair[0]
 
-    def enqueue(self, r: int, entry: tuple[_Case, int, int]) -> None:
+    def enqueue(self, r: int, entry: tuple[Case, int, int]) -> None:
         entry[0].pending += 1
         self.queue[r].append(entry)
         self.queue_area[r] -= self.now
@@ -423,7 +331,7 @@ class _Engine:
         finally:
             self.serving[r] = False
 
-    def run_step(self, c: _Case, s: int, mask: int, attempt: int = 1) -> None:
+    def run_step(self, c: Case, s: int, mask: int, attempt: int = 1) -> None:
         """A token entered ``s.running`` for its ``attempt``-th attempt: latency, outcome and cost are drawn now.
 
         The completion event carries ``fail``: 0 if the attempt succeeds, else
@@ -454,7 +362,7 @@ class _Engine:
         else:  # an instant step (a join, a python glue step) completes without an event
             self.complete(c, s, mask | st.bit, fail)
 
-    def back_off(self, c: _Case, s: int, p: int, mask: int) -> None:
+    def back_off(self, c: Case, s: int, p: int, mask: int) -> None:
         """Wait as the executor does after its k-th failed attempt of this call: ``backoff * 2**(k-1)``, capped."""
         st = self.steps[s]
         k = self.failed_attempts.pop()
@@ -463,7 +371,7 @@ class _Engine:
             delay *= 0.5 + 0.5 * next(st.uniform)  # type: ignore[arg-type]
         self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1))  # type: ignore[arg-type]
 
-    def complete(self, c: _Case, s: int, mask: int, fail: int) -> None:
+    def complete(self, c: Case, s: int, mask: int, fail: int) -> None:
         """The attempt in ``s.running`` ended (``fail``: 0, or the failed attempt's number): consume the token.
 
         A failed attempt retries while both the executor's bounds allow it:
