@@ -15,34 +15,18 @@ that a run stops before it exceeds its budget rather than after.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
-from petriflow.spec.model import ModelEndpoint
+from petriflow.spec.model import Priced, price_of
 
 __all__ = ["Priced", "call_cost", "estimate_cost", "estimate_tokens"]
 
 _CHARS_PER_TOKEN = 3.0  # conservative (real tokenisers average ~4 for English): estimates err high
 
 
-class Priced(Protocol):
-    """Anything with the three prices (an Endpoint, a ModelEndpoint)."""
-
-    @property
-    def price_input(self) -> float: ...
-
-    @property
-    def price_output(self) -> float: ...
-
-    @property
-    def price_call(self) -> float: ...
-
-
 def call_cost(prices: Priced, *, input_tokens: int, output_tokens: int) -> float:
-    """Dollars for one call that used these tokens, by :meth:`ModelEndpoint.cost` (the one price formula)."""
-    if not isinstance(prices, ModelEndpoint):
-        prices = ModelEndpoint("", "", price_input=prices.price_input, price_output=prices.price_output,
-                               price_call=prices.price_call)
-    return prices.cost(input_tokens, output_tokens)
+    """Dollars for one call that used these tokens, by :func:`petriflow.spec.model.price_of` (the one formula)."""
+    return float(price_of(prices, input_tokens, output_tokens))
 
 
 def estimate_tokens(messages: Iterable[Mapping[str, Any]] | str) -> int:

@@ -125,9 +125,14 @@ class ModelEndpoint:
 class Priced(Protocol):
     """Anything with the three prices: a workflow's model, a simulation profile's model, an endpoint."""
 
-    price_input: float
-    price_output: float
-    price_call: float
+    @property
+    def price_input(self) -> float: ...
+
+    @property
+    def price_output(self) -> float: ...
+
+    @property
+    def price_call(self) -> float: ...
 
 
 def price_of(prices: Priced, input_tokens: Any, output_tokens: Any, calls: Any = 1.0) -> Any:

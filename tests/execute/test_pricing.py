@@ -1,4 +1,4 @@
-"""Pricing: one formula (ModelEndpoint.cost) for what a call costs, used by the executor."""
+"""Pricing: one formula (spec.model.price_of) for what a call costs, used by the executor."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from petriflow.execute import pricing
 from petriflow.execute.pricing import call_cost, estimate_cost
 from petriflow.execute.servers import Endpoint
 from petriflow.spec.model import ModelEndpoint
@@ -30,15 +31,15 @@ def test_call_cost_of_an_endpoint_is_the_model_endpoints_cost(pi: float, po: flo
     assert call_cost(me, input_tokens=tin, output_tokens=tout) == me.cost(tin, tout)
 
 
-def test_call_cost_and_the_budget_estimate_go_through_model_endpoint_cost(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No second copy of the formula: changing ModelEndpoint.cost changes what the executor charges."""
+def test_call_cost_and_the_budget_estimate_go_through_the_one_formula(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No second copy of the formula: changing price_of changes what the executor charges."""
     seen: list[tuple[float, float]] = []
 
-    def fake(self: ModelEndpoint, input_tokens: float, output_tokens: float, calls: float = 1.0) -> float:
+    def fake(prices: object, input_tokens: float, output_tokens: float, calls: float = 1.0) -> float:
         seen.append((input_tokens, output_tokens))
         return 42.0
 
-    monkeypatch.setattr(ModelEndpoint, "cost", fake)
+    monkeypatch.setattr(pricing, "price_of", fake)
     ep = Endpoint(base_url="http://x/v1", model="m", price_input=1.0)
     assert call_cost(ep, input_tokens=7, output_tokens=3) == 42.0
     assert estimate_cost(ep, "abc", max_tokens=9) == 42.0 and seen == [(7, 3), (2, 9)]
