@@ -136,9 +136,9 @@ def main() -> None:
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
+    from petriflow.profile.model import Profile
     from petriflow.simulate.engine import simulate
     from petriflow.simulate.load import Load
-    from petriflow.simulate.profile import Profile
     from petriflow.spec import load
 
     wf = load(QA)

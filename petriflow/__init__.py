@@ -1,38 +1,106 @@
 """petriflow: verify, simulate and run multi-model AI workflows as Petri nets.
 
 ``load() -> lower() -> check()``: a workflow file becomes a workflow net whose
-report says whether it is sound, with witnesses in workflow terms. The
-public surface is this module's ``__all__``; importing it starts nothing and
-imports no optional dependency.
+report says whether it is sound, with witnesses in workflow terms;
+``simulate`` predicts it on a ``Profile``, ``petriflow.execute`` runs it.
+The public surface is this module's ``__all__``. Importing it starts nothing
+and imports nothing but this file: each name is loaded from the module that
+owns it on first use (PEP 562), so ``import petriflow.execute`` does not load
+the simulator, and ``import petriflow.simulate`` does not load the executor.
 """
 
-from petriflow.errors import (
-    BudgetExceeded,
-    ExecutionError,
-    InputError,
-    ModelCallError,
-    NetError,
-    PetriflowError,
-    PnmlError,
-    ProfileError,
-    PropertyViolation,
-    ServerError,
-    SpecError,
-    UnsoundWorkflowError,
-)
-from petriflow.net import Origin, PetriNet, WorkflowNet
-from petriflow.net.lower import lower
-from petriflow.net.pnml import read_pnml, write_pnml
-from petriflow.simulate import Load, Profile, SimResult, fit, simulate, sweep
-from petriflow.spec import Workflow, WorkflowBuilder, load, loads
-from petriflow.verify.report import Report, Witness, check
-from petriflow.verify.statespace import StateSpace, explore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from petriflow.errors import (
+        BudgetExceeded,
+        ExecutionError,
+        FatalCallError,
+        InputError,
+        ModelCallError,
+        NetError,
+        PetriflowError,
+        PnmlError,
+        ProfileError,
+        PropertyViolation,
+        RetryableCallError,
+        ServerError,
+        SpecError,
+        StepFailed,
+        UnsoundWorkflowError,
+    )
+    from petriflow.net import Origin, PetriNet, WorkflowNet
+    from petriflow.net.lower import lower
+    from petriflow.net.pnml import read_pnml, write_pnml
+    from petriflow.profile import Profile, fit
+    from petriflow.simulate import Load, SimResult, simulate, sweep
+    from petriflow.spec import Workflow, WorkflowBuilder, load, loads
+    from petriflow.verify.report import Report, Witness, check
+    from petriflow.verify.statespace import StateSpace, explore
 
 __version__ = "0.1.0"
+
+_OWNER = {
+    "BudgetExceeded": "petriflow.errors",
+    "ExecutionError": "petriflow.errors",
+    "FatalCallError": "petriflow.errors",
+    "InputError": "petriflow.errors",
+    "Load": "petriflow.simulate",
+    "ModelCallError": "petriflow.errors",
+    "NetError": "petriflow.errors",
+    "Origin": "petriflow.net",
+    "PetriNet": "petriflow.net",
+    "PetriflowError": "petriflow.errors",
+    "PnmlError": "petriflow.errors",
+    "Profile": "petriflow.profile",
+    "ProfileError": "petriflow.errors",
+    "PropertyViolation": "petriflow.errors",
+    "Report": "petriflow.verify.report",
+    "RetryableCallError": "petriflow.errors",
+    "ServerError": "petriflow.errors",
+    "SimResult": "petriflow.simulate",
+    "SpecError": "petriflow.errors",
+    "StateSpace": "petriflow.verify.statespace",
+    "StepFailed": "petriflow.errors",
+    "UnsoundWorkflowError": "petriflow.errors",
+    "Witness": "petriflow.verify.report",
+    "Workflow": "petriflow.spec",
+    "WorkflowBuilder": "petriflow.spec",
+    "WorkflowNet": "petriflow.net",
+    "check": "petriflow.verify.report",
+    "explore": "petriflow.verify.statespace",
+    "fit": "petriflow.profile",
+    "load": "petriflow.spec",
+    "loads": "petriflow.spec",
+    "lower": "petriflow.net.lower",
+    "read_pnml": "petriflow.net.pnml",
+    "simulate": "petriflow.simulate",
+    "sweep": "petriflow.simulate",
+    "write_pnml": "petriflow.net.pnml",
+}
+"""Each public name and the module that owns it."""
+
+
+def __getattr__(name: str) -> Any:
+    owner = _OWNER.get(name)
+    if owner is None:
+        raise AttributeError(f"module 'petriflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(owner), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "BudgetExceeded",
     "ExecutionError",
+    "FatalCallError",
     "InputError",
     "Load",
     "ModelCallError",
@@ -45,10 +113,12 @@ __all__ = [
     "ProfileError",
     "PropertyViolation",
     "Report",
+    "RetryableCallError",
     "ServerError",
     "SimResult",
     "SpecError",
     "StateSpace",
+    "StepFailed",
     "UnsoundWorkflowError",
     "Witness",
     "Workflow",

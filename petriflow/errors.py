@@ -14,17 +14,20 @@ turns any of them into one line on stderr and an exit code, never a traceback.
     ├── BudgetExceeded             a state, memory, time or money budget ran out (exit 3)
     └── ExecutionError             a run failed at run time (exit 1)
         ├── ModelCallError         a model endpoint answered wrongly or not at all
-        │   ├── RetryableCallError (execute.call_errors) 429, 5xx, timeout, connection, malformed
-        │   └── FatalCallError     (execute.call_errors) any other refusal: not retried
-        ├── StepFailed             (execute.policies) a step failed after its retries and fallback
+        │   ├── RetryableCallError 429, 5xx, timeout, connection, malformed: another attempt may work
+        │   └── FatalCallError     any other refusal (400, 401, 404, ...): not retried
+        ├── StepFailed             a step failed after its retries and fallback
         └── ServerError            a local model server could not be started
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 __all__ = [
     "BudgetExceeded",
     "ExecutionError",
+    "FatalCallError",
     "InputError",
     "ModelCallError",
     "NetError",
@@ -32,8 +35,11 @@ __all__ = [
     "PnmlError",
     "ProfileError",
     "PropertyViolation",
+    "RetryKind",
+    "RetryableCallError",
     "ServerError",
     "SpecError",
+    "StepFailed",
     "UnsoundWorkflowError",
 ]
 
@@ -130,3 +136,33 @@ class ModelCallError(ExecutionError):
 
 class ServerError(ExecutionError):
     """A local model server could not be started or reached."""
+
+
+RetryKind = Literal["rate_limit", "server", "timeout", "connection", "malformed"]
+"""Why a retryable call failed."""
+
+
+class RetryableCallError(ModelCallError):
+    """The call failed in a way that another attempt may fix; ``retry_after`` is the server's wish."""
+
+    def __init__(self, message: str, *, kind: RetryKind, retry_after: float | None = None,
+                 status: int | None = None, where: str | None = None, hint: str | None = None) -> None:
+        self.kind = kind
+        self.retry_after = retry_after
+        self.status = status
+        super().__init__(message, where=where, hint=hint)
+
+
+class FatalCallError(ModelCallError):
+    """The endpoint refused the request in a way another attempt will not change."""
+
+    def __init__(self, message: str, *, status: int | None = None, where: str | None = None,
+                 hint: str | None = None) -> None:
+        self.status = status
+        super().__init__(message, where=where, hint=hint)
+
+
+class StepFailed(ExecutionError):
+    """A step failed for good: no attempts left and no fallback (or the fallback failed too)."""
+
+    held: str | None = None

@@ -18,17 +18,14 @@ from petriflow.execute.builtins import first_answer, search_notes
 from petriflow.execute.client import (
     ChatResult,
     EmbedResult,
-    FatalCallError,
     MemoryCache,
     ModelClient,
-    RetryableCallError,
     SqliteCache,
     resolve_endpoint,
 )
 from petriflow.execute.executor import (
     Executor,
     RunResult,
-    StepFailed,
     new_run_id,
     run_sync,
 )
@@ -37,19 +34,13 @@ from petriflow.execute.pricing import call_cost, estimate_cost
 from petriflow.execute.servers import Endpoint, ensure_local
 from petriflow.execute.store import Checkpoint, MemoryStore, SqliteStore, open_store
 from petriflow.execute.tools import DEFAULT_TOOLS, Tool, ToolRegistry
-from petriflow.execute.trace import (
-    TRACE_FIELDS,
-    TraceRecord,
-    TraceWriter,
-    read_trace,
-    summary_table,
-)
+from petriflow.execute.trace import TraceWriter, summary_table
 
 __all__ = [
-    "DEFAULT_TOOLS", "TRACE_FIELDS",
-    "ChatResult", "Checkpoint", "Dag", "EmbedResult", "Endpoint", "Entry", "Executor", "FatalCallError",
-    "MapPlan", "MemoryCache", "MemoryStore", "ModelClient", "Outcome", "RetryableCallError", "RunResult",
-    "SqliteCache", "SqliteStore", "StepFailed", "StepPlan", "Tool", "ToolRegistry", "TraceRecord", "TraceWriter",
+    "DEFAULT_TOOLS",
+    "ChatResult", "Checkpoint", "Dag", "EmbedResult", "Endpoint", "Entry", "Executor",
+    "MapPlan", "MemoryCache", "MemoryStore", "ModelClient", "Outcome", "RunResult",
+    "SqliteCache", "SqliteStore", "StepPlan", "Tool", "ToolRegistry", "TraceWriter",
     "call_cost", "ensure_local", "estimate_cost", "first_answer", "new_run_id", "open_store", "plan",
-    "read_trace", "resolve_endpoint", "run_sync", "search_notes", "summary_table",
+    "resolve_endpoint", "run_sync", "search_notes", "summary_table",
 ]

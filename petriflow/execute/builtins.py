@@ -96,11 +96,11 @@ def scripted(inputs: Mapping[str, Any], *, key: str, script: list[Any]) -> Any:
     _PLAYED[key] = n + 1
     entry = script[min(n, len(script) - 1)]
     if entry == "!retryable":
-        from petriflow.execute.client import RetryableCallError
+        from petriflow.errors import RetryableCallError
 
         raise RetryableCallError("scripted failure", kind="server")
     if entry == "!fatal":
-        from petriflow.execute.client import FatalCallError
+        from petriflow.errors import FatalCallError
 
         raise FatalCallError("scripted fatal failure")
     if entry == "!timeout":

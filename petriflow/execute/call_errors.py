@@ -1,16 +1,10 @@
 """What went wrong with one model call, in a form the executor can act on.
 
-    ModelCallError (petriflow.errors)
-    ├── RetryableCallError   kind: rate_limit | server | timeout | connection | malformed;
-    │                        retry_after: seconds the server asked to wait (Retry-After,
-    │                        retry-after-ms, or an HTTP date), else None
-    └── FatalCallError       a request the endpoint will refuse again (400, 401, 404, ...)
-
 :func:`classify_error` turns whatever one attempt raised (openai's errors, the
-underlying httpx transport errors, a timeout, a malformed answer) into one of
-the two. Kept apart from :mod:`petriflow.execute.client` because the
-executor's retry policy needs only these classes, and they import nothing
-heavy (``openai`` is imported when an error is classified).
+underlying httpx transport errors, a timeout, a malformed answer) into a
+:class:`~petriflow.errors.RetryableCallError` or a
+:class:`~petriflow.errors.FatalCallError` (both in the one exception tree of
+:mod:`petriflow.errors`); ``openai`` is imported when an error is classified.
 """
 
 from __future__ import annotations
@@ -19,35 +13,12 @@ import email.utils
 import functools
 import time
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-from petriflow.errors import ModelCallError
+from petriflow.errors import FatalCallError, ModelCallError, RetryableCallError, RetryKind
 
 __all__ = ["FatalCallError", "RetryKind", "RetryableCallError", "classify_error", "httpx_module",
            "parse_retry_after"]
-
-RetryKind = Literal["rate_limit", "server", "timeout", "connection", "malformed"]
-
-
-class RetryableCallError(ModelCallError):
-    """The call failed in a way that another attempt may fix; ``retry_after`` is the server's wish."""
-
-    def __init__(self, message: str, *, kind: RetryKind, retry_after: float | None = None,
-                 status: int | None = None, where: str | None = None, hint: str | None = None) -> None:
-        self.kind = kind
-        self.retry_after = retry_after
-        self.status = status
-        super().__init__(message, where=where, hint=hint)
-
-
-class FatalCallError(ModelCallError):
-    """The endpoint refused the request in a way another attempt will not change."""
-
-    def __init__(self, message: str, *, status: int | None = None, where: str | None = None,
-                 hint: str | None = None) -> None:
-        self.status = status
-        super().__init__(message, where=where, hint=hint)
-
 
 def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` (seconds or an HTTP date)."""

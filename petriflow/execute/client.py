@@ -31,13 +31,8 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import numpy as np
 
-from petriflow.execute.call_errors import (
-    FatalCallError,
-    RetryableCallError,
-    classify_error,
-    httpx_module,
-    parse_retry_after,
-)
+from petriflow.errors import FatalCallError, RetryableCallError
+from petriflow.execute.call_errors import classify_error, httpx_module, parse_retry_after
 from petriflow.execute.pricing import call_cost
 from petriflow.execute.response_cache import (
     MemoryCache,

@@ -12,7 +12,7 @@ Inside a step task live the policies (:mod:`petriflow.execute.policies`,
 mixed in as :class:`~petriflow.execute.policies.StepPolicies`): shared
 resources and rate limits, timeouts, retries with back-off, the budget check,
 the fallback, and reuse of checkpointed steps.
-Every attempt is a :class:`~petriflow.execute.trace.TraceRecord`, and every
+Every attempt is a :class:`~petriflow.trace.TraceRecord`, and every
 transition the run fires is appended to ``RunResult.events``, which is a
 firing sequence of ``dag.net`` (the tests replay it).
 
@@ -31,9 +31,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from petriflow.errors import ExecutionError, PetriflowError
+from petriflow.errors import ExecutionError, PetriflowError, StepFailed
 from petriflow.execute.plan import Dag, Entry, Outcome, StepPlan
-from petriflow.execute.policies import StepFailed, StepPolicies, _Done, _message
+from petriflow.execute.policies import StepPolicies, _Done, _message
 from petriflow.execute.store import Checkpoint, MemoryStore
 from petriflow.execute.tools import (
     DEFAULT_TOOLS,
@@ -43,7 +43,8 @@ from petriflow.execute.tools import (
     label_of,
     wants_loop,
 )
-from petriflow.execute.trace import TraceRecord, TraceWriter
+from petriflow.execute.trace import TraceWriter
+from petriflow.trace import TraceRecord
 
 __all__ = ["Executor", "RunResult", "StepFailed", "new_run_id", "run_sync"]
 
@@ -273,7 +274,7 @@ class Executor(StepPolicies):
         except asyncio.CancelledError:
             await self._cancel(c)
             raise
-        except Exception as exc:  # noqa: BLE001 - a failed case is a result
+        except Exception as exc:
             error = exc
             await self._cancel(c)
             held = getattr(exc, "held", None)
@@ -348,7 +349,7 @@ class Executor(StepPolicies):
         t0 = time.time()
         try:
             res = self.kinds.run_python_sync(sp, StepCall(c.run_id, c.index, key, c.vars, c.outputs))
-        except Exception as exc:  # noqa: BLE001 - the task applies the policies from attempt 2 on
+        except Exception as exc:
             first = ("timeout" if isinstance(exc, TimeoutError) else "error", exc, t0, time.time())
             self._spawn(c, self._step(c, sp, start, key, first))
             return None
@@ -406,7 +407,7 @@ class Executor(StepPolicies):
             done = await self._execute(c, sp, start, key, first=first)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the case loop
+        except BaseException as exc:
             done = _Done(sp.id, sp.id, key, error=exc)
         c.queue.put_nowait(done)
 
@@ -448,7 +449,7 @@ class Executor(StepPolicies):
             done = _Done(sp.id, sp.id, key, outs, outcome=sp.map.collect[len(items)])
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             done = _Done(sp.id, sp.id, key, error=exc)
         c.queue.put_nowait(done)
 

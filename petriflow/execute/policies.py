@@ -32,23 +32,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from petriflow.errors import BudgetExceeded, ExecutionError, PetriflowError
-from petriflow.execute.call_errors import RetryableCallError
+from petriflow.errors import BudgetExceeded, PetriflowError, RetryableCallError, StepFailed
 from petriflow.execute.plan import Dag, Outcome, StepPlan
 from petriflow.execute.store import Checkpoint
 from petriflow.execute.tools import KindRunner, StepCall
-from petriflow.execute.trace import TraceRecord, TraceWriter
+from petriflow.execute.trace import TraceWriter
+from petriflow.trace import TraceRecord
 
 if TYPE_CHECKING:
     from petriflow.execute.executor import _Case
 
-__all__ = ["StepFailed", "StepPolicies"]
-
-
-class StepFailed(ExecutionError):
-    """A step failed for good: no attempts left and no fallback (or the fallback failed too)."""
-
-    held: str | None = None
+__all__ = ["StepPolicies"]
 
 
 @dataclass
@@ -247,7 +241,7 @@ class StepPolicies:
         except (asyncio.CancelledError, BudgetExceeded):
             self._release(sp)
             raise
-        except Exception as exc:  # noqa: BLE001 - classified by the caller
+        except Exception as exc:
             return "error", exc, None
 
     async def _call(self, c: _Case, sp: StepPlan, call: StepCall, timeout: float | None) -> Any:

@@ -1,13 +1,7 @@
 """Traces: one record per step execution attempt, as JSON lines and as OpenTelemetry spans.
 
-The JSON-lines trace is the contract with ``petriflow fit`` (the simulation
-side reads it, never the executor's objects): every line has exactly the keys
-of :data:`~petriflow.simulate.fit.TRACE_FIELDS` (re-exported here; the schema
-lives with its reader). ``outcome`` is ``ok`` (the attempt produced the
-step's output), ``error`` (it failed and the step was retried or the run
-failed), ``timeout`` (it ran out of time), or ``fallback`` (the last failed
-attempt of a step that then handed over to its fallback step). ``branch`` is
-the route label the output chose, ``loop`` when a loop went back, else null.
+The JSON-lines trace is the contract with ``petriflow fit``: its schema,
+reader and line format are :mod:`petriflow.trace`, which both sides import.
 
 When ``opentelemetry`` is installed and a tracer provider is configured (or
 one is passed in), each record is also one span named ``petriflow.step
@@ -19,37 +13,14 @@ With no provider configured no span is made, so tracing costs nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from petriflow.simulate.fit import OUTCOMES, TRACE_FIELDS, read_traces
+from petriflow.trace import TraceRecord, dumps
 
-__all__ = ["OUTCOMES", "TRACE_FIELDS", "StepStats", "TraceRecord", "TraceWriter", "read_trace", "summary_table"]
-# TRACE_FIELDS and OUTCOMES are the reader's (petriflow.simulate.fit): one schema, defined where it is read
-
-
-@dataclass(frozen=True)
-class TraceRecord:
-    """One attempt of one step in one case; ``start``/``end`` are unix seconds."""
-
-    run_id: str
-    case: int
-    step: str
-    start: float
-    end: float
-    attempt: int
-    outcome: str
-    model: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float = 0.0
-    branch: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["StepStats", "TraceWriter", "summary_table"]
 
 
 @dataclass
@@ -84,7 +55,7 @@ class TraceWriter:
     def __post_init__(self) -> None:
         if self.path is not None:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+            self._file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
         self._tracer = _tracer(self.tracer_provider)
 
     def write(self, rec: TraceRecord) -> None:
@@ -101,7 +72,7 @@ class TraceWriter:
         if self.keep:
             self.records.append(rec)
         if self._file is not None:
-            self._file.write(json.dumps(rec.to_json(), separators=(",", ":")) + "\n")
+            self._file.write(dumps(rec) + "\n")
         if self._tracer is not None:
             _span(self._tracer, rec)
 
@@ -162,14 +133,6 @@ def _span(tracer: Any, rec: TraceRecord) -> None:
 
         span.set_status(Status(StatusCode.ERROR, rec.outcome))
     span.end(end_time=int(rec.end * 1e9))
-
-
-def read_trace(path: str | Path) -> list[TraceRecord]:
-    """Records of a JSON-lines trace, checked by the reader ``petriflow fit`` uses (``fit.read_traces``).
-
-    A bad line is a :class:`~petriflow.errors.ProfileError` naming ``file:line``.
-    """
-    return [TraceRecord(**rec) for rec in read_traces(path)]
 
 
 def summary_table(stats: dict[str, StepStats] | Iterable[TraceRecord], *, wall_seconds: float | None = None) -> str:

@@ -48,9 +48,9 @@ import numpy as np
 from petriflow.errors import ProfileError
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
+from petriflow.profile.model import Profile
 from petriflow.simulate.arrivals import ARRIVE, BACKOFF_DONE, COMPLETE, Arrivals, Case
 from petriflow.simulate.load import Load
-from petriflow.simulate.profile import Profile
 from petriflow.simulate.result import SimResult, summarize
 from petriflow.simulate.tables import RUNNING, Tables, compile_tables
 from petriflow.spec.model import Workflow

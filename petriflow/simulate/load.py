@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from petriflow.errors import ProfileError
-from petriflow.simulate.distributions import ZERO, Dist, parse_dist
+from petriflow.profile.distributions import ZERO, Dist, parse_dist
 
 __all__ = ["Load"]
 

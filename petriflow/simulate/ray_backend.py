@@ -22,16 +22,21 @@ from petriflow.spec.model import Workflow
 __all__ = ["run_on_ray"]
 
 
-def _task(wf: Workflow, profile_doc: dict[str, Any], options: dict[str, Any], config: Any) -> tuple:
-    from petriflow.simulate.sweep import _init, _run
-
-    _init(wf, profile_doc, options)
-    return _run(config)
+def _task(init: Callable[..., None], run: Callable[[Any], tuple[Any, ...]], wf: Workflow,
+          profile_doc: dict[str, Any], options: dict[str, Any], config: Any) -> tuple[Any, ...]:
+    init(wf, profile_doc, options)
+    return run(config)
 
 
 def run_on_ray(wf: Workflow, profile_doc: dict[str, Any], options: dict[str, Any], configs: Sequence[Any], *,
-               progress: Callable[[int, int], None] | None = None, num_cpus: int | None = None) -> list[tuple]:
-    """Simulate each configuration as a Ray task; results in the order of ``configs``."""
+               init: Callable[..., None], run: Callable[[Any], tuple[Any, ...]],
+               progress: Callable[[int, int], None] | None = None,
+               num_cpus: int | None = None) -> list[tuple[Any, ...]]:
+    """Simulate each configuration as a Ray task; results in the order of ``configs``.
+
+    ``init`` and ``run`` are the sweep's worker functions (the same a local
+    process pool runs), passed in so that this module does not import the sweep.
+    """
     try:
         import ray
     except ImportError:
@@ -48,7 +53,7 @@ def run_on_ray(wf: Workflow, profile_doc: dict[str, Any], options: dict[str, Any
     try:
         task = ray.remote(_task)
         wf_ref, doc_ref = ray.put(wf), ray.put(profile_doc)
-        refs = [task.remote(wf_ref, doc_ref, options, c) for c in configs]
+        refs = [task.remote(init, run, wf_ref, doc_ref, options, c) for c in configs]
         where = {ref: i for i, ref in enumerate(refs)}
         results: list[Any] = [None] * len(refs)
         pending, done = list(refs), 0

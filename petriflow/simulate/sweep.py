@@ -40,8 +40,8 @@ import numpy as np
 
 from petriflow.errors import ProfileError
 from petriflow.net.lower import lower
+from petriflow.profile.model import Profile
 from petriflow.simulate.engine import Load, simulate
-from petriflow.simulate.profile import Profile
 from petriflow.spec.model import Workflow
 
 __all__ = ["Config", "SweepPoint", "SweepResult", "Variation", "apply", "pareto_front", "parse_vary", "sweep"]
@@ -264,7 +264,7 @@ def sweep(
     if backend == "ray":
         from petriflow.simulate.ray_backend import run_on_ray
 
-        raw = run_on_ray(wf, profile.to_doc(), options, todo, progress=progress)
+        raw = run_on_ray(wf, profile.to_doc(), options, todo, init=_init, run=_run, progress=progress)
     elif backend != "local":
         raise ProfileError(f"unknown backend {backend!r}", where="--backend", hint="use local or ray")
     elif workers == 1 or len(todo) == 1:

@@ -30,8 +30,8 @@ import numpy as np
 
 from petriflow.errors import ProfileError
 from petriflow.net.petrinet import WorkflowNet
-from petriflow.simulate.distributions import Dist
-from petriflow.simulate.profile import ModelProfile, Profile
+from petriflow.profile.distributions import Dist
+from petriflow.profile.model import ModelProfile, Profile
 from petriflow.spec.model import Workflow, price_of
 
 __all__ = ["BACKOFF", "PLAIN", "RUNNING", "SINK", "StepTable", "Tables", "compile_tables", "stream"]

@@ -12,7 +12,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Protocol
 
-__all__ = ["Priced", "price_of", "Branch", "Loop", "MapOver", "ModelEndpoint", "Resource", "Retry", "Step", "Workflow"]
+__all__ = ["Branch", "Loop", "MapOver", "ModelEndpoint", "Priced", "Resource", "Retry", "Step", "Workflow", "price_of"]
 
 
 def _frozen_map(m: Mapping[str, Any] | None) -> Mapping[str, Any]:

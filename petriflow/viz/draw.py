@@ -150,7 +150,7 @@ def _weight_at(pts: list[tuple[float, float]], rad: float) -> tuple[float, float
     if len(pts) == 2 and rad:  # middle of matplotlib's arc3 curve (its y runs upwards on screen, ours down)
         return (x0 + x1) / 2 - 0.5 * rad * dy, (y0 + y1) / 2 + 0.5 * rad * dx
     d = float(np.hypot(dx, dy))
-    if len(pts) == 2 and d < 1.2 or d < 1e-9:
+    if (len(pts) == 2 and d < 1.2) or d < 1e-9:
         return (x0 + x1) / 2, (y0 + y1) / 2
     back = min(0.35, d / 2)
     return x1 - dx / d * back, y1 - dy / d * back

@@ -25,7 +25,7 @@ import numpy as np
 
 from petriflow.viz.text import Scene, SceneNode
 
-__all__ = ["Layout", "copy_id", "layered_layout", "box", "place_caption", "shared_caption"]
+__all__ = ["Layout", "box", "copy_id", "layered_layout", "place_caption", "shared_caption"]
 
 # Sizes in inches and font sizes in points, at scale 1.
 R = 0.17  # place radius

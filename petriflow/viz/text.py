@@ -23,8 +23,19 @@ import numpy as np
 from petriflow.errors import InputError
 from petriflow.net.petrinet import Origin, PetriNet, WorkflowNet
 
-__all__ = ["SceneNode", "SceneArc", "Scene", "scene", "to_mermaid", "to_dot", "tokens_text", "tint", "COLOURS",
-           "HIGHLIGHT", "TRAIL"]
+__all__ = [
+    "COLOURS",
+    "HIGHLIGHT",
+    "TRAIL",
+    "Scene",
+    "SceneArc",
+    "SceneNode",
+    "scene",
+    "tint",
+    "to_dot",
+    "to_mermaid",
+    "tokens_text",
+]
 
 # One colour per construct (edge colour; fills are light tints of it). Chosen so
 # that route, loop, retry, fallback and resource stay apart for colour-blind eyes too.

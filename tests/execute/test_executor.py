@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from petriflow.errors import BudgetExceeded
-from petriflow.execute import Executor, TraceWriter, plan, read_trace, run_sync
+from petriflow.execute import Executor, TraceWriter, plan, run_sync
 from petriflow.execute.servers import Endpoint
 from petriflow.execute.store import MemoryStore
-from petriflow.execute.trace import TRACE_FIELDS
 from petriflow.spec import WorkflowBuilder
+from petriflow.trace import TRACE_FIELDS, read_traces
 
 S = "petriflow.execute.builtins:scripted"
 _keys = itertools.count()
@@ -280,7 +280,7 @@ def test_trace_lines_have_exactly_the_fields_and_spans_carry_genai_attributes(fa
     trace.close()
     lines = [json.loads(x) for x in path.read_text().splitlines()]
     assert r.ok and [tuple(d) for d in lines] == [tuple(TRACE_FIELDS), tuple(TRACE_FIELDS)]
-    recs = read_trace(path)
+    recs = read_traces(path)
     assert [x.attempt for x in recs] == [1, 2] and recs[1].cost > 0 and recs[1].end >= recs[1].start
     spans = exporter.get_finished_spans()
     assert len(spans) == 2
@@ -396,21 +396,20 @@ def test_prometheus_text_has_the_per_step_totals() -> None:
 
 
 def test_the_trace_schema_is_the_one_fit_reads(tmp_path: Path) -> None:
-    """One schema: the writer's records have fit's fields in fit's order, and read_trace checks what fit checks."""
-    import importlib
-    from dataclasses import fields
-
+    """One schema: what the executor's writer writes reads back as the same records, and bad lines fail."""
     from petriflow.errors import ProfileError
-    from petriflow.execute import trace
-    from petriflow.execute.trace import TraceRecord
+    from petriflow.trace import TraceRecord
 
-    fit = importlib.import_module("petriflow.simulate.fit")  # the package re-exports a function named fit
-
-    assert trace.TRACE_FIELDS is fit.TRACE_FIELDS and trace.OUTCOMES is fit.OUTCOMES
-    assert tuple(f.name for f in fields(TraceRecord)) == tuple(fit.TRACE_FIELDS)
-    good = TraceRecord("R", 0, "a", 1.0, 2.0, 1, "ok", "m", 3, 4, 0.5, None).to_json()
+    recs = [TraceRecord("R", 0, "a", 1.0, 2.0, 1, "error", "m", 3, 4, 0.5, None, "retryable"),
+            TraceRecord("R", 0, "a", 2.5, 3.0, 2, "ok", "m", 3, 4, 0.5, "yes")]
     path = tmp_path / "t.jsonl"
+    writer = TraceWriter(path)
+    for r in recs:
+        writer.write(r)
+    writer.close()
+    assert read_traces(path) == recs
+    good = recs[1].to_json()
     path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "outcome": "maybe"}) + "\n")
     with pytest.raises(ProfileError, match="unknown outcome") as err:
-        read_trace(path)
+        read_traces(path)
     assert err.value.where.endswith("t.jsonl:2")

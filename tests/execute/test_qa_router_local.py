@@ -18,8 +18,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from petriflow.execute.trace import read_trace
 from petriflow.spec import load
+from petriflow.trace import read_traces as read_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 QA = ROOT / "models" / "qa_router.yaml"

@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from petriflow.cli.models import COMMANDS, models
 from petriflow.errors import ServerError
 from petriflow.execute import servers
 from petriflow.execute.client import ModelClient
-from petriflow.execute.commands_models import COMMANDS, models
 from petriflow.execute.servers import Endpoint, ServerInfo
 
 T = TypeVar("T")

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from petriflow.simulate import Load, Profile, simulate
+from petriflow.profile import Profile
+from petriflow.simulate import Load, simulate
 from petriflow.spec import loads
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from petriflow.errors import ProfileError
-from petriflow.simulate import Load, Profile, simulate
+from petriflow.profile import Profile
+from petriflow.simulate import Load, simulate
 from petriflow.spec import load, loads
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from petriflow.errors import ProfileError
-from petriflow.simulate import Profile, simulate
-from petriflow.simulate.distributions import Exponential, Gamma, LogNormal
-from petriflow.simulate.fit import fit, fit_dist, read_traces
+from petriflow.profile import Profile
+from petriflow.profile.distributions import Exponential, Gamma, LogNormal
+from petriflow.profile.fit import fit, fit_dist
+from petriflow.simulate import simulate
 from petriflow.spec import load, loads
+from petriflow.trace import TraceRecord, read_traces
 
 
 def traces(n: int, seed: int = 0) -> list[dict]:
@@ -169,8 +171,8 @@ def test_fit_reads_what_the_executors_trace_writer_writes(tmp_path: Path) -> Non
     for case in range(300):
         d = float(rng.lognormal(0.0, 0.3))
         branch = "fast" if rng.random() < 0.6 else "slow"
-        writer.write(trace.TraceRecord("run1", case, "pick", t, t + 0.01, 1, "ok", "e5", 5, 0, 0.0, branch))
-        writer.write(trace.TraceRecord("run1", case, branch, t, t + d, 1, "ok", "m", 40, 60, 1e-5, None))
+        writer.write(TraceRecord("run1", case, "pick", t, t + 0.01, 1, "ok", "e5", 5, 0, 0.0, branch))
+        writer.write(TraceRecord("run1", case, branch, t, t + d, 1, "ok", "m", 40, 60, 1e-5, None))
         t += 1.0
     writer.close()
     prof = fit(path, workflow=loads(WF))

@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from petriflow.simulate import Profile, simulate
-from petriflow.simulate.distributions import (
+from petriflow.profile import Profile
+from petriflow.profile.distributions import (
     Exponential,
     Gamma,
     LogNormal,
     Mixture,
     parse_dist,
 )
-from petriflow.simulate.fit import fit, fit_dist, lognormal_mixture
+from petriflow.profile.fit import fit, fit_dist, lognormal_mixture
+from petriflow.simulate import simulate
 from petriflow.spec import loads
 
 

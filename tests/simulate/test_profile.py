@@ -10,14 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from petriflow.errors import ProfileError
-from petriflow.simulate import Load, Profile, simulate
-from petriflow.simulate.distributions import (
+from petriflow.profile import Profile
+from petriflow.profile.distributions import (
     Empirical,
     Fixed,
     LogNormal,
     Mixture,
     parse_dist,
 )
+from petriflow.simulate import Load, simulate
 from petriflow.spec import load, loads
 
 ROOT = Path(__file__).resolve().parents[2]

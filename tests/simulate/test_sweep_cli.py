@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from petriflow.cli.simulate import COMMANDS
 from petriflow.errors import ProfileError
-from petriflow.simulate import Profile, simulate
-from petriflow.simulate.commands import COMMANDS
+from petriflow.profile import Profile
+from petriflow.simulate import simulate
 from petriflow.simulate.sweep import (
     Config,
     apply,

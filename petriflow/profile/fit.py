@@ -44,7 +44,6 @@ What is fitted, per step:
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -55,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from petriflow.errors import ProfileError
-from petriflow.simulate.distributions import (
+from petriflow.profile.distributions import (
     Dist,
     Empirical,
     Exponential,
@@ -64,62 +63,11 @@ from petriflow.simulate.distributions import (
     LogNormal,
     Mixture,
 )
-from petriflow.simulate.profile import FitQuality, Profile, StepProfile
+from petriflow.profile.model import FitQuality, Profile, StepProfile
 from petriflow.spec.model import Workflow
+from petriflow.trace import TraceRecord, check_record, read_traces
 
-__all__ = ["OUTCOMES", "TRACE_FIELDS", "fit", "fit_dist", "lognormal_mixture", "read_traces"]
-
-TRACE_FIELDS: Mapping[str, tuple[type, ...]] = MappingProxyType({
-    "run_id": (str,), "case": (str, int), "step": (str,), "start": (int, float), "end": (int, float),
-    "attempt": (int,), "outcome": (str,), "model": (str, type(None)), "input_tokens": (int, type(None)),
-    "output_tokens": (int, type(None)), "cost": (int, float, type(None)), "branch": (str, type(None)),
-})
-OUTCOMES = ("ok", "error", "timeout", "fallback")
-
-
-def read_traces(path: str | Path) -> list[dict[str, Any]]:
-    """Read and check a JSONL trace file; a bad line raises :class:`ProfileError` naming ``file:line``."""
-    p = Path(path)
-    try:
-        lines = p.read_text().splitlines()
-    except OSError as e:
-        raise ProfileError(f"cannot read traces: {e.strerror}", where=str(p), hint="check the path") from None
-    records = []
-    for i, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                rec = json.loads(line)
-            except ValueError as e:
-                raise ProfileError(f"not a JSON object: {e}", where=f"{p}:{i}", hint="one JSON record per line") from None
-            records.append(check_record(rec, where=f"{p}:{i}"))
-    if not records:
-        raise ProfileError("the trace file has no records", where=str(p))
-    return records
-
-
-def check_record(rec: Any, *, where: str) -> dict[str, Any]:
-    """One trace record, checked against :data:`TRACE_FIELDS` (missing optional fields become null)."""
-    if not isinstance(rec, dict):
-        raise ProfileError("a trace record must be a JSON object", where=where)
-    out: dict[str, Any] = {}
-    for key, types in TRACE_FIELDS.items():
-        value = rec.get(key)
-        if key not in rec and type(None) not in types:
-            raise ProfileError(f"trace record lacks `{key}`", where=where,
-                               hint=f"fields: {', '.join(TRACE_FIELDS)}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ProfileError(f"`{key}` is {value} (not a finite number)", where=where,
-                               hint="drop or repair the record: NaN and Infinity cannot be fitted")
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise ProfileError(f"`{key}` has the wrong type ({type(value).__name__})", where=where,
-                               hint=f"expected {' or '.join(t.__name__ for t in types)}")
-        out[key] = value
-    if out["outcome"] not in OUTCOMES:
-        raise ProfileError(f"unknown outcome {out['outcome']!r}", where=where, hint=f"one of {', '.join(OUTCOMES)}")
-    if out["end"] < out["start"]:
-        raise ProfileError("record ends before it starts", where=where)
-    return out
-
+__all__ = ["fit", "fit_dist", "lognormal_mixture"]
 
 KS_LEVEL = 0.01
 """A candidate family whose KS p-value is below this is rejected (the p-values are optimistic,
@@ -318,7 +266,7 @@ def _fit_step(recs: list[dict[str, Any]], min_samples: int) -> tuple[StepProfile
     ), quality
 
 
-def fit(traces: Iterable[Mapping[str, Any]] | str | Path, *, workflow: Workflow | None = None,
+def fit(traces: Iterable[Mapping[str, Any] | TraceRecord] | str | Path, *, workflow: Workflow | None = None,
         min_samples: int = 20) -> Profile:
     """A profile fitted from trace records (or a JSONL file); ``quality`` holds each fit's KS statistic.
 
@@ -326,9 +274,11 @@ def fit(traces: Iterable[Mapping[str, Any]] | str | Path, *, workflow: Workflow 
     loop and map statistics are read in its terms.
     """
     if isinstance(traces, (str, Path)):
-        records = read_traces(traces)
+        checked = read_traces(traces)
     else:
-        records = [check_record(dict(r), where=f"record {i + 1}") for i, r in enumerate(traces)]
+        checked = [check_record(r if isinstance(r, TraceRecord) else dict(r), where=f"record {i + 1}")
+                   for i, r in enumerate(traces)]
+    records = [r.to_json() for r in checked]
     if workflow is not None:  # the executor writes the endpoint's model name; profiles speak model ids
         ids = {m.name: m.id for m in workflow.models.values()} | {m: m for m in workflow.models}
         records = [{**r, "model": ids.get(r["model"], r["model"])} for r in records]

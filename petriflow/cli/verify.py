@@ -1,27 +1,17 @@
-"""The ``petriflow`` command: a thin click shell over the public API.
-
-Exit codes: 0 every check holds (or the command did its job), 1 a property
-fails or a run failed, 2 bad input (one line on stderr, no traceback),
-3 a budget was exceeded.
-"""
+"""The ``check``, ``schema``, ``lower`` and ``draw`` commands: verification and pictures of a net."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from petriflow.errors import InputError, PetriflowError
+from petriflow.errors import InputError
 
-__all__ = ["cli", "load_net", "main"]
-
-# commands owned by other packages: (module, attribute holding a list of click commands)
-_PLUGGED = ("petriflow.simulate.commands", "petriflow.execute.commands_models", "petriflow.execute.commands_run")
+__all__ = ["COMMANDS", "check", "draw", "load_net", "lower", "schema"]
 
 
 def load_net(path: str | Path) -> Any:
@@ -53,16 +43,7 @@ def _final(spec: str, net: Any) -> Any:
     return dataclasses.replace(net, final=net.marking(tokens), final_mask=None)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="petriflow")
-def cli() -> None:
-    """Verify, simulate and run multi-model AI workflows as Petri nets.
-
-    PATH is a workflow (.yaml, .yml, .json) or a Petri net (.pnml).
-    """
-
-
-@cli.command()
+@click.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (a stable contract).")
 @click.option("--max-states", type=click.IntRange(min=1), default=5_000_000, show_default=True,
@@ -96,7 +77,7 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
     sys.exit(report.exit_code)
 
 
-@cli.command()
+@click.command()
 def schema() -> None:
     """Print the JSON Schema of the workflow format."""
     from petriflow.spec.schema import WORKFLOW_SCHEMA
@@ -104,7 +85,7 @@ def schema() -> None:
     click.echo(json.dumps(WORKFLOW_SCHEMA, indent=2))
 
 
-@cli.command()
+@click.command()
 @click.argument("workflow", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .pnml file to write.")
 def lower(workflow: str, output: str) -> None:
@@ -118,7 +99,7 @@ def lower(workflow: str, output: str) -> None:
     click.echo(f"wrote {output}: {len(net.places)} places, {len(net.transitions)} transitions, {net.arc_count} arcs")
 
 
-@cli.command()
+@click.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Picture to write: .png or .svg (matplotlib), .mmd (Mermaid), .dot (Graphviz).")
@@ -150,44 +131,4 @@ def draw(path: str, output: str, witness: bool) -> None:
     click.echo(f"wrote {out}")
 
 
-def _plug_in() -> None:
-    for module in _PLUGGED:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name == module:
-                continue
-            raise
-        for command in getattr(mod, "COMMANDS", []):
-            cli.add_command(command)
-
-
-_plug_in()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, turning every petriflow error into one line and an exit code."""
-    try:
-        cli.main(args=argv, prog_name="petriflow", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(2 if err.exit_code in (1, 2) else err.exit_code)
-    except PetriflowError as err:
-        click.echo(f"petriflow: error: {err}", err=True)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as err:  # a bug: still one line, the traceback only on request
-        if os.environ.get("PETRIFLOW_DEBUG"):
-            raise
-        click.echo(f"petriflow: internal error: {type(err).__name__}: {err} "
-                   "(please report it; PETRIFLOW_DEBUG=1 shows the traceback)", err=True)
-        sys.exit(70)
-
-
-if __name__ == "__main__":
-    main()
+COMMANDS = [check, schema, lower, draw]

@@ -1,4 +1,4 @@
-"""The ``simulate``, ``fit`` and ``sweep`` commands (registered by :mod:`petriflow.cli` from ``COMMANDS``).
+"""The ``simulate``, ``fit`` and ``sweep`` commands (registered by :mod:`petriflow.cli`).
 
 A thin shell: read files, call :func:`simulate`, :func:`fit` or :func:`sweep`,
 print a table or JSON, draw a picture. Bad input raises a
@@ -29,7 +29,7 @@ def _workflow(path: str) -> Any:
 
 def _profile(wf: Any, path: str, given: str | None) -> Any:
     """The given profile, else ``NAME.profile.yaml`` beside the workflow, else its annotations."""
-    from petriflow.simulate.profile import Profile
+    from petriflow.profile.model import Profile
 
     if given is None:
         beside = Path(path).with_suffix(".profile.yaml")
@@ -123,7 +123,7 @@ def simulate_cmd(path: str, cases: int, rate: float | None, users: int | None, t
               help="Below this many values, keep the measurements (empirical) instead of a family.")
 def fit_cmd(traces: str, output: str, workflow: str | None, min_samples: int) -> None:
     """Fit a simulation profile from execution TRACES (JSON lines) and say how well each part fits."""
-    from petriflow.simulate.fit import fit
+    from petriflow.profile.fit import fit
 
     wf = _workflow(workflow) if workflow else None
     profile = fit(traces, workflow=wf, min_samples=min_samples)

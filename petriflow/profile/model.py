@@ -32,7 +32,7 @@ from types import MappingProxyType
 from typing import Any
 
 from petriflow.errors import ProfileError
-from petriflow.simulate.distributions import ZERO, Dist, Fixed, parse_dist
+from petriflow.profile.distributions import ZERO, Dist, Fixed, parse_dist
 from petriflow.spec.model import Workflow, price_of
 
 __all__ = ["FitQuality", "ModelProfile", "Profile", "ResourceProfile", "StepProfile"]

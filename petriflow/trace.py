@@ -1,0 +1,121 @@
+"""The trace schema: one record per step attempt, its JSON-lines reader and line writer.
+
+The executor writes these records and ``petriflow fit`` reads them; both
+import this module, so neither depends on the other and the schema is
+defined once. A line of a trace file is a JSON object with exactly the keys
+of :data:`TRACE_FIELDS`::
+
+    {"run_id": "r1", "case": 17, "step": "code", "start": 1732572000.12, "end": 1732572002.31,
+     "attempt": 1, "outcome": "ok", "model": "smollm2", "input_tokens": 61, "output_tokens": 144,
+     "cost": 0.0000493, "branch": null, "error": null}
+
+``outcome`` is ``ok`` (the attempt produced the step's output), ``error``
+(it failed and the step was retried or the run failed), ``timeout`` (it ran
+out of time), or ``fallback`` (the last failed attempt of a step that then
+handed over to its fallback step). ``error`` is the kind of a failed
+attempt's error (:data:`petriflow.rules.ERROR_KINDS`: ``retryable``,
+``fatal``, ``timeout``), null for an ``ok`` attempt and in traces written
+before it existed. ``branch`` is the route label the output chose, ``loop``
+when a loop went back, else null. Null token counts and costs (a record
+from another tool) read as 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from petriflow.errors import ProfileError
+
+__all__ = ["OUTCOMES", "TRACE_FIELDS", "TraceRecord", "check_record", "dumps", "read_traces"]
+
+OUTCOMES = ("ok", "error", "timeout", "fallback")
+
+
+@dataclass(frozen=True)
+class TraceRecord:
+    """One attempt of one step in one case; ``start``/``end`` are unix seconds."""
+
+    run_id: str
+    case: int | str
+    step: str
+    start: float
+    end: float
+    attempt: int
+    outcome: str
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    branch: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_NONE = type(None)
+TRACE_FIELDS: Mapping[str, tuple[type, ...]] = MappingProxyType({
+    "run_id": (str,), "case": (str, int), "step": (str,), "start": (int, float), "end": (int, float),
+    "attempt": (int,), "outcome": (str,), "model": (str, _NONE), "input_tokens": (int, _NONE),
+    "output_tokens": (int, _NONE), "cost": (int, float, _NONE), "branch": (str, _NONE), "error": (str, _NONE),
+})
+"""The JSON types each key of a line may carry (a null count or cost reads as 0)."""
+assert tuple(TRACE_FIELDS) == tuple(f.name for f in fields(TraceRecord)), "one schema: fields and types agree"
+_ZERO_IF_NULL = {"input_tokens": 0, "output_tokens": 0, "cost": 0.0}
+
+
+def dumps(rec: TraceRecord) -> str:
+    """One trace line (without the newline)."""
+    return json.dumps(rec.to_json(), separators=(",", ":"))
+
+
+def read_traces(path: str | Path) -> list[TraceRecord]:
+    """Read and check a JSONL trace file; a bad line raises :class:`ProfileError` naming ``file:line``."""
+    p = Path(path)
+    try:
+        lines = p.read_text().splitlines()
+    except OSError as e:
+        raise ProfileError(f"cannot read traces: {e.strerror}", where=str(p), hint="check the path") from None
+    records = []
+    for i, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+            except ValueError as e:
+                raise ProfileError(f"not a JSON object: {e}", where=f"{p}:{i}", hint="one JSON record per line") from None
+            records.append(check_record(rec, where=f"{p}:{i}"))
+    if not records:
+        raise ProfileError("the trace file has no records", where=str(p))
+    return records
+
+
+def check_record(rec: Any, *, where: str) -> TraceRecord:
+    """One trace record, checked against :data:`TRACE_FIELDS` (missing optional fields become null)."""
+    if isinstance(rec, TraceRecord):
+        return rec
+    if not isinstance(rec, dict):
+        raise ProfileError("a trace record must be a JSON object", where=where)
+    out: dict[str, Any] = {}
+    for key, types in TRACE_FIELDS.items():
+        value = rec.get(key)
+        if key not in rec and _NONE not in types:
+            raise ProfileError(f"trace record lacks `{key}`", where=where,
+                               hint=f"fields: {', '.join(TRACE_FIELDS)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProfileError(f"`{key}` is {value} (not a finite number)", where=where,
+                               hint="drop or repair the record: NaN and Infinity cannot be fitted")
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ProfileError(f"`{key}` has the wrong type ({type(value).__name__})", where=where,
+                               hint=f"expected {' or '.join(t.__name__ for t in types)}")
+        out[key] = _ZERO_IF_NULL[key] if value is None and key in _ZERO_IF_NULL else value
+    if out["outcome"] not in OUTCOMES:
+        raise ProfileError(f"unknown outcome {out['outcome']!r}", where=where, hint=f"one of {', '.join(OUTCOMES)}")
+    if out["end"] < out["start"]:
+        raise ProfileError("record ends before it starts", where=where)
+    return TraceRecord(**out)
