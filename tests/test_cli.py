@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import _conformance as conformance
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFORMANCE = ROOT.parent / "shared" / "conformance"
 
 
 def petriflow(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -110,14 +109,10 @@ def test_draw_every_format(suffix: str, tmp_path: Path) -> None:
     assert out.stat().st_size > 200
 
 
-def _small_conformance() -> list[dict[str, str]]:
-    with open(CONFORMANCE / "expected.csv", newline="") as fh:
-        return [r for r in csv.DictReader(fh) if int(r["reachable_states"]) < 200_000]
-
-
-@pytest.mark.parametrize("row", _small_conformance(), ids=lambda r: r["model"])
+@pytest.mark.parametrize("row", [r for r in conformance.rows() if int(r["reachable_states"]) < 200_000],
+                         ids=lambda r: r["model"])
 def test_check_agrees_with_the_conformance_table(row: dict[str, str]) -> None:
-    res = petriflow("check", str(CONFORMANCE / f"{row['model']}.pnml"), "--json")
+    res = petriflow("check", str(conformance.path(row["model"])), "--json")
     doc = json.loads(res.stdout)
     assert doc["states"] == int(row["reachable_states"])
     assert doc["edges"] == int(row["state_graph_edges"])

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 from collections import deque
-from pathlib import Path
 
+import _conformance as conformance
 import networkx as nx
 import numpy as np
 import pytest
@@ -18,8 +17,6 @@ from petriflow.errors import BudgetExceeded, NetError
 from petriflow.net.adapters import from_snakes, snakes_reachable_markings, to_networkx, to_snakes
 from petriflow.net.petrinet import Origin, PetriNet, WorkflowNet
 from petriflow.net.pnml import read_pnml
-
-CONFORMANCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance"
 
 
 def bfs_markings(net: PetriNet, limit: int) -> set[tuple[int, ...]] | None:
@@ -129,18 +126,10 @@ def test_unbounded_net_hits_the_limit() -> None:
         snakes_reachable_markings(net, 25)
 
 
-def _small_models() -> list[tuple[str, int]]:
-    path = CONFORMANCE / "expected.csv"
-    if not path.exists():
-        return [("<conformance directory missing>", 0)]
-    with path.open(newline="") as f:
-        rows = [(r["model"], int(r["reachable_states"])) for r in csv.DictReader(f)]
-    return [(m, n) for m, n in rows if n <= 250]
-
-
-@pytest.mark.parametrize(("model", "states"), _small_models())
+@pytest.mark.parametrize(("model", "states"), [(r["model"], int(r["reachable_states"])) for r in conformance.rows()
+                                                if int(r["reachable_states"]) <= 250])
 def test_snakes_state_count_matches_mcc_and_bfs(model: str, states: int) -> None:
-    net = read_pnml(CONFORMANCE / f"{model}.pnml")
+    net = read_pnml(conformance.path(model))
     found = snakes_reachable_markings(net, 10 * states)
     assert len(found) == states
     assert found == bfs_markings(net, 10 * states)

@@ -7,10 +7,10 @@ golden file.
 
 from __future__ import annotations
 
-import csv
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import _conformance as conformance
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -20,25 +20,7 @@ from petriflow.errors import NetError, PnmlError
 from petriflow.net.petrinet import Origin, PetriNet, WorkflowNet
 from petriflow.net.pnml import read_pnml, to_pnml_string, write_pnml
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance"
-
-
-def _expected() -> dict[str, dict[str, str]]:
-    path = CONFORMANCE / "expected.csv"
-    if not path.exists():
-        return {}
-    with path.open(newline="") as f:
-        return {row["model"]: row for row in csv.DictReader(f)}
-
-
-EXPECTED = _expected()
-MODELS = sorted(EXPECTED) or ["<conformance directory missing>"]
-
-
-@pytest.fixture(scope="module")
-def conformance_dir() -> Path:
-    assert (CONFORMANCE / "expected.csv").exists(), f"conformance data not found at {CONFORMANCE.resolve()}"
-    return CONFORMANCE
+EXPECTED = {row["model"]: row for row in conformance.rows()}
 
 
 def _et_oracle(path: Path) -> tuple[dict[str, int], set[str], dict[tuple[str, str], int]]:
@@ -77,9 +59,9 @@ def _et_oracle(path: Path) -> tuple[dict[str, int], set[str], dict[tuple[str, st
     return places, transitions, arcs
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_conformance_model_loads_matches_oracle_and_round_trips(conformance_dir: Path, model: str) -> None:
-    path = conformance_dir / f"{model}.pnml"
+@pytest.mark.parametrize("model", sorted(EXPECTED))
+def test_conformance_model_loads_matches_oracle_and_round_trips(model: str) -> None:
+    path = conformance.path(model)
     net = read_pnml(path)
     row = EXPECTED[model]
     assert len(net.places) == int(row["places"])
@@ -96,15 +78,15 @@ def test_conformance_model_loads_matches_oracle_and_round_trips(conformance_dir:
     assert again.name == net.name
 
 
-def test_conformance_has_the_thirty_models(conformance_dir: Path) -> None:
+def test_conformance_has_the_thirty_models() -> None:
     assert len(EXPECTED) == 30
-    assert all((conformance_dir / f"{m}.pnml").exists() for m in EXPECTED)
+    assert sorted(p.stem for p in conformance.DIR.glob("*.pnml")) == sorted(EXPECTED)
 
 
-def test_weights_above_one_are_read(conformance_dir: Path) -> None:
+def test_weights_above_one_are_read() -> None:
     """README: weights up to 5 in BridgeAndVehicles and 7 in GPPP."""
-    bridge = read_pnml(conformance_dir / "BridgeAndVehicles-PT-V04P05N02.pnml")
-    gppp = read_pnml(conformance_dir / "GPPP-PT-C0001N0000000001.pnml")
+    bridge = read_pnml(conformance.path("BridgeAndVehicles-PT-V04P05N02"))
+    gppp = read_pnml(conformance.path("GPPP-PT-C0001N0000000001"))
     assert max(bridge.pre.max(), bridge.post.max()) == 5
     assert max(gppp.pre.max(), gppp.post.max()) == 7
 

@@ -18,12 +18,9 @@ from hypothesis import strategies as st
 
 from petriflow.net.petrinet import PetriNet
 
-__all__ = ["CONFORMANCE", "ROOT", "nets", "random_nets"]
+__all__ = ["ROOT", "nets", "random_nets"]
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFORMANCE = Path("/work/shared/conformance")
-if not CONFORMANCE.exists():
-    CONFORMANCE = ROOT.parent / "shared" / "conformance"  # next to the clone, as the issues say
 
 
 def _load_bench_nets():  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ and strictly grow, and the BFS must not finish.
 
 from __future__ import annotations
 
+import _conformance as conformance
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +16,7 @@ from petriflow.errors import BudgetExceeded, InputError
 from petriflow.net.petrinet import PetriNet
 from petriflow.verify.coverability import OMEGA, Coverability, coverability
 
-from ._nets import CONFORMANCE, nets, random_nets
+from ._nets import nets, random_nets
 
 
 def assert_pumps(net: PetriNet, cov: Coverability) -> None:
@@ -123,17 +124,6 @@ def test_coverability_agrees_with_bfs(net: PetriNet) -> None:
 
 
 # -- the MCC oracle: bounds of the small conformance models ------------------------------
-def _small_models() -> list[dict[str, str]]:
-    import csv
-
-    path = CONFORMANCE / "expected.csv"
-    if not path.exists():
-        return []
-    rows = csv.DictReader(path.open())
-    return [r for r in rows if r["max_tokens_per_place"] and int(r["reachable_states"]) <= 11_000]
-
-
-@pytest.mark.skipif(not _small_models(), reason="conformance models not available")
 def test_conformance_bounds() -> None:
     from petriflow.net.pnml import read_pnml
     from petriflow.verify.structural import (
@@ -141,10 +131,10 @@ def test_conformance_bounds() -> None:
         is_structurally_bounded,
     )
 
-    rows = _small_models()
+    rows = [r for r in conformance.rows() if r["max_tokens_per_place"] and int(r["reachable_states"]) <= 11_000]
     assert len(rows) >= 10
     for row in rows:
-        net = read_pnml(CONFORMANCE / f"{row['model']}.pnml")
+        net = read_pnml(conformance.path(row["model"]))
         k = int(row["max_tokens_per_place"])
         cov = coverability(net, max_nodes=50_000)
         assert cov.bounded and cov.k_bound() == k, row["model"]

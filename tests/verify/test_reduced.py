@@ -7,8 +7,7 @@ and every trace must replay to a marking that really is dead.
 
 from __future__ import annotations
 
-import csv
-
+import _conformance as conformance
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +22,7 @@ from petriflow.verify.reduced import (
     find_infinite_run,
 )
 
-from ._nets import CONFORMANCE, ROOT, nets, random_nets
+from ._nets import ROOT, nets, random_nets
 
 
 def assert_dead_trace(net: PetriNet, r: ReducedResult) -> np.ndarray:
@@ -203,22 +202,14 @@ def test_reduction_keeps_the_termination_verdict(net: PetriNet) -> None:
 
 
 # -- the MCC oracle ------------------------------------------------------------------
-def _conformance_rows() -> list[dict[str, str]]:
-    path = CONFORMANCE / "expected.csv"
-    if not path.exists():
-        return []
-    return [r for r in csv.DictReader(path.open()) if r["deadlock"] in ("true", "false")]
-
-
-@pytest.mark.skipif(not _conformance_rows(), reason="conformance models not available")
 def test_conformance_deadlock_verdicts_by_reduction() -> None:
     from petriflow.net.pnml import read_pnml
 
     answered = 0
-    for row in _conformance_rows():
+    for row in conformance.rows():
         if int(row["transitions"]) > 400:  # TokenRing-PT-015: the per-state cost grows with T
             continue
-        net = read_pnml(CONFORMANCE / f"{row['model']}.pnml")
+        net = read_pnml(conformance.path(row["model"]))
         r = find_deadlock(net, max_states=100_000)
         if not r.complete:
             assert not r.deadlock

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _conformance as conformance
 import numpy as np
 import pytest
 
@@ -98,14 +99,10 @@ def test_budget_without_a_verdict_says_what_is_known() -> None:
 @pytest.mark.parametrize("model", ["Dekker-PT-020", "TokenRing-PT-015"])
 def test_deadlock_verdict_where_reduction_cannot_shrink(model: str) -> None:
     """The two conformance nets the stubborn sets cannot reduce: the full engine gives their deadlock verdict."""
-    import csv
-
     from petriflow.net.pnml import read_pnml
 
-    conformance = ROOT.parent / "shared" / "conformance"
-    with open(conformance / "expected.csv", newline="") as fh:
-        row = next(r for r in csv.DictReader(fh) if r["model"] == model)
-    report = check(read_pnml(conformance / f"{model}.pnml"), properties=("deadlock",), full=True, max_states=None)
+    row = next(r for r in conformance.rows() if r["model"] == model)
+    report = check(read_pnml(conformance.path(model)), properties=("deadlock",), full=True, max_states=None)
     assert report.complete
     assert report.deadlock == (row["deadlock"] == "true")
     assert report.states == int(row["reachable_states"])
@@ -114,7 +111,7 @@ def test_deadlock_verdict_where_reduction_cannot_shrink(model: str) -> None:
 def test_too_big_for_the_full_search_the_reduced_search_gives_the_deadlock_and_its_trace() -> None:
     from petriflow.net.pnml import read_pnml
 
-    net = read_pnml(ROOT.parent / "shared" / "conformance" / "Philosophers-PT-000010.pnml")  # 59,049 states
+    net = read_pnml(conformance.path("Philosophers-PT-000010"))  # 59,049 states
     report = check(net, max_states=1_000, properties=("deadlock", "bounded"))
     assert report.states is None and report.deadlock is True and report.states_reduced is not None
     assert report.deadlock_trace is not None

@@ -8,10 +8,10 @@ shares no code with the engine; the conformance models against
 
 from __future__ import annotations
 
-import csv
 from contextlib import contextmanager
 from functools import partial
 
+import _conformance as conformance
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -21,7 +21,7 @@ from petriflow.errors import BudgetExceeded, InputError, NetError
 from petriflow.net.petrinet import PetriNet
 from petriflow.verify.statespace import StateSpace, explore, warm_up
 
-from ._nets import CONFORMANCE, nets, random_nets
+from ._nets import nets, random_nets
 
 
 def tiny(**kw) -> PetriNet:
@@ -360,32 +360,21 @@ def _check_space(ss: StateSpace) -> None:
 
 
 # -- conformance: MCC models with their oracles ------------------------------------------
-def _rows() -> list[dict[str, str]]:
-    """Rows of ``expected.csv`` whose full state space the test explores."""
-    path = CONFORMANCE / "expected.csv"
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return [r for r in csv.DictReader(f) if int(r["reachable_states"]) < FULL_UP_TO]
-
-
 SLOW_FROM = 150_000  # models from here on carry the `slow` mark (about 20 s together on 2 busy cores)
 FULL_UP_TO = 10_000_000  # issue 3: states, deadlock and bounds agree wherever the state space fits in 10^7
 
 
-_CASES = [
+_CASES = [  # the rows of ``expected.csv`` whose full state space the test explores
     pytest.param(r, id=r["model"], marks=[pytest.mark.slow] if int(r["reachable_states"]) >= SLOW_FROM else [])
-    for r in _rows()
-] or [pytest.param(None, id="conformance-directory-missing")]
+    for r in conformance.rows() if int(r["reachable_states"]) < FULL_UP_TO
+]
 
 
 @pytest.mark.parametrize("row", _CASES)
-def test_conformance(row: dict[str, str] | None):
-    if row is None:
-        pytest.skip(f"{CONFORMANCE} not found: the MCC conformance models live next to the clone")
+def test_conformance(row: dict[str, str]):
     from petriflow.net.pnml import read_pnml
 
-    net = read_pnml(CONFORMANCE / f"{row['model']}.pnml")
+    net = read_pnml(conformance.path(row["model"]))
     ss = explore(net)
     assert ss.complete
     assert ss.n_states == int(row["reachable_states"])
