@@ -1,11 +1,17 @@
 """Run a sweep's configurations as Ray tasks (``sweep --backend ray``).
 
-``ray`` is optional and imported here only. With ``RAY_ADDRESS`` set, the
-tasks go to that cluster; otherwise a local Ray instance is started for the
-sweep and shut down after it. Mind that Ray's own servers (GCS, raylet,
-workers) listen on all network interfaces, whatever address is asked for
-(Ray 2.60 maps 127.0.0.1 to the machine's address); on a shared or exposed
-machine prefer ``--backend local`` or a cluster you manage. Each task
+``ray`` is optional and imported here only (the ``ray`` extra installs it).
+With ``RAY_ADDRESS`` set, the tasks go to that cluster; otherwise a new local
+Ray instance is started for the sweep and shut down after it. It is asked
+for with ``address="local"``, not left to Ray's discovery: with no address
+Ray joins the cluster named in ``ray/ray_current_cluster`` under its temp
+dir, and a file left there by an earlier ``ray start`` makes ``ray.init``
+fail (it refuses ``num_cpus`` for an existing cluster, or cannot reach a
+dead one). Mind that Ray's own servers (GCS, raylet, workers) listen on all
+network interfaces, whatever address is asked for (Ray 2.60 maps 127.0.0.1
+to the machine's address); on a shared or exposed machine prefer
+``--backend local``, a cluster you manage, or a network namespace with only
+loopback (the tests run Ray in one). Each task
 rebuilds the profile from its document and simulates one configuration
 with the same seed, so a Ray sweep gives the same numbers as a local one.
 """
@@ -48,7 +54,8 @@ def run_on_ray(wf: Workflow, profile_doc: dict[str, Any], options: dict[str, Any
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                     log_to_driver=False)
         started = True
     try:
         task = ray.remote(_task)
