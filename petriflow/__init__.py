@@ -12,6 +12,8 @@ the simulator, and ``import petriflow.simulate`` does not load the executor.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -95,6 +97,26 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """This package's type: a public name is never rebound to the subpackage of the same name.
+
+    Importing ``petriflow.simulate`` (as the CLI and every simulator module
+    do) makes the import system set the subpackage as the attribute
+    ``simulate`` of this package, and a module attribute is found before
+    ``__getattr__`` is asked: ``petriflow.simulate(...)`` would then call a
+    module. That binding is dropped, so the name keeps meaning the function,
+    as an eager ``from petriflow.simulate import simulate`` left it.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OWNER and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [
