@@ -41,6 +41,7 @@ class State:
         self.delay = delay
         self.dim = dim
         self.lock = threading.Lock()
+        self.in_flight = 0  # admitted and not answered yet; outlives reset(), whose requests may still be open
         self.reset()
 
     def reset(self) -> None:
@@ -51,11 +52,13 @@ class State:
             self.prompts: Counter[str] = Counter()
             self.faults: Counter[str] = Counter()
             self.total = 0
+            self.peak_in_flight = self.in_flight
 
     def counts(self) -> dict[str, Any]:
         with self.lock:
             return {"total": self.total, "paths": dict(self.paths), "steps": dict(self.steps),
-                    "prompts": dict(self.prompts), "faults": dict(self.faults)}
+                    "prompts": dict(self.prompts), "faults": dict(self.faults), "in_flight": self.in_flight,
+                    "peak_in_flight": self.peak_in_flight}
 
     def add_rules(self, rules: list[dict[str, Any]]) -> None:
         with self.lock:
@@ -65,10 +68,12 @@ class State:
 
     def admit(self, path: str, headers: dict[str, str], text: str, prompt: str | None
               ) -> tuple[str, str | None, float]:
-        """Count one request and decide its fault, reply and delay."""
+        """Count one request and decide its fault, reply and delay; it is in flight until :meth:`release`."""
         step = headers.get("x-petriflow-step")
         with self.lock:
             self.total += 1
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             self.paths[path] += 1
             if step:
                 self.steps[step] += 1
@@ -91,6 +96,11 @@ class State:
         if "x-delay" in headers:
             delay = float(headers["x-delay"])
         return fault, reply, delay
+
+    def release(self) -> None:
+        """An admitted request is over: answered, failed, dropped or hung up on."""
+        with self.lock:
+            self.in_flight -= 1
 
 
 # -- answers --------------------------------------------------------------------

@@ -59,8 +59,10 @@ Which fault a request gets and what the answers are (no I/O) live in
 
 Control (JSON, same port)
     ``GET  /control/counts``  ``{"total", "paths": {path: n}, "steps": {step: n},
-    "prompts": {last user message: n}, "faults": {fault: n}}`` (every request to /v1 is
-    counted when it arrives, whatever its fate)
+    "prompts": {last user message: n}, "faults": {fault: n}, "in_flight", "peak_in_flight"}``
+    (every request to /v1 is counted when it arrives, whatever its fate; it is in flight from
+    then until its answer is written or the connection ends, and the peak is the most at once
+    since the last reset: the oracle for limits on concurrent calls)
     ``POST /control/reset``   forget counts and rules (the delay stays)
     ``POST /control/rules``   ``{"rules": [{"match": str, "faults": [str], "reply": str|null,
     "delay": float|null}]}`` appends rules; a rule without faults (or whose faults are used up)
@@ -189,6 +191,14 @@ class _Server:
             await writer.drain()
             return True
         fault, reply, delay = self.state.admit(path, headers, text, prompt)
+        try:
+            return await self.answer(req, path, fault, reply, delay, reader, writer)
+        finally:
+            self.state.release()
+
+    async def answer(self, req: dict[str, Any], path: str, fault: str, reply: str | None, delay: float,
+                     reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Answer one admitted /v1 request as its fault says; False closes the connection."""
         if fault.startswith("slow:"):
             delay, fault = float(fault.split(":", 1)[1]), "ok"
         if fault == "hang":

@@ -109,23 +109,27 @@ def test_a_map_over_too_many_items_is_a_clear_error() -> None:
     assert not r.ok and "map.max" in (r.error or "") and "3 items" in (r.error or "")
 
 
-def test_resource_capacity_is_never_exceeded_across_cases() -> None:
-    b = WorkflowBuilder("res").resource("gpu", capacity=1)
-    for i in range(3):
-        b.step(f"w{i}", kind="python", function="petriflow.execute.builtins:pause", uses=["gpu"],
-               config={"kwargs": {"seconds": 0.01}})
-    dag = plan(b.build())
-    ex = Executor(dag)
-    results = asyncio.run(ex.run_many(["a", "b"], concurrency=2))
-    assert all(r.ok for r in results)
-    for r in results:  # inside one case the net's resource place proves it; across cases, count the holders
-        assert replays(dag, r.events)
-    busy = 0
-    # both cases share one semaphore: at no point do two cases' w* overlap (each case alone is serial)
-    for r in results:
-        for e in r.events:
-            busy += e.endswith(".start") - e.endswith(".finish")
-            assert busy <= 1
+def test_resource_capacity_is_never_exceeded_across_cases(fault_server: Any) -> None:
+    """Six cases at once, one call each on a resource of capacity 2: the server sees two calls at a time, no more.
+
+    Inside one case the net's resource place bounds the holders; across cases
+    only the executor's shared semaphore does, so the oracle is the server's
+    count of requests in flight at once. Each call is held 0.3 s so that calls
+    which may overlap do: with a semaphore per case all six would be in flight
+    together, with none at all too, and a peak below 2 would mean the cases
+    were not run concurrently and the test saw nothing.
+    """
+    fault_server.set_delay(0.3)
+    wf = (WorkflowBuilder("res").model("m", name="fault-model", base_url="http://unused/v1")
+          .resource("llm", capacity=2)
+          .step("ask", kind="chat", model="m", prompt="Say hi to {question}", uses=["llm"])
+          .build())
+    dag = plan(wf)
+    results = asyncio.run(Executor(dag, endpoints=endpoint(fault_server.base_url)).run_many("abcdef", concurrency=6))
+    assert all(r.ok for r in results) and all(replays(dag, r.events) for r in results)
+    counts = fault_server.counts()
+    assert counts["steps"]["ask"] == 6 and counts["in_flight"] == 0
+    assert counts["peak_in_flight"] == 2
 
 
 def test_python_retries_only_retryable_errors_then_falls_back() -> None:
