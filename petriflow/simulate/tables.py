@@ -219,8 +219,8 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
     step_of_t = [-1] * T
     for sid, w in wiring.steps.items():
         st = tables[sidx[sid]]
-        for t, _ in w.transitions():
-            step_of_t[tix(t)] = st.index
+        for tid, _ in w.transitions():
+            step_of_t[tix(tid)] = st.index
         for f in w.finishes:
             if f.role is TransitionRole.ROUTE:
                 st.routes.append(tix(f.transition))
