@@ -3,11 +3,12 @@
 What was verified is what runs. :func:`plan` lowers the workflow, checks the
 net (or takes a report the caller already has) and refuses a net that is not
 sound, with the checker's witness in the message. The :class:`Dag` is then
-read off the *net*, not re-derived from the workflow: every way a step can
-start (its ordinary inputs, a loop coming back, a fallback hand-over) is the
-preset of one of its start transitions, every way it can finish (a plain
-finish, a route branch, a loop back) is one finish transition with the
-places it fills. The executor plays the token game on those control places
+read off the *net*, not re-derived from the workflow: the lowering's
+:class:`~petriflow.net.wiring.StepWiring` names each step's transitions by
+role, and the plan maps over it. Every way a step can start (its ordinary
+inputs, a loop coming back, a fallback hand-over) is the preset of one of
+its start transitions, every way it can finish (a plain finish, a route
+branch, a loop back) is one finish transition with the places it fills. The executor plays the token game on those control places
 only (resources are semaphores shared by all cases), so every run it makes is
 a firing sequence of the verified net by construction; :attr:`Dag.net` and
 the transition ids in each plan let a test replay it.
@@ -31,6 +32,7 @@ from typing import Any
 from petriflow.errors import UnsoundWorkflowError
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
+from petriflow.net.wiring import EntryKind, Finish, NetWiring, PlaceRole, StepWiring, TransitionRole
 from petriflow.spec.model import Resource, Step, Workflow
 
 __all__ = ["Dag", "Entry", "MapPlan", "Outcome", "StepPlan", "plan"]
@@ -124,8 +126,9 @@ class Dag:
         return self.workflow.name
 
 
-def _control(net: WorkflowNet, places: Mapping[str, int]) -> Places:
-    return tuple((p, w) for p, w in places.items() if net.origins[p].construct != "resource")
+def _control(wiring: NetWiring, places: Mapping[str, int]) -> Places:
+    """The places the executor counts per case: all but the resources (semaphores shared by every case)."""
+    return tuple((p, w) for p, w in places.items() if wiring.place_role(p) is not PlaceRole.RESOURCE)
 
 
 def _check(net: WorkflowNet, report: Any) -> Any:
@@ -143,6 +146,41 @@ def _check(net: WorkflowNet, report: Any) -> Any:
     return report
 
 
+def _label(f: Finish) -> str:
+    """An outcome's label: ``""`` for a plain finish, the branch's ``when``, or ``"loop"``."""
+    if f.role is TransitionRole.ROUTE:
+        return f.label
+    return "loop" if f.role is TransitionRole.LOOP_BACK else ""
+
+
+def _step_plan(net: WorkflowNet, w: StepWiring, s: Step, *, upstream: tuple[str, ...], owner: str | None) -> StepPlan:
+    """One step's plan: its wiring record, with the control places of each transition read off the net."""
+    wiring = net.require_wiring()
+
+    def pre(t: str) -> Places:
+        return _control(wiring, net.preset(t))
+
+    def post(t: str) -> Places:
+        return _control(wiring, net.postset(t))
+
+    entries = tuple(Entry(st.transition, pre(st.transition), (st.way.via or "") if st.way.kind is EntryKind.LOOP
+                          else "", st.items) for st in w.starts)
+    outcomes = tuple(Outcome(_label(f), f.transition, tuple((p, n) for p, n in pre(f.transition) if p != w.running),
+                             post(f.transition)) for f in w.finishes)
+    map_plan = None
+    if w.map is not None:
+        assert s.map is not None
+        collect = {k: Outcome("", t, (), post(t)) for k, t in w.map.collects.items()}
+        map_plan = MapPlan(s.map.over, s.map.max, w.map.item_start, w.map.item_finish, MappingProxyType(collect))
+    retry = w.retry
+    return StepPlan(
+        id=s.id, step=s, entries=entries, outcomes=outcomes, uses=tuple(sorted(s.uses.items())), upstream=upstream,
+        owner=owner, fallback=s.fallback, fail=retry.fail if retry else None,
+        retry_budget=retry.budget if retry else None, retry=retry.retry if retry else None,
+        give_up=w.give_up.transition if w.give_up else None, map=map_plan,
+    )
+
+
 def plan(workflow: Workflow, *, report: Any = None, net: WorkflowNet | None = None) -> Dag:
     """Lower, verify (unless ``report`` is given) and read the executable plan off the net.
 
@@ -152,62 +190,15 @@ def plan(workflow: Workflow, *, report: Any = None, net: WorkflowNet | None = No
     net = lower(workflow) if net is None else net
     report = _check(net, report)
     wf = workflow
+    wiring = net.require_wiring()
     owners = wf.fallback_owner
-    entries: dict[str, list[Entry]] = {s.id: [] for s in wf.steps}
-    outcomes: dict[str, list[Outcome]] = {s.id: [] for s in wf.steps}
-    extra: dict[str, dict[str, Any]] = {s.id: {} for s in wf.steps}
-    collects: dict[str, dict[int, Outcome]] = {}
-    begin: Outcome | None = None
-    end: Entry | None = None
-    for t in net.transitions:
-        o = net.origins[t]
-        pre, post = net.preset(t), net.postset(t)
-        sid = o.step or ""
-        running = f"{sid}.running"
-        if o.construct == "begin":
-            begin = Outcome("", t, (), _control(net, post))
-        elif o.construct == "end":
-            end = Entry(t, _control(net, pre))
-        elif o.construct == "step" and o.role == "start":
-            if wf.step(sid).map is not None:
-                extra[sid]["item_start"] = t
-            else:
-                entries[sid].append(Entry(t, _control(net, pre), o.detail))
-        elif o.construct == "map" and o.role == "spawns":
-            loop_from = next((net.origins[p].detail for p in pre if net.origins[p].construct == "loop"), "")
-            entries[sid].append(Entry(t, _control(net, pre), loop_from, int(o.detail.split()[0])))
-        elif o.construct == "map" and o.role == "collects":
-            n = int(o.detail.split()[0])
-            collects.setdefault(sid, {})[n] = Outcome("", t, (), _control(net, post))
-        elif o.construct in ("step", "route", "loop") and o.role in ("finish", "back"):
-            if o.construct == "step" and wf.step(sid).map is not None:
-                extra[sid]["item_finish"] = t
-                continue
-            label = {"step": "", "route": o.detail, "loop": "loop"}[o.construct]
-            consumes = tuple((p, w) for p, w in _control(net, pre) if p != running)
-            outcomes[sid].append(Outcome(label, t, consumes, _control(net, post)))
-        elif o.construct == "retry" and o.role in ("fail", "retry"):
-            extra[sid][o.role] = t
-            if o.role == "fail":
-                extra[sid]["retry_budget"] = next(p for p in pre if net.origins[p].role == "budget")
-        elif o.construct == "fallback" and o.role == "give_up":
-            extra[sid]["give_up"] = t
-    assert begin is not None and end is not None, "a lowered workflow net has begin and end"
     steps: dict[str, StepPlan] = {}
     for s in wf.steps:
-        owner = owners.get(s.id)
         root = wf.root_of(s.id)  # a fallback (of a fallback) waits on what the step it stands in for waits on
-        map_plan = None
-        if s.map is not None:
-            map_plan = MapPlan(s.map.over, s.map.max, extra[s.id]["item_start"], extra[s.id]["item_finish"],
-                               MappingProxyType(collects.get(s.id, {})))
-        routers = wf.routers_of(root)
-        steps[s.id] = StepPlan(
-            id=s.id, step=s, entries=tuple(entries[s.id]), outcomes=tuple(outcomes[s.id]),
-            uses=tuple(sorted(s.uses.items())), upstream=wf.step(root).inputs + routers, owner=owner,
-            fallback=s.fallback, fail=extra[s.id].get("fail"), retry_budget=extra[s.id].get("retry_budget"), retry=extra[s.id].get("retry"),
-            give_up=extra[s.id].get("give_up"), map=map_plan,
-        )
+        steps[s.id] = _step_plan(net, wiring.steps[s.id], s, upstream=wf.step(root).inputs + wf.routers_of(root),
+                                 owner=owners.get(s.id))
+    begin = Outcome("", wiring.begin, (), _control(wiring, net.postset(wiring.begin)))
+    end = Entry(wiring.end, _control(wiring, net.preset(wiring.end)))
     watchers: dict[str, list[str]] = {}
     for sp in steps.values():
         for e in sp.entries:

@@ -1,5 +1,7 @@
-"""Petri nets: the value, the firing rule, lowering from workflows, PNML and adapters."""
+"""Petri nets: the value, the firing rule, lowering from workflows with its typed wiring, PNML and adapters."""
 
 from petriflow.net.petrinet import Marking, Origin, PetriNet, WorkflowNet
+from petriflow.net.wiring import EntryKind, NetWiring, PlaceRole, StepWiring, TransitionRole
 
-__all__ = ["Marking", "Origin", "PetriNet", "WorkflowNet"]
+__all__ = ["EntryKind", "Marking", "NetWiring", "Origin", "PetriNet", "PlaceRole", "StepWiring", "TransitionRole",
+           "WorkflowNet"]

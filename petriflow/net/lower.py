@@ -32,16 +32,41 @@ budget places may hold anything at the end.
 Giving up is not tied to an empty retry budget (a P/T net cannot test for
 zero), so the net allows a give-up after any attempt: more behaviour than the
 executor shows, never less, which keeps deadlock and soundness verdicts safe.
+
+Two descriptions come out next to the structure. Every node gets an
+:class:`~petriflow.net.petrinet.Origin`: words for people and drawings
+(witnesses told as steps, labels), never compared to decide anything. And
+the net gets its :class:`~petriflow.net.wiring.NetWiring`: one typed record
+per step naming its transitions and places by role (start and the way it is
+entered, finish per outcome, fail, retry, give-up, spawn and collect per k
+as ints...), which is what :func:`~petriflow.execute.plan.plan` and the
+simulator's tables read. The ids above are readable, not an interface.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
 from petriflow.net.petrinet import Origin, WorkflowNet
+from petriflow.net.wiring import (
+    EntryKind,
+    Finish,
+    GiveUp,
+    Link,
+    LoopWiring,
+    MapWiring,
+    NetWiring,
+    PlaceRole,
+    RetryWiring,
+    Start,
+    StepWiring,
+    TransitionRole,
+    Way,
+)
 from petriflow.spec.model import Step, Workflow
 
 __all__ = ["lower"]
@@ -65,6 +90,7 @@ class _Builder:
         return pid
 
     def transition(self, tid: str, origin: Origin, consume: dict[str, int], produce: dict[str, int]) -> str:
+        """Add a transition; returns its id, which differs from ``tid`` when a sanitised label repeats."""
         base, n = tid, 2
         while tid in self.origins:  # a sanitised label may repeat
             tid, n = f"{base}{n}", n + 1
@@ -83,6 +109,29 @@ def _merge(*parts: dict[str, int]) -> dict[str, int]:
     return out
 
 
+@dataclass(frozen=True)
+class _Out:
+    """One way a step can finish, before its transition exists: role, branch label or loop, arcs beyond running."""
+
+    role: TransitionRole
+    consume: dict[str, int]
+    produce: dict[str, int]
+    label: str = ""
+    loop: LoopWiring | None = None
+
+    def origin(self, sid: str) -> Origin:
+        if self.role is TransitionRole.ROUTE:
+            return Origin("route", sid, "finish", self.label)
+        if self.loop is not None:
+            return Origin("loop", sid, "back", self.loop.to)
+        return Origin("step", sid, "finish")
+
+    def tid(self, sid: str) -> str:
+        if self.role is TransitionRole.ROUTE:
+            return f"{sid}.choose.{_UNSAFE.sub('_', self.label)}"
+        return f"{sid}.loop" if self.loop is not None else f"{sid}.finish"
+
+
 class _Lowering:
     def __init__(self, wf: Workflow) -> None:
         self.wf = wf
@@ -91,24 +140,40 @@ class _Lowering:
         self.terminal = set(wf.terminal_steps())
         self.initial = set(wf.initial_steps())
         self.xor_end = wf.ends_exclusive()
+        self.links: dict[str, Link] = {}
+        self.resource_places: dict[str, str] = {}
+        self.wired: dict[str, StepWiring] = {}
 
     # -- places ---------------------------------------------------------------
     def edge(self, u: str, v: str) -> str:
         """The place a token takes from ``u`` to ``v`` (``any.v`` for an XOR-join, ``any.end`` for exclusive ends)."""
+        into = None if v == "end" else v
         if v == "end" and self.xor_end:
-            return self.b.place("any.end", Origin("join", None, "end"))
-        if v != "end" and u in self.wf.step(v).after_any:
-            return self.b.place(f"any.{v}", Origin("join", v))
-        return self.b.place(f"{u}.to.{v}", Origin("dependency", v if v != "end" else None, "input", u))
+            pid = self.b.place("any.end", Origin("join", None, "end"))
+            link = Link(pid, PlaceRole.JOIN, None, self.wf.terminal_steps())
+        elif v != "end" and u in self.wf.step(v).after_any:
+            pid = self.b.place(f"any.{v}", Origin("join", v))
+            link = Link(pid, PlaceRole.JOIN, into, self.wf.step(v).after_any)
+        else:
+            pid = self.b.place(f"{u}.to.{v}", Origin("dependency", into, "input", u))
+            link = Link(pid, PlaceRole.DEPENDENCY, into, () if u == "begin" else (u,))
+        self.links.setdefault(pid, link)
+        return pid
 
     def resources(self, s: Step) -> dict[str, int]:
-        return {self.b.place(f"res.{r}", Origin("resource", None, "capacity", r), self.wf.resources[r].capacity): n
-                for r, n in s.uses.items()}
+        out: dict[str, int] = {}
+        for r, n in s.uses.items():
+            pid = self.b.place(f"res.{r}", Origin("resource", None, "capacity", r), self.wf.resources[r].capacity)
+            self.resource_places.setdefault(r, pid)
+            out[pid] = n
+        return out
 
-    def inputs(self, s: Step) -> list[dict[str, int]]:
-        """Each way ``s`` can be entered: its ordinary inputs, and one per loop coming back to it."""
+    def inputs(self, s: Step) -> list[tuple[Way, dict[str, int]]]:
+        """Each way ``s`` can be entered, with the places it takes: ordinary inputs, one per loop coming back."""
         if s.id in self.owner:
-            return [{self.b.place(f"{self.owner[s.id]}.gives_up.to.{s.id}", Origin("fallback", s.id, "input", self.owner[s.id])): 1}]
+            giver = self.owner[s.id]
+            handover = self.b.place(f"{giver}.gives_up.to.{s.id}", Origin("fallback", s.id, "input", giver))
+            return [(Way(EntryKind.FALLBACK, giver, handover), {handover: 1})]
         ordinary: dict[str, int] = {}
         if s.id in self.initial:
             ordinary[self.edge("begin", s.id)] = 1
@@ -116,33 +181,39 @@ class _Lowering:
             ordinary[self.edge(u, s.id)] = 1
         if s.after_any:
             ordinary[self.edge(s.after_any[0], s.id)] = 1
-        ways = [ordinary]
+        ways = [(Way(EntryKind.INPUTS), ordinary)]
         for other in self.wf.steps:
             if other.loop is not None and other.loop.to == s.id:
-                ways.append({self.b.place(f"{s.id}.loop_from.{other.id}", Origin("loop", s.id, "entry", other.id)): 1})
+                entry = self.b.place(f"{s.id}.loop_from.{other.id}", Origin("loop", s.id, "entry", other.id))
+                ways.append((Way(EntryKind.LOOP, other.id, entry), {entry: 1}))
         return ways
 
-    def outcomes(self, sid: str) -> list[tuple[Origin, dict[str, int], dict[str, int]]]:
-        """Each way ``sid`` can finish: (origin, extra places consumed, places produced).
+    def loop_of(self, sid: str) -> LoopWiring:
+        """The budget and re-entry places of the loop declared on ``sid``."""
+        loop = self.wf.step(sid).loop
+        assert loop is not None
+        budget = self.b.place(f"{sid}.loop_budget", Origin("loop", sid, "budget", loop.to), loop.max)
+        entry = self.b.place(f"{loop.to}.loop_from.{sid}", Origin("loop", loop.to, "entry", sid))
+        return LoopWiring(sid, loop.to, budget, entry)
 
-        A fallback finishes as its owner would; a map item finishes into ``done``.
-        """
+    def outcomes(self, sid: str) -> list[_Out]:
+        """Each way ``sid`` can finish. A fallback finishes as its owner would; a map item finishes into ``done``."""
         sid = self.wf.root_of(sid)
         s = self.wf.step(sid)
         routed = {b.to for b in s.route}
         always = {self.edge(sid, v): 1 for v in self.wf.successors(sid) if v not in routed}
         if sid in self.terminal:
             always[self.edge(sid, "end")] = 1
-        outs: list[tuple[Origin, dict[str, int], dict[str, int]]]
+        outs: list[_Out]
         if not s.route:
-            outs = [(Origin("step", sid, "finish"), {}, always)]
+            outs = [_Out(TransitionRole.FINISH, {}, always)]
         else:
-            outs = [(Origin("route", sid, "finish", b.when), {}, _merge(always, {self.edge(sid, b.to): 1}))
+            outs = [_Out(TransitionRole.ROUTE, {}, _merge(always, {self.edge(sid, b.to): 1}), label=b.when)
                     for b in s.route]
         if s.loop is not None:
-            budget = self.b.place(f"{sid}.loop_budget", Origin("loop", sid, "budget", s.loop.to), s.loop.max)
-            back = self.b.place(f"{s.loop.to}.loop_from.{sid}", Origin("loop", s.loop.to, "entry", sid))
-            outs.append((Origin("loop", sid, "back", s.loop.to), {budget: 1}, _merge({back: 1}, self.redeliver(sid))))
+            loop = self.loop_of(sid)
+            outs.append(_Out(TransitionRole.LOOP_BACK, {loop.budget: 1}, _merge({loop.entry: 1}, self.redeliver(sid)),
+                             loop=loop))
         return outs
 
     def redeliver(self, sid: str) -> dict[str, int]:
@@ -171,61 +242,96 @@ class _Lowering:
         res = self.resources(s)
         running = b.place(f"{s.id}.running", Origin("step", s.id, "running"))
         owner = self.wf.root_of(s.id)
-        is_map = self.wf.step(owner).map is not None and s.id == owner
-        for k, way in enumerate(self.inputs(s)):
-            loop_from = next((self.b.origins[p].detail for p in way if self.b.origins[p].construct == "loop"), None)
-            suffix = f"_loop.{loop_from}" if loop_from else ""
-            if is_map:
-                assert s.map is not None
+        starts: list[Start] = []
+        finishes: list[Finish] = []
+        map_wiring = None
+        for way, takes in self.inputs(s):
+            via = way.via if way.kind is EntryKind.LOOP else None
+            suffix = f"_loop.{via}" if via else ""
+            if s.map is not None:
                 items = b.place(f"{s.id}.items", Origin("map", s.id, "items"))
                 for n in range(1, s.map.max + 1):
                     count = b.place(f"{s.id}.n{n}", Origin("map", s.id, "count", str(n)))
-                    b.transition(f"{s.id}.spawn{n}{suffix}", Origin("map", s.id, "spawns", f"{n} item(s)"),
-                                 way, {items: n, count: 1})
+                    t = b.transition(f"{s.id}.spawn{n}{suffix}", Origin("map", s.id, "spawns", f"{n} item(s)"),
+                                     takes, {items: n, count: 1})
+                    starts.append(Start(t, way, items=n))
             else:
-                b.transition(f"{s.id}.start{suffix}", Origin("step", s.id, "start", loop_from or ""),
-                             _merge(way, res), {running: 1})
-        if is_map:
-            assert s.map is not None
-            items, done = f"{s.id}.items", b.place(f"{s.id}.done", Origin("map", s.id, "done"))
-            b.transition(f"{s.id}.start", Origin("step", s.id, "start"), _merge({items: 1}, res), {running: 1})
-            b.transition(f"{s.id}.finish", Origin("step", s.id, "finish"), {running: 1}, _merge({done: 1}, res))
-            for n in range(1, s.map.max + 1):
-                for origin, extra, produce in self.outcomes(s.id):
-                    b.transition(f"{s.id}.collect{n}", Origin("map", s.id, "collects", f"{n} item(s)"),
-                                 _merge({f"{s.id}.n{n}": 1, done: n}, extra), produce)
+                t = b.transition(f"{s.id}.start{suffix}", Origin("step", s.id, "start", via or ""),
+                                 _merge(takes, res), {running: 1})
+                starts.append(Start(t, way))
+        if s.map is not None:
+            map_wiring = self.map_parts(s, res, running)
         else:
             target_is_map = owner != s.id and self.wf.step(owner).map is not None
-            outs = ([(Origin("step", s.id, "finish"), {}, {f"{owner}.done": 1})] if target_is_map
+            outs = ([_Out(TransitionRole.FINISH, {}, {f"{owner}.done": 1})] if target_is_map
                     else self.outcomes(s.id))
-            for origin, extra, produce in outs:
-                origin = Origin(origin.construct, s.id, origin.role, origin.detail)
-                name = {"route": f"{s.id}.choose.{_UNSAFE.sub('_', origin.detail)}", "loop": f"{s.id}.loop"}
-                b.transition(name.get(origin.construct, f"{s.id}.finish"), origin,
-                             _merge({running: 1}, extra), _merge(produce, res))
-        instances = s.map.max if is_map and s.map else 1
-        if s.retry.max_attempts > 1:
-            budget = b.place(f"{s.id}.retries", Origin("retry", s.id, "budget"), (s.retry.max_attempts - 1) * instances)
-            backoff = b.place(f"{s.id}.backoff", Origin("retry", s.id, "backoff"))
-            b.transition(f"{s.id}.fail", Origin("retry", s.id, "fail"), {running: 1, budget: 1}, _merge({backoff: 1}, res))
-            b.transition(f"{s.id}.retry", Origin("retry", s.id, "retry"), _merge({backoff: 1}, res), {running: 1})
-        if s.fallback is not None:
-            handover = b.place(f"{s.id}.gives_up.to.{s.fallback}", Origin("fallback", s.fallback, "input", s.id))
-            b.transition(f"{s.id}.give_up", Origin("fallback", s.id, "give_up", s.fallback), {running: 1},
-                         _merge({handover: 1}, res))
+            for out in outs:
+                t = b.transition(out.tid(s.id), out.origin(s.id), _merge({running: 1}, out.consume),
+                                 _merge(out.produce, res))
+                finishes.append(Finish(t, out.role, out.label, out.loop))
+        self.wired[s.id] = StepWiring(
+            step=s.id, running=running, starts=tuple(starts), finishes=tuple(finishes),
+            loop=self.loop_of(s.id) if s.loop is not None else None,
+            retry=self.retries(s, res, running), give_up=self.give_up(s, res, running), map=map_wiring,
+        )
+
+    def map_parts(self, s: Step, res: dict[str, int], running: str) -> MapWiring:
+        """A map's item start and finish, and one collect per item count (a map neither routes nor loops)."""
+        assert s.map is not None
+        b = self.b
+        items, done = f"{s.id}.items", b.place(f"{s.id}.done", Origin("map", s.id, "done"))
+        item_start = b.transition(f"{s.id}.start", Origin("step", s.id, "start"), _merge({items: 1}, res),
+                                  {running: 1})
+        item_finish = b.transition(f"{s.id}.finish", Origin("step", s.id, "finish"), {running: 1},
+                                   _merge({done: 1}, res))
+        [out] = self.outcomes(s.id)  # the loader refuses a map that routes or loops: one plain outcome
+        counts = {n: f"{s.id}.n{n}" for n in range(1, s.map.max + 1)}
+        collects = {n: b.transition(f"{s.id}.collect{n}", Origin("map", s.id, "collects", f"{n} item(s)"),
+                                    _merge({counts[n]: 1, done: n}, out.consume), out.produce)
+                    for n in counts}
+        return MapWiring(item_start, item_finish, items, done, MappingProxyType(counts), MappingProxyType(collects))
+
+    def retries(self, s: Step, res: dict[str, int], running: str) -> RetryWiring | None:
+        """Fail takes a retry token (a map shares ``max_attempts - 1`` per item over all items) and backs off."""
+        if s.retry.max_attempts <= 1:
+            return None
+        b = self.b
+        instances = s.map.max if s.map is not None else 1
+        budget = b.place(f"{s.id}.retries", Origin("retry", s.id, "budget"), (s.retry.max_attempts - 1) * instances)
+        backoff = b.place(f"{s.id}.backoff", Origin("retry", s.id, "backoff"))
+        fail = b.transition(f"{s.id}.fail", Origin("retry", s.id, "fail"), {running: 1, budget: 1},
+                            _merge({backoff: 1}, res))
+        retry = b.transition(f"{s.id}.retry", Origin("retry", s.id, "retry"), _merge({backoff: 1}, res), {running: 1})
+        return RetryWiring(fail, retry, budget, backoff)
+
+    def give_up(self, s: Step, res: dict[str, int], running: str) -> GiveUp | None:
+        if s.fallback is None:
+            return None
+        handover = self.b.place(f"{s.id}.gives_up.to.{s.fallback}", Origin("fallback", s.fallback, "input", s.id))
+        t = self.b.transition(f"{s.id}.give_up", Origin("fallback", s.id, "give_up", s.fallback), {running: 1},
+                              _merge({handover: 1}, res))
+        return GiveUp(t, s.fallback, handover)
 
     def run(self) -> WorkflowNet:
         b, wf = self.b, self.wf
         source = b.place("source", Origin("begin", None, "source"), 1)
-        b.transition("begin", Origin("begin", None, "begin"), {source: 1},
-                     {self.edge("begin", s): 1 for s in wf.initial_steps()})
+        begin = b.transition("begin", Origin("begin", None, "begin"), {source: 1},
+                             {self.edge("begin", s): 1 for s in wf.initial_steps()})
         for s in wf.steps:
             self.step(s)
         sink = b.place("sink", Origin("end", None, "sink"))
-        b.transition("end", Origin("end", None, "end"), {self.edge(s, "end"): 1 for s in wf.terminal_steps()}, {sink: 1})
-        return self.freeze(source, sink)
+        end = b.transition("end", Origin("end", None, "end"), {self.edge(s, "end"): 1 for s in wf.terminal_steps()},
+                           {sink: 1})
+        order = {p: i for i, p in enumerate(b.places)}
+        wiring = NetWiring(
+            begin=begin, end=end, source=source, sink=sink,
+            steps=MappingProxyType({s.id: self.wired[s.id] for s in wf.steps}),
+            resources=MappingProxyType(dict(sorted(self.resource_places.items(), key=lambda kv: order[kv[1]]))),
+            links=MappingProxyType(dict(sorted(self.links.items(), key=lambda kv: order[kv[0]]))),
+        )
+        return self.freeze(wiring)
 
-    def freeze(self, source: str, sink: str) -> WorkflowNet:
+    def freeze(self, wiring: NetWiring) -> WorkflowNet:
         b = self.b
         pids, tids = list(b.places), b.transitions
         pix, tix = {p: i for i, p in enumerate(pids)}, {t: i for i, t in enumerate(tids)}
@@ -236,21 +342,21 @@ class _Lowering:
                 post[tix[src], pix[dst]] += w
             else:
                 pre[tix[dst], pix[src]] += w
-        resources = tuple(p for p in pids if b.origins[p].construct == "resource")
-        budgets = tuple(p for p in pids if b.origins[p].role == "budget")
+        resources = tuple(wiring.resources.values())
+        budgets = tuple(p for p in pids if p in wiring.budgets)
         final = np.zeros(len(pids), dtype=np.int64)
-        final[pix[sink]] = 1
+        final[pix[wiring.sink]] = 1
         for r in resources:
             final[pix[r]] = b.places[r]
         mask = np.array([p not in budgets for p in pids])
         return WorkflowNet(
             places=tuple(pids), transitions=tuple(tids), pre=pre, post=post,
             initial=np.array([b.places[p] for p in pids], dtype=np.int64), name=self.wf.name,
-            final=final, final_mask=mask, source=source, sink=sink, origins=dict(b.origins),
-            resources=resources, budgets=budgets,
+            final=final, final_mask=mask, source=wiring.source, sink=wiring.sink, origins=dict(b.origins),
+            resources=resources, budgets=budgets, wiring=wiring,
         )
 
 
 def lower(workflow: Workflow) -> WorkflowNet:
-    """The workflow net of ``workflow``: one source, one sink, every node traced to its step."""
+    """The workflow net of ``workflow`` with its wiring: one source, one sink, every node traced to its step."""
     return _Lowering(workflow).run()

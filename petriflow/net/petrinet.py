@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from petriflow.errors import NetError
+from petriflow.net.wiring import NetWiring
 
 __all__ = ["Marking", "Origin", "PetriNet", "WorkflowNet"]
 
@@ -149,7 +150,8 @@ class PetriNet:
     @property
     def incidence(self) -> np.ndarray:
         """``post - pre``, shape ``(transitions, places)``: the effect of each firing."""
-        return self.post - self.pre
+        effect: np.ndarray = self.post - self.pre
+        return effect
 
     @property
     def arc_count(self) -> int:
@@ -196,7 +198,8 @@ class PetriNet:
 
     def enabled(self, marking: Marking) -> np.ndarray:
         """Boolean vector: which transitions the marking enables."""
-        return np.all(self.pre <= marking, axis=1)
+        enabled: np.ndarray = np.all(self.pre <= marking, axis=1)
+        return enabled
 
     def enabled_ids(self, marking: Marking) -> list[str]:
         return [self.transitions[i] for i in np.flatnonzero(self.enabled(marking))]
@@ -208,7 +211,8 @@ class PetriNet:
             raise NetError(
                 f"transition '{self.transitions[t]}' is not enabled in {self.describe_marking(marking)}"
             )
-        return marking - self.pre[t] + self.post[t]
+        after: Marking = marking - self.pre[t] + self.post[t]
+        return after
 
     def replay(self, sequence: Iterable[str], marking: Marking | None = None) -> Marking:
         """Fire a sequence of transition ids from ``marking`` (default: the initial one)."""
@@ -247,7 +251,12 @@ class PetriNet:
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a place or transition of a lowered net comes from in the workflow.
+    """Where a place or transition of a lowered net comes from in the workflow, in words.
+
+    The words are for people and drawings only (witnesses told as steps,
+    labels, colours): nothing decides what a node *is* by comparing them.
+    That is the typed :class:`~petriflow.net.wiring.NetWiring` the lowering
+    writes next to the net (:attr:`WorkflowNet.wiring`).
 
     ``construct`` is one of ``step``, ``dependency``, ``route``, ``join``,
     ``loop``, ``map``, ``retry``, ``fallback``, ``resource``, ``begin``,
@@ -296,10 +305,13 @@ class Origin:
 class WorkflowNet(PetriNet):
     """A workflow net: one source place, one sink place, and the map back to the workflow.
 
-    ``origins`` maps every place and transition id to its :class:`Origin`;
-    ``resources`` lists the shared resource places (capacity tokens that every
-    case returns), ``budgets`` the loop and retry counter places that the final
-    marking ignores.
+    ``origins`` maps every place and transition id to its :class:`Origin`
+    (words for people); ``resources`` lists the shared resource places
+    (capacity tokens that every case returns), ``budgets`` the loop and retry
+    counter places that the final marking ignores. ``wiring`` says what each
+    node is, by role, for the code that plans and simulates the net; it is
+    set by :func:`~petriflow.net.lower.lower` and covers every node, and it is
+    ``None`` for a net read from PNML (which stores no such records).
     """
 
     source: str = ""
@@ -307,6 +319,7 @@ class WorkflowNet(PetriNet):
     origins: Mapping[str, Origin] = field(default_factory=dict)
     resources: tuple[str, ...] = ()
     budgets: tuple[str, ...] = ()
+    wiring: NetWiring | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -316,6 +329,32 @@ class WorkflowNet(PetriNet):
         missing = [x for x in self.places + self.transitions if x not in self.origins]
         if missing:
             raise NetError(f"'{missing[0]}' has no origin in the workflow")
+        if self.wiring is not None:
+            self._check_wiring(self.wiring)
+
+    def _check_wiring(self, wiring: NetWiring) -> None:
+        """The wiring covers this net exactly: every node has one role, and it names no other node."""
+        for what, ids, wired in (("transition", self.transitions, wiring.transition_roles),
+                                 ("place", self.places, wiring.place_roles)):
+            unwired = [x for x in ids if x not in wired]
+            extra = sorted(set(wired) - set(ids))
+            if unwired:
+                raise NetError(f"{what} '{unwired[0]}' has no role in the wiring", where=self.name)
+            if extra:
+                raise NetError(f"the wiring names {what} '{extra[0]}', which the net does not have", where=self.name)
+        if (wiring.source, wiring.sink) != (self.source, self.sink):
+            raise NetError("the wiring's source and sink are not the net's", where=self.name)
+
+    def require_wiring(self) -> NetWiring:
+        """The typed wiring, for code that must know what each node is; a NetError for a net read from PNML."""
+        if self.wiring is None:
+            raise NetError(
+                f"net '{self.name}' has no wiring (it was not lowered from a workflow here)",
+                where=self.name,
+                hint="lower the workflow with petriflow.net.lower.lower(); a net read from PNML can be checked, "
+                     "not planned or simulated",
+            )
+        return self.wiring
 
     def step_of(self, node: str) -> str | None:
         """The workflow step a place or transition belongs to (None for glue)."""

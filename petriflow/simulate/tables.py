@@ -7,16 +7,19 @@ fall into four kinds:
 
 * ``PLAIN`` places hold per-case tokens; producing one offers the
   transitions that consume it (``candidates``) a chance to fire;
-* ``RUNNING`` places (``s.running``) are never stored: producing a token
+* ``RUNNING`` places (a step's running place) are never stored: producing a token
   schedules the step's completion after a latency draw, and the completion
   picks one of the transitions that consume it (finish, a route branch, the
   loop back, fail, give up) by the profile;
-* ``BACKOFF`` places (``s.backoff``) receive their token after the retry
+* ``BACKOFF`` places (a step's back-off place) receive their token after the retry
   delay, which then enables ``s.retry``;
 * the ``SINK``: producing there completes the case.
 
 Resource places are not per case: they become shared counters with FIFO
-queues (see :mod:`petriflow.simulate.engine`).
+queues (see :mod:`petriflow.simulate.engine`). What each place and
+transition is (running, back-off, resource; finish, branch, loop back, fail,
+retry, give up, spawn k) comes from the net's
+:class:`~petriflow.net.wiring.NetWiring`, never from its display words.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 
 from petriflow.errors import ProfileError
 from petriflow.net.petrinet import WorkflowNet
+from petriflow.net.wiring import TransitionRole, Way
 from petriflow.profile.distributions import Dist
 from petriflow.profile.model import ModelProfile, Profile
 from petriflow.spec.model import Workflow, price_of
@@ -179,20 +183,19 @@ def _open_streams(st: StepTable, profile: Profile, sid: str, *, seed: int, probs
 def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: int) -> Tables:
     """Flatten ``net`` for the loop and open one random stream per step and quantity."""
     P, T = len(net.places), len(net.transitions)
-    origins = [net.origins[p] for p in net.places]
-    res_ids = [p for p in net.places if origins[net.place_index(p)].construct == "resource"]
-    res_of = {net.place_index(p): i for i, p in enumerate(res_ids)}
-    names = [origins[net.place_index(p)].detail for p in res_ids]
+    wiring = net.require_wiring()
+    pix, tix = net.place_index, net.transition_index
+    res_of = {pix(p): i for i, p in enumerate(wiring.resources.values())}
+    names = list(wiring.resources)
     step_ids = list(wf.step_ids)
     sidx = {s: i for i, s in enumerate(step_ids)}
     kind = [PLAIN] * P
     place_step = [-1] * P
-    for i, o in enumerate(origins):
-        if o.construct == "step" and o.role == "running":
-            kind[i], place_step[i] = RUNNING, sidx[o.step]  # type: ignore[index]
-        elif o.construct == "retry" and o.role == "backoff":
-            kind[i], place_step[i] = BACKOFF, sidx[o.step]  # type: ignore[index]
-    kind[net.place_index(net.sink)] = SINK
+    for sid, w in wiring.steps.items():
+        kind[pix(w.running)], place_step[pix(w.running)] = RUNNING, sidx[sid]
+        if w.retry is not None:
+            kind[pix(w.retry.backoff)], place_step[pix(w.retry.backoff)] = BACKOFF, sidx[sid]
+    kind[pix(wiring.sink)] = SINK
 
     pre = net.pre.tolist()
     post = net.post.tolist()
@@ -206,43 +209,44 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
                                 for _ in range(w) if kind[p] in (RUNNING, BACKOFF)))
         post_sink.append(any(w and kind[p] == SINK for p, w in enumerate(post[t])))
 
-    # completions: transitions that consume a running place, by what they mean
+    # completions: the transitions that end an attempt (finish, a route branch, the loop back, fail, give up),
+    # picked by the profile when the latency draw is over; spawns grouped by the way into the map step
     completion = [False] * T
     tables: list[StepTable] = [StepTable(i, s) for i, s in enumerate(step_ids)]
+    labels: dict[str, list[str]] = {}
     spawn_group: dict[int, list[int]] = {}
     spawn_step: dict[int, int] = {}
-    groups: dict[tuple[int, tuple[tuple[int, int], ...]], dict[int, int]] = {}
     step_of_t = [-1] * T
-    for t, tid in enumerate(net.transitions):
-        o = net.origins[tid]
-        step_of_t[t] = sidx.get(o.step, -1) if o.step else -1
-        runs = [p for p, w in enumerate(pre[t]) if w and kind[p] == RUNNING]
-        if o.construct == "map" and o.role == "spawns":
-            n = int(o.detail.split()[0])
-            groups.setdefault((sidx[o.step], pre_flow[t]), {})[n] = t  # type: ignore[index]
-        if o.construct == "retry" and o.role == "retry":
-            tables[sidx[o.step]].retry = t  # type: ignore[index]
-        if not runs:
-            continue
-        completion[t] = True
-        st = tables[place_step[runs[0]]]
-        if o.construct == "route":
-            st.routes.append(t)
-        elif o.construct == "loop":
-            st.loop = t
-            st.loop_budget = next(p for p, w in enumerate(pre[t]) if w and origins[p].role == "budget")
-        elif o.construct == "retry" and o.role == "fail":
-            st.fail = t
-            st.retries = next(p for p, w in enumerate(pre[t]) if w and origins[p].role == "budget")
-        elif o.construct == "fallback":
-            st.give_up = t
-        else:
-            st.finish = t
-    for (s, _), by_n in groups.items():
-        ordered = [by_n[n] for n in sorted(by_n)]
-        for t in ordered:
-            spawn_group[t] = ordered
-            spawn_step[t] = s
+    for sid, w in wiring.steps.items():
+        st = tables[sidx[sid]]
+        for tid, _ in w.transitions():
+            step_of_t[tix(tid)] = st.index
+        for f in w.finishes:
+            if f.role is TransitionRole.ROUTE:
+                st.routes.append(tix(f.transition))
+                labels.setdefault(sid, []).append(f.label)
+            elif f.loop is not None:
+                st.loop, st.loop_budget = tix(f.transition), pix(f.loop.budget)
+            else:
+                st.finish = tix(f.transition)
+        if w.map is not None:
+            st.finish = tix(w.map.item_finish)
+        if w.retry is not None:
+            st.fail, st.retries, st.retry = tix(w.retry.fail), pix(w.retry.budget), tix(w.retry.retry)
+        if w.give_up is not None:
+            st.give_up = tix(w.give_up.transition)
+        for t in (st.finish, *st.routes, st.loop, st.fail, st.give_up):
+            if t >= 0:
+                completion[t] = True
+        by_way: dict[Way, dict[int, int]] = {}
+        for start in w.starts:
+            if start.items:
+                by_way.setdefault(start.way, {})[start.items] = tix(start.transition)
+        for by_n in by_way.values():
+            ordered = [by_n[n] for n in sorted(by_n)]
+            for t in ordered:
+                spawn_group[t] = ordered
+                spawn_step[t] = st.index
 
     consumers: list[list[int]] = [[] for _ in range(P)]
     for t in range(T):
@@ -275,9 +279,7 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
         st.plain = not st.routes and st.loop < 0 and st.finish >= 0
         step = wf.step(sid)
         main = wf.root_of(sid)  # a fallback routes and loops as the step it finally stands in for
-        start = next((t for t, tid in enumerate(net.transitions)
-                      if net.origins[tid].step == sid and net.origins[tid].role == "start"), -1)
-        st.release = pre_res[start] if start >= 0 else ()
+        st.release = pre_res[tix(wiring.steps[sid].attempts[0])]
         st.timeout = float(step.timeout) if step.timeout else float("inf")
         st.max_attempts = step.retry.max_attempts
         st.backoff, st.backoff_max, st.jitter = step.retry.backoff, step.retry.backoff_max, step.retry.jitter
@@ -285,14 +287,15 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
         probs: dict[str, float] = {}
         if st.routes:
             probs = dict(profile.routes.get(main) or {b.when: b.p for b in wf.step(main).route})
-            labels = [net.origins[net.transitions[t]].detail for t in st.routes]
-            if set(labels) != set(probs):
-                raise ProfileError(f"route branches {sorted(probs)} do not match {sorted(labels)}", where=f"routes.{main}")
-            probs = {label: probs[label] for label in labels}  # in the order of st.routes
+            branches = labels[sid]  # in the order of st.routes
+            if set(branches) != set(probs):
+                raise ProfileError(f"route branches {sorted(probs)} do not match {sorted(branches)}",
+                                   where=f"routes.{main}")
+            probs = {label: probs[label] for label in branches}
         main_loop = wf.step(main).loop
         loop_p = profile.loops.get(main, main_loop.p if main_loop is not None else 0.0)
         _open_streams(st, profile, sid, seed=seed, probs=list(probs.values()), loop_p=loop_p,
                       items_max=step.map.max if step.map is not None else 0)
-    begin = net.transition_index("begin")
+    begin = tix(wiring.begin)
     return Tables(pre_flow, pre_res, post_plain, post_res, post_timed, post_sink, candidates, spawn_group,
                   spawn_step, step_of_t, initial, begin, tables, names, capacity, rpm, tpm, net)
