@@ -135,6 +135,7 @@ class StepPolicies:
                     tokens.reserve(now, used - reserved)
 
     def release(self, sp: StepPlan) -> None:
+        """Give the step's units back (rate permits are spent: a bucket refills with time, not with releases)."""
         for rid, n in sp.uses:
             for _ in range(n):
                 self.limits[rid].units.release()
