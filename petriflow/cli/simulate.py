@@ -124,6 +124,7 @@ def simulate_cmd(path: str, cases: int, rate: float | None, users: int | None, t
 def fit_cmd(traces: str, output: str, workflow: str | None, min_samples: int) -> None:
     """Fit a simulation profile from execution TRACES (JSON lines) and say how well each part fits."""
     from petriflow.profile.fit import fit
+    from petriflow.rules import ERROR_KINDS
 
     wf = _workflow(workflow) if workflow else None
     profile = fit(traces, workflow=wf, min_samples=min_samples)
@@ -136,7 +137,8 @@ def fit_cmd(traces: str, output: str, workflow: str | None, min_samples: int) ->
         click.echo(f"{sid:<16} route          " + ", ".join(f"{b} {p:.3f}" for b, p in probs.items()))
     for sid, sp in profile.steps.items():
         if sp.failure_rate:
-            click.echo(f"{sid:<16} failure rate   {sp.failure_rate:.4f}")
+            kinds = ", ".join(f"{kind} {sp.rate_of(kind):.4f}" for kind in ERROR_KINDS if sp.rate_of(kind))
+            click.echo(f"{sid:<16} failure rate   {sp.failure_rate:.4f} ({kinds})")
     click.echo(f"wrote {output}")
 
 

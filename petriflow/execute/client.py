@@ -9,11 +9,11 @@ went wrong in a form the executor can act on: a
 
 Every answer carries its token usage (from ``usage``, streamed answers too via
 ``stream_options.include_usage``), its cost from the workflow's prices, its
-latency and its finish reason. Two optional policies live here because they
-are about one request, not about the net: a response cache keyed by the
-content of the request (:class:`MemoryCache`, :class:`SqliteCache`), and
-hedging (after ``hedge_after`` seconds without an answer, send the same request
-again and take whichever answers first).
+latency and its finish reason. One optional policy lives here because it is
+about one request, not about the net: a response cache keyed by the content
+of the request (:class:`MemoryCache`, :class:`SqliteCache`). Nothing here
+sends a second request: every request the executor makes is an attempt of
+the net, which the budget check and the simulator see too.
 
     >>> async def main(client: ModelClient, ep: Endpoint) -> None:   # doctest: +SKIP
     ...     r = await client.chat(ep, [{"role": "user", "content": "hi"}], max_tokens=16)
@@ -25,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -65,8 +65,6 @@ __all__ = [
 
 STEP_HEADER = "X-Petriflow-Step"
 """Sent with every call made for a step, so servers (and the fault server's counters) can tell steps apart."""
-_T = TypeVar("_T")
-_UNSET: Any = object()
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,6 @@ class ChatResult:
     latency_s: float
     finish_reason: str | None
     cached: bool = False
-    hedged: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,16 +194,14 @@ class _Pool:
 class ModelClient:
     """Calls OpenAI-compatible endpoints through pooled ``AsyncOpenAI`` clients (retries off), reused.
 
-    ``cache`` (optional) answers repeated requests without calling; ``hedge_after``
-    (optional, seconds) is the default hedging delay of :meth:`chat`;
+    ``cache`` (optional) answers repeated requests without calling;
     ``default_timeout`` bounds a call that was given no ``timeout``;
     ``max_connections`` caps the connections to one endpoint.
     """
 
-    def __init__(self, *, cache: ResponseCache | None = None, hedge_after: float | None = None,
-                 default_timeout: float = 120.0, max_connections: int = 1024) -> None:
+    def __init__(self, *, cache: ResponseCache | None = None, default_timeout: float = 120.0,
+                 max_connections: int = 1024) -> None:
         self.cache = cache
-        self.hedge_after = hedge_after
         self.default_timeout = default_timeout
         self.max_connections = max_connections
         self._pools: dict[tuple[str, str], _Pool] = {}
@@ -261,9 +256,9 @@ class ModelClient:
     async def chat(self, endpoint: Endpoint, messages: Sequence[Mapping[str, Any]], *,
                    json_schema: Mapping[str, Any] | None = None, schema_name: str = "output",
                    max_tokens: int = 256, temperature: float = 0.0, timeout: float | None = None,
-                   stream: bool = False, step: str | None = None, hedge_after: float | None = _UNSET,
+                   stream: bool = False, step: str | None = None,
                    use_cache: bool = True, extra_body: Mapping[str, Any] | None = None) -> ChatResult:
-        """One chat completion (one attempt; a hedge, if any, is a second copy of it).
+        """One chat completion: one attempt, one request.
 
         With ``json_schema`` the request asks for constrained JSON
         (``response_format: json_schema``) and ``parsed`` holds the validated
@@ -283,19 +278,14 @@ class ModelClient:
         if key is not None and self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
-                return ChatResult(**{**hit, "cost": 0.0, "latency_s": 0.0, "cached": True, "hedged": False})
+                return ChatResult(**{**hit, "cost": 0.0, "latency_s": 0.0, "cached": True})
         headers = {STEP_HEADER: step} if step else None
-        wait = self.hedge_after if hedge_after is _UNSET else hedge_after
         limit = self.default_timeout if timeout is None else timeout
         once = self._stream_once if stream else self._chat_once
         t0 = time.perf_counter()
-
-        async def attempt() -> tuple[str, str | None, int, int, str]:
-            return await once(endpoint, payload, timeout=limit, headers=headers)
-
         try:
             async with asyncio.timeout(limit):
-                (text, finish, n_in, n_out, model), hedged = await _hedge(attempt, wait)
+                text, finish, n_in, n_out, model = await once(endpoint, payload, timeout=limit, headers=headers)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -304,10 +294,10 @@ class ModelClient:
         parsed = _parse_json(text, json_schema, where) if json_schema is not None else None
         result = ChatResult(text=text, parsed=parsed, input_tokens=n_in, output_tokens=n_out,
                             cost=call_cost(endpoint, input_tokens=n_in, output_tokens=n_out), model=model,
-                            latency_s=latency, finish_reason=finish, hedged=hedged)
+                            latency_s=latency, finish_reason=finish)
         if key is not None and self.cache is not None:
             self.cache.put(key, {k: v for k, v in asdict(result).items()
-                                 if k not in ("cost", "latency_s", "cached", "hedged")})
+                                 if k not in ("cost", "latency_s", "cached")})
         return result
 
     async def _chat_once(self, endpoint: Endpoint, payload: Mapping[str, Any], *, timeout: float,
@@ -395,34 +385,3 @@ class ModelClient:
         if key is not None and self.cache is not None:
             self.cache.put(key, {"vectors": vectors.tolist(), "input_tokens": n_in, "model": model})
         return result
-
-
-async def _hedge(attempt: Callable[[], Awaitable[_T]], hedge_after: float | None) -> tuple[_T, bool]:
-    """Run ``attempt``; if it has not finished after ``hedge_after`` s, race a second copy of it.
-
-    Returns the first successful result and whether a hedge was sent; the
-    loser is cancelled. If both fail, the first failure is raised.
-    """
-    first = asyncio.ensure_future(attempt())
-    if hedge_after is None:
-        return await first, False
-    tasks = {first}
-    try:
-        done, _ = await asyncio.wait(tasks, timeout=hedge_after)
-        if done:
-            return first.result(), False
-        tasks.add(asyncio.ensure_future(attempt()))
-        error: BaseException | None = None
-        pending = set(tasks)
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task.exception() is None:
-                    return task.result(), True
-                error = error or task.exception()
-        assert error is not None
-        raise error
-    finally:
-        for task in tasks:
-            if not task.done():
-                task.cancel()

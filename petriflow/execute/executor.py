@@ -8,10 +8,12 @@ starts at once every step whose start transition that enabled. There are no
 supersteps: a step starts the moment its inputs are ready. Only this loop
 changes a case's marking, so no locks are needed.
 
-Inside a step task live the policies (:mod:`petriflow.execute.policies`,
-mixed in as :class:`~petriflow.execute.policies.StepPolicies`): shared
+Inside a step task live the policies (:mod:`petriflow.execute.policies`, a
+:class:`~petriflow.execute.policies.StepPolicies` the executor owns): shared
 resources and rate limits, timeouts, retries with back-off, the budget check,
-the fallback, and reuse of checkpointed steps.
+the fallback, and reuse of checkpointed steps, each decided by the step rules
+of :mod:`petriflow.rules` that the simulator obeys too. A case's state
+(:class:`~petriflow.execute.case.Case`) is the one thing both touch.
 Every attempt is a :class:`~petriflow.trace.TraceRecord`, and every
 transition the run fires is appended to ``RunResult.events``, which is a
 firing sequence of ``dag.net`` (the tests replay it).
@@ -26,14 +28,14 @@ import dataclasses
 import random
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
 from petriflow.errors import ExecutionError, PetriflowError, StepFailed
+from petriflow.execute.case import Case, Done, message
 from petriflow.execute.plan import Dag, Entry, Outcome, StepPlan
-from petriflow.execute.policies import StepPolicies, _Done, _message
+from petriflow.execute.policies import StepPolicies
 from petriflow.execute.store import Checkpoint, MemoryStore
 from petriflow.execute.tools import (
     DEFAULT_TOOLS,
@@ -68,100 +70,32 @@ class RunResult:
     exit_code: int = 0
 
 
-class _Mailbox:
-    """Where a case's step tasks drop their results: a deque and one waiter (lighter than asyncio.Queue)."""
-
-    __slots__ = ("items", "waiter")
-
-    def __init__(self) -> None:
-        self.items: deque[_Done] = deque()
-        self.waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, item: _Done) -> None:
-        self.items.append(item)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    async def get(self) -> _Done:
-        while not self.items:
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-        return self.items.popleft()
-
-    def empty(self) -> bool:
-        return not self.items
-
-    def get_nowait(self) -> _Done:
-        return self.items.popleft()
-
-
-class _Case:
-    """One case's state; only its loop changes ``marking``."""
-
-    __slots__ = (
-        "cost",
-        "deferred",
-        "events",
-        "index",
-        "input_tokens",
-        "marking",
-        "memo",
-        "occurrences",
-        "output_tokens",
-        "outputs",
-        "pending",
-        "queue",
-        "ready",
-        "reused",
-        "run_id",
-        "tasks",
-        "vars",
-    )
-
-    def __init__(self, run_id: str, index: int, vars_: dict[str, Any], marking: dict[str, int],
-                 memo: dict[str, Checkpoint]) -> None:
-        self.run_id, self.index, self.vars, self.marking, self.memo = run_id, index, vars_, marking, memo
-        self.queue = _Mailbox()
-        self.outputs: dict[str, Any] = {}
-        self.occurrences: dict[str, int] = {}
-        self.events: list[str] = []
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.pending = 0  # launched step tasks whose message has not been read yet
-        self.ready: deque[tuple[StepPlan, str, str]] = deque()  # inline steps waiting for the loop
-        self.deferred: list[tuple[StepPlan, str, str]] = []  # steps to start once the loop has fired all
-        self.cost = 0.0
-        self.input_tokens = self.output_tokens = self.reused = 0
-
-
-class Executor(StepPolicies):
+class Executor:
     """Runs cases of one planned workflow; resources and rate limits are shared by all of them.
 
     ``budget`` is dollars per case: a model call whose worst-case cost would
     take the case past it is not made, and the case stops with
-    :class:`~petriflow.errors.BudgetExceeded`. ``sleep`` is the back-off
-    sleep (tests pass a recorder).
+    :class:`~petriflow.errors.BudgetExceeded`. ``sleep`` waits out back-off
+    and rate limits, and ``clock`` is the monotonic time their rules are
+    given: tests pass a recorder, or a virtual clock and a sleep that
+    advances it.
     """
 
     def __init__(self, dag: Dag, *, client: Any = None, store: MemoryStore | None = None,
                  trace: TraceWriter | None = None, budget: float | None = None,
                  tools: ToolRegistry | None = None, endpoints: Mapping[str, Any] | None = None,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, seed: int | None = None) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic, seed: int | None = None) -> None:
         self.dag = dag
         self.store = store if store is not None else MemoryStore()
         self.trace = trace if trace is not None else TraceWriter()
-        self.budget = budget
-        self.sleep = sleep
-        self.rng = random.Random(seed)
         self.kinds = KindRunner(dag, client=client, tools=tools or DEFAULT_TOOLS, store=self.store,
                                 endpoints=endpoints)
+        self.policies = StepPolicies(dag, self.kinds, self.trace, budget=budget, sleep=sleep, clock=clock,
+                                     rng=random.Random(seed))
         self._own_client = client is None
         self._terminal = dag.workflow.terminal_steps()
         self._inline = {sid for sid, sp in dag.steps.items() if self.kinds.inline_ok(sp)}
-        self._limits = {}
-        self._loop = None
 
     async def aclose(self) -> None:
         """Close the model client this executor made (a client passed in is the caller's to close)."""
@@ -242,11 +176,11 @@ class Executor(StepPolicies):
 
     # -- one case: the loop ---------------------------------------------------------
     async def _run_case(self, run_id: str, index: int, value: Any, resume: bool = False) -> RunResult:
-        self._bind()
+        self.policies.bind()
         t0 = time.perf_counter()
         vars_ = dict(value) if isinstance(value, Mapping) else {"question": value, "input": value}
         memo = self.store.load_steps(run_id, index) if resume else {}
-        c = _Case(run_id, index, vars_, dict(self.dag.tracked), memo)
+        c = Case(run_id, index, vars_, dict(self.dag.tracked), memo)
         error: BaseException | None = None
         try:
             self._fire(c, self.dag.begin)
@@ -259,7 +193,7 @@ class Executor(StepPolicies):
                 if c.deferred:
                     if not c.pending and len(c.deferred) == 1:  # the case's only step: await it, no task
                         sp, start, key = c.deferred.pop()
-                        self._complete(c, await self._execute(c, sp, start, key))
+                        self._complete(c, await self.policies.execute(c, sp, start, key))
                         continue
                     for sp, start, key in c.deferred:
                         self._spawn(c, self._step(c, sp, start, key))
@@ -279,7 +213,7 @@ class Executor(StepPolicies):
             await self._cancel(c)
             held = getattr(exc, "held", None)
             if held is not None:
-                self._release(self.dag.steps[held])
+                self.policies.release(self.dag.steps[held])
         end = self.dag.end
         if error is None and all(c.marking.get(p, 0) >= w for p, w in end.consumes):
             c.events.append(end.transition)
@@ -290,14 +224,14 @@ class Executor(StepPolicies):
         else:
             if error is None:
                 error = ExecutionError("the run stopped before the workflow finished", where=f"case {index}")
-            output, ok, msg = None, False, _message(error)
+            output, ok, msg = None, False, message(error)
             code = error.exit_code if isinstance(error, PetriflowError) else 1
             self.store.finish_case(run_id, index, status="failed", output=None, error=msg)
         self.trace.flush()  # a case's records reach the file when it ends (a crash loses no finished case's)
         return RunResult(run_id, index, ok, output, dict(c.outputs), msg, tuple(c.events), c.cost,
                          c.input_tokens, c.output_tokens, time.perf_counter() - t0, c.reused, code)
 
-    async def _cancel(self, c: _Case) -> None:
+    async def _cancel(self, c: Case) -> None:
         for t in list(c.tasks):
             t.cancel()
         if c.tasks:
@@ -306,9 +240,9 @@ class Executor(StepPolicies):
         while not c.queue.empty():  # finished steps whose finish never fired still hold resources
             d = c.queue.get_nowait()
             if d.holds:
-                self._release(self.dag.steps[d.ran])
+                self.policies.release(self.dag.steps[d.ran])
 
-    def _fire(self, c: _Case, outcome: Outcome) -> None:
+    def _fire(self, c: Case, outcome: Outcome) -> None:
         """Fire a finish-like transition on the case's control places and start what it enables."""
         m = c.marking
         for p, w in outcome.consumes:
@@ -327,7 +261,7 @@ class Executor(StepPolicies):
                         self._launch(c, sp, entry)
                         break
 
-    def _launch(self, c: _Case, sp: StepPlan, entry: Entry) -> None:
+    def _launch(self, c: Case, sp: StepPlan, entry: Entry) -> None:
         occ = c.occurrences[sp.id] = c.occurrences.get(sp.id, 0) + 1
         key = f"{sp.id}#{occ}"
         if sp.id in self._inline and key not in c.memo:
@@ -337,26 +271,26 @@ class Executor(StepPolicies):
         else:
             c.deferred.append((sp, entry.transition, key))
 
-    def _spawn(self, c: _Case, coro: Any) -> None:
+    def _spawn(self, c: Case, coro: Any) -> None:
         task = asyncio.create_task(coro)
         c.pending += 1
         c.tasks.add(task)
         task.add_done_callback(c.tasks.discard)
 
-    def _run_inline(self, c: _Case, sp: StepPlan, start: str, key: str) -> _Done | None:
+    def _run_inline(self, c: Case, sp: StepPlan, start: str, key: str) -> Done | None:
         """First attempt of a plain synchronous Python step, in the loop; a failure continues in a task."""
         c.events.append(start)
         t0 = time.time()
         try:
             res = self.kinds.run_python_sync(sp, StepCall(c.run_id, c.index, key, c.vars, c.outputs))
         except Exception as exc:
-            first = ("timeout" if isinstance(exc, TimeoutError) else "error", exc, t0, time.time())
+            first = (exc, t0, time.time())
             self._spawn(c, self._step(c, sp, start, key, first))
             return None
         rec = TraceRecord(c.run_id, c.index, sp.id, t0, time.time(), 1, "ok", None, 0, 0, 0.0, None)
-        return _Done(sp.id, sp.id, key, res.output, attempt=rec)
+        return Done(sp.id, sp.id, key, res.output, attempt=rec)
 
-    def _complete(self, c: _Case, d: _Done) -> None:
+    def _complete(self, c: Case, d: Done) -> None:
         """Commit a finished step, then fire the transition its output chose."""
         sp = self.dag.steps[d.ran]
         if d.reused is not None:
@@ -370,9 +304,9 @@ class Executor(StepPolicies):
                 self.store.save_step(c.run_id, c.index, d.key, Checkpoint(d.ran, label, d.output, cost))
             except ExecutionError:  # the call worked but its output names no branch or is not JSON: it failed
                 if d.attempt is not None:
-                    self.trace.write(dataclasses.replace(d.attempt, outcome="error"))
+                    self.trace.write(dataclasses.replace(d.attempt, outcome="error", error="fatal"))
                 if d.holds:
-                    self._release(sp)
+                    self.policies.release(sp)
                 raise
         c.outputs[d.step] = c.outputs[d.ran] = d.output
         if d.attempt is not None:
@@ -381,9 +315,9 @@ class Executor(StepPolicies):
                                          a.input_tokens, a.output_tokens, a.cost, label or None))
         self._fire(c, d.outcome if d.outcome is not None else sp.outcome(label))
         if d.holds:
-            self._release(sp)
+            self.policies.release(sp)
 
-    def _decide(self, c: _Case, sp: StepPlan, output: Any) -> str:
+    def _decide(self, c: Case, sp: StepPlan, output: Any) -> str:
         """The outcome label the output chooses: ``loop`` (while the budget lasts), a route label, or ``""``."""
         step = sp.step
         if step.loop is not None:
@@ -402,17 +336,18 @@ class Executor(StepPolicies):
         return label
 
     # -- one step: a task that reports to the case loop --------------------------------
-    async def _step(self, c: _Case, sp: StepPlan, start: str, key: str, first: tuple[Any, ...] | None = None) -> None:
+    async def _step(self, c: Case, sp: StepPlan, start: str, key: str,
+                    first: tuple[BaseException, float, float] | None = None) -> None:
         try:
-            done = await self._execute(c, sp, start, key, first=first)
+            done = await self.policies.execute(c, sp, start, key, first=first)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            done = _Done(sp.id, sp.id, key, error=exc)
+            done = Done(sp.id, sp.id, key, error=exc)
         c.queue.put_nowait(done)
 
     # -- a map step -------------------------------------------------------------------
-    async def _map(self, c: _Case, sp: StepPlan, entry: Entry, key: str) -> None:
+    async def _map(self, c: Case, sp: StepPlan, entry: Entry, key: str) -> None:
         assert sp.map is not None
         try:
             items = c.outputs.get(sp.map.over)
@@ -426,31 +361,31 @@ class Executor(StepPolicies):
             c.events.append(spawn.transition)
 
             async def one(i: int, item: Any) -> Any:
-                d = await self._execute(c, sp, sp.map.item_start, f"{key}/{i}", item)  # type: ignore[union-attr]
+                d = await self.policies.execute(c, sp, sp.map.item_start, f"{key}/{i}", item)  # type: ignore[union-attr]
                 if d.reused is None:
                     cost = d.attempt.cost if d.attempt is not None else 0.0
                     try:
                         self.store.save_step(c.run_id, c.index, f"{key}/{i}", Checkpoint(d.ran, "", d.output, cost))
                     except ExecutionError:  # an output JSON would change: the item failed
                         if d.attempt is not None:
-                            self.trace.write(dataclasses.replace(d.attempt, outcome="error"))
+                            self.trace.write(dataclasses.replace(d.attempt, outcome="error", error="fatal"))
                         if d.holds:
-                            self._release(self.dag.steps[d.ran])
+                            self.policies.release(self.dag.steps[d.ran])
                         raise
                 if d.attempt is not None:
                     self.trace.write(d.attempt)
                 fin = sp.map.item_finish if d.ran == sp.id else self.dag.steps[d.ran].outcomes[0].transition  # type: ignore[union-attr]
                 c.events.append(fin)
                 if d.holds:
-                    self._release(self.dag.steps[d.ran])
+                    self.policies.release(self.dag.steps[d.ran])
                 return d.output
 
             outs = list(await asyncio.gather(*(one(i, x) for i, x in enumerate(items))))
-            done = _Done(sp.id, sp.id, key, outs, outcome=sp.map.collect[len(items)])
+            done = Done(sp.id, sp.id, key, outs, outcome=sp.map.collect[len(items)])
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            done = _Done(sp.id, sp.id, key, error=exc)
+            done = Done(sp.id, sp.id, key, error=exc)
         c.queue.put_nowait(done)
 
 

@@ -1,26 +1,30 @@
 """Step policies: what happens inside one step task, between "start" and "done".
 
 The executor's case loop (:mod:`petriflow.execute.executor`) only plays the
-token game; everything that decides *how* one step execution is carried out
-lives here, so it can be read (and changed) without the loop around it:
+token game; how one step execution is carried out lives here, so it can be
+read (and changed) without the loop around it. The decisions themselves are
+the step rules of :mod:`petriflow.rules`, which the simulator obeys too;
+this module applies them with the executor's clock and sleep:
 
 * resources are ``asyncio.Semaphore`` s shared by every case (capacity exactly
   as declared), acquired in sorted order so no two steps wait on each other;
-* ``requests_per_minute`` is a token bucket (:class:`_Bucket`) and
-  ``tokens_per_minute`` a token budget paid with actual usage
-  (:class:`_TokenBudget`);
-* each attempt has a timeout (the step's, capped by what is left of its
-  ``step_timeout``), and a call whose worst-case cost would pass the case's
-  budget is not made;
-* a retryable failure (:class:`~petriflow.execute.client.RetryableCallError`,
-  a timeout) backs off exponentially with jitter and never sooner than the
-  server's ``Retry-After``, while the net's retry budget lasts; a fatal one
-  gives up at once, and giving up hands over to the fallback step;
+* ``requests_per_minute`` and ``tokens_per_minute`` are
+  :class:`~petriflow.rules.Bucket` s: a call holding its units reserves one
+  request and an estimate of its tokens (what the step's last call used),
+  sleeps until both are there, and once its usage is known the token bucket
+  is charged the difference;
+* each attempt has a timeout (:func:`~petriflow.rules.attempt_timeout`), and
+  a call whose worst-case cost would pass the case's budget is not made
+  (:func:`~petriflow.rules.within_budget`);
+* a failed attempt is classified (:func:`~petriflow.rules.error_kind`, written
+  to the trace) and :func:`~petriflow.rules.after_failure` says what follows:
+  a retry after :func:`~petriflow.rules.backoff_delay` (never sooner than the
+  server's ``Retry-After``) while the net's retry budget lasts, else the
+  fallback step, else the step fails;
 * a step execution already in the checkpoint store is reused, not run again.
 
-:class:`StepPolicies` is a mixin of :class:`~petriflow.execute.executor.Executor`:
-the methods keep the executor's attributes (``dag``, ``kinds``, ``trace``,
-``budget``, ``sleep``, ``rng``, ``_limits``) and its case state.
+:class:`StepPolicies` is owned by the :class:`~petriflow.execute.executor.Executor`
+and is given everything it uses when it is made.
 """
 
 from __future__ import annotations
@@ -29,127 +33,116 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
-from petriflow.errors import BudgetExceeded, PetriflowError, RetryableCallError, StepFailed
-from petriflow.execute.plan import Dag, Outcome, StepPlan
-from petriflow.execute.store import Checkpoint
+from petriflow.errors import BudgetExceeded, StepFailed
+from petriflow.execute.case import Case, Done, message
+from petriflow.execute.plan import Dag, StepPlan
 from petriflow.execute.tools import KindRunner, StepCall
 from petriflow.execute.trace import TraceWriter
+from petriflow.rules import (
+    Bucket,
+    ErrorKind,
+    Verdict,
+    after_failure,
+    attempt_timeout,
+    backoff_delay,
+    error_kind,
+    within_budget,
+)
 from petriflow.trace import TraceRecord
 
-if TYPE_CHECKING:
-    from petriflow.execute.executor import _Case
+__all__ = ["Limits", "StepPolicies"]
 
-__all__ = ["StepPolicies"]
-
-
-@dataclass
-class _Done:
-    """What a step task tells its case loop: which step ran (the step or its fallback) and its output."""
-
-    step: str
-    ran: str
-    key: str
-    output: Any = None
-    error: BaseException | None = None
-    attempt: TraceRecord | None = None
-    reused: Checkpoint | None = None
-    outcome: Outcome | None = None  # a map's collect transition
-    holds: bool = False  # the step that ran still holds its resources (released once its finish fires)
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
 
 
-class _Bucket:
-    """A token bucket: ``rpm`` requests per minute with a burst of ``burst``."""
+class Limits(NamedTuple):
+    """One resource on one event loop: its units, and its request and token buckets if it has limits."""
 
-    def __init__(self, rpm: float, burst: int) -> None:
-        self.interval, self.burst, self.tokens, self.t = 60.0 / rpm, float(burst), float(burst), time.monotonic()
-
-    async def take(self) -> None:
-        while True:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.t) / self.interval)
-            self.t = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return
-            await asyncio.sleep((1 - self.tokens) * self.interval)
-
-
-class _TokenBudget:
-    """``tpm`` tokens per minute: a call waits while the budget is in debt and pays its actual tokens after."""
-
-    def __init__(self, tpm: float) -> None:
-        self.rate, self.cap, self.level, self.t = tpm / 60.0, float(tpm), float(tpm), time.monotonic()
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.level = min(self.cap, self.level + (now - self.t) * self.rate)
-        self.t = now
-
-    async def wait(self) -> None:
-        self._refill()
-        while self.level <= 0:
-            await asyncio.sleep(-self.level / self.rate + 1e-3)
-            self._refill()
-
-    def spend(self, tokens: int) -> None:
-        self._refill()
-        self.level -= tokens
+    units: asyncio.Semaphore
+    requests: Bucket | None
+    tokens: Bucket | None
 
 
 class StepPolicies:
-    """The policies of one step execution, mixed into the executor (see the module docstring)."""
+    """The policies of one step execution (see the module docstring).
 
-    dag: Dag
-    kinds: KindRunner
-    trace: TraceWriter
-    budget: float | None
-    sleep: Callable[[float], Awaitable[None]]
-    rng: random.Random
-    _limits: dict[str, tuple[asyncio.Semaphore, _Bucket | None, _TokenBudget | None]]
-    _loop: asyncio.AbstractEventLoop | None
+    ``clock`` is the monotonic time the rules are given (buckets, the
+    ``step_timeout``); ``sleep`` waits out what they ask for (back-off and
+    rate limits). A test passes a virtual pair to run minutes of rate limit
+    in no time.
+    """
+
+    def __init__(self, dag: Dag, kinds: KindRunner, trace: TraceWriter, *, budget: float | None,
+                 sleep: Sleep = asyncio.sleep, clock: Clock = time.monotonic,
+                 rng: random.Random | None = None) -> None:
+        self.dag, self.kinds, self.trace, self.budget = dag, kinds, trace, budget
+        self.sleep, self.clock = sleep, clock
+        self.rng = rng if rng is not None else random.Random()
+        self.limits: dict[str, Limits] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._usage: dict[str, int] = {}  # tokens of each step's last call: what its next call reserves
 
     # -- shared resources ---------------------------------------------------------
-    def _bind(self) -> None:
-        """Semaphores and buckets belong to one event loop: make them for the running one."""
+    def bind(self) -> None:
+        """Semaphores belong to one event loop: make the limits for the running one (buckets start full)."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._loop = loop
-            self._limits = {
-                rid: (asyncio.Semaphore(r.capacity),
-                      _Bucket(r.requests_per_minute, r.capacity) if r.requests_per_minute else None,
-                      _TokenBudget(r.tokens_per_minute) if r.tokens_per_minute else None)
+            now = self.clock()
+            self.limits = {
+                rid: Limits(asyncio.Semaphore(r.capacity),
+                            Bucket.for_requests(r.requests_per_minute, capacity=r.capacity, now=now)
+                            if r.requests_per_minute else None,
+                            Bucket.for_tokens(r.tokens_per_minute, now=now) if r.tokens_per_minute else None)
                 for rid, r in self.dag.resources.items()
             }
 
-    async def _acquire(self, sp: StepPlan) -> None:
+    async def acquire(self, sp: StepPlan) -> int:
+        """Take the step's units, then its rate permits; returns the tokens reserved (settled after the call)."""
         held: list[asyncio.Semaphore] = []
         try:
             for rid, n in sp.uses:  # sorted order: no two steps wait on each other
-                sem = self._limits[rid][0]
+                sem = self.limits[rid].units
                 for _ in range(n):
                     await sem.acquire()
                     held.append(sem)
+            estimate, wait, now = self._usage.get(sp.id, 0), 0.0, self.clock()
             for rid, _ in sp.uses:
-                _, bucket, tokens = self._limits[rid]
-                if bucket is not None:
-                    await bucket.take()
-                if tokens is not None:
-                    await tokens.wait()
+                lim = self.limits[rid]
+                if lim.requests is not None:
+                    wait = max(wait, lim.requests.reserve(now, 1))
+                if lim.tokens is not None:
+                    wait = max(wait, lim.tokens.reserve(now, estimate))
+            if wait > 0:
+                await self.sleep(wait)
+            return estimate
         except asyncio.CancelledError:
             for sem in held:
                 sem.release()
             raise
 
-    def _release(self, sp: StepPlan) -> None:
+    def settle(self, sp: StepPlan, reserved: int, used: int) -> None:
+        """Charge the token buckets what the call used instead of the estimate it reserved."""
+        self._usage[sp.id] = used
+        if used != reserved:
+            now = self.clock()
+            for rid, _ in sp.uses:
+                tokens = self.limits[rid].tokens
+                if tokens is not None:
+                    tokens.reserve(now, used - reserved)
+
+    def release(self, sp: StepPlan) -> None:
+        """Give the step's units back (rate permits are spent: a bucket refills with time, not with releases)."""
         for rid, n in sp.uses:
             for _ in range(n):
-                self._limits[rid][0].release()
+                self.limits[rid].units.release()
+
     # -- one step execution: reuse, attempts, fallback ------------------------------
-    async def _execute(self, c: _Case, sp: StepPlan, start: str, key: str, item: Any = None,
-                       first: tuple[Any, ...] | None = None) -> _Done:
+    async def execute(self, c: Case, sp: StepPlan, start: str, key: str, item: Any = None,
+                      first: tuple[BaseException, float, float] | None = None) -> Done:
         """Run a step (one map item when ``item`` is given) with its policies, or reuse its checkpoint."""
         cp = c.memo.get(key)
         if cp is not None:
@@ -159,95 +152,92 @@ class StepPolicies:
             if cp.step != sp.id and sp.fallback == cp.step and sp.give_up:
                 fb = self.dag.steps[cp.step]
                 c.events += [sp.give_up, fb.entries[0].transition]
-            return _Done(sp.id, cp.step, key, cp.output, reused=cp)
+            return Done(sp.id, cp.step, key, cp.output, reused=cp)
         try:
             out, rec = await self._attempts(c, sp, start, key, item, first)
-            return _Done(sp.id, sp.id, key, out, attempt=rec, holds=True)
+            return Done(sp.id, sp.id, key, out, attempt=rec, holds=True)
         except _GiveUp as gu:
-            if sp.fallback is None or sp.give_up is None:
-                err = StepFailed(f"failed after {gu.attempts} attempt(s): {_message(gu.cause)}",
+            if gu.verdict is not Verdict.FALLBACK:
+                err = StepFailed(f"failed after {gu.attempts} attempt(s): {message(gu.cause)}",
                                  where=f"step '{sp.id}'", hint="add retries or a fallback step")
                 err.held = sp.id  # released by the case loop once every other step is stopped
                 raise err from gu.cause
+            assert sp.give_up is not None and sp.fallback is not None
             c.events.append(sp.give_up)
-            self._release(sp)
+            self.release(sp)
             fb = self.dag.steps[sp.fallback]
-            done = await self._execute(c, fb, fb.entries[0].transition, f"{key}>{fb.id}", item)
-            return _Done(sp.id, fb.id, key, done.output, attempt=done.attempt, holds=done.holds)
+            done = await self.execute(c, fb, fb.entries[0].transition, f"{key}>{fb.id}", item)
+            return Done(sp.id, fb.id, key, done.output, attempt=done.attempt, holds=done.holds)
 
-    async def _attempts(self, c: _Case, sp: StepPlan, start: str, key: str, item: Any,
-                        first: tuple[Any, ...] | None = None) -> tuple[Any, TraceRecord]:
+    async def _attempts(self, c: Case, sp: StepPlan, start: str, key: str, item: Any,
+                        first: tuple[BaseException, float, float] | None) -> tuple[Any, TraceRecord]:
         """Attempts with timeouts, back-off and the retry budget; ``first`` is an attempt already made inline."""
         step, policy = sp.step, sp.step.retry
-        step_deadline = step.config.get("step_timeout")
-        t_begin = time.monotonic()
+        raw_deadline = step.config.get("step_timeout")
+        step_timeout = float(raw_deadline) if raw_deadline is not None else None
+        has_fallback = sp.fallback is not None and sp.give_up is not None
+        t_begin = self.clock()
         call = StepCall(c.run_id, c.index, key, c.vars, c.outputs, item)
         attempt = 0
         while True:
             attempt += 1
-            res = None
-            outcome = "ok"
-            cause: BaseException | None = None
             if attempt == 1 and first is not None:
-                outcome, cause, t0, t1 = first
+                cause, t0, t1 = first
             else:
-                await self._acquire(sp)
+                reserved = await self.acquire(sp)
                 c.events.append(start if attempt == 1 else sp.retry or start)
                 t0 = time.time()
-                outcome, cause, res = await self._attempt(c, sp, call, step_deadline, t_begin)
+                failed, res = await self._attempt(c, sp, call, step_timeout, t_begin)
                 t1 = time.time()
-            if res is not None:
-                for rid, _ in sp.uses:
-                    budget = self._limits[rid][2]
-                    if budget is not None:
-                        budget.spend(res.input_tokens + res.output_tokens)
-                c.cost += res.cost
-                c.input_tokens += res.input_tokens
-                c.output_tokens += res.output_tokens
-            model = res.model if res is not None else self.kinds.model_name(sp)
-            rec = TraceRecord(c.run_id, c.index, sp.id, t0, t1, attempt, outcome, model,
-                              res.input_tokens if res else 0, res.output_tokens if res else 0,
-                              res.cost if res else 0.0, None)
-            if outcome == "ok":
-                assert res is not None
-                return res.output, rec
-            retryable = outcome == "timeout" or _retryable(cause)
-            if retryable and attempt < policy.max_attempts and sp.fail is not None and sp.retry_budget and \
-                    c.marking[sp.retry_budget] > 0 and \
-                    (step_deadline is None or time.monotonic() - t_begin < float(step_deadline)):
+                if failed is None:
+                    self.settle(sp, reserved, res.input_tokens + res.output_tokens)
+                    c.cost += res.cost
+                    c.input_tokens += res.input_tokens
+                    c.output_tokens += res.output_tokens
+                    return res.output, TraceRecord(c.run_id, c.index, sp.id, t0, t1, attempt, "ok", res.model,
+                                                   res.input_tokens, res.output_tokens, res.cost, None)
+                cause = failed  # a failed attempt keeps its token reservation, as the simulator charges it
+            kind = error_kind(cause)
+            rec = TraceRecord(c.run_id, c.index, sp.id, t0, t1, attempt, _outcome(kind), self.kinds.model_name(sp),
+                              0, 0, 0.0, None, kind)
+            retries_left = c.marking[sp.retry_budget] if sp.fail is not None and sp.retry_budget else 0
+            verdict = after_failure(kind, attempt=attempt, max_attempts=policy.max_attempts,
+                                    retries_left=retries_left, has_fallback=has_fallback,
+                                    elapsed=self.clock() - t_begin, step_timeout=step_timeout)
+            if verdict is Verdict.RETRY:
+                assert sp.retry_budget is not None and sp.fail is not None
                 c.marking[sp.retry_budget] -= 1  # the net's retry counter: shared by loop passes and map items
                 self.trace.write(rec)
                 c.events.append(sp.fail)
-                self._release(sp)
-                await self.sleep(self._backoff(sp, attempt, cause))
+                self.release(sp)
+                await self.sleep(backoff_delay(attempt, backoff=policy.backoff, backoff_max=policy.backoff_max,
+                                               jitter=policy.jitter,
+                                               uniform=self.rng.random() if policy.jitter else 0.0,
+                                               retry_after=getattr(cause, "retry_after", None)))
                 continue
-            last = "fallback" if sp.fallback is not None else outcome
-            self.trace.write(TraceRecord(**{**rec.to_json(), "outcome": last}))
-            raise _GiveUp(attempt, cause)
+            if verdict is Verdict.FALLBACK:
+                rec = TraceRecord(**{**rec.to_json(), "outcome": "fallback"})
+            self.trace.write(rec)
+            raise _GiveUp(attempt, cause, verdict)
 
-    async def _attempt(self, c: _Case, sp: StepPlan, call: StepCall, step_deadline: Any,
-                       t_begin: float) -> tuple[str, BaseException | None, Any]:
-        """One attempt under its timeout: ``(outcome, cause, result)``; resources are already held."""
-        timeout = sp.step.timeout
+    async def _attempt(self, c: Case, sp: StepPlan, call: StepCall, step_timeout: float | None,
+                       t_begin: float) -> tuple[BaseException | None, Any]:
+        """One attempt under its timeout: ``(cause, result)``, one of them None; resources are already held."""
         try:
-            if step_deadline is not None:
-                left = float(step_deadline) - (time.monotonic() - t_begin)
-                timeout = left if timeout is None else min(timeout, left)
+            timeout = attempt_timeout(sp.step.timeout, step_timeout=step_timeout, elapsed=self.clock() - t_begin)
             if timeout is not None and timeout <= 0:
                 raise TimeoutError("the step's time ran out")
-            return "ok", None, await self._call(c, sp, call, timeout)
-        except TimeoutError as exc:
-            return "timeout", exc, None
+            return None, await self._call(c, sp, call, timeout)
         except (asyncio.CancelledError, BudgetExceeded):
-            self._release(sp)
+            self.release(sp)
             raise
         except Exception as exc:
-            return "error", exc, None
+            return exc, None
 
-    async def _call(self, c: _Case, sp: StepPlan, call: StepCall, timeout: float | None) -> Any:
+    async def _call(self, c: Case, sp: StepPlan, call: StepCall, timeout: float | None) -> Any:
         if self.budget is not None:
             worst = self.kinds.worst_cost(sp, call)
-            if worst and c.cost + worst > self.budget:
+            if not within_budget(spent=c.cost, worst=worst, budget=self.budget):
                 raise BudgetExceeded(f"the next call could cost ${worst:.6f}; ${c.cost:.6f} of ${self.budget:.6f} "
                                      "is spent", where=f"step '{sp.id}'", hint="raise --budget")
         if timeout is None:
@@ -255,29 +245,15 @@ class StepPolicies:
         async with asyncio.timeout(timeout):
             return await self.kinds.run(sp, call, timeout)
 
-    def _backoff(self, sp: StepPlan, attempt: int, cause: BaseException | None) -> float:
-        r = sp.step.retry
-        delay = min(r.backoff_max, r.backoff * 2 ** (attempt - 1))
-        if r.jitter:
-            delay *= 0.5 + 0.5 * self.rng.random()
-        after = getattr(cause, "retry_after", None)
-        return max(delay, float(after)) if after else delay
-
 
 class _GiveUp(Exception):
-    """A step's attempts are over; :meth:`StepPolicies._execute` hands over to the fallback or fails the step."""
+    """A step's attempts are over; :meth:`StepPolicies.execute` hands over to the fallback or fails the step."""
 
-    def __init__(self, attempts: int, cause: BaseException | None) -> None:
+    def __init__(self, attempts: int, cause: BaseException, verdict: Verdict) -> None:
         super().__init__(str(cause))
-        self.attempts, self.cause = attempts, cause
+        self.attempts, self.cause, self.verdict = attempts, cause, verdict
 
 
-def _retryable(exc: BaseException | None) -> bool:
-    return isinstance(exc, RetryableCallError)
-
-
-def _message(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, PetriflowError) else f"{type(exc).__name__}: {text}"
+def _outcome(kind: ErrorKind) -> str:
+    """The trace outcome of a failed attempt of ``kind`` (``fallback`` replaces it on a hand-over)."""
+    return "timeout" if kind == "timeout" else "error"

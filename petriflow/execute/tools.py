@@ -148,7 +148,7 @@ DEFAULT_TOOLS = _default()
 # -- how each step kind calls out ---------------------------------------------------------
 
 _RESERVED = ("kwargs", "args", "max_tokens", "temperature", "stream", "step_timeout", "route_field",
-             "loop_field", "thread", "poll", "hedge_after", "cache", "input_type")
+             "loop_field", "thread", "poll", "cache", "input_type")
 
 
 @dataclass(frozen=True)
@@ -410,12 +410,11 @@ class KindRunner:
     async def _chat(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
         step, ep = sp.step, await self._endpoint_async(sp.step)
         cfg = step.config
-        extra = {"hedge_after": cfg["hedge_after"]} if "hedge_after" in cfg else {}
         res = await self.client.chat(
             ep, self._messages(step, call), json_schema=dict(step.output_schema) if step.output_schema else None,
             max_tokens=int(cfg.get("max_tokens", 256)), temperature=float(cfg.get("temperature", 0.0)),
             timeout=timeout, stream=bool(cfg.get("stream", False)), step=sp.id,
-            use_cache=bool(cfg.get("cache", True)), **extra)
+            use_cache=bool(cfg.get("cache", True)))
         out = res.parsed if step.output_schema else res.text
         return KindResult(out, res.model, res.input_tokens, res.output_tokens, res.cost)
 

@@ -5,7 +5,7 @@ executor writes them::
 
     {"run_id": "r1", "case": "c17", "step": "code", "start": 1732572000.12, "end": 1732572002.31,
      "attempt": 1, "outcome": "ok", "model": "smollm2", "input_tokens": 61, "output_tokens": 144,
-     "cost": 0.0000493, "branch": null}
+     "cost": 0.0000493, "branch": null, "error": null}
 
 What is fitted, per step:
 
@@ -24,9 +24,14 @@ What is fitted, per step:
   measurements themselves (``empirical``); all equal values give ``fixed``.
   The BIC of every candidate goes into :class:`FitQuality`'s ``criterion``;
 * input and output tokens, the same way;
-* the failure rate: failed attempts (``error``, ``timeout``, and
-  ``fallback``, the executor's mark for the last failed attempt before a
-  step hands over to its fallback) over all attempts;
+* the failure rate of each error kind (``retryable``, ``fatal``,
+  ``timeout``: :data:`petriflow.rules.ERROR_KINDS`): failed attempts
+  (outcome ``error``, ``timeout``, or ``fallback``, the executor's mark for
+  the last failed attempt before a step hands over to its fallback) of that
+  kind over all attempts. The kind is the record's ``error``; a record
+  without one (a trace from before kinds were written) counts as
+  ``timeout`` when its outcome is ``timeout`` and as ``retryable``
+  otherwise, which is what the simulator took every failure for;
 * branch probabilities: frequencies of ``branch`` over the step's ``ok``
   records; with a workflow, a loop's probability from the passes per case
   (maximum likelihood, passes after the budget is spent left out), and the
@@ -64,6 +69,7 @@ from petriflow.profile.distributions import (
     Mixture,
 )
 from petriflow.profile.model import FitQuality, Profile, StepProfile
+from petriflow.rules import ERROR_KINDS
 from petriflow.spec.model import Workflow
 from petriflow.trace import TraceRecord, check_record, read_traces
 
@@ -257,13 +263,25 @@ def _fit_step(recs: list[dict[str, Any]], min_samples: int) -> tuple[StepProfile
         tokens[k] = None
         if vals:
             tokens[k], quality[f"{k}_tokens"] = fit_dist(vals, min_samples=min_samples)
-    failures = sum(r["outcome"] != "ok" for r in attempts)
+    kinds = Counter(_error_kind(r) for r in attempts if r["outcome"] != "ok")
+    share = {kind: kinds[kind] / len(attempts) if attempts else 0.0 for kind in ERROR_KINDS}
     models = Counter(r["model"] for r in ok if r["model"])
     return StepProfile(
         latency=latency, input_tokens=tokens["input"], output_tokens=tokens["output"],
-        failure_rate=failures / len(attempts) if attempts else 0.0,
+        retryable_rate=share["retryable"], fatal_rate=share["fatal"], timeout_rate=share["timeout"],
         model=models.most_common(1)[0][0] if models else None,
     ), quality
+
+
+def _error_kind(rec: Mapping[str, Any]) -> str:
+    """The kind of a failed attempt's record; older traces carry none (see the module docstring)."""
+    kind = rec.get("error")
+    if kind in ERROR_KINDS:
+        return str(kind)
+    if kind is not None:
+        raise ProfileError(f"unknown error kind {kind!r}", where=f"step '{rec['step']}'",
+                           hint=f"one of {', '.join(ERROR_KINDS)}")
+    return "timeout" if rec["outcome"] == "timeout" else "retryable"
 
 
 def fit(traces: Iterable[Mapping[str, Any] | TraceRecord] | str | Path, *, workflow: Workflow | None = None,

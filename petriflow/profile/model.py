@@ -6,10 +6,12 @@ A profile is one YAML or JSON file beside the workflow::
       code:
         latency: {dist: lognormal, mu: 0.7, sigma: 0.5}   # seconds, start to finish
         tokens: {input: 60, output: {dist: exponential, mean: 150}}
-        failure_rate: 0.02                                 # per attempt
+        retryable_rate: 0.02                               # failures per attempt, by kind (petriflow.rules):
+        timeout_rate: 0.01                                 #   retried while the retry budget lasts,
+        fatal_rate: 0.001                                  #   or (fatal) handed to the fallback at once
         cost: 0.0                                          # dollars per call, on top of tokens
         models:                                            # alternatives for `sweep`
-          gpt4o: {latency: {dist: lognormal, mu: 0.2, sigma: 0.4}, failure_rate: 0.005}
+          gpt4o: {latency: {dist: lognormal, mu: 0.2, sigma: 0.4}, retryable_rate: 0.005}
       fanout: {items: {dist: empirical, samples: [1, 2, 2, 3]}}   # map steps: items per run
     routes: {classify: {general: 0.5, code: 0.3, search: 0.2}}   # branch label -> probability
     loops: {review: 0.3}                                          # chance to go back, per pass
@@ -18,7 +20,9 @@ A profile is one YAML or JSON file beside the workflow::
 
 :meth:`Profile.from_workflow` takes the workflow's own annotations as defaults
 and :meth:`Profile.load` lets a file override them key by key, so a profile
-only needs what was measured. ``fit`` writes the same format.
+only needs what was measured. ``fit`` writes the same format. A file written
+before failures had kinds says ``failure_rate``: it reads as ``retryable_rate``,
+which is what the simulator took it for.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 
 from petriflow.errors import ProfileError
 from petriflow.profile.distributions import ZERO, Dist, Fixed, parse_dist
+from petriflow.rules import ERROR_KINDS
 from petriflow.spec.model import Workflow, price_of
 
 __all__ = ["FitQuality", "ModelProfile", "Profile", "ResourceProfile", "StepProfile"]
@@ -62,16 +67,37 @@ class ResourceProfile:
 
 @dataclass(frozen=True)
 class StepProfile:
-    """What one step does when it runs; ``by_model`` holds alternatives that ``sweep`` can switch to."""
+    """What one step does when it runs; ``by_model`` holds alternatives that ``sweep`` can switch to.
+
+    Failures are per attempt and by kind (:data:`petriflow.rules.ERROR_KINDS`),
+    because what follows a failure depends on its kind: a retryable one or a
+    timeout is tried again while the retry rules allow, a fatal one gives up
+    at once. A timeout drawn this way lasts the step's ``timeout`` (a latency
+    draw beyond it is a timeout too).
+    """
 
     latency: Dist = ZERO
     input_tokens: Dist | None = None
     output_tokens: Dist | None = None
-    failure_rate: float = 0.0
+    retryable_rate: float = 0.0
     cost: float = 0.0
     model: str | None = None
     items: Dist | None = None
     by_model: Mapping[str, StepProfile] = field(default_factory=lambda: _ro(None))
+    fatal_rate: float = 0.0
+    timeout_rate: float = 0.0
+
+    @property
+    def failure_rate(self) -> float:
+        """The share of attempts that fail, whatever the kind."""
+        return self.retryable_rate + self.fatal_rate + self.timeout_rate
+
+    def rate_of(self, kind: str) -> float:
+        """The share of attempts that fail with ``kind`` (one of :data:`~petriflow.rules.ERROR_KINDS`)."""
+        if kind not in ERROR_KINDS:
+            raise ValueError(f"unknown error kind {kind!r}; one of {', '.join(ERROR_KINDS)}")
+        rate: float = getattr(self, f"{kind}_rate")
+        return rate
 
 
 @dataclass(frozen=True)
@@ -114,7 +140,7 @@ class Profile:
                 latency=parse_dist(s.latency, where=f"{w}.latency") if s.latency is not None else Fixed(0.0),
                 input_tokens=parse_dist(tokens["input"], where=f"{w}.tokens.input") if "input" in tokens else None,
                 output_tokens=parse_dist(tokens["output"], where=f"{w}.tokens.output") if "output" in tokens else None,
-                failure_rate=float(s.failure_rate or 0.0),
+                retryable_rate=float(s.failure_rate or 0.0),  # the workflow's annotation: retryable failures
                 cost=float(s.cost or 0.0),
                 model=s.model,
                 items=Fixed(float(s.map.max)) if s.map is not None else None,
@@ -319,7 +345,8 @@ def _nonneg(v: Any, where: str) -> float:
     return float(v)
 
 
-_STEP_KEYS = {"latency", "tokens", "failure_rate", "cost", "model", "items", "models"}
+_RATE_KEYS = tuple(f"{kind}_rate" for kind in ERROR_KINDS)
+_STEP_KEYS = {"latency", "tokens", "failure_rate", *_RATE_KEYS, "cost", "model", "items", "models"}
 
 
 def _step(raw: Any, old: StepProfile, where: str) -> StepProfile:
@@ -337,8 +364,17 @@ def _step(raw: Any, old: StepProfile, where: str) -> StepProfile:
     for k in ("input", "output"):
         if k in tokens:
             changes[f"{k}_tokens"] = parse_dist(tokens[k], where=f"{where}.tokens.{k}")
-    if "failure_rate" in raw:
-        changes["failure_rate"] = _prob(raw["failure_rate"], f"{where}.failure_rate")
+    if "failure_rate" in raw:  # a profile from before failures had kinds: the simulator retried them all
+        if "retryable_rate" in raw:
+            raise ProfileError("give `retryable_rate` or the older `failure_rate`, not both", where=where)
+        changes["retryable_rate"] = _prob(raw["failure_rate"], f"{where}.failure_rate")
+    for key in _RATE_KEYS:
+        if key in raw:
+            changes[key] = _prob(raw[key], f"{where}.{key}")
+    total = sum(changes.get(key, getattr(old, key)) for key in _RATE_KEYS)
+    if total > 1 + 1e-9:
+        raise ProfileError(f"failure rates add up to {total:g}, more than every attempt", where=where,
+                           hint=f"{', '.join(_RATE_KEYS)} are shares of all attempts")
     if "cost" in raw:
         changes["cost"] = _nonneg(raw["cost"], f"{where}.cost")
     if "model" in raw:
@@ -362,8 +398,9 @@ def _step_doc(sp: StepProfile) -> dict[str, Any]:
     tokens = {k: d.to_doc() for k, d in (("input", sp.input_tokens), ("output", sp.output_tokens)) if d is not None}
     if tokens:
         doc["tokens"] = tokens
-    if sp.failure_rate:
-        doc["failure_rate"] = sp.failure_rate
+    for key in _RATE_KEYS:
+        if getattr(sp, key):
+            doc[key] = getattr(sp, key)
     if sp.cost:
         doc["cost"] = sp.cost
     if sp.model is not None:

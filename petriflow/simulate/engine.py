@@ -5,19 +5,21 @@ places are shared counters with a FIFO queue each, as ``simpy.Resource``
 serves requests: a request is granted at once when a unit is free and nobody
 waits, otherwise it joins the back of the queue; a release at time t hands
 the unit to the head of the queue at time t. Rate limits act as in the
-executor: a call holding its units waits for a permit of the resource's
-token bucket (requests per minute, burst of the capacity; and tokens per
-minute), the wait lengthening the attempt.
+executor: a call holding its units reserves one request and its tokens from
+the resource's buckets (:class:`petriflow.rules.Bucket`, the executor's
+very rule), the wait lengthening the attempt.
 
 Time passes in two places only (see :mod:`petriflow.simulate.tables`): a
 token in ``s.running`` completes after a latency draw, and a token in
 ``s.backoff`` arrives after the retry delay. Every other transition is
 immediate and fires as soon as it is enabled. At a completion the profile
 resolves the conflict between the transitions that consume the running
-token: fail (by the failure rate, or a timeout) while the retry budget
-lasts, else give up to the fallback, else the case fails; otherwise loop
-back (by the loop probability, while the loop budget lasts), else a route
-branch (by the branch probabilities), else finish.
+token: a failed attempt (drawn by the failure rate of each error kind, or a
+latency past the timeout) goes where :func:`petriflow.rules.after_failure`
+says, as in the executor: fail and retry while the rules allow (never after
+a fatal error), else give up to the fallback, else the case fails; otherwise
+loop back (by the loop probability, while the loop budget lasts), else a
+route branch (by the branch probabilities), else finish.
 
 A case that cannot move again (it has not ended, and it has no scheduled
 event and no place in a resource queue) is stuck in a deadlock: it counts
@@ -49,6 +51,7 @@ from petriflow.errors import ProfileError
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
 from petriflow.profile.model import Profile
+from petriflow.rules import Bucket, Verdict, after_failure, backoff_delay
 from petriflow.simulate.arrivals import ARRIVE, BACKOFF_DONE, COMPLETE, Arrivals, Case
 from petriflow.simulate.load import Load
 from petriflow.simulate.result import SimResult, summarize
@@ -56,6 +59,8 @@ from petriflow.simulate.tables import RUNNING, Tables, compile_tables
 from petriflow.spec.model import Workflow
 
 __all__ = ["Load", "simulate"]
+
+_INF = float("inf")
 
 class _Engine(Arrivals):
     """Holds the run's mutable state; every handler is a method with its tables in attributes.
@@ -78,9 +83,9 @@ class _Engine(Arrivals):
                               tab.post_sink, tab.candidates))
         self.ospec = list(zip(tab.pre_flow, tab.pre_res, self.is_spawn))
         self.any_limited = [any(self.limited[r] for r, _ in res) for res in tab.pre_res]
-        self.level_req = [float(c) for c in tab.capacity]  # buckets start full
-        self.level_tok = [max(1.0, (b or 0) / 60) for b in tab.tpm]
-        self.refilled = [0.0] * R
+        self.requests = [Bucket.for_requests(rpm, capacity=cap, now=0.0) if rpm is not None else None
+                         for rpm, cap in zip(tab.rpm, tab.capacity)]
+        self.tokens = [Bucket.for_tokens(tpm, now=0.0) if tpm is not None else None for tpm in tab.tpm]
         self.rate_wait = 0.0
         self.busy_area = [0.0] * R
         self.queue_area = [0.0] * R
@@ -261,36 +266,30 @@ class _Engine(Arrivals):
             self.fire(c, t, mask)
 
     def reserve_rate(self, t: int) -> None:
-        """Reserve ``t``'s request (and token) permits; the attempt waits, holding its units, until they are due.
+        """Reserve ``t``'s request and token permits; the attempt waits, holding its units, until they are due.
 
-        As the executor does: it acquires the resource's units, then takes a
-        permit from a token bucket of ``requests_per_minute / 60`` per second
-        and a burst of the capacity, sleeping until one is there. Reserving
-        ahead (the bucket may go below zero) serves waiters in arrival order
-        at the bucket's rate. Token limits (``tokens_per_minute``, a bucket of
-        one second's tokens) reserve the attempt's input + output tokens,
-        drawn now together with its cost.
+        As the executor does: it acquires the resource's units, then
+        reserves one request from the request bucket and the call's tokens
+        from the token bucket (:class:`~petriflow.rules.Bucket`), sleeping
+        until both are there. The simulator knows the tokens when it admits
+        the call (input + output, drawn now together with its cost), so it
+        reserves exactly them; reservations queue in arrival order at the
+        bucket's rate.
         """
         st = self.steps[self.tab.step_of_transition[t]]
         pair = next(st.call_tokens) if st.call_tokens is not None else None
         wait, now = 0.0, self.now
         for r, _ in self.pre_res[t]:
-            if not self.limited[r]:
-                continue
-            dt = now - self.refilled[r]
-            self.refilled[r] = now
-            rpm, tpm = self.tab.rpm[r], self.tab.tpm[r]
-            if rpm is not None:
-                rate = rpm / 60
-                level = min(float(self.cap[r]), self.level_req[r] + dt * rate) - 1.0
-                self.level_req[r] = level
-                wait = max(wait, -level / rate)
-            if tpm is not None and pair is not None:
-                rate = tpm / 60
-                burst = max(1.0, rate)
-                level = min(burst, self.level_tok[r] + dt * rate) - min(pair[1], burst)
-                self.level_tok[r] = level
-                wait = max(wait, -level / rate)
+            bucket = self.requests[r]
+            if bucket is not None:
+                w = bucket.reserve(now, 1.0)
+                if w > wait:
+                    wait = w
+            bucket = self.tokens[r]
+            if bucket is not None and pair is not None:
+                w = bucket.reserve(now, pair[1])
+                if w > wait:
+                    wait = w
         self.rate_wait = wait
         if pair is not None:
             self.precost = pair[0]
@@ -335,15 +334,20 @@ class _Engine(Arrivals):
         """A token entered ``s.running`` for its ``attempt``-th attempt: latency, outcome and cost are drawn now.
 
         The completion event carries ``fail``: 0 if the attempt succeeds, else
-        the attempt's number, which decides whether the token may retry.
+        ``(attempt, kind)``, the attempt's number and its error kind, which
+        decide whether the token may retry. A timeout lasts the timeout.
         """
         st = self.steps[s]
         d = next(st.latency)
-        fail = 0
+        fail: Any = 0
         if d > st.timeout:
-            d, fail = st.timeout, attempt
-        elif st.failing is not None and next(st.failing):
-            fail = attempt
+            d, fail = st.timeout, (attempt, "timeout")
+        elif st.failing is not None:
+            kind = next(st.failing)
+            if kind is not None:
+                fail = (attempt, kind)
+                if kind == "timeout" and st.timeout < _INF:
+                    d = st.timeout
         if self.precost is not None:
             c.cost += self.precost
             self.precost = None
@@ -363,29 +367,36 @@ class _Engine(Arrivals):
             self.complete(c, s, mask | st.bit, fail)
 
     def back_off(self, c: Case, s: int, p: int, mask: int) -> None:
-        """Wait as the executor does after its k-th failed attempt of this call: ``backoff * 2**(k-1)``, capped."""
+        """Wait what the executor sleeps after the k-th failed attempt of this call (:func:`~petriflow.rules.backoff_delay`).
+
+        The profile has no ``Retry-After``: the delay is the back-off alone.
+        """
         st = self.steps[s]
         k = self.failed_attempts.pop()
-        delay = min(st.backoff * 2 ** max(k - 1, 0), st.backoff_max)
-        if st.jitter:  # as the executor does: between half and all of the delay
-            delay *= 0.5 + 0.5 * next(st.uniform)  # type: ignore[arg-type]
+        delay = backoff_delay(k, backoff=st.backoff, backoff_max=st.backoff_max, jitter=st.jitter,
+                              uniform=next(st.uniform) if st.jitter else 0.0)  # type: ignore[arg-type]
         self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1))  # type: ignore[arg-type]
 
-    def complete(self, c: Case, s: int, mask: int, fail: int) -> None:
-        """The attempt in ``s.running`` ended (``fail``: 0, or the failed attempt's number): consume the token.
+    def complete(self, c: Case, s: int, mask: int, fail: Any) -> None:
+        """The attempt in ``s.running`` ended (``fail``: 0, or ``(attempt, kind)``): consume the token.
 
-        A failed attempt retries while both the executor's bounds allow it:
-        this call's own attempts (``attempt < max_attempts``, per map item and
-        loop pass) and the net's pooled budget ``s.retries``.
+        A failed attempt goes where :func:`~petriflow.rules.after_failure`
+        sends it, with the executor's bounds: this call's own attempts
+        (``attempt < max_attempts``, per map item and loop pass), the net's
+        pooled budget ``s.retries``, and its kind (fatal never retries).
         """
         st = self.steps[s]
         if c.dead:
             self.release(st.release)
         elif fail:
-            if st.fail >= 0 and fail < st.max_attempts and c.m[st.retries] > 0:
-                self.failed_attempts.append(fail)
+            attempt, kind = fail
+            verdict = after_failure(kind, attempt=attempt, max_attempts=st.max_attempts,
+                                    retries_left=c.m[st.retries] if st.fail >= 0 else 0,
+                                    has_fallback=st.give_up >= 0)
+            if verdict is Verdict.RETRY:
+                self.failed_attempts.append(attempt)
                 self.fire(c, st.fail, mask)
-            elif st.give_up >= 0:
+            elif verdict is Verdict.FALLBACK:
                 self.fire(c, st.give_up, mask)
             else:
                 self.kill(c, st)

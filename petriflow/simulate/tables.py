@@ -36,6 +36,7 @@ from petriflow.net.petrinet import WorkflowNet
 from petriflow.net.wiring import TransitionRole, Way
 from petriflow.profile.distributions import Dist
 from petriflow.profile.model import ModelProfile, Profile
+from petriflow.rules import ERROR_KINDS
 from petriflow.spec.model import Workflow, price_of
 
 __all__ = ["BACKOFF", "PLAIN", "RUNNING", "SINK", "StepTable", "Tables", "compile_tables", "stream"]
@@ -83,7 +84,7 @@ class StepTable:
     jitter: bool = False
     tpm: bool = False
     latency: Iterator[float] = field(default_factory=lambda: iter(()))
-    failing: Iterator[bool] | None = None
+    failing: Iterator[str | None] | None = None  # per attempt: the kind of its failure (rules.ERROR_KINDS), or None
     cost: Iterator[float] = field(default_factory=lambda: iter(()))
     call_tokens: Iterator[list[float]] | None = None
     branch: Iterator[int] | None = None
@@ -155,8 +156,12 @@ def _open_streams(st: StepTable, profile: Profile, sid: str, *, seed: int, probs
     latency, g_latency = sp.latency, gen("latency")
     st.latency = stream(lambda n: latency.sample(g_latency, n))
     if sp.failure_rate > 0:
-        g_fail, rate = gen("failure"), sp.failure_rate
-        st.failing = stream(lambda n: g_fail.random(n) < rate)
+        # one uniform per attempt cut at the cumulative rates, retryable first: a profile with only
+        # retryable failures draws exactly as when failures had no kinds
+        g_fail = gen("failure")
+        cuts = np.cumsum([sp.rate_of(kind) for kind in ERROR_KINDS])
+        kinds = np.array([*ERROR_KINDS, None], dtype=object)
+        st.failing = stream(lambda n: kinds[np.searchsorted(cuts, g_fail.random(n), side="right")])
     cost, paired = _call_cost(profile, sid, gen("cost"))
     st.cost = stream(cost)
     if st.tpm:

@@ -150,6 +150,11 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
             raise SpecError(f"duplicate step id '{sid}' (first defined on line {where(seen[sid])})",
                             file=file, line=where(i, "id"), step=sid, hint="give every step its own id")
         seen[sid] = i
+        if "hedge_after" in raw.get("config", {}):  # once an option of the model client: fail loudly, not ignore it
+            raise SpecError("`config.hedge_after`: hedged requests were removed; a second copy of a call is in "
+                            "neither the net, the budget check nor the simulator", file=file,
+                            line=where(i, "config", "hedge_after"), step=sid,
+                            hint="remove it; give the step a `timeout` and retries instead")
         uses = raw.get("uses", {})
         if isinstance(uses, list):
             uses = {u: 1 for u in uses}

@@ -92,10 +92,12 @@ def _error(text: str, file: str = "wf.yaml") -> SpecError:
         ("name: x\nsteps:\n  - {id: s, kind: python}\n  - {id: c, kind: classify, route: [{to: a, p: 0.5}, {to: b, p: 0.5}]}\n"
          "  - {id: a, kind: chat}\n  - {id: b, kind: chat}\n  - {id: p, kind: chat, after: [s]}\n",
          6, "b", "'a' and 'b' end the workflow in different branches of route 'c'"),
+        ("name: x\nsteps:\n  - id: a\n    kind: chat\n    config:\n      hedge_after: 0.5\n", 6, "a",
+         "hedged requests were removed"),
     ],
     ids=["syntax", "after_any-unknown", "dangling", "duplicate", "bad-kind", "wrong-type", "unknown-resource",
          "unknown-key", "cycle", "probabilities", "loop-target", "loop-without-bound", "map-over", "empty",
-         "not-mapping", "fallback", "loop-side-exit", "mixed-ends"],
+         "not-mapping", "fallback", "loop-side-exit", "mixed-ends", "hedging"],
 )
 def test_bad_files_get_their_own_clear_error(text: str, line: int | None, step: str | None, words: str) -> None:
     err = _error(text)
