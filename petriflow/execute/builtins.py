@@ -57,8 +57,9 @@ def _text(value: Any) -> str:
         return value
     if isinstance(value, Mapping):
         for key in ("answer", "text", "content"):
-            if isinstance(value.get(key), str):
-                return value[key]
+            text = value.get(key)
+            if isinstance(text, str):
+                return text
     return json.dumps(value, default=str)
 
 

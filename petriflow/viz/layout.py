@@ -15,6 +15,7 @@ No matplotlib here: the layout is plain numbers, tested without drawing.
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -144,7 +145,8 @@ def _isotonic(target: np.ndarray, gaps: np.ndarray, weights: np.ndarray | None =
             m2, w2, c2 = blocks.pop()
             m1, w1, c1 = blocks[-1]
             blocks[-1] = [(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, c1 + c2]
-    return np.concatenate([np.full(int(c), m) for m, _, c in blocks]) + offset
+    out: np.ndarray = np.concatenate([np.full(int(c), m) for m, _, c in blocks]) + offset
+    return out
 
 
 def _crossings(layers: list[list[str]], down: dict[str, list[str]], index: dict[str, int]) -> int:
@@ -330,7 +332,7 @@ def _rows(w: _Work, *, big: bool, workflow: bool, start: dict[str, float] | None
 
     def gaps(lay: list[str]) -> np.ndarray:
         out = []
-        for a, b in zip(lay, lay[1:]):
+        for a, b in itertools.pairwise(lay):
             dummy = a[0] == "\0" or b[0] == "\0"
             apart = workflow and group[a] != group[b]  # a step's title fits; arcs pass outside its box
             extra = (0.3 if apart else 0.0) if dummy else VGAP + (0.22 if apart else 0.0)
@@ -414,7 +416,7 @@ def layered_layout(sc: Scene, *, big: bool = False, workflow: bool = False) -> L
     for cid, served in _attachments(sc).items():
         resource = nodes[cid.split("\1")[1]]
         w.attract[cid] = served
-        layer[cid] = int(round(_mean([layer[t] for t in served])))
+        layer[cid] = round(_mean([layer[t] for t in served]))
         w.group[cid], w.rank[cid], w.slot[cid] = nodes[served[0]].group, max(w.rank[t] for t in served) + 0.5, 1
         size[cid], kinds[cid] = node_size(resource, shared_caption(resource), ""), "place"
     chains: dict[tuple[str, str], list[str]] = {}
@@ -429,7 +431,7 @@ def layered_layout(sc: Scene, *, big: bool = False, workflow: bool = False) -> L
             layer[d], w.rank[d], w.slot[d], w.group[d], size[d] = k, w.rank[a] + 0.5, 0, inside, (0.0, 0.0)
             chain.append(d)
         chain.append(b)
-        for p, q in zip(chain, chain[1:]):
+        for p, q in itertools.pairwise(chain):
             w.down[p].append(q)
             w.up[q].append(p)
         chains[(u, v)] = chain[1:-1] if (u, v) not in back else chain[-2:0:-1]
