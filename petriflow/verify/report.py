@@ -21,7 +21,7 @@ import numpy as np
 
 from petriflow.net.petrinet import PetriNet, WorkflowNet
 from petriflow.verify import properties as props
-from petriflow.verify.explain import choices_made, tell_sequence, why_stuck
+from petriflow.verify.explain import choices_made, never_lines, tell_sequence, why_stuck
 from petriflow.verify.statespace import StateSpace, explore
 
 __all__ = ["PROPERTIES", "Report", "Witness", "check"]
@@ -391,7 +391,6 @@ def _soundness(net: WorkflowNet, space: StateSpace, dead_ts: tuple[str, ...], wi
                                   int(improper.min()), stuck=False))
     if dead_ts:
         sound = False
-        told = tuple(dict.fromkeys(net.origins[t].describe() for t in dead_ts))
         witnesses.append(Witness(property="sound", summary="dead transitions: no run ever gets to "
-                                 + ", ".join(dead_ts), stuck=tuple(f"never: {t}" for t in told)))
+                                 + ", ".join(dead_ts), stuck=tuple(never_lines(net, dead_ts))))
     return sound
