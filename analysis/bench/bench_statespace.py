@@ -83,16 +83,21 @@ print(json.dumps({"markings": len(inc), "expanded": len(out), "ts_states": len(t
 
 # -- peers ------------------------------------------------------------------------
 def ensure_peers() -> Path | None:
-    """The peers venv's python, creating the venv with pm4py on first use (None if that fails)."""
+    """The peers venv's python with pm4py, made or completed on first use (None, and why, if that fails).
+
+    The venv is shared with ``bench_execute.py`` (LangGraph), so it may exist without pm4py.
+    """
     py = PEERS / "bin" / "python"
-    if not py.exists():
-        print(f"creating {PEERS} with pm4py (benchmark only, AGPL) ...", file=sys.stderr)
-        try:
+    try:
+        if not py.exists():
+            print(f"creating {PEERS} (benchmark only) ...", file=sys.stderr)
             subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True)
+        if subprocess.run([str(py), "-c", "import pm4py"], capture_output=True, check=False).returncode != 0:
+            print(f"installing pm4py into {PEERS} (benchmark only, AGPL) ...", file=sys.stderr)
             subprocess.run([str(py), "-m", "pip", "install", "-q", "pm4py"], check=True)
-        except (subprocess.CalledProcessError, OSError) as err:
-            print(f"pm4py unavailable: {err}", file=sys.stderr)
-            return None
+    except (subprocess.CalledProcessError, OSError) as err:
+        print(f"pm4py unavailable: {err}", file=sys.stderr)
+        return None
     return py
 
 
@@ -196,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         demo = nets.repr_collision()
         truth = explore(demo).n_states
         pm = run_pm4py(py, demo, args.peer_seconds)
-        collision = {"true": truth, "pm4py_markings": pm and pm["markings"], "pm4py_states": pm and pm["ts_states"]}
+        if pm is not None:
+            collision = {"true": truth, "pm4py_markings": pm["markings"], "pm4py_states": pm["ts_states"]}
 
     text = report(rows, load=load, collision=collision, args=args,
                   pm4py_version=next((r["pm4py"]["version"] for r in rows if r["pm4py"]), None))
