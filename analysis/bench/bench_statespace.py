@@ -250,7 +250,9 @@ def report(rows: list[dict], *, load: float, collision: dict | None, args: argpa
         "",
         (f"- numba kernels: {load:.2f} s to load from the cache in this process (not counted in states/s); "
         "the first compile on a machine is measured by `bench_startup.py`."),
-        "- plain BFS memory: " + ", ".join(f"{r['net']} {r['plain']['bytes_per_state']:,.0f} B/state" for r in rows)
+        "- plain BFS memory: " + ", ".join(
+            f"{r['net']} {r['plain']['bytes_per_state']:,.0f} B/state "
+            f"({r['plain']['bytes_per_state'] / r['pf']['bytes_per_state']:.0f}x petriflow's)" for r in rows)
         + " (dict + tuples, `sys.getsizeof`).",
     ]
     ok_mem = all(r["pf"]["bytes_per_state"] <= 32 for r in rows)

@@ -67,7 +67,8 @@ class StateSpace:
     ``seconds`` (wall clock) and ``cpu_seconds`` (this process) exclude
     numba's one-off compile or cache load, which is in ``compile_seconds``.
     A space found by the plain-Python engine (small nets, ``plain`` True)
-    keeps its BFS tree and answers every question without compiled code.
+    keeps its BFS tree and answers every question without compiled code;
+    its ``bytes_per_state`` is that engine's estimate of its Python objects.
     """
 
     net: PetriNet
