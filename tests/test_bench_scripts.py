@@ -79,3 +79,21 @@ def test_every_script_declares_its_smallest_arguments_and_names_them_in_the_read
     for script in SCRIPTS:
         if smoke_args(script) is not None:
             assert f"`{script.name}`" in readme, f"analysis/bench/README.md does not document {script.name}"
+
+
+def test_every_side_of_bench_execute_gets_petriflows_client_timeout() -> None:
+    """The 1000-concurrent HTTP runs failed on LangGraph's side with openai's default 5 s connect timeout."""
+    import importlib.util
+    import inspect
+
+    from petriflow.execute.client import ModelClient
+
+    spec = importlib.util.spec_from_file_location("bench_execute", BENCH / "bench_execute.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ours = inspect.signature(ModelClient).parameters["default_timeout"].default
+    assert bench.client_timeout() == ours == 120.0
+    client = bench.make_client("http://127.0.0.1:9/v1", bench.client_timeout())  # what LangGraph's nodes call
+    assert client.timeout == ours and client.max_retries == 0
+    assert "make_client(base_url, timeout)" in inspect.getsource(bench.peer_main)
