@@ -45,10 +45,10 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-import nets  # noqa: E402
+import nets
 
-from petriflow.net.petrinet import PetriNet  # noqa: E402
-from petriflow.verify.statespace import explore, warm_up  # noqa: E402
+from petriflow.net.petrinet import PetriNet
+from petriflow.verify.statespace import explore, warm_up
 
 PEERS = HERE / ".venv-peers"
 SMOKE_ARGS = ["--nets", "fork_join:2", "--peer-seconds", "0.5", "--repeats", "1", "--no-pm4py"]

@@ -25,6 +25,8 @@ import numpy as np
 
 from petriflow.net.petrinet import PetriNet
 
+A = np.ndarray
+
 # return codes of _search_py (the kernel returns the literal numbers)
 DONE, DEAD, GROW_STATES, GROW_STACK, BUDGET, WIDEN, CYCLE, TICK = 0, 1, 2, 3, 4, 5, 6, 7
 
@@ -63,8 +65,8 @@ def _rehash_py(states: np.ndarray, n: int, table: np.ndarray) -> None:
         table[k] = i + 1
 
 
-def _stubborn_py(m, pre, delta, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx,
-                 scratch, edges) -> int:
+def _stubborn_py(m: A, pre: A, delta: A, t_in_ptr: A, t_in_idx: A, cons_ptr: A, cons_idx: A, prod_ptr: A,
+                 prod_idx: A, scratch: A, edges: A) -> int:
     """Write the enabled transitions of a smallest candidate stubborn set of ``m`` into
     ``scratch[9]`` and return how many there are (0: ``m`` is dead).
 
@@ -192,9 +194,9 @@ def _stubborn_py(m, pre, delta, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr
     return k
 
 
-def _search_py(pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx,
-               states, parent, parent_t, onstack, table, frames, buf, ctr, limit, scratch, edges, top_value,
-               cycles, every) -> int:
+def _search_py(pre: A, delta: A, m0: A, t_in_ptr: A, t_in_idx: A, cons_ptr: A, cons_idx: A, prod_ptr: A,
+               prod_idx: A, states: A, parent: A, parent_t: A, onstack: A, table: A, frames: A, buf: A, ctr: A,
+               limit: int, scratch: A, edges: A, top_value: int, cycles: bool, every: int) -> int:
     """Resumable depth-first search; returns one of the ``DONE..TICK`` codes.
 
     ``ctr`` = [stored states, stack depth, buffer top, last dead (or cycle source) state,

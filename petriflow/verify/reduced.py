@@ -212,7 +212,7 @@ def _run(
 
 def _progress_bar(net: PetriNet):  # type: ignore[no-untyped-def]
     """A tqdm bar of stored states (tqdm shows states/s); imported only when asked for."""
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     return tqdm(desc=f"reduced search {net.name}", unit=" states")
 

@@ -119,7 +119,7 @@ class StateSpace:
         """The int64 marking of state ``i`` (0 is the initial marking)."""
         self._check(i)
         assert self._layout is not None and self._packed is not None
-        return self._layout.unpack(self._packed[i : i + 1])[0]
+        return np.asarray(self._layout.unpack(self._packed[i : i + 1])[0])
 
     def markings(self) -> np.ndarray:
         """All markings, shape ``(n_states, places)``, int64, in state order (8 bytes per place per state)."""
@@ -131,7 +131,7 @@ class StateSpace:
         p = place if isinstance(place, (int, np.integer)) else self.net.place_index(place)
         lay = self._layout
         assert lay is not None and self._packed is not None
-        return ((self._packed[:, lay.word[p]] >> lay.shift[p]) & lay.mask[p]).astype(np.int64)
+        return np.asarray(((self._packed[:, lay.word[p]] >> lay.shift[p]) & lay.mask[p]).astype(np.int64))
 
     def states_with(self, marking: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Indices of the states whose marking equals ``marking`` on the places of ``mask`` (all if None).
@@ -175,7 +175,8 @@ class StateSpace:
             table = np.full(size, -1, dtype=np.int32)
             _kernel.rehash(table, self._pk, self.n_states)
             self._cache["index"] = table
-        return self._cache["index"]
+        index: np.ndarray = self._cache["index"]
+        return index
 
     def dead_states(self) -> np.ndarray:
         """Indices of expanded states that enable no transition, ascending."""
@@ -244,7 +245,8 @@ class StateSpace:
                 total = int(_kernel.bounds(self._pk, self.n_states, lay.word, lay.shift, lay.mask, out))
             out.flags.writeable = False
             self._cache["bounds"] = (out, total)
-        return self._cache["bounds"]
+        found: tuple[np.ndarray, int] = self._cache["bounds"]
+        return found
 
     def _check(self, i: int) -> None:
         if not 0 <= i < self.n_states:
