@@ -45,7 +45,9 @@ def _final(spec: str, net: Any) -> Any:
 
 @click.command()
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (a stable contract).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report as JSON (a stable contract: a verdict not known is null, never false, "
+                   "and <verdict>_unknown says why; see docs/verify.md).")
 @click.option("--max-states", type=click.IntRange(min=1), default=5_000_000, show_default=True,
               help="Stop exploring after this many markings (exit 3 if that leaves a verdict open).")
 @click.option("--max-memory", type=click.IntRange(min=1), default=None, metavar="MB",

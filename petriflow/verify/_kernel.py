@@ -136,7 +136,7 @@ def rehash(table: np.ndarray, packed: np.ndarray, n: int) -> None:
 
 
 @njit(cache=True)
-def lookup(table: np.ndarray, packed: np.ndarray, key: np.ndarray) -> int:
+def lookup(table: np.ndarray, packed: np.ndarray, key: np.ndarray) -> Any:
     """The state whose packed marking is ``key[0]``, or -1."""
     return _probe(table, packed, key, 0, packed.shape[1])[1]
 

@@ -55,6 +55,23 @@ class Layout:
         top = net.initial if bounds is None else np.maximum(net.initial, np.asarray(bounds, dtype=np.int64))
         return cls.of(tuple(min(MAX_WIDTH, max(1, int(v).bit_length())) for v in top))
 
+    @classmethod
+    def fitting(cls, net: PetriNet, maxima: np.ndarray) -> Layout:
+        """The narrowest fields that hold ``maxima`` (per place): for markings already found."""
+        top = np.asarray(maxima, dtype=np.int64)
+        widths = tuple(max(1, int(v).bit_length()) for v in top)
+        for p, b in enumerate(widths):
+            if b > MAX_WIDTH:
+                raise BudgetExceeded(f"place '{net.places[p]}' holds more than 2**63 - 1 tokens", where=net.places[p])
+        return cls.of(widths)
+
+    def pack_rows(self, markings: np.ndarray) -> np.ndarray:
+        """``(n, W)`` packed rows of ``(n, P)`` markings that fit their fields."""
+        out = np.zeros((markings.shape[0], self.W), dtype=np.uint64)
+        for p in range(len(self.widths)):
+            out[:, self.word[p]] |= markings[:, p].astype(np.uint64) << self.shift[p]
+        return out
+
     def widen(self, place: int, name: str) -> Layout:
         """The same layout with ``place``'s field one bit wider (up to 8 bits), then twice as wide.
 

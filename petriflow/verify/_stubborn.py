@@ -6,7 +6,11 @@ of the function it compiled, so a kernel split across files could run stale
 machine code after an edit. The functions are plain Python until
 :func:`kernels` compiles them on first use (or loads numba's cache), so the
 module imports without numba and the kernel can be stepped through in a
-debugger by calling the ``*_py`` versions.
+debugger by calling the ``*_py`` versions. The driver runs those plain
+versions first while numba is not loaded (:func:`plain_kernels`, up to
+:func:`plain_cap` states): a small net's reduced space is searched before
+numba would have finished loading, and a bigger one resumes in the compiled
+kernel where the plain one stopped (the arrays are the same).
 
 ``_search_py`` returns one of the codes below; each exit leaves its arrays
 consistent so that the Python driver can grow storage, widen the integer
@@ -20,6 +24,8 @@ from collections.abc import Callable
 import numpy as np
 
 from petriflow.net.petrinet import PetriNet
+
+A = np.ndarray
 
 # return codes of _search_py (the kernel returns the literal numbers)
 DONE, DEAD, GROW_STATES, GROW_STACK, BUDGET, WIDEN, CYCLE, TICK = 0, 1, 2, 3, 4, 5, 6, 7
@@ -50,17 +56,17 @@ def _rehash_py(states: np.ndarray, n: int, table: np.ndarray) -> None:
     """Rebuild the open-addressing index (slot holds state number + 1) after the arrays grew."""
     mask = table.shape[0] - 1
     for i in range(n):
-        h = 1469598103934665603
+        h = np.int64(1469598103934665603)  # int64 in numba and numpy alike (numpy refuses int8 ^ a big int)
         for v in states[i]:
-            h = (h ^ v) * 1099511628211
+            h = (h ^ np.int64(v)) * np.int64(1099511628211)
         k = (h ^ (h >> 29)) & mask
         while table[k] != 0:
             k = (k + 1) & mask
         table[k] = i + 1
 
 
-def _stubborn_py(m, pre, delta, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx,
-                 scratch, edges) -> int:
+def _stubborn_py(m: A, pre: A, delta: A, t_in_ptr: A, t_in_idx: A, cons_ptr: A, cons_idx: A, prod_ptr: A,
+                 prod_idx: A, scratch: A, edges: A) -> int:
     """Write the enabled transitions of a smallest candidate stubborn set of ``m`` into
     ``scratch[9]`` and return how many there are (0: ``m`` is dead).
 
@@ -188,9 +194,9 @@ def _stubborn_py(m, pre, delta, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr
     return k
 
 
-def _search_py(pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx,
-               states, parent, parent_t, onstack, table, frames, buf, ctr, limit, scratch, edges, top_value,
-               cycles, every) -> int:
+def _search_py(pre: A, delta: A, m0: A, t_in_ptr: A, t_in_idx: A, cons_ptr: A, cons_idx: A, prod_ptr: A,
+               prod_idx: A, states: A, parent: A, parent_t: A, onstack: A, table: A, frames: A, buf: A, ctr: A,
+               limit: int, scratch: A, edges: A, top_value: int, cycles: bool, every: int) -> int:
     """Resumable depth-first search; returns one of the ``DONE..TICK`` codes.
 
     ``ctr`` = [stored states, stack depth, buffer top, last dead (or cycle source) state,
@@ -318,16 +324,57 @@ def edge_bound(t_in_ptr: np.ndarray, t_in_idx: np.ndarray, cons_ptr: np.ndarray,
 _KERNEL: Callable[..., int] | None = None
 _REHASH: Callable[..., None] | None = None
 
+PLAIN_WORK = 80_000
+"""Array reads (states x (transitions + arcs)) the plain-Python kernel may spend: about a quarter second (3 us each)."""
+
+
+def plain_cap(net: PetriNet) -> int:
+    """The most states the plain-Python kernel stores for ``net`` before the compiled one takes over."""
+    return max(64, PLAIN_WORK // max(1, len(net.transitions) + int((net.pre > 0).sum())))
+
+
+def loaded() -> bool:
+    """Whether the compiled kernel is loaded in this process (then the plain one is never worth running)."""
+    return _KERNEL is not None
+
+
+def plain_kernels() -> tuple[Callable[..., int], Callable[..., None]]:
+    """The search and rehash in plain Python: same arguments, same results as :func:`kernels`."""
+    return _search_py, _rehash_py
+
 
 def kernels() -> tuple[Callable[..., int], Callable[..., None]]:
-    """Compile (or load from numba's cache) the search kernel, on first use only."""
+    """Compile (or load from numba's cache) the search kernel, on first use only; announced when it compiles."""
     global _KERNEL, _REHASH
     if _KERNEL is not None and _REHASH is not None:
         return _KERNEL, _REHASH
     import numba
 
+    from petriflow.verify._jit import announce_compile
+
     global _stubborn
-    _stubborn = numba.njit(cache=True, nogil=True)(_stubborn_py)
-    _KERNEL = numba.njit(cache=True, nogil=True)(_search_py)
-    _REHASH = numba.njit(cache=True, nogil=True)(_rehash_py)
+    with announce_compile("the reduced-search kernel", "5-10 s"):
+        _stubborn = numba.njit(cache=True, nogil=True)(_stubborn_py)
+        search = numba.njit(cache=True, nogil=True)(_search_py)
+        rehash = numba.njit(cache=True, nogil=True)(_rehash_py)
+        _warm(search, rehash)
+    _KERNEL, _REHASH = search, rehash
     return _KERNEL, _REHASH
+
+
+def _warm(search: Callable[..., int], rehash: Callable[..., None]) -> None:
+    """Call both kernels once on a one-transition net with int8 markings, so that they compile (or load) now.
+
+    Wider marking types compile on their first use.
+    """
+    net = PetriNet.from_arcs(places={"a": 1, "b": 0}, transitions=["t"], arcs=[("a", "t", 1), ("t", "b", 1)])
+    t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx = structure(net)
+    states = np.zeros((4, 2), dtype=np.int8)
+    table = np.zeros(8, dtype=np.int64)
+    ctr = np.zeros(8, dtype=np.int64)
+    search(np.ascontiguousarray(net.pre), np.ascontiguousarray(net.post - net.pre), np.ascontiguousarray(net.initial),
+           t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx, states, np.zeros(4, dtype=np.int64),
+           np.zeros(4, dtype=np.int32), np.zeros(4, dtype=np.int8), table, np.zeros((8, 4), dtype=np.int64),
+           np.zeros(16, dtype=np.int64), ctr, -1, np.zeros((13, 2), dtype=np.int64), np.zeros(8, dtype=np.int64),
+           127, False, 0)
+    rehash(states, int(ctr[0]), table)

@@ -311,6 +311,6 @@ def _progress_bar(progress: bool, net: PetriNet):  # type: ignore[no-untyped-def
     """A tqdm bar counting ω-markings, only when asked (tqdm is imported only then)."""
     if not progress:
         return None
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     return tqdm(desc=f"coverability {net.name}", unit=" nodes")

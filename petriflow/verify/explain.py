@@ -5,22 +5,126 @@ becomes "`classify` finishes and chooses `code`", and a stuck marking
 becomes "`aggregate` waits for `general` and `search`, which can no longer
 run". For a plain net (PNML) the same functions fall back to transition and
 place labels.
+
+:func:`transition_words` says what each transition *is*, so that no two
+transitions of a net share their words: a step re-entered by a loop has one
+start per way in ("`receive` starts again from `loop_end`'s loop"), and a
+line "`receive` never starts again from `loop_end`'s loop" about a dead
+transition cannot be read as "`receive` never starts" while ``receive.start``
+fires. Which way in a start takes is read off the net (its input places), not
+off the transition's id.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass
+
 import numpy as np
 
-from petriflow.net.petrinet import Marking, PetriNet, WorkflowNet
+from petriflow.net.petrinet import Marking, Origin, PetriNet, WorkflowNet
 
-__all__ = ["choices_made", "tell_sequence", "waiting", "why_stuck"]
+__all__ = ["Words", "choices_made", "never_lines", "tell_sequence", "transition_words", "waiting", "why_stuck"]
+
+
+@dataclass(frozen=True)
+class Words:
+    """What a transition is, as a subject and a predicate: "`receive`" + "starts again from `loop_end`'s loop"."""
+
+    subject: str
+    predicate: str
+
+    @property
+    def happens(self) -> str:
+        """The transition firing, as a witness step: "`receive` starts"."""
+        return f"{self.subject} {self.predicate}"
+
+    @property
+    def never(self) -> str:
+        """The transition dead: "`receive` never starts"."""
+        return f"{self.subject} never {self.predicate}"
+
+
+def _base_words(o: Origin, entered_by: str | None) -> Words:
+    """A transition's words from its origin, and the step whose loop it re-enters from (if any)."""
+    subject = f"`{o.step}`" if o.step else "the workflow"
+    again = f" again from `{entered_by}`'s loop" if entered_by else ""
+    if o.construct == "route" and o.role == "finish":
+        return Words(subject, f"finishes and chooses `{o.detail}`")
+    if o.construct == "loop" and o.role == "back":
+        return Words(subject, f"loops back to `{o.detail}`")
+    if o.construct == "retry":
+        verb = {"fail": "fails (or times out)", "retry": "is retried"}.get(o.role, o.role)
+        return Words(subject, verb)
+    if o.construct == "fallback":
+        return Words(subject, f"gives up and falls back to `{o.detail}`")
+    if o.construct == "map":
+        return Words(subject, f"{o.role} {o.detail}".strip() + again)
+    if o.construct == "begin":
+        return Words("the workflow", "starts")
+    if o.construct == "end":
+        return Words("the workflow", "ends")
+    verb = {"start": "starts", "finish": "finishes"}.get(o.role, o.role)
+    return Words(subject, verb + (again if o.role == "start" else ""))
+
+
+def _hands_to(net: WorkflowNet, t: int) -> list[str]:
+    """The steps a transition hands a token to (its flow outputs), for telling apart words that would repeat."""
+    out = []
+    for p in np.flatnonzero(net.post[t] > net.pre[t]):
+        o = net.origins[net.places[p]]
+        if o.construct in ("dependency", "join", "loop", "fallback") and o.role != "budget":
+            out.append(f"`{o.step}`" if o.step else "the end")
+    return sorted(set(out))
+
+
+def transition_words(net: WorkflowNet) -> dict[str, Words]:
+    """Every transition's words, distinct across the net.
+
+    A start or spawn with a loop-entry place among its inputs re-enters its
+    step from that loop. Transitions whose words would still coincide (the
+    collects of a map step with several outcomes) are told apart by the
+    steps they hand over to, and, failing that, by their id.
+    """
+    entry = {p for p in net.places if net.origins[p].construct == "loop" and net.origins[p].role == "entry"}
+    words: dict[str, Words] = {}
+    for i, t in enumerate(net.transitions):
+        loop_in = [net.origins[net.places[p]].detail for p in np.flatnonzero(net.pre[i]) if net.places[p] in entry]
+        words[t] = _base_words(net.origins[t], loop_in[0] if loop_in else None)
+    for clash in _clashes(words):
+        for t in clash:
+            to = _hands_to(net, net.transition_index(t))
+            if to:
+                w = words[t]
+                words[t] = Words(w.subject, f"{w.predicate} and hands over to {', '.join(to)}")
+    for clash in _clashes(words):
+        for t in clash:
+            words[t] = Words(words[t].subject, f"{words[t].predicate} (transition `{t}`)")
+    return words
+
+
+def _clashes(words: dict[str, Words]) -> list[list[str]]:
+    """Groups of transitions that share their words."""
+    by: defaultdict[Words, list[str]] = defaultdict(list)
+    for t, w in words.items():
+        by[w].append(t)
+    return [ts for ts in by.values() if len(ts) > 1]
 
 
 def tell_sequence(net: PetriNet, sequence: list[str]) -> list[str]:
     """One line per fired transition: workflow words for a workflow net, labels otherwise."""
     if isinstance(net, WorkflowNet):
-        return net.tell(sequence)
+        words = transition_words(net)
+        return [words[t].happens for t in sequence]
     return [net.transition_labels[net.transition_index(t)] for t in sequence]
+
+
+def never_lines(net: PetriNet, transitions: list[str] | tuple[str, ...]) -> list[str]:
+    """One line per dead transition saying what never happens: "`receive` never starts again from ..."."""
+    if isinstance(net, WorkflowNet):
+        words = transition_words(net)
+        return [words[t].never for t in transitions]
+    return [f"{net.transition_labels[net.transition_index(t)]} never fires" for t in transitions]
 
 
 def choices_made(net: PetriNet, sequence: list[str]) -> list[str]:

@@ -4,16 +4,20 @@ Each function takes a complete :class:`StateSpace` (explored with
 ``store_edges=True`` where it needs the graph) and answers one question.
 Graph questions (who can reach the final marking, terminal strongly
 connected components) use ``scipy.sparse.csgraph``, which handles the
-millions of states that networkx cannot hold.
+millions of states that networkx cannot hold; a small graph is answered in
+plain Python (:mod:`petriflow.verify._small`) while scipy is not loaded,
+since importing it costs more (half a second) than the whole question.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from petriflow.net.petrinet import PetriNet
+from petriflow.verify import _small
 from petriflow.verify.statespace import StateSpace
 
 if TYPE_CHECKING:
@@ -57,6 +61,15 @@ def shortest_path_to_any(space: StateSpace, states: np.ndarray) -> list[str] | N
     return space.path_to(int(states.min()))
 
 
+PLAIN_EDGES = 200_000
+"""Graphs with at most this many edges are searched in plain Python unless scipy is already loaded."""
+
+
+def _plain(space: StateSpace) -> bool:
+    """Whether to answer a graph question without scipy: a small graph, and scipy not imported yet."""
+    return space.n_edges <= PLAIN_EDGES and "scipy.sparse.csgraph" not in sys.modules
+
+
 def _graph(space: StateSpace, *, reverse: bool = False, extra: tuple[np.ndarray, np.ndarray] | None = None) -> csr_matrix:
     from scipy.sparse import (
         csr_matrix,  # imported on use: scipy costs a tenth of a second
@@ -73,12 +86,15 @@ def _graph(space: StateSpace, *, reverse: bool = False, extra: tuple[np.ndarray,
 
 def cannot_complete(space: StateSpace) -> np.ndarray:
     """Reachable markings from which the final marking can no longer be reached (option to complete)."""
-    from scipy.sparse.csgraph import breadth_first_order
-
     finals = final_states(space)
     n = space.n_states
     if finals.size == 0:
         return np.arange(n)
+    if _plain(space):
+        src, _, dst = space.edges()
+        return np.flatnonzero(~_small.can_reach(n, src, dst, finals))
+    from scipy.sparse.csgraph import breadth_first_order
+
     reverse = _graph(space, reverse=True)
     can = np.zeros(n, dtype=bool)
     for f in finals:  # usually one final state
@@ -109,16 +125,20 @@ def non_live_transitions(space: StateSpace, *, short_circuit: bool = False) -> l
     final states are linked back to the initial one (the usual reading of
     liveness for workflow nets: the case can always be started again).
     """
-    from scipy.sparse.csgraph import connected_components
-
     net: PetriNet = space.net
     extra = None
     if short_circuit:
         finals = final_states(space)
         extra = (finals, np.zeros(finals.size, dtype=np.int64))
-    graph = _graph(space, extra=extra)
-    _, labels = connected_components(graph, directed=True, connection="strong")
     src, trans, dst = space.edges()
+    if _plain(space):
+        every_src = src if extra is None else np.concatenate([src, extra[0]])
+        every_dst = dst if extra is None else np.concatenate([dst, extra[1]])
+        labels = _small.strong_components(space.n_states, every_src, every_dst)
+    else:
+        from scipy.sparse.csgraph import connected_components
+
+        _, labels = connected_components(_graph(space, extra=extra), directed=True, connection="strong")
     if extra is not None:
         src = np.concatenate([src, extra[0]])
         dst = np.concatenate([dst, extra[1]])

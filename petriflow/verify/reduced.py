@@ -156,13 +156,15 @@ def _run(
         raise InputError(f"max_states is {max_states}", hint="pass a budget of at least 1 state")
     if max_bytes is not None and max_bytes < 1:
         raise InputError(f"max_bytes is {max_bytes}", hint="pass a positive memory budget")
-    search, rehash = K.kernels()
+    plain = not K.loaded()  # small nets finish in plain Python before numba would have loaded
+    search, rehash = K.plain_kernels() if plain else K.kernels()
     t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx = K.structure(net)
     pre = np.ascontiguousarray(net.pre)
     delta = np.ascontiguousarray(net.post - net.pre)
     m0 = np.ascontiguousarray(net.initial)
     s = _Search(net)
     limit = -1 if max_states is None else int(max_states)
+    plain_limit = K.plain_cap(net) if limit < 0 else min(limit, K.plain_cap(net))
     T = len(net.transitions)
     scratch = np.zeros((13, T + 1), dtype=np.int64)
     edges = np.zeros(K.edge_bound(t_in_ptr, t_in_idx, cons_ptr, prod_ptr) + 1, dtype=np.int64)
@@ -170,16 +172,22 @@ def _run(
     stop: str | None = None
     try:
         while True:
-            code = search(
-                pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx, s.states, s.parent,
-                s.parent_t, s.onstack, s.table, s.frames, s.buf, s.ctr, limit, scratch, edges, s.top_value, cycles,
-                _TICK_EVERY if bar is not None else 0,
-            )
+            with np.errstate(over="ignore"):  # the plain kernel's hash wraps int64 like the compiled one, silently
+                code = search(
+                    pre, delta, m0, t_in_ptr, t_in_idx, cons_ptr, cons_idx, prod_ptr, prod_idx, s.states, s.parent,
+                    s.parent_t, s.onstack, s.table, s.frames, s.buf, s.ctr, plain_limit if plain else limit, scratch,
+                    edges, s.top_value, cycles, _TICK_EVERY if bar is not None else 0,
+                )
+            if code == K.BUDGET and plain and plain_limit != limit:  # too big for plain Python: resume compiled
+                search, rehash = K.kernels()
+                plain = False
+                continue
             if code == K.GROW_STATES:
                 if max_bytes is not None and 2 * s.nbytes() > max_bytes:
                     stop = "max_bytes"
                     break
-                s.grow_states(rehash)
+                with np.errstate(over="ignore"):
+                    s.grow_states(rehash)
             elif code == K.WIDEN:
                 s.widen()
             elif code == K.GROW_STACK:
@@ -204,7 +212,7 @@ def _run(
 
 def _progress_bar(net: PetriNet):  # type: ignore[no-untyped-def]
     """A tqdm bar of stored states (tqdm shows states/s); imported only when asked for."""
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     return tqdm(desc=f"reduced search {net.name}", unit=" states")
 

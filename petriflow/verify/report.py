@@ -3,11 +3,17 @@
 The :class:`Report` keeps the ``check --json`` contract of the foundation
 issue (keys and meanings stable; new keys only added) and renders the
 verdict table and numbered witnesses that ``petriflow check`` prints.
+
+A verdict is True, False, or None when it is not known; a None always comes
+with a reason from :data:`REASONS` (``report.unknown_reasons``, and
+``<verdict>_unknown`` in the JSON), so that a pipeline gating on
+``deadlock == false`` never passes a net that was not verified.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,13 +21,26 @@ import numpy as np
 
 from petriflow.net.petrinet import PetriNet, WorkflowNet
 from petriflow.verify import properties as props
-from petriflow.verify.explain import choices_made, tell_sequence, why_stuck
+from petriflow.verify.explain import choices_made, never_lines, tell_sequence, why_stuck
 from petriflow.verify.statespace import StateSpace, explore
 
 __all__ = ["PROPERTIES", "Report", "Witness", "check"]
 
 PROPERTIES = ("deadlock", "bounded", "sound", "live")
 DEFAULT_MAX_STATES = 5_000_000
+
+VERDICTS = ("deadlock", "bounded", "safe", "sound", "live")
+"""The JSON keys that carry a verdict: each is true, false or null (not known), never a guess."""
+
+REASONS = {
+    "not_checked": "not asked for (--property)",
+    "not_a_workflow_net": "soundness is defined for workflow nets only (one source, one sink)",
+    "max_states": "the search stopped at --max-states before it could decide",
+    "max_bytes": "the search stopped at the memory budget (--max-memory; default half the RAM) before it could decide",
+    "coverability_budget": "the state space was too big, and the coverability set ran out of nodes (--max-states)",
+    "structural_bound": "bounded by the net's structure (place invariants), which does not give the exact bound",
+}
+"""Why a verdict is null: the codes of ``<verdict>_unknown`` (stable; new codes may be added)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,18 @@ class Report:
     states_explored: int
     witnesses: tuple[Witness, ...] = ()
     states_reduced: int | None = None
+    unknown_reasons: Mapping[str, str] = field(default_factory=dict)
+
+    def verdicts(self) -> dict[str, bool | None]:
+        """The five verdicts by JSON key; ``deadlock`` is True when a deadlock is reachable."""
+        return {"deadlock": self.deadlock, "bounded": self.bounded, "safe": self.safe, "sound": self.sound,
+                "live": self.live}
+
+    def why_unknown(self, key: str) -> str | None:
+        """The :data:`REASONS` code of a null verdict (None when the verdict is known)."""
+        if self.verdicts()[key] is not None:
+            return None
+        return self.unknown_reasons.get(key, "not_checked")
 
     @property
     def is_workflow(self) -> bool:
@@ -94,13 +125,14 @@ class Report:
             "net": {"name": self.net.name, "places": len(self.net.places),
                     "transitions": len(self.net.transitions), "arcs": self.net.arc_count},
             "states": self.states, "edges": self.edges, "dead_markings": self.dead_markings,
-            "deadlock": bool(self.deadlock) if self.deadlock is not None else False,
+            "deadlock": self.deadlock, "deadlock_unknown": self.why_unknown("deadlock"),
             "deadlock_known": self.deadlock is not None,
             "deadlock_trace": list(self.deadlock_trace) if self.deadlock_trace is not None else None,
-            "bounded": self.bounded, "bound": self.bound, "safe": self.safe,
-            "sound": self.sound,
+            "bounded": self.bounded, "bounded_unknown": self.why_unknown("bounded"), "bound": self.bound,
+            "safe": self.safe, "safe_unknown": self.why_unknown("safe"),
+            "sound": self.sound, "sound_unknown": self.why_unknown("sound"),
             "dead_transitions": list(self.dead_transitions) if self.dead_transitions is not None else None,
-            "live": self.live, "seconds": round(self.seconds, 6),
+            "live": self.live, "live_unknown": self.why_unknown("live"), "seconds": round(self.seconds, 6),
             "complete": self.complete, "stop_reason": self.stop_reason,
             "states_explored": self.states_explored, "states_reduced": self.states_reduced,
             "checked": list(self.checked),
@@ -109,22 +141,25 @@ class Report:
 
     def explain(self) -> str:
         """The verdict table and every witness as numbered steps, for a person."""
-        def verdict(v: bool | None, good: str, bad: str) -> str:
-            return "unknown (budget)" if v is None else (good if v else bad)
+        def verdict(key: str, good: str, bad: str, *, holds: bool | None) -> str:
+            if holds is None:
+                return f"unknown: {REASONS[self.why_unknown(key) or 'not_checked']}"
+            return good if holds else bad
 
         rows = []
         if "deadlock" in self.checked:
-            rows.append(("deadlock-free", verdict(None if self.deadlock is None else not self.deadlock, "yes", "NO")))
+            free = None if self.deadlock is None else not self.deadlock
+            rows.append(("deadlock-free", verdict("deadlock", "yes", "NO", holds=free)))
         if "bounded" in self.checked:
             extra = ""
             if self.bounded:
                 extra = (" (bound not computed: proved structurally)" if self.bound is None
                          else f" ({'safe' if self.safe else f'{self.bound}-bounded'})")
-            rows.append(("bounded", verdict(self.bounded, "yes", "NO") + extra))
+            rows.append(("bounded", verdict("bounded", "yes", "NO", holds=self.bounded) + extra))
         if "sound" in self.checked and self.is_workflow:
-            rows.append(("sound", verdict(self.sound, "yes", "NO")))
+            rows.append(("sound", verdict("sound", "yes", "NO", holds=self.sound)))
         if "live" in self.checked:
-            rows.append(("live", verdict(self.live, "yes", "NO")))
+            rows.append(("live", verdict("live", "yes", "NO", holds=self.live)))
         if self.states is not None:
             size = f"{self.states:,} states" + (f", {self.edges:,} edges" if self.edges is not None else "")
         elif self.states_reduced is not None and self.complete:
@@ -178,29 +213,37 @@ def check(
 
     A deadlock check alone runs on a stubborn-set reduced state space unless
     ``full`` asks for every marking. A budget that stops the search leaves
-    undecided verdicts as None; what was found before it (a reachable
-    deadlock, say) still counts.
+    undecided verdicts as None, each with its reason in
+    ``Report.unknown_reasons``; what was found before it (a reachable
+    deadlock, an unbounded place) still counts, with what follows from it
+    (a deadlocking or unbounded workflow net is not sound).
     """
     t0 = time.perf_counter()
     is_wf = isinstance(net, WorkflowNet)
     checked = tuple(p for p in PROPERTIES if p in properties and (p != "sound" or is_wf))
     if checked == ("deadlock",) and not full:
-        return _reduced_deadlock(net, max_states=max_states, t0=t0)
+        return _reduced_deadlock(net, max_states=max_states, max_bytes=max_bytes, t0=t0)
     need_edges = any(p in checked for p in ("sound", "live"))
     space = explore(net, max_states=max_states, max_bytes=max_bytes, store_edges=need_edges, progress=progress)
     complete = space.complete
+    stop = space.stop_reason or "max_states"
+    reasons: dict[str, str] = {}
     witnesses: list[Witness] = []
 
     dl_states = props.deadlock_states(space)
     deadlock: bool | None = bool(dl_states.size) if (complete or dl_states.size) else None
     dl_trace = None
     states_reduced = None
-    if deadlock is None and "deadlock" in checked and not full:
-        reduced = _reduced_deadlock(net, max_states=max_states, t0=t0)  # the full space was too big
-        states_reduced = reduced.states_reduced
-        if reduced.deadlock is not None:
-            witnesses.extend(reduced.witnesses)
-            deadlock, dl_trace = reduced.deadlock, reduced.deadlock_trace
+    if deadlock is None:
+        reasons["deadlock"] = stop if "deadlock" in checked else "not_checked"
+        if "deadlock" in checked and not full:  # the full space was too big: the reduced search may still decide
+            reduced = _reduced_deadlock(net, max_states=max_states, max_bytes=max_bytes, t0=t0)
+            states_reduced = reduced.states_reduced
+            if reduced.deadlock is not None:
+                witnesses.extend(reduced.witnesses)
+                deadlock, dl_trace = reduced.deadlock, reduced.deadlock_trace
+            else:
+                reasons["deadlock"] = reduced.unknown_reasons["deadlock"]
     if dl_states.size:
         dl_trace = tuple(props.shortest_path_to_any(space, dl_states) or ())
         first = int(dl_states.min())
@@ -210,12 +253,19 @@ def check(
 
     bounded = True if complete else None
     bound = space.max_tokens_per_place() if complete else None
+    safe = (bound <= 1) if bound is not None else None
     if not complete and any(p in checked for p in ("bounded", "sound")):
-        bounded, bound, pumping = _boundedness(net, seen=space.max_tokens_per_place(), max_nodes=max_states,
-                                               progress=progress)
+        seen = space.max_tokens_per_place()
+        bounded, bound, pumping, why = _boundedness(net, seen=seen, max_nodes=max_states, progress=progress)
         if pumping is not None:
             witnesses.append(pumping)
-    safe = (bound <= 1) if bound is not None else None
+        safe = False if bounded is False or seen > 1 else (bound <= 1 if bound is not None else None)
+        if bounded is None:
+            reasons["bounded"] = why or stop
+        if safe is None:
+            reasons["safe"] = why or stop
+    elif not complete:
+        reasons["bounded"] = reasons["safe"] = "not_checked"
 
     dead_ts: tuple[str, ...] | None = None
     live: bool | None = None
@@ -226,8 +276,14 @@ def check(
             live = not props.non_live_transitions(space, short_circuit=is_wf)
         if isinstance(net, WorkflowNet) and "sound" in checked:
             sound = _soundness(net, space, dead_ts, witnesses)
-    if is_wf and "sound" in checked and bounded is False:
-        sound = False  # an unbounded workflow net is never sound: some run leaves tokens without end
+    if "live" in checked and deadlock and len(net.transitions):
+        live = False  # a reachable non-final dead marking: nothing can fire again from there
+    if is_wf and "sound" in checked and (bounded is False or deadlock):
+        sound = False  # a deadlock, or tokens that pile up without end: the sink is not always reached cleanly
+    for key, value in (("sound", sound), ("live", live)):
+        if value is None:
+            reasons[key] = stop if key in checked else ("not_a_workflow_net" if key == "sound" and not is_wf
+                                                        else "not_checked")
 
     return Report(
         net=net, checked=checked, complete=complete, stop_reason=space.stop_reason,
@@ -236,18 +292,20 @@ def check(
         deadlock=deadlock, deadlock_trace=dl_trace, bounded=bounded, bound=bound, safe=safe,
         sound=sound, dead_transitions=dead_ts, live=live, seconds=time.perf_counter() - t0,
         states_explored=space.n_states, witnesses=tuple(witnesses), states_reduced=states_reduced,
+        unknown_reasons=reasons,
     )
 
 
 def _boundedness(net: PetriNet, *, seen: int, max_nodes: int | None,
-                 progress: bool) -> tuple[bool | None, int | None, Witness | None]:
+                 progress: bool) -> tuple[bool | None, int | None, Witness | None, str | None]:
     """Boundedness when the state space was too big to finish: structure first, then coverability.
 
     A structurally bounded net (a linear program) is bounded; its place
     invariants give an upper bound, which is exact when the explored part
     already reached it (``seen``). Otherwise a minimal coverability set
     decides, with a pumping witness told as steps when the net is unbounded.
-    Returns (bounded, bound, witness); None verdicts when every budget ran out.
+    Returns (bounded, bound, witness, why the bound is unknown: a
+    :data:`REASONS` code or None).
     """
     from petriflow.errors import BudgetExceeded
     from petriflow.verify.coverability import coverability
@@ -258,16 +316,17 @@ def _boundedness(net: PetriNet, *, seen: int, max_nodes: int | None,
 
     if is_structurally_bounded(net):
         upper = bounds_from_invariants(net, max_rows=500)
-        return True, (seen if upper is not None and int(upper.max()) == seen else None), None
+        exact = upper is not None and int(upper.max()) == seen
+        return True, (seen if exact else None), None, (None if exact else "structural_bound")
     try:
         cov = coverability(net, max_nodes=max_nodes or 1_000_000, stop_at_unbounded=True, progress=progress)
     except BudgetExceeded:
-        return None, None, None
+        return None, None, None, "coverability_budget"
     if cov.bounded:
-        return True, cov.k_bound(), None
+        return True, cov.k_bound(), None, None
     w = cov.witness
     if w is None:
-        return False, None, None
+        return False, None, None, None
     trace = [*w.prefix, *w.pump]
     told = tell_sequence(net, trace)
     first = len(w.prefix) + 1
@@ -277,14 +336,15 @@ def _boundedness(net: PetriNet, *, seen: int, max_nodes: int | None,
     witness = Witness(property="bounded", summary=summary, trace=tuple(trace), told=tuple(told),
                       choices=tuple(choices_made(net, trace)), marking=_marking_dict(net, w.end),
                       stuck=(f"repeat: {' -> '.join(told[len(w.prefix):])}",))
-    return False, None, witness
+    return False, None, witness, None
 
 
-def _reduced_deadlock(net: PetriNet, *, max_states: int | None, t0: float) -> Report:
+def _reduced_deadlock(net: PetriNet, *, max_states: int | None, max_bytes: int | None, t0: float) -> Report:
     """The deadlock verdict from the stubborn-set search: ``states`` stays None, ``states_reduced`` counts."""
     from petriflow.verify.reduced import find_deadlock
 
-    res = find_deadlock(net, max_states=max_states, final_check=net.is_final if net.final is not None else None)
+    res = find_deadlock(net, max_states=max_states, max_bytes=max_bytes,
+                        final_check=net.is_final if net.final is not None else None)
     witnesses: tuple[Witness, ...] = ()
     if res.deadlock and res.trace is not None and res.marking is not None:
         what = "a reachable marking where nothing can happen" + (
@@ -293,12 +353,18 @@ def _reduced_deadlock(net: PetriNet, *, max_states: int | None, t0: float) -> Re
                              trace=tuple(res.trace), told=tuple(tell_sequence(net, res.trace)),
                              choices=tuple(choices_made(net, res.trace)), marking=_marking_dict(net, res.marking),
                              stuck=tuple(why_stuck(net, res.marking))),)
+    reasons = {k: "not_checked" for k in VERDICTS if k != "deadlock"}
+    if not isinstance(net, WorkflowNet):
+        reasons["sound"] = "not_a_workflow_net"
+    if not res.complete:
+        reasons["deadlock"] = res.stop_reason or "max_states"
     return Report(
         net=net, checked=("deadlock",), complete=res.complete, stop_reason=res.stop_reason, states=None, edges=None,
         dead_markings=None, deadlock=res.deadlock if res.complete else None,
         deadlock_trace=tuple(res.trace) if res.trace is not None else None, bounded=None, bound=None, safe=None,
         sound=None, dead_transitions=None, live=None, seconds=time.perf_counter() - t0,
         states_explored=res.states_visited, witnesses=witnesses, states_reduced=res.states_visited,
+        unknown_reasons=reasons,
     )
 
 
@@ -325,7 +391,6 @@ def _soundness(net: WorkflowNet, space: StateSpace, dead_ts: tuple[str, ...], wi
                                   int(improper.min()), stuck=False))
     if dead_ts:
         sound = False
-        told = tuple(dict.fromkeys(net.origins[t].describe() for t in dead_ts))
         witnesses.append(Witness(property="sound", summary="dead transitions: no run ever gets to "
-                                 + ", ".join(dead_ts), stuck=tuple(f"never: {t}" for t in told)))
+                                 + ", ".join(dead_ts), stuck=tuple(never_lines(net, dead_ts))))
     return sound

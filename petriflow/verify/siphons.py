@@ -22,7 +22,8 @@ to the compiled function's own file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -108,10 +109,11 @@ def _max_siphon_py(in_ptr, in_idx, out_ptr, out_idx, prod_ptr, prod_idx, cons_pt
     return inq
 
 
-_MAX_SIPHON = None
+_MAX_SIPHON: Callable[..., Any] | None = None
 
 
-def _jit_max_siphon():  # type: ignore[no-untyped-def]
+def _jit_max_siphon() -> Callable[..., Any]:
+    """The compiled maximal-siphon kernel, compiled (or loaded from numba's cache) on first use."""
     global _MAX_SIPHON
     if _MAX_SIPHON is None:
         import numba

@@ -15,6 +15,12 @@ lowest-numbered predecessor, found backwards when a path is asked for.
 Markings are identified by their packed binary form, never by a string
 (pm4py names states by ``repr`` and merges ``{p1: 11}`` with ``{p11: 1}``).
 
+Small nets never load the compiled code: :func:`explore` first runs a
+plain-Python BFS (:mod:`petriflow.verify._small`) with a cap on its work,
+and only a net that outgrows it loads numba (about a second from the cache;
+10-20 s to compile on a machine's first run, announced on stderr; ``python
+-m petriflow.verify.warm`` does it ahead of time).
+
 >>> from petriflow.net.petrinet import PetriNet
 >>> net = PetriNet.from_arcs(places={"a": 1, "b": 0}, transitions=["t"],
 ...                          arcs=[("a", "t", 1), ("t", "b", 1)])
@@ -29,13 +35,16 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from petriflow.errors import InputError, NetError
 from petriflow.net.petrinet import PetriNet
+from petriflow.verify import _small
+from petriflow.verify._jit import announce_compile
 from petriflow.verify._kernel_layout import Layout
+from petriflow.verify._tree import tree_path
 
 __all__ = ["StateSpace", "explore", "warm_up"]
 
@@ -57,6 +66,9 @@ class StateSpace:
     set's state numbers when edges are stored; not the edge list itself).
     ``seconds`` (wall clock) and ``cpu_seconds`` (this process) exclude
     numba's one-off compile or cache load, which is in ``compile_seconds``.
+    A space found by the plain-Python engine (small nets, ``plain`` True)
+    keeps its BFS tree and answers every question without compiled code;
+    its ``bytes_per_state`` is that engine's estimate of its Python objects.
     """
 
     net: PetriNet
@@ -74,6 +86,12 @@ class StateSpace:
     _dead: np.ndarray | None = field(default=None, repr=False)
     _edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    _tree: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def plain(self) -> bool:
+        """Whether the plain-Python engine found this space (then no compiled code is ever loaded for it)."""
+        return self._tree is not None
 
     def __repr__(self) -> str:
         state = "complete" if self.complete else f"partial ({self.stop_reason}, {self.n_expanded:,} expanded)"
@@ -101,7 +119,7 @@ class StateSpace:
         """The int64 marking of state ``i`` (0 is the initial marking)."""
         self._check(i)
         assert self._layout is not None and self._packed is not None
-        return self._layout.unpack(self._packed[i : i + 1])[0]
+        return np.asarray(self._layout.unpack(self._packed[i : i + 1])[0])
 
     def markings(self) -> np.ndarray:
         """All markings, shape ``(n_states, places)``, int64, in state order (8 bytes per place per state)."""
@@ -113,7 +131,7 @@ class StateSpace:
         p = place if isinstance(place, (int, np.integer)) else self.net.place_index(place)
         lay = self._layout
         assert lay is not None and self._packed is not None
-        return ((self._packed[:, lay.word[p]] >> lay.shift[p]) & lay.mask[p]).astype(np.int64)
+        return np.asarray(((self._packed[:, lay.word[p]] >> lay.shift[p]) & lay.mask[p]).astype(np.int64))
 
     def states_with(self, marking: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Indices of the states whose marking equals ``marking`` on the places of ``mask`` (all if None).
@@ -136,12 +154,15 @@ class StateSpace:
 
     def index_of(self, marking: np.ndarray) -> int | None:
         """The state number of ``marking``, or None if it was not reached."""
-        from petriflow.verify import _kernel
-
         assert self._layout is not None
         key = self._layout.pack(marking)
         if key is None:
             return None
+        if self.plain:
+            hits = self.states_with(np.asarray(marking))
+            return int(hits[0]) if hits.size else None
+        from petriflow.verify import _kernel
+
         j = int(_kernel.lookup(self._index(), self._pk, key))
         return None if j < 0 else j
 
@@ -154,7 +175,8 @@ class StateSpace:
             table = np.full(size, -1, dtype=np.int32)
             _kernel.rehash(table, self._pk, self.n_states)
             self._cache["index"] = table
-        return self._cache["index"]
+        index: np.ndarray = self._cache["index"]
+        return index
 
     def dead_states(self) -> np.ndarray:
         """Indices of expanded states that enable no transition, ascending."""
@@ -173,6 +195,8 @@ class StateSpace:
         shortest path.
         """
         self._check(i)
+        if self._tree is not None:
+            return tree_path(self._tree[0], self._tree[1], self.net.transitions, i)
         from petriflow.verify import _kernel
 
         assert self._layout is not None
@@ -208,15 +232,21 @@ class StateSpace:
 
     def _bounds(self) -> tuple[np.ndarray, int]:
         if "bounds" not in self._cache:
-            from petriflow.verify import _kernel
-
             lay = self._layout
             assert lay is not None
-            out = np.zeros(len(self.net.places), dtype=np.int64)
-            total = int(_kernel.bounds(self._pk, self.n_states, lay.word, lay.shift, lay.mask, out))
+            if self.plain:
+                m = self.markings()
+                out = m.max(axis=0) if m.size else np.zeros(len(self.net.places), dtype=np.int64)
+                total = int(m.sum(axis=1).max()) if m.size else 0
+            else:
+                from petriflow.verify import _kernel
+
+                out = np.zeros(len(self.net.places), dtype=np.int64)
+                total = int(_kernel.bounds(self._pk, self.n_states, lay.word, lay.shift, lay.mask, out))
             out.flags.writeable = False
             self._cache["bounds"] = (out, total)
-        return self._cache["bounds"]
+        found: tuple[np.ndarray, int] = self._cache["bounds"]
+        return found
 
     def _check(self, i: int) -> None:
         if not 0 <= i < self.n_states:
@@ -229,25 +259,31 @@ _WARM: list[float] = []
 def warm_up() -> float:
     """Load (or, the first time on a machine, compile) the numba kernels; returns the seconds spent.
 
-    :func:`explore` calls it once per process, so its ``seconds`` measure
-    exploration only; call it yourself to pay the cost up front.
+    :func:`explore` calls it once per process before its first compiled
+    search, so its ``seconds`` measure exploration only; call it yourself to
+    pay the cost up front. A compile that takes more than a moment says so
+    on stderr.
     """
     if _WARM:
         return 0.0
     t0 = time.perf_counter()
-    # a 1-safe start that overflows: covers both kernels, repacking, the budget stop and the helpers
-    net = PetriNet.from_arcs(places={"a": 1, "b": 0}, transitions=["t", "u"],
-                             arcs=[("a", "t", 1), ("t", "a", 1), ("t", "b", 1), ("b", "u", 1)])
-    ss = _explore(net, max_states=6, max_bytes=None, store_edges=True, progress=False)
-    ss.place_bounds()
-    ss.index_of(net.initial)
-    ss.path_to(ss.n_states - 1)
-    from petriflow.verify import _kernel
+    with announce_compile("the state-space kernels", "10-20 s"):
+        # a 1-safe start that overflows: covers both kernels, repacking, the budget stop and the helpers
+        net = PetriNet.from_arcs(places={"a": 1, "b": 0}, transitions=["t", "u"],
+                                 arcs=[("a", "t", 1), ("t", "a", 1), ("t", "b", 1), ("b", "u", 1)])
+        ss = _explore(net, max_states=6, max_bytes=None, store_edges=True, progress=False)
+        ss.place_bounds()
+        ss.index_of(net.initial)
+        ss.path_to(ss.n_states - 1)
+        from petriflow.verify import _kernel
 
-    small, idx = np.zeros((2, 1), dtype=np.uint64), np.zeros(2, dtype=np.int32)
-    _kernel.grow_keys(small, idx, np.zeros((4, 1), dtype=np.uint64), np.zeros(4, dtype=np.int32), True)
+        small, idx = np.zeros((2, 1), dtype=np.uint64), np.zeros(2, dtype=np.int32)
+        _kernel.grow_keys(small, idx, np.zeros((4, 1), dtype=np.uint64), np.zeros(4, dtype=np.int32), True)
     _WARM.append(time.perf_counter() - t0)
     return _WARM[0]
+
+
+Engine = Literal["auto", "plain", "compiled"]
 
 
 def explore(
@@ -258,6 +294,7 @@ def explore(
     store_edges: bool = False,
     progress: bool = False,
     bounds: np.ndarray | None = None,
+    engine: Engine = "auto",
 ) -> StateSpace:
     """Explore the reachable markings of ``net`` breadth first.
 
@@ -275,14 +312,27 @@ def explore(
     before its arrays would take half of the machine's physical memory, so
     an unbounded net without a budget ends with a partial result, not with
     the out-of-memory killer.
+
+    ``engine``: ``"auto"`` tries the plain-Python BFS first while the
+    compiled kernels are not loaded in this process (a small net then never
+    loads them; a bigger one costs the plain engine's capped work, about
+    0.3 s, before the compiled search), ``"plain"`` only that (up to
+    ``max_states``; slow on big nets), ``"compiled"`` only numba.
+    Both give the same states in the same order.
     """
     if max_states is not None and max_states < 1:
         raise InputError(f"max_states is {max_states}", hint="pass a budget of at least 1 state")
     if max_bytes is not None and max_bytes < 1:
         raise InputError(f"max_bytes is {max_bytes}", hint="pass a memory budget of at least 1 byte")
-    compile_seconds = warm_up()
     if max_bytes is None:
         max_bytes = _half_of_memory()
+    if engine == "plain" or (engine == "auto" and not _WARM):
+        give_up = MAX_STATES if engine == "plain" else _small.cap(net)
+        if engine == "plain" or max_bytes is None or _small.bytes_needed(net, give_up) <= max_bytes:
+            found = _explore_plain(net, max_states=max_states, store_edges=store_edges, give_up=give_up)
+            if found is not None:
+                return found
+    compile_seconds = warm_up()
     if bounds is not None and np.shape(bounds) != (len(net.places),):
         raise InputError(f"bounds has shape {np.shape(bounds)}, expected ({len(net.places)},)",
                          hint="give one bound per place")
@@ -414,6 +464,26 @@ def _explore(net: PetriNet, *, max_states: int | None, max_bytes: int | None, st
         _packed=packed,
         _dead=dead[:n_dead].copy(),
         _edges=edges,  # type: ignore[arg-type]
+    )
+
+
+def _explore_plain(net: PetriNet, *, max_states: int | None, store_edges: bool, give_up: int) -> StateSpace | None:
+    """The plain-Python BFS as a :class:`StateSpace`, packed like the compiled engine's; None past ``give_up``."""
+    start, cpu = time.perf_counter(), time.process_time()
+    found = _small.bfs(net, limit=min(max_states or MAX_STATES, MAX_STATES), store_edges=store_edges, give_up=give_up)
+    if found is None:
+        return None
+    m = found.markings
+    lay = Layout.fitting(net, m.max(axis=0) if m.size else net.initial)
+    packed = lay.pack_rows(m)
+    for a in (packed, found.parent, found.parent_t, found.dead, *(found.edges or ())):
+        a.flags.writeable = False
+    return StateSpace(
+        net=net, complete=found.complete, stop_reason=None if found.complete else "max_states",
+        n_states=m.shape[0], n_edges=found.n_edges, seconds=time.perf_counter() - start,
+        bytes_per_state=_small.bytes_needed(net, 1), n_expanded=found.n_expanded,
+        cpu_seconds=time.process_time() - cpu, _layout=lay, _packed=packed, _dead=found.dead, _edges=found.edges,
+        _tree=(found.parent, found.parent_t),
     )
 
 

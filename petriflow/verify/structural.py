@@ -74,7 +74,7 @@ _SAFE = 1 << 30  # entries below this keep every product of two in int64
 
 def incidence_matrix(net: PetriNet) -> np.ndarray:
     """``C``, places x transitions: ``C[p, t]`` is the change of place ``p`` when ``t`` fires."""
-    return (net.post - net.pre).T.copy()
+    return np.ascontiguousarray((net.post - net.pre).T)
 
 
 # -- exact linear algebra -------------------------------------------------------
@@ -88,7 +88,7 @@ def _normalise(rows: np.ndarray) -> np.ndarray:
         return rows
     div: np.ndarray = np.gcd.reduce(np.abs(rows), axis=1) if rows.size else np.ones(0, np.int64)
     div[div == 0] = 1
-    return rows // div[:, None]
+    return np.asarray(rows // div[:, None])
 
 
 def _widen(rows: np.ndarray) -> np.ndarray:
@@ -192,7 +192,7 @@ def _minimal_rows(W: np.ndarray, k: int) -> np.ndarray:
     outside = S @ (1 - S).T  # outside[i, j]: places of supp(i) not in supp(j)
     size = S.sum(axis=1)
     contains = (outside.T == 0) & (size[:, None] > size[None, :])  # supp(j) ⊊ supp(i)
-    return W[~contains.any(axis=1)]
+    return np.asarray(W[~contains.any(axis=1)])
 
 
 def _basis_preferring(semi: np.ndarray, basis: np.ndarray) -> np.ndarray:
@@ -264,7 +264,7 @@ def _positive_weights(net: PetriNet, *, conserved: bool) -> bool:
     the LP feasible exactly when a positive one exists; a net without places
     is trivially both.
     """
-    from scipy.optimize import linprog  # type: ignore[import-untyped]
+    from scipy.optimize import linprog
 
     C = incidence_matrix(net)
     P = C.shape[0]
@@ -326,7 +326,7 @@ def structural_bounds(net: PetriNet) -> tuple[int | None, ...]:
     An upper bound of the true bound, at least as tight as the semiflow bound;
     None where the LP is unbounded (the place may or may not be bounded).
     """
-    from scipy.optimize import linprog  # type: ignore[import-untyped]
+    from scipy.optimize import linprog
 
     C = incidence_matrix(net).astype(float)
     P, T = C.shape
