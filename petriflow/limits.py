@@ -39,7 +39,7 @@ __all__ = [
     "MAX_ATTEMPTS", "MAX_CASES", "MAX_COUNT", "MAX_DEPTH", "MAX_DOCUMENT_BYTES", "MAX_LOOP", "MAX_MAP_ITEMS",
     "MAX_MATRIX_CELLS", "MAX_NAME", "MAX_NODES", "MAX_NUMBER", "MAX_PNML_BYTES", "MAX_RECORDS_BYTES",
     "NAME_PATTERN", "Fail", "check_cases", "check_matrix", "check_name", "check_output", "check_tree",
-    "failing", "load_json", "load_yaml", "compose_yaml", "number", "read_bytes", "read_text",
+    "compose_yaml", "failing", "load_json", "load_yaml", "number", "read_bytes", "read_text",
 ]
 
 MiB = 2**20
