@@ -107,10 +107,8 @@ def read_bytes(path: str | os.PathLike[str], *, what: str, max_bytes: int, fail:
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise fail(f"no such file: {what}", hint="check the path") from None
     except OSError as err:
-        raise fail(f"cannot read the {what}: {err.strerror}", hint="check the path and its permissions") from None
+        raise fail(f"cannot read {what}: {err.strerror}", hint="check the path and its permissions") from None
     with os.fdopen(fd, "rb") as f:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -120,7 +118,7 @@ def read_bytes(path: str | os.PathLike[str], *, what: str, max_bytes: int, fail:
         try:
             data = f.read(max_bytes + 1)
         except OSError as err:
-            raise fail(f"cannot read the {what}: {err.strerror}", hint="check the file") from None
+            raise fail(f"cannot read {what}: {err.strerror}", hint="check the file") from None
     if len(data) > max_bytes:
         raise fail(f"the {what} is larger than {max_bytes // MiB} MiB", hint=f"petriflow reads {what}s up to that size")
     return data
@@ -233,11 +231,13 @@ _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
-def load_json(text: str, *, fail: Fail) -> Any:
+def load_json(text: str, *, fail: Fail, checked: bool = True) -> Any:
     """Strict JSON (no trailing comma, no ``NaN``) within :data:`MAX_DEPTH`, checked by :func:`check_tree`.
 
     The depth is counted on the brackets outside strings before parsing,
-    because Python's JSON decoder recurses once per level.
+    because Python's JSON decoder recurses once per level. ``checked=False``
+    reads ``NaN`` and ``Infinity`` as floats and leaves :func:`check_tree` out,
+    for a caller that checks every value itself and can name its key.
     """
     depth = deepest = 0
     for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub("", text)):
@@ -250,12 +250,13 @@ def load_json(text: str, *, fail: Fail) -> Any:
         raise ValueError(f"{name} is not JSON")
 
     try:
-        doc = json.loads(text, parse_constant=no_constant)
+        doc = json.loads(text, parse_constant=no_constant if checked else float)
     except json.JSONDecodeError as err:
         raise fail(f"invalid JSON: {err.msg}", line=err.lineno, hint="fix the syntax at that line") from None
     except ValueError as err:  # NaN, Infinity, or an integer of more than 4300 digits
         raise fail(f"invalid JSON: {err}", hint="write finite numbers") from None
-    check_tree(doc, fail=fail)
+    if checked:
+        check_tree(doc, fail=fail)
     return doc
 
 
@@ -280,7 +281,7 @@ def check_tree(doc: Any, *, fail: Fail, line_of: Callable[[tuple[Any, ...]], int
             raise fail(f"{where}: {value} is not a finite number", line=line,
                        hint="give a finite number; to set no limit, leave the key out")
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT64:
-            raise fail(f"{where}: the integer {printable(str(value), limit=40)} does not fit in 64 bits", line=line,
+            raise fail(f"{where}: {_shown(value)} does not fit in 64 bits", line=line,
                        hint="give a smaller number")
         if isinstance(value, dict):
             stack.extend((v, (*path, k)) for k, v in value.items())
@@ -297,19 +298,28 @@ def number(value: Any, *, what: str, fail: Fail, lo: float = 0.0, hi: float = MA
     Returns a float (an int when ``integer``); bools are not numbers here, as
     ``True`` in a YAML file is a mistake, not a 1.
     """
-    kinds = (int,) if integer else (int, float)
-    ok = isinstance(value, kinds) and not isinstance(value, bool)
-    if ok and not integer and not math.isfinite(value):
-        ok = False
-    if ok:
-        ok = (lo < value if lo_open else lo <= value) and value <= hi
-    if not ok:
-        bound = "(" if lo_open else "["
-        kind = "an integer" if integer else "a number"
-        shown = printable(repr(value), limit=60)
-        raise fail(f"{what} must be {kind} in {bound}{lo:g}, {hi:g}], got {shown}",
-                   hint=f"give {kind} in that range")
-    return int(value) if integer else float(value)
+    kind = "an integer" if integer else "a number"
+    is_number = isinstance(value, (int,) if integer else (int, float)) and not isinstance(value, bool)
+    finite = is_number and not (isinstance(value, float) and not math.isfinite(value))
+    if finite and (lo < value if lo_open else lo <= value) and value <= hi:
+        return int(value) if integer else float(value)
+    if hi < MAX_NUMBER or (finite and value > hi):
+        bounds = f"in {'(' if lo_open else '['}{_fmt(lo)}, {_fmt(hi)}]"
+    else:
+        bounds = f"{'>' if lo_open else '>='} {_fmt(lo)}"
+    prefix = "a finite number " if is_number and not finite else f"{kind} " if integer or not is_number else ""
+    raise fail(f"{what} must be {prefix}{bounds}, got {_shown(value)}", hint=f"give {kind} {bounds}")
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) <= MAX_COUNT else f"{x:g}"
+
+
+def _shown(value: Any) -> str:
+    """A value as a message shows it: short, printable, and no ``repr`` of a 5000-digit integer (which raises)."""
+    if isinstance(value, int) and abs(value) > 10**30:
+        return f"an integer of {value.bit_length()} bits"
+    return printable(repr(value), limit=60)
 
 
 def check_name(text: Any, *, what: str, fail: Fail) -> str:
@@ -335,6 +345,8 @@ def check_matrix(transitions: int, places: int, *, fail: Fail, line: int | None 
 
 def check_cases(cases: Any, *, fail: Fail) -> int:
     """The number of cases to simulate, at least 1 and at most :data:`MAX_CASES` (which says how many fit)."""
+    if isinstance(cases, int) and not isinstance(cases, bool) and cases < 1:
+        raise fail(f"need at least 1 case, got {cases}", hint="simulate 1 case or more")
     if isinstance(cases, int) and not isinstance(cases, bool) and cases > MAX_CASES:
         need = cases * CASE_BYTES / 2**30
         raise fail(f"{cases} cases would keep about {need:.1f} GiB of per-case records; at most {MAX_CASES} fit "
