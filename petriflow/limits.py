@@ -114,13 +114,13 @@ def read_bytes(path: str | os.PathLike[str], *, what: str, max_bytes: int, fail:
         if not stat.S_ISREG(mode):
             kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
                     else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-            raise fail(f"the {what} is {kind}", hint="give the path of a regular file")
+            raise fail(f"cannot read {what}: not a regular file but {kind}", hint="give the path of a regular file")
         try:
             data = f.read(max_bytes + 1)
         except OSError as err:
             raise fail(f"cannot read {what}: {err.strerror}", hint="check the file") from None
     if len(data) > max_bytes:
-        raise fail(f"the {what} is larger than {max_bytes // MiB} MiB", hint=f"petriflow reads {what}s up to that size")
+        raise fail(f"cannot read {what}: larger than {max_bytes // MiB} MiB", hint="petriflow reads files up to that size")
     return data
 
 
@@ -131,17 +131,18 @@ def read_text(path: str | os.PathLike[str], *, what: str, max_bytes: int, fail: 
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise fail(f"the {what} is not UTF-8 text (byte {err.start})", line=line,
+        raise fail(f"cannot read {what}: not UTF-8 text (byte {err.start})", line=line,
                    hint="give a text file saved as UTF-8, not a binary one") from None
 
 
 def check_output(path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str] | None], what: str,
-                 fail: Fail) -> Path:
+                 fail: Fail, makes_directory: bool = False) -> Path:
     """``path`` as somewhere to write: its directory exists, it is not one of ``inputs`` and not a special file.
 
     Checked before any work is done, so a run of minutes does not end in a
     missing directory, and ``fit -o wf.yaml --workflow wf.yaml`` does not
-    replace the workflow with a profile.
+    replace the workflow with a profile. ``makes_directory``: the writer
+    creates a missing directory itself.
     """
     out = Path(path)
     for given in inputs:
@@ -149,7 +150,7 @@ def check_output(path: str | os.PathLike[str], *, inputs: Iterable[str | os.Path
             raise fail(f"the {what} '{out}' is also an input", hint="write it to another file")
     if out.exists() and not out.is_file():
         raise fail(f"the {what} '{out}' exists and is not a regular file", hint="write it to a file path")
-    if not out.parent.is_dir():
+    if not makes_directory and not out.parent.is_dir():
         raise fail(f"cannot write the {what} '{out}': no directory '{out.parent}'",
                    hint="create the directory first, or write elsewhere")
     return out
