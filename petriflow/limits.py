@@ -194,13 +194,13 @@ def _yaml_budget(events: Iterable[Any], fail: Fail) -> None:
     total = 0
     for ev in events:
         if isinstance(ev, yaml.AliasEvent):
-            total += sizes.get(ev.anchor, 1)
+            total += sizes.get(ev.anchor or "", 1)
         elif isinstance(ev, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
             total += 1
             if isinstance(ev, yaml.CollectionStartEvent):
                 open_.append((total - 1, ev.anchor))
                 if len(open_) > MAX_DEPTH:
-                    raise fail(f"the document nests deeper than {MAX_DEPTH} levels", line=ev.start_mark.line + 1,
+                    raise fail(f"the document nests deeper than {MAX_DEPTH} levels", line=_line(ev),
                                hint="flatten it; a workflow needs a few levels")
             elif ev.anchor is not None:
                 sizes[ev.anchor] = 1
@@ -210,7 +210,12 @@ def _yaml_budget(events: Iterable[Any], fail: Fail) -> None:
                 sizes[anchor] = total - start
         if total > MAX_NODES:
             raise fail(f"the document holds more than {MAX_NODES} values (YAML aliases expanded)",
-                       line=ev.start_mark.line + 1, hint="an alias that repeats an alias multiplies; write it out")
+                       line=_line(ev), hint="an alias that repeats an alias multiplies; write it out")
+
+
+def _line(event: Any) -> int | None:
+    mark = event.start_mark
+    return None if mark is None else int(mark.line) + 1
 
 
 def load_yaml(text: str, *, fail: Fail) -> Any:
@@ -335,13 +340,11 @@ def check_name(text: Any, *, what: str, fail: Fail) -> str:
 
 def check_matrix(transitions: int, places: int, *, fail: Fail, line: int | None = None) -> None:
     """Refuse a net whose dense ``pre``/``post`` matrices would pass :data:`MAX_MATRIX_CELLS`, before allocating them."""
-    cells = transitions * places
-    if cells > MAX_MATRIX_CELLS:
-        gib = 2 * cells * 8 / 2**30
-        raise fail(f"a net of {transitions} transitions and {places} places needs {gib:.1f} GiB for its arc "
-                   f"matrices, more than the {2 * MAX_MATRIX_CELLS * 8 // MiB} MiB petriflow allows",
-                   line=line, hint=f"petriflow stores nets as dense matrices: reduce or split the net to at most "
-                                   f"{MAX_MATRIX_CELLS:,} transition-place pairs")
+    if transitions * places > MAX_MATRIX_CELLS:
+        raise fail(f"a net of {transitions} transitions and {places} places (at least) has more than "
+                   f"{MAX_MATRIX_CELLS:,} transition-place pairs: its dense arc matrices would take more than "
+                   f"the {2 * MAX_MATRIX_CELLS * 8 // MiB} MiB petriflow allows", line=line,
+                   hint="petriflow stores a net as dense transition x place matrices; reduce or split the net")
 
 
 def check_cases(cases: Any, *, fail: Fail) -> int:
