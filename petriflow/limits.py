@@ -31,15 +31,18 @@ import re
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from petriflow.errors import UNPRINTABLE, InputError, printable
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = [
     "MAX_ATTEMPTS", "MAX_CASES", "MAX_COUNT", "MAX_DEPTH", "MAX_DOCUMENT_BYTES", "MAX_LOOP", "MAX_MAP_ITEMS",
     "MAX_MATRIX_CELLS", "MAX_NAME", "MAX_NODES", "MAX_NUMBER", "MAX_PNML_BYTES", "MAX_RECORDS_BYTES",
     "NAME_PATTERN", "Fail", "check_cases", "check_matrix", "check_name", "check_output", "check_tree",
-    "compose_yaml", "failing", "load_json", "load_yaml", "number", "read_bytes", "read_text",
+    "compose_yaml", "failing", "load_json", "load_yaml", "number", "open_database", "read_bytes", "read_text",
 ]
 
 MiB = 2**20
@@ -161,6 +164,34 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def open_database(path: str | os.PathLike[str], *, what: str, fail: Fail, **connect: Any) -> sqlite3.Connection:
+    """An SQLite connection to ``path`` (created when missing) that passed ``PRAGMA quick_check``.
+
+    A FIFO blocks SQLite's first read and ``/dev/zero`` reads as an empty
+    database until the first write fails, so only a regular file is opened;
+    a corrupt page is found here, as one clear error, instead of in the
+    middle of a run as ``database disk image is malformed``.
+    """
+    import sqlite3
+
+    p = Path(path)
+    if p.exists() and not p.is_file():
+        raise fail(f"the {what} is not a regular file", hint="pass the path of an SQLite file, or of a new one")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db: sqlite3.Connection = sqlite3.connect(str(p), **connect)
+        problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.DatabaseError as err:
+        raise fail(f"cannot open the {what}: {err}", hint="pass a new file, or one petriflow wrote") from None
+    if problems != ["ok"]:
+        db.close()
+        found = [line for text in problems for line in str(text).splitlines() if not line.startswith("***")]
+        found = found or [str(problems[0])]
+        raise fail(f"the {what} is corrupt ({len(found)} problems, the first: {printable(found[0], limit=200)})",
+                   hint="restore it from a copy, or pass a new file (what it held is lost)")
+    return db
 
 
 # -- documents -----------------------------------------------------------------------------------------------------
