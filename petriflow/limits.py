@@ -40,14 +40,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_ATTEMPTS", "MAX_CASES", "MAX_COUNT", "MAX_DEPTH", "MAX_DOCUMENT_BYTES", "MAX_LOOP", "MAX_MAP_ITEMS",
-    "MAX_MATRIX_CELLS", "MAX_NAME", "MAX_NODES", "MAX_NUMBER", "MAX_PNML_BYTES", "MAX_RECORDS_BYTES",
+    "MAX_MATRIX_CELLS", "MAX_NAME", "MAX_NODES", "MAX_NUMBER", "MAX_PNML_BYTES", "MAX_RECORDS_BYTES", "MAX_STEPS",
     "NAME_PATTERN", "Fail", "check_cases", "check_matrix", "check_name", "check_output", "check_tree",
     "compose_yaml", "failing", "load_json", "load_yaml", "number", "open_database", "read_bytes", "read_text",
 ]
 
 MiB = 2**20
 MAX_DOCUMENT_BYTES = 8 * MiB
-"""A workflow or profile file: thousands of steps fit in a few hundred KB; parsing 8 MB of YAML takes seconds."""
+"""A workflow or profile file: :data:`MAX_STEPS` steps with long prompts; libyaml parses 8 MB in about a second."""
 MAX_RECORDS_BYTES = 256 * MiB
 """A JSON-lines file (traces, batch inputs, arrival times): about a million records."""
 MAX_PNML_BYTES = 64 * MiB
@@ -64,6 +64,9 @@ MAX_COUNT = 2**40
 can add 8 million of them without overflowing."""
 MAX_INT64 = 2**63 - 1
 """What numpy and C hold: no integer in a document may be larger in size, whatever its field."""
+MAX_STEPS = 1000
+"""Steps of a workflow: its net has a few places and transitions per step, and at this size its dense
+matrices take tens of MB (three times as many steps would pass :data:`MAX_MATRIX_CELLS`)."""
 MAX_ATTEMPTS = 100
 """Attempts of a step (its retry counter place holds this many tokens)."""
 MAX_LOOP = 100_000
@@ -206,9 +209,10 @@ def compose_yaml(text: str, *, fail: Fail) -> Any:
     """
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml parses 8 MB in a second, PyYAML in 30
     try:
-        _yaml_budget(yaml.parse(text, Loader=yaml.SafeLoader), fail)
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        _yaml_budget(yaml.parse(text, Loader=loader), fail)
+        return yaml.compose(text, Loader=loader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         raise fail(f"invalid YAML: {err.problem}", line=mark.line + 1 if mark else None,
@@ -240,8 +244,9 @@ def _yaml_budget(events: Iterable[Any], fail: Fail) -> None:
             if anchor is not None:
                 sizes[anchor] = total - start
         if total > MAX_NODES:
+            hint = "an alias that repeats an alias multiplies; write it out" if sizes else "split it or make it smaller"
             raise fail(f"the document holds more than {MAX_NODES} values (YAML aliases expanded)",
-                       line=_line(ev), hint="an alias that repeats an alias multiplies; write it out")
+                       line=_line(ev), hint=hint)
 
 
 def _line(event: Any) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from petriflow.errors import UNPRINTABLE
-from petriflow.limits import MAX_ATTEMPTS, MAX_COUNT, MAX_LOOP, MAX_MAP_ITEMS, MAX_NAME, MAX_NUMBER
+from petriflow.limits import MAX_ATTEMPTS, MAX_COUNT, MAX_LOOP, MAX_MAP_ITEMS, MAX_NAME, MAX_NUMBER, MAX_STEPS
 
 __all__ = ["DIST_FAMILIES", "STEP_KINDS", "WORKFLOW_SCHEMA"]
 
@@ -76,7 +76,7 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
             "propertyNames": {"$ref": "#/$defs/id"},
             "additionalProperties": {"$ref": "#/$defs/resource"},
         },
-        "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
+        "steps": {"type": "array", "minItems": 1, "maxItems": MAX_STEPS, "items": {"$ref": "#/$defs/step"}},
     },
     "$defs": {
         "id": _ID,
