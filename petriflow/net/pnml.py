@@ -297,7 +297,7 @@ def _source(path_or_text: str | bytes | os.PathLike[str]) -> tuple[bytes | str, 
                             hint="petriflow reads PNML documents up to that size")
         return path_or_text, "<pnml string>"
     path = Path(path_or_text)
-    return read_bytes(path, what="the file", max_bytes=MAX_PNML_BYTES, fail=failing(PnmlError, str(path))), str(path)
+    return read_bytes(path, what="PNML file", max_bytes=MAX_PNML_BYTES, fail=failing(PnmlError, str(path))), str(path)
 
 
 def read_pnml(path_or_text: str | bytes | os.PathLike[str]) -> PetriNet:
