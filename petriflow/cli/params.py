@@ -6,7 +6,7 @@ is false), and ``--budget nan`` would switch the budget off without a word.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,8 +15,13 @@ from petriflow.limits import MAX_NUMBER, failing, number
 
 __all__ = ["Amount"]
 
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[float]  # generic from click 8.2; pyproject allows 8.1
+else:
+    _ParamType = click.ParamType
 
-class Amount(click.ParamType):
+
+class Amount(_ParamType):
     """A finite number in ``[lo, hi]``: dollars, seconds, shares. A bad value is click's usage error (exit 2)."""
 
     name = "number"
