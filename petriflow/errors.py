@@ -22,6 +22,7 @@ turns any of them into one line on stderr and an exit code, never a traceback.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 __all__ = [
@@ -41,7 +42,43 @@ __all__ = [
     "SpecError",
     "StepFailed",
     "UnsoundWorkflowError",
+    "printable",
 ]
+
+UNPRINTABLE = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+"""What a name may not contain, as the body of a regex character class: C0 and C1 control characters
+(a terminal obeys them: colours, cursor moves, a fake new line), the Unicode line separators and the
+bidirectional overrides that make text read differently from what it is. The schema's name patterns
+and :func:`printable` share it."""
+_UNPRINTABLE = re.compile(f"[{UNPRINTABLE}]")
+SHOWN_WORD = 120
+"""A word (a run without spaces: an id, a path, a repr) longer than this is shortened in messages."""
+_LONG_WORD = re.compile(rf"\S{{{SHOWN_WORD + 1},}}")
+SHOWN_LINE = 1000
+"""A message line longer than this is shortened in its middle, so the hint at its end survives."""
+
+
+def printable(text: str, *, limit: int = SHOWN_LINE) -> str:
+    """``text`` made safe to print on one terminal line: unprintable characters as ``\\x1b``-style escapes,
+    words over :data:`SHOWN_WORD` characters and the whole over ``limit`` characters cut in the middle.
+
+    Names in messages come from files, and a file can hold anything: an escape sequence that
+    recolours the terminal, a newline that forges a second line, a 10,000-character id.
+
+    >>> printable("step 'a\\x1b[31m'")
+    "step 'a\\\\x1b[31m'"
+    >>> printable("unknown step '" + "x" * 10_000 + "'")
+    "unknown step 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…[9942 more]…xxxxxxxxxxxxxxxxxxx'"
+    """
+    text = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    text = _LONG_WORD.sub(lambda m: _cut(m.group(), SHOWN_WORD // 2), text)
+    return _cut(text, limit) if len(text) > limit else text
+
+
+def _cut(text: str, keep: int) -> str:
+    """The first two thirds and the last third of ``keep`` characters, and how many were left out."""
+    head, tail = keep * 2 // 3, keep // 3
+    return f"{text[:head]}…[{len(text) - head - tail} more]…{text[len(text) - tail:]}"
 
 
 class PetriflowError(Exception):
@@ -60,11 +97,13 @@ class PetriflowError(Exception):
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
+        """One printable line (a witness may follow on lines of its own): see :func:`printable`."""
         head, newline, rest = self.message.partition("\n")  # a witness may follow the first line
         text = f"{self.where}: {head}" if self.where else head
         if self.hint:
             text += f" ({self.hint})"
-        return text + newline + rest
+        lines = [text, *rest.split("\n")] if newline else [text]
+        return "\n".join(printable(line) for line in lines)
 
 
 class InputError(PetriflowError):

@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from petriflow.errors import ProfileError
+from petriflow.limits import MAX_COUNT, MAX_NUMBER, MAX_RECORDS_BYTES, check_name, failing, load_json, number, read_text
 
 __all__ = ["OUTCOMES", "TRACE_FIELDS", "TraceRecord", "check_record", "dumps", "read_traces"]
 
@@ -68,6 +69,10 @@ TRACE_FIELDS: Mapping[str, tuple[type, ...]] = MappingProxyType({
 """The JSON types each key of a line may carry (a null count or cost reads as 0)."""
 assert tuple(TRACE_FIELDS) == tuple(f.name for f in fields(TraceRecord)), "one schema: fields and types agree"
 _ZERO_IF_NULL = {"input_tokens": 0, "output_tokens": 0, "cost": 0.0}
+_RANGES = (("start", -MAX_NUMBER, MAX_NUMBER), ("end", -MAX_NUMBER, MAX_NUMBER), ("attempt", 1, MAX_COUNT),
+           ("input_tokens", 0, MAX_COUNT), ("output_tokens", 0, MAX_COUNT), ("cost", 0, MAX_NUMBER),
+           ("case", 0, MAX_COUNT))
+"""What a number in a record may be: a negative token count or cost would give a profile ``simulate`` refuses."""
 
 
 def dumps(rec: TraceRecord) -> str:
@@ -78,17 +83,11 @@ def dumps(rec: TraceRecord) -> str:
 def read_traces(path: str | Path) -> list[TraceRecord]:
     """Read and check a JSONL trace file; a bad line raises :class:`ProfileError` naming ``file:line``."""
     p = Path(path)
-    try:
-        lines = p.read_text().splitlines()
-    except OSError as e:
-        raise ProfileError(f"cannot read traces: {e.strerror}", where=str(p), hint="check the path") from None
+    lines = read_text(p, what="traces", max_bytes=MAX_RECORDS_BYTES, fail=failing(ProfileError, str(p))).splitlines()
     records = []
     for i, line in enumerate(lines, 1):
         if line.strip():
-            try:
-                rec = json.loads(line)
-            except ValueError as e:
-                raise ProfileError(f"not a JSON object: {e}", where=f"{p}:{i}", hint="one JSON record per line") from None
+            rec = load_json(line, fail=failing(ProfileError, f"{p}:{i}"), checked=False)  # check_record names the key
             records.append(check_record(rec, where=f"{p}:{i}"))
     if not records:
         raise ProfileError("the trace file has no records", where=str(p))
@@ -114,6 +113,13 @@ def check_record(rec: Any, *, where: str) -> TraceRecord:
             raise ProfileError(f"`{key}` has the wrong type ({type(value).__name__})", where=where,
                                hint=f"expected {' or '.join(t.__name__ for t in types)}")
         out[key] = _ZERO_IF_NULL[key] if value is None and key in _ZERO_IF_NULL else value
+    fail = failing(ProfileError, where)
+    for key, value in out.items():
+        if isinstance(value, str):
+            check_name(value, what=f"`{key}`", fail=fail)
+    for key, lo, hi in _RANGES:
+        if isinstance(out[key], (int, float)):
+            number(out[key], what=f"`{key}`", lo=lo, hi=hi, fail=fail)
     if out["outcome"] not in OUTCOMES:
         raise ProfileError(f"unknown outcome {out['outcome']!r}", where=where, hint=f"one of {', '.join(OUTCOMES)}")
     if out["end"] < out["start"]:

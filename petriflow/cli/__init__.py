@@ -14,6 +14,7 @@ stays fast.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 
@@ -21,7 +22,7 @@ import click
 
 from petriflow.cli import models, run, simulate, verify
 from petriflow.cli.verify import load_net
-from petriflow.errors import PetriflowError
+from petriflow.errors import PetriflowError, printable
 
 __all__ = ["cli", "load_net", "main"]
 
@@ -47,7 +48,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as err:
-        err.show()
+        shown = io.StringIO()  # click repeats the user's arguments: print them as escaped as our own messages
+        err.show(file=shown)
+        for line in shown.getvalue().splitlines():
+            click.echo(printable(line), err=True)
         sys.exit(2 if err.exit_code in (1, 2) else err.exit_code)
     except PetriflowError as err:
         click.echo(f"petriflow: error: {err}", err=True)
@@ -58,8 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # a bug: still one line, the traceback only on request
         if os.environ.get("PETRIFLOW_DEBUG"):
             raise
-        click.echo(f"petriflow: internal error: {type(err).__name__}: {err} "
-                   "(please report it; PETRIFLOW_DEBUG=1 shows the traceback)", err=True)
+        click.echo(printable(f"petriflow: internal error: {type(err).__name__}: {err} "
+                             "(please report it; PETRIFLOW_DEBUG=1 shows the traceback)"), err=True)
         sys.exit(70)
 
 

@@ -19,7 +19,9 @@ from typing import Any
 
 import click
 
+from petriflow.cli.params import Amount
 from petriflow.errors import InputError
+from petriflow.limits import MAX_RECORDS_BYTES, check_output, failing, load_json, read_text
 
 __all__ = ["COMMANDS", "run"]
 
@@ -32,18 +34,11 @@ def _default_db() -> Path:
 
 def _read_inputs(path: str) -> list[Any]:
     values: list[Any] = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read the inputs: {exc.strerror}", where=path, hint="check the path") from None
+    lines = read_text(path, what="inputs", max_bytes=MAX_RECORDS_BYTES, fail=failing(InputError, path)).splitlines()
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not JSON: {exc.msg}", where=f"{path}:{n}",
-                             hint='one JSON value per line: "a question" or {"question": "..."}') from None
+        value = load_json(line, fail=failing(InputError, f"{path}:{n}"))
         if not isinstance(value, (str, dict)):
             raise InputError("each line must be a string or an object", where=f"{path}:{n}")
         values.append(value)
@@ -73,7 +68,7 @@ def _show(value: Any) -> str:
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an interrupted run; nothing done is redone.")
 @click.option("--run-id", "run_id", metavar="RUN_ID", help="Name the run (default: a fresh id).")
 @click.option("--answer", "answer", nargs=3, metavar="RUN_ID STEP TEXT", help="Answer a human step of a run.")
-@click.option("--budget", type=click.FloatRange(min=0), metavar="DOLLARS",
+@click.option("--budget", type=Amount(), metavar="DOLLARS",
               help="Per-case budget: a call that could exceed it is not made.")
 @click.option("--cache", "cache_path", metavar="FILE.sqlite", type=click.Path(dir_okay=False),
               help="Answer repeated model requests from this response cache (keyed by the request's content).")
@@ -113,6 +108,10 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
         raise InputError("no workflow given", hint="petriflow run WORKFLOW.yaml --input TEXT")
     if not resume_id and bool(input_texts) == (inputs_path is not None):
         raise InputError("give --input TEXT (once per case) or --inputs FILE.jsonl, not both and not neither")
+    for flag, out in (("--trace", trace_path), ("--metrics", metrics_path)):
+        if out is not None:
+            check_output(out, inputs=(path, inputs_path, db_path, cache_path), what=flag[2:], makes_directory=True,
+                         fail=failing(InputError, flag))
     values = list(input_texts) if input_texts else (_read_inputs(inputs_path) if inputs_path else [])
     sys.exit(_execute(path, values, store=store, concurrency=concurrency, trace_path=trace_path,
                       resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json, cache_path=cache_path,

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from petriflow.errors import ProfileError
+from petriflow.limits import MAX_RECORDS_BYTES, check_output, failing, read_text
 
 __all__ = ["COMMANDS", "fit_cmd", "simulate_cmd", "sweep_cmd"]
 
@@ -47,10 +48,10 @@ def _load(rate: float | None, users: int | None, think: float, arrivals: str | N
     if rate is not None:
         return Load.poisson(rate)
     if arrivals is not None:
+        text = read_text(arrivals, what="arrival times", max_bytes=MAX_RECORDS_BYTES,
+                         fail=failing(ProfileError, arrivals))
         try:
-            times = [float(x) for x in Path(arrivals).read_text().split()]
-        except OSError as e:
-            raise ProfileError(f"cannot read arrival times: {e.strerror}", where=arrivals) from None
+            times = [float(x) for x in text.split()]
         except ValueError:
             raise ProfileError("arrival times must be numbers (seconds), one per line", where=arrivals) from None
         return Load.replay(times)
@@ -63,7 +64,7 @@ _LOAD_OPTIONS = [
     click.option("--think", type=float, default=0.0, show_default=True, help="Users' think time between cases (s)."),
     click.option("--arrivals", type=click.Path(dir_okay=False), default=None,
                  help="Replay arrival times (seconds, one per line)."),
-    click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same numbers."),
+    click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Same seed, same numbers."),
     click.option("--profile", "profile_path", type=click.Path(dir_okay=False), default=None,
                  help="Profile YAML/JSON (default: NAME.profile.yaml beside the workflow, else its annotations)."),
 ]
@@ -126,6 +127,7 @@ def fit_cmd(traces: str, output: str, workflow: str | None, min_samples: int) ->
     from petriflow.profile.fit import fit
     from petriflow.rules import ERROR_KINDS
 
+    check_output(output, inputs=(traces, workflow), what="profile", fail=failing(ProfileError, "-o"))
     wf = _workflow(workflow) if workflow else None
     profile = fit(traces, workflow=wf, min_samples=min_samples)
     profile.dump(output)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from petriflow.errors import InputError
+from petriflow.limits import MAX_COUNT, check_output, failing, number
 
 __all__ = ["COMMANDS", "check", "draw", "load_net", "lower", "schema"]
 
@@ -35,9 +36,11 @@ def _final(spec: str, net: Any) -> Any:
     for part in filter(None, (x.strip() for x in spec.split(","))):
         name, _, count = part.partition("=")
         try:
-            tokens[name] = int(count) if count else 1
+            n = int(count) if count else 1
         except ValueError:
             raise InputError(f"--final: '{part}' is not PLACE or PLACE=N", hint="e.g. --final sink=1,done") from None
+        tokens[name] = int(number(n, what=f"the tokens of '{name}'", hi=MAX_COUNT, integer=True,
+                                  fail=failing(InputError, "--final")))
         if name not in net.places:
             raise InputError(f"--final names unknown place '{name}'", hint="use place ids of the net")
     return dataclasses.replace(net, final=net.marking(tokens), final_mask=None)
@@ -94,9 +97,10 @@ def lower(workflow: str, output: str) -> None:
     """Lower WORKFLOW to its Petri net and write it as PNML."""
     from petriflow.net.pnml import write_pnml
 
-    net = load_net(workflow)
     if not output.lower().endswith(".pnml"):
         raise InputError(f"'{output}' is not a .pnml file", hint="name the output NET.pnml")
+    check_output(output, inputs=(workflow,), what="net", fail=failing(InputError, "-o"))
+    net = load_net(workflow)
     write_pnml(net, output)
     click.echo(f"wrote {output}: {len(net.places)} places, {len(net.transitions)} transitions, {net.arc_count} arcs")
 

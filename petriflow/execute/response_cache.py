@@ -6,7 +6,9 @@ re-running a workflow while tuning the parts after a model step, and in tests.
 :class:`MemoryCache` lives as long as the process; :class:`SqliteCache` is a
 file (WAL) that runs and processes share.
 
-    >>> from petriflow.execute.servers import Endpoint
+    >>> from petriflow.errors import InputError
+from petriflow.execute.servers import Endpoint
+from petriflow.limits import failing, open_database
     >>> c = MemoryCache()
     >>> key = request_key(Endpoint(base_url="http://h/v1", model="m"), {"messages": []})
     >>> c.put(key, {"text": "hi"}); c.get(key)
@@ -24,7 +26,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from petriflow.errors import InputError
 from petriflow.execute.servers import Endpoint
+from petriflow.limits import failing, open_database
 
 __all__ = ["MemoryCache", "ResponseCache", "SqliteCache", "request_key"]
 
@@ -59,12 +63,15 @@ class SqliteCache:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT, created REAL)")
-        self._db.commit()
+        fail = failing(InputError, str(path))
+        self._db = open_database(self.path, what="response cache", check_same_thread=False, timeout=30, fail=fail)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT, created REAL)")
+            self._db.commit()
+        except sqlite3.DatabaseError as exc:
+            raise fail(f"cannot open the response cache: {exc}", hint="pass --cache a new file") from None
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:

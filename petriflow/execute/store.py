@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from petriflow.errors import ExecutionError, InputError
+from petriflow.limits import failing, open_database
 
 __all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "open_store", "output_json"]
 
@@ -185,9 +186,9 @@ class SqliteStore(MemoryStore):
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = open_database(self.path, what="checkpoint store", isolation_level=None, check_same_thread=False,
+                                 timeout=30, fail=failing(InputError, str(path)))
         try:
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)

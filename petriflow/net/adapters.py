@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from petriflow.errors import BudgetExceeded, NetError
+from petriflow.limits import check_matrix, failing
 from petriflow.net.petrinet import PetriNet, WorkflowNet
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ def from_snakes(snet: snakes.nets.PetriNet) -> PetriNet:
         if any(tok != dot for tok in tokens):
             raise NetError(f"place '{place.name}' holds tokens other than dot", hint="only black-token nets convert")
         initial[i] = len(tokens)
+    check_matrix(len(transitions), len(places), fail=failing(NetError, "SNAKES net"))
     pre = np.zeros((len(transitions), len(places)), dtype=np.int64)
     post = np.zeros_like(pre)
     for k, trans in enumerate(snet.transition()):

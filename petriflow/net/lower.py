@@ -51,6 +51,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from petriflow.errors import NetError
+from petriflow.limits import check_matrix, failing
 from petriflow.net.petrinet import Origin, WorkflowNet
 from petriflow.net.wiring import (
     EntryKind,
@@ -335,6 +337,7 @@ class _Lowering:
         b = self.b
         pids, tids = list(b.places), b.transitions
         pix, tix = {p: i for i, p in enumerate(pids)}, {t: i for i, t in enumerate(tids)}
+        check_matrix(len(tids), len(pids), fail=failing(NetError, f"workflow '{self.wf.name}'"))
         pre = np.zeros((len(tids), len(pids)), dtype=np.int64)
         post = np.zeros_like(pre)
         for src, dst, w in b.arcs:

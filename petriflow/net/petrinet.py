@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from petriflow.errors import NetError
+from petriflow.limits import check_matrix, failing
 from petriflow.net.wiring import NetWiring
 
 __all__ = ["Marking", "Origin", "PetriNet", "WorkflowNet"]
@@ -115,6 +116,7 @@ class PetriNet:
         tids = list(transitions)
         pix = {p: i for i, p in enumerate(pids)}
         tix = {t: i for i, t in enumerate(tids)}
+        check_matrix(len(tids), len(pids), fail=failing(NetError, f"net '{name}'"))
         pre = np.zeros((len(tids), len(pids)), dtype=np.int64)
         post = np.zeros_like(pre)
         for src, dst, weight in arcs:

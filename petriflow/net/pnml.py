@@ -43,7 +43,8 @@ from xml.parsers import expat
 
 import numpy as np
 
-from petriflow.errors import NetError, PnmlError
+from petriflow.errors import NetError, PnmlError, printable
+from petriflow.limits import MAX_COUNT, MAX_NAME, MAX_PNML_BYTES, Fail, check_matrix, check_name, failing, read_bytes
 from petriflow.net.petrinet import Origin, PetriNet, WorkflowNet
 from petriflow.net.pnml_write import (
     PETRIFLOW_TOOL,
@@ -85,6 +86,7 @@ class _Reader:
         self.parser.buffer_text = True
         self.parser.StartElementHandler = self.start
         self.parser.EndElementHandler = self.end
+        self.parser.EntityDeclHandler = self._entity
         self.roles: list[str] = []
         self.nets = 0
         self.net_id = ""
@@ -108,7 +110,15 @@ class _Reader:
         line = self.parser.CurrentLineNumber if line is None else line
         return PnmlError(message, where=f"{self.where}:{line}", hint=hint)
 
+    def failing(self, line: int) -> Fail:
+        """How :mod:`petriflow.limits` reports a refusal at ``line`` of this document."""
+        return failing(PnmlError, f"{self.where}:{line}")
+
     # -- expat callbacks ----------------------------------------------------
+    def _entity(self, name: str, *_: Any) -> None:
+        """No PNML tool declares entities; refusing them keeps out entity bombs and external files."""
+        raise self.fail(f"the document declares the entity '{name}'", "remove the <!DOCTYPE> declarations")
+
     def _collect(self, data: str) -> None:
         self._text.append(data)
 
@@ -197,6 +207,7 @@ class _Reader:
         node_id = attrs.get("id")
         if not node_id:
             raise self.fail(f"<{kind}> has no id", "give every place, transition and arc an id")
+        check_name(node_id, what=f"the id of a <{kind}>", fail=self.failing(line))
         if node_id in self.nodes or node_id in self.refs:
             first = self.nodes[node_id][1] if node_id in self.nodes else self.refs[node_id][1]
             raise self.fail(f"duplicate id '{node_id}' (first used on line {first})", "ids must be unique")
@@ -209,10 +220,9 @@ class _Reader:
         if kind == "arc":
             self._check_arc_type(node_id, attrs.get("type", ""))
             self.arc_ids.append(node_id)
-        elif kind == "place":
-            self.place_ids.append(node_id)
         else:
-            self.transition_ids.append(node_id)
+            (self.place_ids if kind == "place" else self.transition_ids).append(node_id)
+            check_matrix(len(self.transition_ids), len(self.place_ids), fail=self.failing(line))
         self.nodes[node_id] = node
         self._node = node
         return "node"
@@ -247,6 +257,7 @@ class _Reader:
             raise PnmlError("the document has no <net>", where=self.where, hint="give a PNML document with one net")
 
 
+_COUNT_HINT = f"write an integer from 0 to {MAX_COUNT}"
 _UNFOLD = (
     "petriflow reads place/transition nets (type ...grammar/ptnet); "
     "unfold a coloured net first, e.g. use the MCC's -PT- instance of the model"
@@ -273,22 +284,20 @@ def _count(text: str | None, where: Callable[[], PnmlError]) -> int:
         if not f.is_integer():
             raise where() from None
         value = int(f)
-    if value < 0:
+    if not 0 <= value <= MAX_COUNT:  # no int64 holds 10**30; a marking that large is not a net to explore
         raise where()
     return value
 
 
 def _source(path_or_text: str | bytes | os.PathLike[str]) -> tuple[bytes | str, str]:
     """The document and the name errors give for it."""
-    if isinstance(path_or_text, bytes):
-        return path_or_text, "<pnml string>"
-    if isinstance(path_or_text, str) and path_or_text.lstrip().startswith("<"):
+    if isinstance(path_or_text, bytes) or (isinstance(path_or_text, str) and path_or_text.lstrip().startswith("<")):
+        if len(path_or_text) > MAX_PNML_BYTES:
+            raise PnmlError(f"the document is larger than {MAX_PNML_BYTES // 2**20} MiB", where="<pnml string>",
+                            hint="petriflow reads PNML documents up to that size")
         return path_or_text, "<pnml string>"
     path = Path(path_or_text)
-    try:
-        return path.read_bytes(), str(path)
-    except OSError as err:
-        raise PnmlError(f"cannot read the file: {err.strerror}", where=str(path), hint="check the path") from None
+    return read_bytes(path, what="PNML file", max_bytes=MAX_PNML_BYTES, fail=failing(PnmlError, str(path))), str(path)
 
 
 def read_pnml(path_or_text: str | bytes | os.PathLike[str]) -> PetriNet:
@@ -328,7 +337,7 @@ def _build(reader: _Reader) -> PetriNet:
     def bad(node_id: str, what: str) -> Callable[[], PnmlError]:
         line = nodes[node_id][1]
         return lambda: reader.fail(
-            f"{what} of '{node_id}' is '{nodes[node_id][3]}'", "write a non-negative integer", line
+            f"{what} of '{node_id}' is '{nodes[node_id][3]}'", _COUNT_HINT, line
         )
 
     initial = np.zeros(len(places), dtype=np.int64)
@@ -381,9 +390,9 @@ def _build(reader: _Reader) -> PetriNet:
         "pre": pre,
         "post": post,
         "initial": initial,
-        "name": reader.net_name or reader.net_id or "net",
-        "place_labels": tuple(nodes[p][2] or p for p in places),
-        "transition_labels": tuple(nodes[t][2] or t for t in transitions),
+        "name": _label(reader.net_name or reader.net_id or "net"),
+        "place_labels": tuple(_label(nodes[p][2] or p) for p in places),
+        "transition_labels": tuple(_label(nodes[t][2] or t) for t in transitions),
         "final": final,
         "final_mask": mask,
     }
@@ -394,6 +403,11 @@ def _build(reader: _Reader) -> PetriNet:
         return PetriNet(**fields)
     except NetError as err:
         raise PnmlError(err.message, where=where, hint=err.hint or "fix the net in the file") from None
+
+
+def _label(text: str) -> str:
+    """A name for people (reports, drawings): escaped and shortened like names in messages, never refused."""
+    return printable(text, limit=MAX_NAME)
 
 
 def _final(reader: _Reader, pix: dict[str, int]) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -409,12 +423,11 @@ def _final(reader: _Reader, pix: dict[str, int]) -> tuple[np.ndarray | None, np.
     for p, text in entries.items():
         if p not in pix:
             raise PnmlError(f"the final marking names unknown place '{p}'", where=reader.where, hint="fix the final marking")
-        try:
-            final[pix[p]] = int(text)
-        except ValueError:
-            raise PnmlError(
-                f"the final marking of '{p}' is '{text}'", where=reader.where, hint="write a non-negative integer"
-            ) from None
+        def bad(p: str = p, text: str = text) -> PnmlError:
+            return PnmlError(f"the final marking of '{p}' is '{text}'", where=reader.where,
+                             hint=_COUNT_HINT)
+
+        final[pix[p]] = max(_count(text, bad), 0)
         mask[pix[p]] = True
     return final, mask
 

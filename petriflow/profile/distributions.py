@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from petriflow.errors import ProfileError
+from petriflow.limits import MAX_NUMBER, failing, number
 
 __all__ = ["FAMILIES", "Dist", "Empirical", "Exponential", "Fixed", "Gamma", "LogNormal", "Mixture", "parse_dist"]
 
@@ -204,23 +205,37 @@ def _num(doc: Mapping[str, Any], key: str, where: str, *, positive: bool = True,
             return default
         raise ProfileError(f"distribution needs `{key}`", where=where,
                            hint=f"write e.g. {{dist: {doc.get('dist')}, {key}: 1.0}}")
-    value = doc[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ProfileError(f"`{key}` must be a number, got {value!r}", where=where)
-    if positive and value <= 0:
-        raise ProfileError(f"`{key}` must be > 0, got {value!r}", where=where)
-    return float(value)
+    return number(doc[key], what=f"`{key}`", lo=0.0 if positive else -MAX_NUMBER, lo_open=positive,
+                  fail=failing(ProfileError, where))
 
 
 def parse_dist(doc: Any, *, where: str = "distribution") -> Dist:
-    """A :class:`Dist` from a number or ``{dist: FAMILY, ...}``; :class:`ProfileError` names ``where``."""
+    """A :class:`Dist` from a number or ``{dist: FAMILY, ...}``; :class:`ProfileError` names ``where``.
+
+    Its mean must be finite and at most :data:`~petriflow.limits.MAX_NUMBER`:
+    ``{dist: lognormal, mu: 1000}`` is a valid-looking mean of ``e**1000``,
+    which would turn every simulated figure into NaN.
+    """
     if isinstance(doc, Dist):
         return doc
+    dist = _parse(doc, where)
+    try:
+        mean = dist.mean
+    except OverflowError:
+        mean = math.inf
+    if not mean <= MAX_NUMBER:
+        raise ProfileError(f"the mean of this {dist.family} distribution is {mean:g}, more than {MAX_NUMBER:g}",
+                           where=where, hint="check its parameters (lognormal's mu is the log of the median)")
+    return dist
+
+
+def _parse(doc: Any, where: str) -> Dist:
     if isinstance(doc, bool):
         raise ProfileError(f"expected a number or a distribution, got {doc!r}", where=where)
     if isinstance(doc, (int, float)):
-        if not math.isfinite(doc) or doc < 0:
-            raise ProfileError(f"a fixed value must be a finite number >= 0, got {doc!r}", where=where)
+        if not 0 <= doc <= MAX_NUMBER:  # false for NaN; no float() of a huge int
+            raise ProfileError(f"a fixed value must be a finite number >= 0 and <= {MAX_NUMBER:g}, got {doc!r}",
+                               where=where)
         return Fixed(float(doc))
     if not isinstance(doc, Mapping) or "dist" not in doc:
         raise ProfileError(f"expected a number or {{dist: FAMILY, ...}}, got {doc!r}", where=where,
@@ -252,7 +267,7 @@ def parse_dist(doc: Any, *, where: str = "distribution") -> Dist:
     if family == "empirical":
         samples = doc.get("samples")
         if not isinstance(samples, Sequence) or not samples or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0 for x in samples):
+                isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= MAX_NUMBER for x in samples):
             raise ProfileError("empirical needs `samples`: a non-empty list of numbers >= 0", where=where)
         return Empirical(tuple(float(x) for x in samples))
     comps = doc.get("components")
@@ -261,6 +276,7 @@ def parse_dist(doc: Any, *, where: str = "distribution") -> Dist:
     parts = tuple(parse_dist(c, where=f"{where}.components[{i}]") for i, c in enumerate(comps))
     weights = doc.get("weights", [1.0] * len(parts))
     if (not isinstance(weights, Sequence) or len(weights) != len(parts)
-            or not all(isinstance(w, (int, float)) and w >= 0 for w in weights) or sum(weights) <= 0):
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w <= MAX_NUMBER
+                       for w in weights) or sum(weights) <= 0):
         raise ProfileError("mixture `weights` must be one number >= 0 per component, not all zero", where=where)
     return Mixture(parts, tuple(float(w) for w in weights))

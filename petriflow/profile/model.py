@@ -28,7 +28,6 @@ which is what the simulator took it for.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +35,7 @@ from types import MappingProxyType
 from typing import Any
 
 from petriflow.errors import ProfileError
+from petriflow.limits import MAX_COUNT, MAX_DOCUMENT_BYTES, failing, load_json, load_yaml, number, read_text
 from petriflow.profile.distributions import ZERO, Dist, Fixed, parse_dist
 from petriflow.rules import ERROR_KINDS
 from petriflow.spec.model import Workflow, price_of
@@ -197,33 +197,23 @@ class Profile:
             if not isinstance(raw, Mapping) or set(raw) - {"capacity", "requests_per_minute", "tokens_per_minute"}:
                 raise ProfileError("a resource takes capacity, requests_per_minute, tokens_per_minute", where=w)
             prev = resources.get(str(rid), ResourceProfile(1))
-            cap = raw.get("capacity", prev.capacity)
-            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-                raise ProfileError(f"capacity must be an integer >= 1, got {cap!r}", where=w)
+            fail = failing(ProfileError, w)
+            cap = int(number(raw.get("capacity", prev.capacity), what="capacity", lo=1, hi=MAX_COUNT, integer=True,
+                             fail=fail))
             limits = [raw.get(k, getattr(prev, k)) for k in ("requests_per_minute", "tokens_per_minute")]
-            for k, v in zip(("requests_per_minute", "tokens_per_minute"), limits):
-                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
-                    raise ProfileError(f"{k} must be a number > 0 or null, got {v!r}", where=w)
-            resources[str(rid)] = ResourceProfile(cap, *(None if v is None else float(v) for v in limits))
+            resources[str(rid)] = ResourceProfile(cap, *(None if v is None else number(v, what=k, lo_open=True, fail=fail)
+                                                         for k, v in zip(("requests_per_minute", "tokens_per_minute"), limits)))
         return cls(steps=_ro(steps), routes=_ro(routes), loops=_ro(loops), models=_ro(models),
                    resources=_ro(resources), quality=base.quality)
 
     @classmethod
     def load(cls, path: str | Path, *, workflow: Workflow | None = None) -> Profile:
         """Read a YAML/JSON profile file; with ``workflow``, its annotations fill what the file leaves out."""
-        import yaml
 
         p = Path(path)
-        try:
-            text = p.read_text()
-        except OSError as e:
-            raise ProfileError(f"cannot read profile: {e.strerror}", where=str(p), hint="check the path") from None
-        try:
-            doc = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as e:
-            line = getattr(getattr(e, "problem_mark", None), "line", None)
-            raise ProfileError(f"not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}".splitlines()[0],
-                               where=f"{p}:{line + 1}" if line is not None else str(p)) from None
+        fail = failing(ProfileError, str(p))
+        text = read_text(p, what="profile", max_bytes=MAX_DOCUMENT_BYTES, fail=fail)
+        doc = load_json(text, fail=fail) if p.suffix.lower() == ".json" else load_yaml(text, fail=fail)
         base = cls.from_workflow(workflow) if workflow is not None else None
         profile = cls.from_doc(doc, base=base, where=str(p))
         if workflow is not None:
@@ -323,7 +313,11 @@ class Profile:
 
         p = Path(path)
         doc = self.to_doc()
-        p.write_text(json.dumps(doc, indent=2) if p.suffix == ".json" else yaml.safe_dump(doc, sort_keys=False))
+        try:
+            p.write_text(json.dumps(doc, indent=2) if p.suffix == ".json" else yaml.safe_dump(doc, sort_keys=False))
+        except OSError as e:
+            raise ProfileError(f"cannot write the profile: {e.strerror}", where=str(p),
+                               hint="check that the directory exists and is writable") from None
 
 
 def _mapping(doc: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
@@ -334,15 +328,11 @@ def _mapping(doc: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
 
 
 def _prob(v: Any, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
-        raise ProfileError(f"a probability must be a number in [0, 1], got {v!r}", where=where)
-    return float(v)
+    return number(v, what="a probability", hi=1.0, fail=failing(ProfileError, where))
 
 
 def _nonneg(v: Any, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-        raise ProfileError(f"expected a number >= 0, got {v!r}", where=where)
-    return float(v)
+    return number(v, what="the amount", fail=failing(ProfileError, where))
 
 
 _RATE_KEYS = tuple(f"{kind}_rate" for kind in ERROR_KINDS)

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from petriflow.errors import ProfileError
+from petriflow.limits import check_cases, failing
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
 from petriflow.profile.model import Profile
@@ -428,8 +429,7 @@ def simulate(
     kernel); both give the same numbers. ``net`` may pass the already
     lowered net of ``workflow``.
     """
-    if cases < 1:
-        raise ProfileError(f"need at least 1 case, got {cases}", where="--cases")
+    cases = check_cases(cases, fail=failing(ProfileError, "--cases"))
     if not 0 <= warmup < 1:
         raise ProfileError(f"warm-up must be a share in [0, 1), got {warmup}", where="warmup")
     if backend not in ("fast", "simpy"):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from petriflow.errors import ProfileError
+from petriflow.limits import MAX_CASES, failing, number
 from petriflow.profile.distributions import ZERO, Dist, parse_dist
 
 __all__ = ["Load"]
@@ -34,19 +35,19 @@ class Load:
 
     @classmethod
     def poisson(cls, rate: float) -> Load:
-        if not rate > 0:
-            raise ProfileError(f"arrival rate must be > 0, got {rate!r}", where="--rate")
-        return cls("poisson", rate=float(rate))
+        return cls("poisson", rate=number(rate, what="arrival rate", lo_open=True, fail=failing(ProfileError, "--rate")))
 
     @classmethod
     def closed(cls, users: int = 1, think: Dist | float | dict[str, Any] = 0.0) -> Load:
-        if users < 1:
+        if isinstance(users, int) and users < 1:
             raise ProfileError(f"a closed population needs at least 1 user, got {users}", where="--users")
-        return cls("closed", users=int(users), think=parse_dist(think, where="think time"))
+        users = int(number(users, what="users", lo=1, hi=MAX_CASES, integer=True, fail=failing(ProfileError, "--users")))
+        return cls("closed", users=users, think=parse_dist(think, where="think time"))
 
     @classmethod
     def replay(cls, times: Sequence[float]) -> Load:
-        ts = tuple(sorted(float(t) for t in times))
-        if not ts or ts[0] < 0:
+        fail = failing(ProfileError, "arrival times")
+        ts = tuple(sorted(number(t, what=f"arrival time {i + 1}", fail=fail) for i, t in enumerate(times)))
+        if not ts:
             raise ProfileError("replay needs a non-empty list of arrival times >= 0", where="arrival times")
         return cls("replay", times=ts)

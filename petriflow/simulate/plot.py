@@ -57,6 +57,20 @@ def _pyplot() -> Any:
     return plt
 
 
+def _bins(values: np.ndarray, n: int = 60) -> dict[str, Any]:
+    """Histogram bins for ``values``: ``n`` of them, or one when the values differ only by rounding.
+
+    Fixed latencies give per-case sums that differ in the last bits
+    (``(t0 + 0.3) - t0``); numpy cannot cut such a range into 60 bins
+    ("Too many bins for data range") and a picture of it would say nothing.
+    """
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo > 1e-9 * max(abs(lo), abs(hi), 1e-12):
+        return {"bins": n}
+    pad = max(abs(hi) * 1e-3, 1e-9)
+    return {"bins": 1, "range": (lo - pad, hi + pad)}
+
+
 def _dollars(x: float) -> str:
     if x == 0:
         return "$0"
@@ -78,7 +92,7 @@ def plot_result(result: SimResult, path: str | Path, *, title: str = "") -> Path
     lat, cost = result.latencies, result.costs
     if lat.size:
         hi = float(np.quantile(lat, 0.995))
-        a.hist(np.clip(lat, None, hi), bins=60, color="#4c72b0", alpha=0.85)
+        a.hist(np.clip(lat, None, hi), **_bins(np.clip(lat, None, hi)), color="#4c72b0", alpha=0.85)
         for name, color in (("p50", "#2ca02c"), ("p95", "#ff7f0e"), ("p99", "#d62728")):
             v = getattr(result.latency, name)
             a.axvline(v, color=color, lw=2, ls="--", label=f"{name} = {v:.2f} s")
@@ -87,7 +101,7 @@ def plot_result(result: SimResult, path: str | Path, *, title: str = "") -> Path
     a.set_ylabel("cases")
     a.set_title("latency", loc="left")
     if cost.size:
-        b.hist(cost * 1e6, bins=60, color="#8172b3", alpha=0.85)
+        b.hist(cost * 1e6, **_bins(cost * 1e6), color="#8172b3", alpha=0.85)
         for name, v, color in (("mean", result.cost.mean, "#2ca02c"), ("p95", result.cost.p95, "#ff7f0e")):
             b.axvline(v * 1e6, color=color, lw=2, ls="--", label=f"{name} = {_dollars(v)}")
         b.legend(frameon=False)

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from petriflow.errors import ProfileError
+from petriflow.limits import MAX_ATTEMPTS, MAX_COUNT, MAX_NUMBER, check_cases, failing, number
 from petriflow.net.lower import lower
 from petriflow.profile.model import Profile
 from petriflow.simulate.engine import Load, simulate
@@ -143,7 +144,8 @@ def _no_repeats(variations: Sequence[Variation]) -> None:
         seen.add(v.target)
 
 
-def _number(value: str, target: str, *, integer: bool = False, none_ok: bool = False) -> Any:
+def _number(value: str, target: str, *, integer: bool = False, none_ok: bool = False,
+            hi: float = MAX_NUMBER) -> Any:
     if none_ok and value.lower() in ("none", "null", "off"):
         return None
     try:
@@ -151,9 +153,7 @@ def _number(value: str, target: str, *, integer: bool = False, none_ok: bool = F
     except ValueError:
         raise ProfileError(f"{target}: {value!r} is not {'an integer' if integer else 'a number'}", where="--vary",
                            hint="write numbers" + (" or none" if none_ok else "")) from None
-    if x <= 0:
-        raise ProfileError(f"{target}: {value!r} must be > 0", where="--vary")
-    return x
+    return number(x, what=target, lo_open=True, hi=hi, integer=integer, fail=failing(ProfileError, "--vary"))
 
 
 def apply(wf: Workflow, profile: Profile, config: Config) -> tuple[Workflow, Profile]:
@@ -166,7 +166,7 @@ def apply(wf: Workflow, profile: Profile, config: Config) -> tuple[Workflow, Pro
                 raise ProfileError(f"unknown resource '{rid}'", where=f"--vary {target}",
                                    hint=f"resources: {', '.join(profile.resources) or 'none'}")
             if what == "capacity":
-                profile = profile.with_resource(rid, capacity=_number(value, target, integer=True))
+                profile = profile.with_resource(rid, capacity=_number(value, target, integer=True, hi=MAX_COUNT))
             else:
                 key = "requests_per_minute" if what == "rpm" else "tokens_per_minute"
                 profile = profile.with_resource(rid, **{key: _number(value, target, none_ok=True)})
@@ -181,7 +181,8 @@ def apply(wf: Workflow, profile: Profile, config: Config) -> tuple[Workflow, Pro
         if parts[1] == "timeout":
             step = replace(step, timeout=_number(value, target, none_ok=True))
         elif len(parts) == 2:
-            step = replace(step, retry=replace(step.retry, max_attempts=_number(value, target, integer=True)))
+            step = replace(step, retry=replace(step.retry, max_attempts=_number(value, target, integer=True,
+                                                                                hi=MAX_ATTEMPTS)))
         else:
             step = replace(step, retry=replace(step.retry, backoff=_number(value, target)))
         wf = replace(wf, steps=tuple(step if s.id == sid else s for s in wf.steps))
@@ -248,8 +249,10 @@ def sweep(
     ``max_failures``) and the budget (mean cost per case, failed cases
     included, <= ``budget``); None when none does.
     """
-    if cases < 1:
-        raise ProfileError(f"need at least 1 case per configuration, got {cases}", where="--cases")
+    cases = check_cases(cases, fail=failing(ProfileError, "--cases"))
+    for flag, target in (("--slo-p95", slo_p95), ("--budget", budget)):
+        if target is not None:
+            number(target, what="the target", fail=failing(ProfileError, flag))
     if workers is not None and workers < 1:
         raise ProfileError(f"need at least 1 worker, got {workers}", where="--workers",
                            hint="leave it out to use every core")

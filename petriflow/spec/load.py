@@ -2,12 +2,13 @@
 
 Every error is a :class:`SpecError` with the file, the line and the step, what
 is wrong and what would fix it. Files are parsed with PyYAML's composer so
-that every value keeps the line it came from (JSON is valid YAML here).
+that every value keeps the line it came from (a JSON file is checked as JSON
+first, then read for its lines as YAML). Sizes, depth, aliases and numbers
+are held to :mod:`petriflow.limits` before the schema sees the document.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from petriflow.errors import SpecError
+from petriflow.limits import MAX_DOCUMENT_BYTES, Fail, check_tree, compose_yaml, load_json, read_text
 from petriflow.spec.model import (
     Branch,
     Loop,
@@ -46,7 +48,7 @@ class _Lines:
         return self.by_path.get((), None)
 
 
-def _to_python(node: yaml.Node, path: Path_, lines: _Lines, file: str) -> Any:
+def _to_python(node: yaml.Node, path: Path_, lines: _Lines, file: str, scalars: yaml.SafeLoader) -> Any:
     lines.by_path[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
@@ -59,47 +61,59 @@ def _to_python(node: yaml.Node, path: Path_, lines: _Lines, file: str) -> Any:
                     line=key_node.start_mark.line + 1,
                     hint="remove one of them",
                 )
-            out[key] = _to_python(value_node, path + (key,), lines, file)
+            out[key] = _to_python(value_node, path + (key,), lines, file, scalars)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_python(v, path + (i,), lines, file) for i, v in enumerate(node.value)]
-    return yaml.SafeLoader("").construct_object(node, deep=True)  # scalars: ints, floats, bools, strings
+        return [_to_python(v, path + (i,), lines, file, scalars) for i, v in enumerate(node.value)]
+    try:
+        return scalars.construct_object(node, deep=True)  # scalars: ints, floats, bools, strings
+    except (yaml.YAMLError, ValueError) as exc:  # e.g. an integer of 5000 digits
+        raise SpecError(f"cannot read the value: {str(exc).splitlines()[0]}", file=file, line=lines.by_path[path],
+                        hint="fix the value") from None
+
+
+def _failing(file: str) -> Fail:
+    """How the limits of :mod:`petriflow.limits` report a refusal here: a :class:`SpecError` at ``file:line``."""
+
+    def fail(message: str, *, hint: str, line: int | None = None) -> SpecError:
+        return SpecError(message, file=file, line=line, hint=hint)
+
+    return fail
 
 
 def loads(text: str, *, file: str = "<string>") -> Workflow:
-    """Parse and check a workflow document given as YAML or JSON text."""
+    """Parse and check a workflow document given as YAML or JSON text.
+
+    A ``.json`` file must be JSON (no trailing commas, no ``NaN``) and its
+    values are JSON's; YAML then only tells the line of each value. Both go
+    through the size, depth and alias budgets of :mod:`petriflow.limits`.
+    """
+    fail = _failing(file)
+    json_doc: Any = None
+    if file.endswith(".json"):
+        json_doc = load_json(text, fail=fail)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        if file.endswith(".json"):
-            try:
-                json.loads(text)
-            except json.JSONDecodeError as jexc:
-                raise SpecError(f"invalid JSON: {jexc.msg}", file=file, line=jexc.lineno,
-                                hint="fix the syntax at that line") from None
-        raise SpecError(f"invalid YAML: {exc.problem}", file=file, line=line,
-                        hint="fix the syntax at that line (indentation, a missing ':' or quote)") from None
+        root = compose_yaml(text, fail=fail)
+    except SpecError:
+        if json_doc is None:
+            raise
+        return from_document(json_doc, file=file)  # JSON that YAML 1.1 cannot read (tabs): no line numbers
     if root is None:
         raise SpecError("the file is empty", file=file, hint="a workflow needs `name` and `steps`")
     lines = _Lines()
-    doc = _to_python(root, (), lines, file)
-    return from_document(doc, file=file, lines=lines)
+    doc = _to_python(root, (), lines, file, yaml.SafeLoader(""))
+    return from_document(doc if json_doc is None else json_doc, file=file, lines=lines)
 
 
 def load(path: str | Path) -> Workflow:
-    """Load a workflow file (``.yaml``, ``.yml`` or ``.json``)."""
+    """Load a workflow file (``.yaml``, ``.yml`` or ``.json``): a regular UTF-8 file within the size budget."""
     p = Path(path)
     if not p.exists():
         raise SpecError("no such file", file=str(path), hint="check the path")
     if p.suffix.lower() not in (".yaml", ".yml", ".json"):
         raise SpecError(f"unknown workflow file type '{p.suffix}'", file=str(path),
                         hint="use .yaml, .yml or .json (or .pnml for a net)")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SpecError("not a UTF-8 text file", file=str(path), hint="save it as UTF-8") from None
+    text = read_text(p, what="workflow file", max_bytes=MAX_DOCUMENT_BYTES, fail=_failing(str(path)))
     return loads(text, file=str(path))
 
 
@@ -135,6 +149,7 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
     if not isinstance(doc, dict):
         raise SpecError("the document must be a mapping with `name` and `steps`", file=file, line=1,
                         hint="start the file with `name: ...` and a `steps:` list; `petriflow schema` has the format")
+    check_tree(doc, fail=_failing(file), line_of=lines.line if lines else None)
     _schema_error(doc, file, lines)
 
     def where(i: int, *key: str | int) -> int | None:

@@ -166,8 +166,12 @@ class Workflow:
     @cached_property
     def _successors(self) -> dict[str, tuple[str, ...]]:
         out: dict[str, list[str]] = {s.id: [] for s in self.steps}
+        routers: dict[str, list[str]] = {}  # what routers_of gives, for every step in one pass
+        for r in self.steps:
+            for b in r.route:
+                routers.setdefault(b.to, []).append(r.id)
         for s in self.steps:  # file order of the waiting step, as users read it
-            for u in dict.fromkeys((*s.inputs, *self.routers_of(s.id))):
+            for u in dict.fromkeys((*s.inputs, *routers.get(s.id, ()))):
                 if u in out:
                     out[u].append(s.id)
         return {k: tuple(v) for k, v in out.items()}

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from petriflow.errors import UNPRINTABLE
+from petriflow.limits import MAX_ATTEMPTS, MAX_COUNT, MAX_LOOP, MAX_MAP_ITEMS, MAX_NAME, MAX_NUMBER, MAX_STEPS
+
 __all__ = ["DIST_FAMILIES", "STEP_KINDS", "WORKFLOW_SCHEMA"]
 
 STEP_KINDS = ("chat", "embed", "classify", "tool", "python", "human")
@@ -19,26 +22,32 @@ DIST_FAMILIES = ("fixed", "exponential", "lognormal", "gamma", "empirical", "mix
 _ID = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$", "maxLength": 64}
 _IDS = {"type": "array", "items": {"$ref": "#/$defs/id"}, "uniqueItems": True}
 _PROB = {"type": "number", "minimum": 0, "maximum": 1}
+_AMOUNT = {"type": "number", "minimum": 0, "maximum": MAX_NUMBER}
+_POSITIVE = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_NUMBER}
+_TEXT = {"type": "string", "pattern": f"^[^{UNPRINTABLE}]*$", "maxLength": MAX_NAME,
+         "description": "printable characters only: names are printed to terminals and written to metrics"}
+_NAME = {**_TEXT, "pattern": "^[A-Za-z0-9_][A-Za-z0-9_. -]*$", "minLength": 1, "maxLength": 128,
+         "description": "letters, digits, '_', '.', '-' and spaces"}
 
 _DIST: dict[str, Any] = {
     "description": "A number (a fixed value) or a distribution: {dist: FAMILY, ...parameters}.",
     "oneOf": [
-        {"type": "number", "minimum": 0},
+        _AMOUNT,
         {
             "type": "object",
             "required": ["dist"],
             "properties": {
                 "dist": {"enum": list(DIST_FAMILIES)},
-                "value": {"type": "number", "minimum": 0},
-                "mean": {"type": "number", "exclusiveMinimum": 0},
-                "rate": {"type": "number", "exclusiveMinimum": 0},
-                "mu": {"type": "number"},
-                "sigma": {"type": "number", "exclusiveMinimum": 0},
-                "shape": {"type": "number", "exclusiveMinimum": 0},
-                "scale": {"type": "number", "exclusiveMinimum": 0},
-                "samples": {"type": "array", "items": {"type": "number"}, "minItems": 1},
+                "value": _AMOUNT,
+                "mean": _POSITIVE,
+                "rate": _POSITIVE,
+                "mu": {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER},
+                "sigma": _POSITIVE,
+                "shape": _POSITIVE,
+                "scale": _POSITIVE,
+                "samples": {"type": "array", "items": _AMOUNT, "minItems": 1},
                 "components": {"type": "array", "items": {"$ref": "#/$defs/dist"}, "minItems": 1},
-                "weights": {"type": "array", "items": {"type": "number", "minimum": 0}},
+                "weights": {"type": "array", "items": _AMOUNT},
             },
             "additionalProperties": False,
         },
@@ -53,7 +62,7 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
     "required": ["name", "steps"],
     "additionalProperties": False,
     "properties": {
-        "name": {"type": "string", "minLength": 1},
+        "name": _NAME,
         "description": {"type": "string"},
         "models": {
             "description": "Model endpoints by id. A step's `model` names one of these or is passed through as a model name.",
@@ -67,7 +76,7 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
             "propertyNames": {"$ref": "#/$defs/id"},
             "additionalProperties": {"$ref": "#/$defs/resource"},
         },
-        "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
+        "steps": {"type": "array", "minItems": 1, "maxItems": MAX_STEPS, "items": {"$ref": "#/$defs/step"}},
     },
     "$defs": {
         "id": _ID,
@@ -76,13 +85,13 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "name": {"type": "string", "description": "the model name sent to the endpoint"},
-                "base_url": {"type": "string", "description": "OpenAI-compatible endpoint, or `local` (default)"},
-                "api_key_env": {"type": "string"},
+                "name": {**_TEXT, "description": "the model name sent to the endpoint"},
+                "base_url": {**_TEXT, "description": "OpenAI-compatible endpoint, or `local` (default)"},
+                "api_key_env": _TEXT,
                 "kind": {"enum": ["chat", "embedding"]},
-                "price_input": {"type": "number", "minimum": 0, "description": "dollars per 1M input tokens"},
-                "price_output": {"type": "number", "minimum": 0, "description": "dollars per 1M output tokens"},
-                "price_call": {"type": "number", "minimum": 0, "description": "dollars per call"},
+                "price_input": {**_AMOUNT, "description": "dollars per 1M input tokens"},
+                "price_output": {**_AMOUNT, "description": "dollars per 1M output tokens"},
+                "price_call": {**_AMOUNT, "description": "dollars per call"},
             },
         },
         "resource": {
@@ -90,9 +99,10 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
             "required": ["capacity"],
             "additionalProperties": False,
             "properties": {
-                "capacity": {"type": "integer", "minimum": 1, "description": "calls in flight at once"},
-                "requests_per_minute": {"type": "number", "exclusiveMinimum": 0},
-                "tokens_per_minute": {"type": "number", "exclusiveMinimum": 0},
+                "capacity": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT,
+                             "description": "calls in flight at once"},
+                "requests_per_minute": _POSITIVE,
+                "tokens_per_minute": _POSITIVE,
             },
         },
         "step": {
@@ -113,7 +123,7 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                         "type": "object",
                         "required": ["to", "p"],
                         "additionalProperties": False,
-                        "properties": {"to": {"$ref": "#/$defs/id"}, "p": _PROB, "when": {"type": "string"}},
+                        "properties": {"to": {"$ref": "#/$defs/id"}, "p": _PROB, "when": _TEXT},
                     },
                 },
                 "loop": {
@@ -123,9 +133,9 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                     "additionalProperties": False,
                     "properties": {
                         "to": {"$ref": "#/$defs/id"},
-                        "max": {"type": "integer", "minimum": 1, "maximum": 100000},
+                        "max": {"type": "integer", "minimum": 1, "maximum": MAX_LOOP},
                         "p": _PROB,
-                        "when": {"type": "string"},
+                        "when": _TEXT,
                     },
                 },
                 "map": {
@@ -134,7 +144,7 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                     "required": ["over", "max"],
                     "additionalProperties": False,
                     "properties": {"over": {"$ref": "#/$defs/id"},
-                                   "max": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                                   "max": {"type": "integer", "minimum": 1, "maximum": MAX_MAP_ITEMS}},
                 },
                 "uses": {
                     "description": "resources held while the step runs: a list of ids or {id: count}",
@@ -143,7 +153,7 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                         {
                             "type": "object",
                             "propertyNames": {"$ref": "#/$defs/id"},
-                            "additionalProperties": {"type": "integer", "minimum": 1},
+                            "additionalProperties": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
                         },
                     ],
                 },
@@ -152,28 +162,29 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                     "additionalProperties": False,
                     "required": ["max_attempts"],
                     "properties": {
-                        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
-                        "backoff": {"type": "number", "minimum": 0, "description": "first delay, seconds"},
-                        "backoff_max": {"type": "number", "minimum": 0},
+                        "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
+                        "backoff": {**_AMOUNT, "description": "first delay, seconds"},
+                        "backoff_max": _AMOUNT,
                         "jitter": {"type": "boolean"},
                     },
                 },
-                "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds per attempt"},
+                "timeout": {**_POSITIVE, "description": "seconds per attempt"},
                 "fallback": {"$ref": "#/$defs/id"},
-                "model": {"type": "string"},
+                "model": _TEXT,
                 "prompt": {"type": "string"},
                 "system": {"type": "string"},
                 "output_schema": {"type": "object"},
-                "tool": {"type": "string"},
-                "function": {"type": "string", "description": "module:callable"},
+                "tool": _TEXT,
+                "function": {**_TEXT, "description": "module:callable"},
                 "labels": {
                     "description": "classify: label -> example texts (nearest centroid)",
                     "type": "object",
+                    "propertyNames": _TEXT,
                     "additionalProperties": {"type": "array", "items": {"type": "string"}, "minItems": 1},
                 },
                 "config": {"type": "object"},
                 "latency": {"$ref": "#/$defs/dist"},
-                "cost": {"type": "number", "minimum": 0, "description": "dollars per call (simulation)"},
+                "cost": {**_AMOUNT, "description": "dollars per call (simulation)"},
                 "failure_rate": _PROB,
                 "tokens": {
                     "type": "object",

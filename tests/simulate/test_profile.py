@@ -105,7 +105,7 @@ def test_from_workflow_takes_annotations_and_a_file_overrides_them(tmp_path: Pat
     ("steps: {code: {colour: red}}", "unknown key `colour`"),
     ("steps: {code: {model: llama}}", "has no prices"),
     ("stpes: {}", "unknown profile key `stpes`"),
-    ("steps: [1, 2", "not valid YAML"),
+    ("steps: [1, 2", "invalid YAML"),
 ])
 def test_bad_profiles_name_the_file_and_the_key(tmp_path: Path, text: str, match: str) -> None:
     f = tmp_path / "bad.yaml"
