@@ -84,9 +84,16 @@ def _with_load(f: Any) -> Any:
               help="Event clock: own heap, or SimPy's kernel (same numbers, slower).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw latency and cost histograms (.png/.svg/.pdf; the directory must exist).")
+@click.option("--allow-unsound", is_flag=True,
+              help="Simulate a workflow that can deadlock (refused by default, exit 1); stranded cases are counted.")
 def simulate_cmd(path: str, cases: int, rate: float | None, users: int | None, think: float, arrivals: str | None,
-                 seed: int, profile_path: str | None, warmup: float, backend: str, as_json: bool, plot: str | None) -> None:
-    """Predict latency and cost per case of the workflow at PATH by simulating its net."""
+                 seed: int, profile_path: str | None, warmup: float, backend: str, as_json: bool, plot: str | None,
+                 allow_unsound: bool) -> None:
+    """Predict latency and cost per case of the workflow at PATH by simulating its net.
+
+    A workflow whose net can deadlock is refused (exit 1) with the witness
+    `petriflow check` gives, unless --allow-unsound.
+    """
     from petriflow.simulate.engine import simulate
 
     if plot:
@@ -96,10 +103,15 @@ def simulate_cmd(path: str, cases: int, rate: float | None, users: int | None, t
     wf = _workflow(path)
     profile = _profile(wf, path, profile_path)
     result = simulate(wf, profile, cases=cases, load=_load(rate, users, think, arrivals), seed=seed,
-                      warmup=warmup, backend=backend)
+                      warmup=warmup, backend=backend, allow_unsound=allow_unsound)
     if result.unfinished:
         click.echo(f"warning: {result.unfinished} case(s) never reached the end: the workflow net can deadlock "
                    f"(run `petriflow check {path}`)", err=True)
+    if not result.measured:
+        click.echo("warning: no measured case finished: there is no latency or cost to report", err=True)
+    if result.unpriced:
+        click.echo("warning: these model steps cost $0 for want of an annotation, so the cost is low: "
+                   + "; ".join(f"{sid} ({why})" for sid, why in result.unpriced.items()), err=True)
     if plot:
         from petriflow.simulate.plot import plot_result
 

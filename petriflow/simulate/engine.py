@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import time as _time
 from collections import Counter, deque
+from dataclasses import replace
 from heapq import heappop, heappush
 from itertools import count
 from types import MappingProxyType
@@ -53,6 +54,7 @@ from petriflow.net.petrinet import WorkflowNet
 from petriflow.profile.model import Profile
 from petriflow.rules import Bucket, Verdict, after_failure, backoff_delay
 from petriflow.simulate.arrivals import ARRIVE, BACKOFF_DONE, COMPLETE, Arrivals, Case
+from petriflow.simulate.guard import refuse_deadlock, unpriced_steps
 from petriflow.simulate.load import Load
 from petriflow.simulate.result import SimResult, summarize
 from petriflow.simulate.tables import RUNNING, Tables, compile_tables
@@ -419,6 +421,7 @@ def simulate(
     batches: int = 20,
     backend: str = "fast",
     net: WorkflowNet | None = None,
+    allow_unsound: bool = False,
 ) -> SimResult:
     """Simulate ``cases`` requests of ``workflow`` under ``load`` and summarise them.
 
@@ -427,6 +430,13 @@ def simulate(
     ``backend`` is ``"fast"`` (own event heap) or ``"simpy"`` (SimPy's
     kernel); both give the same numbers. ``net`` may pass the already
     lowered net of ``workflow``.
+
+    A net that can deadlock is refused with the checker's witness
+    (:class:`~petriflow.errors.UnsoundWorkflowError`, see
+    :mod:`petriflow.simulate.guard`): its stranded cases would silently drop
+    out of the figures. ``allow_unsound=True`` runs it anyway, stranded
+    cases counted in ``unfinished``. Model steps that cost $0 for want of
+    an annotation are named in ``SimResult.unpriced``.
     """
     if cases < 1:
         raise ProfileError(f"need at least 1 case, got {cases}", where="--cases")
@@ -439,13 +449,16 @@ def simulate(
         cases = min(cases, len(load.times))  # replay runs the recorded arrivals, no more
     profile = profile if profile is not None else Profile.from_workflow(workflow)
     net = net if net is not None else lower(workflow)
+    if not allow_unsound:
+        refuse_deadlock(net)
     tab = compile_tables(net, workflow, profile, seed=seed)
     eng = _Engine(tab, load, cases, seed)
     began = _time.perf_counter()
     eng.run_fast() if backend == "fast" else eng.run_simpy()
     wall = _time.perf_counter() - began
     eng.finish_accounts()
-    return _result(eng, tab, cases, warmup, batches, wall, seed)
+    return replace(_result(eng, tab, cases, warmup, batches, wall, seed),
+                   unpriced=MappingProxyType(unpriced_steps(workflow, profile)))
 
 
 def _result(eng: _Engine, tab: Tables, cases: int, warmup: float, batches: int, wall: float, seed: int) -> SimResult:
