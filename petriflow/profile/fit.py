@@ -245,7 +245,8 @@ def _mixture_cdf(dist: Mixture) -> Any:
         v = np.asarray(v, dtype=float)
         with np.errstate(divide="ignore"):
             z = (np.log(np.maximum(v, 0.0))[..., None] - mu) / sd
-        return np.sum(w * stats.norm.cdf(z), axis=-1)
+        out: np.ndarray = np.sum(w * stats.norm.cdf(z), axis=-1)
+        return out
 
     return cdf
 

@@ -295,7 +295,7 @@ class Profile:
         m = self.models.get(sp.model or "", ModelProfile())
         tin = sp.input_tokens.mean if sp.input_tokens is not None else 0.0
         tout = sp.output_tokens.mean if sp.output_tokens is not None else 0.0
-        return sp.cost + price_of(m, tin, tout)
+        return float(sp.cost + price_of(m, tin, tout))
 
     # -- writing -----------------------------------------------------------------------
     def to_doc(self) -> dict[str, Any]:

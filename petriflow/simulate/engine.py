@@ -102,7 +102,7 @@ class _Engine(Arrivals):
         self.precost: float | None = None
         self.push = self._push_heap
         self.fast = True
-        self.heap: list[tuple] = []
+        self.heap: list[tuple[Any, ...]] = []
         self.seq = count()
 
     # -- clocks ----------------------------------------------------------------------------
@@ -145,7 +145,7 @@ class _Engine(Arrivals):
                     self.settle_suspects()
             if c is not None:
                 c.pending += 1
-            env.timeout(delay).callbacks.append(fire)  # type: ignore[union-attr]
+            env.timeout(delay).callbacks.append(fire)
 
         self.push = push
         self.fast = False
@@ -164,7 +164,7 @@ class _Engine(Arrivals):
             c.pending -= 1  # type: ignore[union-attr]
             if c.dead:  # type: ignore[union-attr]
                 return
-            s, attempt = f  # type: ignore[misc]
+            s, attempt = f
             if c.retrying is None:  # type: ignore[union-attr]
                 c.retrying = {}  # type: ignore[union-attr]
             c.retrying.setdefault(s, deque()).append(attempt)  # type: ignore[union-attr]
@@ -377,7 +377,7 @@ class _Engine(Arrivals):
         k = self.failed_attempts.pop()
         delay = backoff_delay(k, backoff=st.backoff, backoff_max=st.backoff_max, jitter=st.jitter,
                               uniform=next(st.uniform) if st.jitter else 0.0)  # type: ignore[arg-type]
-        self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1))  # type: ignore[arg-type]
+        self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1))
 
     def complete(self, c: Case, s: int, mask: int, fail: Any) -> None:
         """The attempt in ``s.running`` ended (``fail``: 0, or ``(attempt, kind)``): consume the token.

@@ -177,7 +177,8 @@ def _open_streams(st: StepTable, profile: Profile, sid: str, *, seed: int, probs
 
         def draw_items(n: int) -> np.ndarray:
             raw = np.rint(items.sample(g_items, n)) if items is not None else np.full(n, items_max)
-            return np.clip(raw, 1, items_max).astype(int)
+            out: np.ndarray = np.clip(raw, 1, items_max).astype(int)
+            return out
 
         st.items = stream(draw_items)
     if st.fail >= 0 or st.give_up >= 0:
