@@ -147,6 +147,12 @@ def fit_cmd(traces: str, output: str, workflow: str | None, min_samples: int) ->
             click.echo(f"{sid:<16} {what:<14} {q.family:<12} {q.n:>6} {q.ks:>7.4f} {q.p_value:>8.4f}")
     for sid, probs in profile.routes.items():
         click.echo(f"{sid:<16} route          " + ", ".join(f"{b} {p:.3f}" for b, p in probs.items()))
+        for key, given in profile.routes_given.get(sid, {}).items():
+            click.echo(f"{sid:<16}   after {key:<8} " + ", ".join(f"{b} {p:.3f}" for b, p in given.items()))
+    for sid, p in profile.loops.items():
+        given = profile.loops_given.get(sid, {})
+        if given:
+            click.echo(f"{sid:<16} loop           {p:.3f}; " + ", ".join(f"after {k} {q:.3f}" for k, q in given.items()))
     for sid, sp in profile.steps.items():
         if sp.failure_rate:
             kinds = ", ".join(f"{kind} {sp.rate_of(kind):.4f}" for kind in ERROR_KINDS if sp.rate_of(kind))

@@ -39,7 +39,8 @@ What is fitted, per step:
   of the branches. A fallback has no route of its own: the branch labels
   on its records (with a workflow) count for the route of the step it
   finally stands in for (``Workflow.root_of``), which the simulator follows
-  after a fallback too;
+  after a fallback too; with a workflow, also per route branch that came
+  before (loops and routes conditional on it, :mod:`petriflow.profile.fit_given`);
 * per model: when a step ran on several models, each with enough records
   gets its own entry under ``models`` (what ``sweep`` switches between).
   With a workflow, the model names in the trace (the executor writes the
@@ -68,6 +69,7 @@ from petriflow.profile.distributions import (
     LogNormal,
     Mixture,
 )
+from petriflow.profile.fit_given import conditional_loops, conditional_routes
 from petriflow.profile.model import FitQuality, Profile, StepProfile
 from petriflow.rules import ERROR_KINDS
 from petriflow.spec.model import Workflow
@@ -364,9 +366,13 @@ def fit(traces: Iterable[Mapping[str, Any] | TraceRecord] | str | Path, *, workf
                 sp = StepProfile(**{**vars(sp), "by_model": MappingProxyType(
                     {m: alt for m, alt in sp.by_model.items() if m in known})})
             merged_steps[sid] = sp
+        loops_given = {sid: MappingProxyType(g) for sid, g in conditional_loops(records, workflow).items()}
+        routes_given = {sid: MappingProxyType({k: MappingProxyType(p) for k, p in g.items()})
+                        for sid, g in conditional_routes(records, workflow).items()}
         return Profile(steps=MappingProxyType(merged_steps), routes=MappingProxyType({**base.routes, **doc_routes}),
                        loops=MappingProxyType({**base.loops, **loops}), models=base.models,
-                       resources=base.resources, quality=MappingProxyType(quality))
+                       resources=base.resources, quality=MappingProxyType(quality),
+                       loops_given=MappingProxyType(loops_given), routes_given=MappingProxyType(routes_given))
     return Profile(steps=MappingProxyType(steps), routes=MappingProxyType(doc_routes), loops=MappingProxyType(loops),
                    quality=MappingProxyType(quality))
 

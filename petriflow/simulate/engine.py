@@ -40,11 +40,12 @@ from __future__ import annotations
 
 import time as _time
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import replace
 from heapq import heappop, heappush
 from itertools import count
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -63,6 +64,7 @@ from petriflow.spec.model import Workflow
 __all__ = ["Load", "simulate"]
 
 _INF = float("inf")
+T = TypeVar("T")
 
 class _Engine(Arrivals):
     """Holds the run's mutable state; every handler is a method with its tables in attributes.
@@ -402,12 +404,23 @@ class _Engine(Arrivals):
                 self.fire(c, st.give_up, mask)
             else:
                 self.kill(c, st)
-        elif st.loop >= 0 and c.m[st.loop_budget] > 0 and next(st.looping):  # type: ignore[arg-type]
+        elif st.loop >= 0 and c.m[st.loop_budget] > 0 and next(
+                st.looping if st.looping_given is None else _given(st.looping_given, mask, st.looping)):  # type: ignore[arg-type]
             self.fire(c, st.loop, mask)
         elif st.routes:
-            self.fire(c, st.routes[next(st.branch)], mask)  # type: ignore[arg-type]
+            k = next(st.branch if st.branch_given is None else _given(st.branch_given, mask, st.branch))  # type: ignore[arg-type]
+            # a branch some condition names marks the mask, replacing this router's earlier branch
+            self.fire(c, st.routes[k], mask if st.route_bits is None else mask & st.route_keep | st.route_bits[k])
         else:
             self.fire(c, st.finish, mask)
+
+
+def _given(given: list[tuple[int, Iterator[T]]], mask: int, otherwise: Iterator[T]) -> Iterator[T]:
+    """The stream of the first condition whose route branch is on the token's path (``mask``), else ``otherwise``."""
+    for bit, draws in given:
+        if mask & bit:
+            return draws
+    return otherwise
 
 
 def simulate(
