@@ -132,10 +132,17 @@ def simulate_cmd(path: str, cases: int, rate: float | None, users: int | None, t
 @click.option("--workflow", type=click.Path(dir_okay=False), default=None,
               help="The traced workflow: fills gaps from its annotations and reads loops and maps.")
 @click.option("--min-samples", type=int, default=20, show_default=True,
-              help="Below this many values, keep the measurements (empirical) instead of a family.")
+              help="Below this many values, keep the measurements (empirical) instead of a family, "
+                   "and warn about any figure resting on fewer observations.")
 def fit_cmd(traces: str, output: str, workflow: str | None, min_samples: int) -> None:
-    """Fit a simulation profile from execution TRACES (JSON lines) and say how well each part fits."""
+    """Fit a simulation profile from execution TRACES (JSON lines) and say how well each part fits.
+
+    Every rate and latency quantile is printed with the number of
+    observations behind it and its 95% interval; a step with a figure
+    resting on fewer than --min-samples observations gets a warning on stderr.
+    """
     from petriflow.profile.fit import fit
+    from petriflow.profile.intervals import few_samples
     from petriflow.rules import ERROR_KINDS
 
     wf = _workflow(workflow) if workflow else None
@@ -157,7 +164,20 @@ def fit_cmd(traces: str, output: str, workflow: str | None, min_samples: int) ->
         if sp.failure_rate:
             kinds = ", ".join(f"{kind} {sp.rate_of(kind):.4f}" for kind in ERROR_KINDS if sp.rate_of(kind))
             click.echo(f"{sid:<16} failure rate   {sp.failure_rate:.4f} ({kinds})")
+    click.echo(f"{'step':<16} {'figure':<14} {'value':>10} {'n':>6}  95% interval")
+    for sid, es in profile.estimates.items():
+        for what, e in es.items():
+            click.echo(f"{sid:<16} {what:<14} {e.value:>10.4f} {e.n:>6}  {_interval(e.low, e.high)} ({e.method})")
+    for sid, thin in few_samples(profile.estimates, min_samples).items():
+        click.echo(f"warning: step '{sid}': few samples (fewer than {min_samples}): "
+                   + "; ".join(f"{what} from {e.n} {e.unit}, 95% interval {_interval(e.low, e.high)}"
+                               for what, e in thin), err=True)
     click.echo(f"wrote {output}")
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    """``[lo, hi]``, an unbounded side shown as such."""
+    return f"[{'-inf' if low is None else f'{low:.4f}'}, {'inf' if high is None else f'{high:.4f}'}]"
 
 
 @click.command("sweep")

@@ -12,7 +12,7 @@ seen: with one, it is the unconditional figure again.
 
 A loop pass ``i`` of ``n`` in a case went back when ``i < n``, and counts as
 a chance only while the budget lasted (``i <= bound``), as in the
-unconditional estimate of :func:`petriflow.profile.fit._loop_probability`.
+unconditional estimate of :func:`petriflow.profile.fit._loop_counts`.
 """
 
 from __future__ import annotations

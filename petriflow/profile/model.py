@@ -40,6 +40,7 @@ from typing import Any
 from petriflow.errors import ProfileError
 from petriflow.profile.distributions import ZERO, Dist, Fixed, parse_dist
 from petriflow.profile.given import GIVEN, check_given, parse_key
+from petriflow.profile.intervals import Estimate
 from petriflow.rules import ERROR_KINDS
 from petriflow.spec.model import Workflow, price_of
 
@@ -120,7 +121,9 @@ class Profile:
     """Per step, route, loop, model and resource: the numbers the simulator draws from.
 
     ``quality`` is filled by ``fit`` (step -> quantity -> :class:`FitQuality`)
-    and is informational only. ``loops_given`` (step -> ``ROUTER=LABEL`` ->
+    and is informational only, as is ``estimates`` (step -> figure ->
+    :class:`~petriflow.profile.intervals.Estimate`: sample size and 95%
+    interval of each fitted rate and latency quantile). ``loops_given`` (step -> ``ROUTER=LABEL`` ->
     probability) and ``routes_given`` (step -> ``ROUTER=LABEL`` -> branch ->
     probability) hold the figures conditional on the route branch that led
     to the step (:mod:`petriflow.profile.given`); where none applies, the
@@ -135,6 +138,7 @@ class Profile:
     quality: Mapping[str, Mapping[str, FitQuality]] = field(default_factory=lambda: _ro(None))
     loops_given: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: _ro(None))
     routes_given: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=lambda: _ro(None))
+    estimates: Mapping[str, Mapping[str, Estimate]] = field(default_factory=lambda: _ro(None))
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -353,10 +357,12 @@ class Profile:
         if self.resources:
             doc["resources"] = {k: {key: v for key, v in vars(r).items() if v is not None}
                                 for k, r in self.resources.items()}
-        if self.quality:
+        if self.quality or self.estimates:
             doc["fit"] = {sid: {what: {"family": q.family, "n": q.n, "ks": round(q.ks, 4),
                                        "p_value": round(q.p_value, 4)} for what, q in qs.items()}
                           for sid, qs in self.quality.items()}
+            for sid, es in self.estimates.items():
+                doc["fit"].setdefault(sid, {}).update({what: e.to_doc() for what, e in es.items()})
         return doc
 
     def dump(self, path: str | Path) -> None:

@@ -130,6 +130,10 @@ def test_fit_recovers_the_loop_probability_per_branch_and_the_simulator_follows_
     # chances per case: about 1 + .9 + .81 after a (~2.7 per case, 1500 cases): sd ~ 0.005; after b ~ 0.008
     assert abs(given["pick=a"] - 0.9) < 0.03 and abs(given["pick=b"] - 0.1) < 0.03
     assert 0.1 < prof.loops["review"] < 0.9  # the pooled figure mixes both
+    route = prof.estimates["pick"]["route a"]  # the route and loop figures carry their sample sizes
+    assert route.n == 3000 and route.low <= prof.routes["pick"]["a"] <= route.high
+    loop = prof.estimates["review"]["loop"]
+    assert loop.value == prof.loops["review"] and loop.n > 3000 and loop.unit == "chances to go back"
     back = Profile.from_doc(prof.to_doc(), base=Profile.from_workflow(WF))
     assert dict(back.loops_given["review"]) == dict(given)
 
