@@ -19,7 +19,13 @@ latency past the timeout) goes where :func:`petriflow.rules.after_failure`
 says, as in the executor: fail and retry while the rules allow (never after
 a fatal error), else give up to the fallback, else the case fails; otherwise
 loop back (by the loop probability, while the loop budget lasts), else a
-route branch (by the branch probabilities), else finish.
+route branch (by the branch probabilities), else finish. Both
+probabilities may be conditional on the route branch that led there
+(:mod:`petriflow.profile.given`): a branch that some condition names sets a
+bit in the token's mask, and the completion draws from that condition's
+stream (:func:`_given`); without conditions nothing changes on this path.
+Before any of this, :func:`simulate` refuses a net that can deadlock
+(:mod:`petriflow.simulate.guard`).
 
 A case that cannot move again (it has not ended, and it has no scheduled
 event and no place in a resource queue) is stuck in a deadlock: it counts

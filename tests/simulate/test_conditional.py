@@ -75,6 +75,7 @@ def test_a_route_draws_by_the_branch_of_an_earlier_route() -> None:
                                                                   "pick=b": {"ok": 0.2, "slow": 0.8}}}}}
     prof = Profile.from_doc(doc, base=Profile.from_workflow(ROUTE2))
     prof.check(ROUTE2)
+    assert Profile.from_doc(prof.to_doc()).routes_given == prof.routes_given  # what a sweep's workers read
     n = 4000
     res = simulate(ROUTE2, prof, cases=n, seed=1, warmup=0)
     share_slow = float(np.mean(res.latencies >= 10))
