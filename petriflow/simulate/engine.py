@@ -21,11 +21,8 @@ a fatal error), else give up to the fallback, else the case fails; otherwise
 loop back (by the loop probability, while the loop budget lasts), else a
 route branch (by the branch probabilities), else finish. Both
 probabilities may be conditional on the route branch that led there
-(:mod:`petriflow.profile.given`): a branch that some condition names sets a
-bit in the token's mask, and the completion draws from that condition's
-stream (:func:`_given`); without conditions nothing changes on this path.
-Before any of this, :func:`simulate` refuses a net that can deadlock
-(:mod:`petriflow.simulate.guard`).
+(:mod:`petriflow.profile.given`): a branch a condition names sets a bit in
+the token's mask, which picks the condition's stream at the completion.
 
 A case that cannot move again (it has not ended, and it has no scheduled
 event and no place in a resource queue) is stuck in a deadlock: it counts
@@ -46,12 +43,11 @@ from __future__ import annotations
 
 import time as _time
 from collections import Counter, deque
-from collections.abc import Iterator
 from dataclasses import replace
 from heapq import heappop, heappush
 from itertools import count
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -65,12 +61,12 @@ from petriflow.simulate.guard import refuse_deadlock, unpriced_steps
 from petriflow.simulate.load import Load
 from petriflow.simulate.result import SimResult, summarize
 from petriflow.simulate.tables import RUNNING, Tables, compile_tables
+from petriflow.simulate.tables import given as _given
 from petriflow.spec.model import Workflow
 
 __all__ = ["Load", "simulate"]
 
 _INF = float("inf")
-T = TypeVar("T")
 
 class _Engine(Arrivals):
     """Holds the run's mutable state; every handler is a method with its tables in attributes.
@@ -419,14 +415,6 @@ class _Engine(Arrivals):
             self.fire(c, st.routes[k], mask if st.route_bits is None else mask & st.route_keep | st.route_bits[k])
         else:
             self.fire(c, st.finish, mask)
-
-
-def _given(given: list[tuple[int, Iterator[T]]], mask: int, otherwise: Iterator[T]) -> Iterator[T]:
-    """The stream of the first condition whose route branch is on the token's path (``mask``), else ``otherwise``."""
-    for bit, draws in given:
-        if mask & bit:
-            return draws
-    return otherwise
 
 
 def simulate(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -39,9 +39,10 @@ from petriflow.profile.model import ModelProfile, Profile
 from petriflow.rules import ERROR_KINDS
 from petriflow.spec.model import Workflow, price_of
 
-__all__ = ["BACKOFF", "PLAIN", "RUNNING", "SINK", "StepTable", "Tables", "compile_tables", "stream"]
+__all__ = ["BACKOFF", "PLAIN", "RUNNING", "SINK", "StepTable", "Tables", "compile_tables", "given", "stream"]
 
 PLAIN, RUNNING, BACKOFF, SINK = 0, 1, 2, 3
+T = TypeVar("T")
 
 
 def stream(draw: Callable[[int], np.ndarray], *, first: int = 256, largest: int = 16384) -> Iterator[Any]:
@@ -151,6 +152,14 @@ def _call_cost(profile: Profile, sid: str, rng: np.random.Generator) -> tuple[Ca
         return np.column_stack([c, t])
 
     return cost, paired
+
+
+def given(conditions: list[tuple[int, Iterator[T]]], mask: int, otherwise: Iterator[T]) -> Iterator[T]:
+    """The stream of the first condition whose route branch is on the token's path (``mask``), else ``otherwise``."""
+    for bit, draws in conditions:
+        if mask & bit:
+            return draws
+    return otherwise
 
 
 def _choices(g: np.random.Generator, probs: list[float]) -> Iterator[int]:
