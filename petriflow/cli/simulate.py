@@ -85,9 +85,16 @@ def _with_load(f: Any) -> Any:
               help="Event clock: own heap, or SimPy's kernel (same numbers, slower).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw latency and cost histograms (.png/.svg/.pdf; the directory must exist).")
+@click.option("--allow-unsound", is_flag=True,
+              help="Simulate a workflow that can deadlock (refused by default, exit 1); stranded cases are counted.")
 def simulate_cmd(path: str, cases: int, rate: float | None, users: int | None, think: float, arrivals: str | None,
-                 seed: int, profile_path: str | None, warmup: float, backend: str, as_json: bool, plot: str | None) -> None:
-    """Predict latency and cost per case of the workflow at PATH by simulating its net."""
+                 seed: int, profile_path: str | None, warmup: float, backend: str, as_json: bool, plot: str | None,
+                 allow_unsound: bool) -> None:
+    """Predict latency and cost per case of the workflow at PATH by simulating its net.
+
+    A workflow whose net can deadlock is refused (exit 1) with the witness
+    `petriflow check` gives, unless --allow-unsound.
+    """
     from petriflow.simulate.engine import simulate
 
     if plot:
@@ -97,10 +104,15 @@ def simulate_cmd(path: str, cases: int, rate: float | None, users: int | None, t
     wf = _workflow(path)
     profile = _profile(wf, path, profile_path)
     result = simulate(wf, profile, cases=cases, load=_load(rate, users, think, arrivals), seed=seed,
-                      warmup=warmup, backend=backend)
+                      warmup=warmup, backend=backend, allow_unsound=allow_unsound)
     if result.unfinished:
         click.echo(f"warning: {result.unfinished} case(s) never reached the end: the workflow net can deadlock "
                    f"(run `petriflow check {path}`)", err=True)
+    if not result.measured:
+        click.echo("warning: no measured case finished: there is no latency or cost to report", err=True)
+    if result.unpriced:
+        click.echo("warning: these model steps cost $0 for want of an annotation, so the cost is low: "
+                   + "; ".join(f"{sid} ({why})" for sid, why in result.unpriced.items()), err=True)
     if plot:
         from petriflow.simulate.plot import plot_result
 
@@ -121,10 +133,17 @@ def simulate_cmd(path: str, cases: int, rate: float | None, users: int | None, t
 @click.option("--workflow", type=click.Path(dir_okay=False), default=None,
               help="The traced workflow: fills gaps from its annotations and reads loops and maps.")
 @click.option("--min-samples", type=int, default=20, show_default=True,
-              help="Below this many values, keep the measurements (empirical) instead of a family.")
+              help="Below this many values, keep the measurements (empirical) instead of a family, "
+                   "and warn about any figure resting on fewer observations.")
 def fit_cmd(traces: str, output: str, workflow: str | None, min_samples: int) -> None:
-    """Fit a simulation profile from execution TRACES (JSON lines) and say how well each part fits."""
+    """Fit a simulation profile from execution TRACES (JSON lines) and say how well each part fits.
+
+    Every rate and latency quantile is printed with the number of
+    observations behind it and its 95% interval; a step with a figure
+    resting on fewer than --min-samples observations gets a warning on stderr.
+    """
     from petriflow.profile.fit import fit
+    from petriflow.profile.intervals import few_samples
     from petriflow.rules import ERROR_KINDS
 
     check_output(output, inputs=(traces, workflow), what="profile", fail=failing(ProfileError, "-o"))
@@ -137,11 +156,30 @@ def fit_cmd(traces: str, output: str, workflow: str | None, min_samples: int) ->
             click.echo(f"{sid:<16} {what:<14} {q.family:<12} {q.n:>6} {q.ks:>7.4f} {q.p_value:>8.4f}")
     for sid, probs in profile.routes.items():
         click.echo(f"{sid:<16} route          " + ", ".join(f"{b} {p:.3f}" for b, p in probs.items()))
+        for key, given in profile.routes_given.get(sid, {}).items():
+            click.echo(f"{sid:<16}   after {key:<8} " + ", ".join(f"{b} {p:.3f}" for b, p in given.items()))
+    for sid, p in profile.loops.items():
+        given = profile.loops_given.get(sid, {})
+        if given:
+            click.echo(f"{sid:<16} loop           {p:.3f}; " + ", ".join(f"after {k} {q:.3f}" for k, q in given.items()))
     for sid, sp in profile.steps.items():
         if sp.failure_rate:
             kinds = ", ".join(f"{kind} {sp.rate_of(kind):.4f}" for kind in ERROR_KINDS if sp.rate_of(kind))
             click.echo(f"{sid:<16} failure rate   {sp.failure_rate:.4f} ({kinds})")
+    click.echo(f"{'step':<16} {'figure':<14} {'value':>10} {'n':>6}  95% interval")
+    for sid, es in profile.estimates.items():
+        for what, e in es.items():
+            click.echo(f"{sid:<16} {what:<14} {e.value:>10.4f} {e.n:>6}  {_interval(e.low, e.high)} ({e.method})")
+    for sid, thin in few_samples(profile.estimates, min_samples).items():
+        click.echo(f"warning: step '{sid}': few samples (fewer than {min_samples}): "
+                   + "; ".join(f"{what} from {e.n} {e.unit}, 95% interval {_interval(e.low, e.high)}"
+                               for what, e in thin), err=True)
     click.echo(f"wrote {output}")
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    """``[lo, hi]``, an unbounded side shown as such."""
+    return f"[{'-inf' if low is None else f'{low:.4f}'}, {'inf' if high is None else f'{high:.4f}'}]"
 
 
 @click.command("sweep")

@@ -39,7 +39,8 @@ What is fitted, per step:
   of the branches. A fallback has no route of its own: the branch labels
   on its records (with a workflow) count for the route of the step it
   finally stands in for (``Workflow.root_of``), which the simulator follows
-  after a fallback too;
+  after a fallback too; with a workflow, also per route branch that came
+  before (loops and routes conditional on it, :mod:`petriflow.profile.fit_given`);
 * per model: when a step ran on several models, each with enough records
   gets its own entry under ``models`` (what ``sweep`` switches between).
   With a workflow, the model names in the trace (the executor writes the
@@ -68,6 +69,8 @@ from petriflow.profile.distributions import (
     LogNormal,
     Mixture,
 )
+from petriflow.profile.fit_given import conditional_loops, conditional_routes
+from petriflow.profile.intervals import Estimate, quantile_estimate, rate_estimate
 from petriflow.profile.model import FitQuality, Profile, StepProfile
 from petriflow.rules import ERROR_KINDS
 from petriflow.spec.model import Workflow
@@ -245,7 +248,8 @@ def _mixture_cdf(dist: Mixture) -> Any:
         v = np.asarray(v, dtype=float)
         with np.errstate(divide="ignore"):
             z = (np.log(np.maximum(v, 0.0))[..., None] - mu) / sd
-        return np.sum(w * stats.norm.cdf(z), axis=-1)
+        out: np.ndarray = np.sum(w * stats.norm.cdf(z), axis=-1)
+        return out
 
     return cdf
 
@@ -308,6 +312,7 @@ def fit(traces: Iterable[Mapping[str, Any] | TraceRecord] | str | Path, *, workf
     routes: dict[str, dict[str, float]] = {}
     loops: dict[str, float] = {}
     items: dict[str, Dist] = {}
+    estimates: dict[str, dict[str, Estimate]] = {}
     branch_counts: dict[str, Counter[str]] = defaultdict(Counter)  # route owner -> label -> ok records
     for sid, recs in by_step.items():
         sp, q = _fit_step(recs, min_samples)
@@ -318,10 +323,17 @@ def fit(traces: Iterable[Mapping[str, Any] | TraceRecord] | str | Path, *, workf
             sp = StepProfile(**{**vars(sp), "by_model": MappingProxyType(alts)})
         steps[sid] = sp
         quality[sid] = MappingProxyType(q)
+        estimates[sid] = _step_estimates(recs)
         branches = Counter(r["branch"] for r in recs if r["outcome"] == "ok" and r["branch"] is not None)
         step = _step_or_none(workflow, sid)
+        if step is not None and step.map is not None:
+            per_case = Counter((r["run_id"], r["case"]) for r in recs if r["attempt"] == 1)
+            if per_case:
+                items[sid] = Empirical(tuple(float(k) for k in per_case.values()))
         if step is not None and step.loop is not None:
-            loops[sid] = _loop_probability(recs, step.loop.max)
+            backs, chances = _loop_counts(recs, step.loop.max)
+            loops[sid] = backs / chances if chances else 0.0
+            estimates[sid]["loop"] = rate_estimate(backs, chances, "chances to go back")
             for label in {"loop", step.loop.when} - {b.when for b in step.route}:
                 branches.pop(label, None)  # the executor writes `loop` when it goes back
         owner = sid
@@ -336,10 +348,9 @@ def fit(traces: Iterable[Mapping[str, Any] | TraceRecord] | str | Path, *, workf
     for sid, branches in branch_counts.items():
         total = sum(branches.values())
         routes[sid] = {b: k / total for b, k in sorted(branches.items())}
-        if step is not None and step.map is not None:
-            per_case = Counter((r["run_id"], r["case"]) for r in recs if r["attempt"] == 1)
-            if per_case:
-                items[sid] = Empirical(tuple(float(k) for k in per_case.values()))
+        estimates.setdefault(sid, {}).update({f"route {b}": rate_estimate(k, total, "decisions")
+                                             for b, k in sorted(branches.items())})
+    frozen = MappingProxyType({sid: MappingProxyType(es) for sid, es in estimates.items()})
     if items:
         steps.update({sid: StepProfile(**{**vars(steps[sid]), "items": d}) for sid, d in items.items()})
     doc_routes = {sid: MappingProxyType(p) for sid, p in routes.items()}
@@ -363,22 +374,37 @@ def fit(traces: Iterable[Mapping[str, Any] | TraceRecord] | str | Path, *, workf
                 sp = StepProfile(**{**vars(sp), "by_model": MappingProxyType(
                     {m: alt for m, alt in sp.by_model.items() if m in known})})
             merged_steps[sid] = sp
+        loops_given = {sid: MappingProxyType(g) for sid, g in conditional_loops(records, workflow).items()}
+        routes_given = {sid: MappingProxyType({k: MappingProxyType(p) for k, p in g.items()})
+                        for sid, g in conditional_routes(records, workflow).items()}
         return Profile(steps=MappingProxyType(merged_steps), routes=MappingProxyType({**base.routes, **doc_routes}),
                        loops=MappingProxyType({**base.loops, **loops}), models=base.models,
-                       resources=base.resources, quality=MappingProxyType(quality))
+                       resources=base.resources, quality=MappingProxyType(quality),
+                       loops_given=MappingProxyType(loops_given), routes_given=MappingProxyType(routes_given),
+                       estimates=frozen)
     return Profile(steps=MappingProxyType(steps), routes=MappingProxyType(doc_routes), loops=MappingProxyType(loops),
-                   quality=MappingProxyType(quality))
+                   quality=MappingProxyType(quality), estimates=frozen)
 
 
-def _loop_probability(recs: list[dict[str, Any]], bound: int) -> float:
-    """Maximum likelihood of a loop's chance to go back, from how many times each case passed the step.
+def _step_estimates(recs: list[dict[str, Any]]) -> dict[str, Estimate]:
+    """The failure rate over all attempts and the latency median and p95 of ``ok`` ones, with their samples."""
+    failed = sum(1 for r in recs if r["outcome"] != "ok")
+    out = {"failure_rate": rate_estimate(failed, len(recs), "attempts")}
+    ok = [r["end"] - r["start"] for r in recs if r["outcome"] == "ok"]
+    if ok:
+        out["latency p50"] = quantile_estimate(ok, 0.5, "ok attempts")
+        out["latency p95"] = quantile_estimate(ok, 0.95, "ok attempts")
+    return out
+
+
+def _loop_counts(recs: list[dict[str, Any]], bound: int) -> tuple[int, int]:
+    """A loop's go-backs and chances to go back, whose ratio is the maximum likelihood of its probability.
 
     A case that passed ``n`` times went back ``n - 1`` times out of ``min(n, bound)`` chances: once the
     budget of ``bound`` is spent the step cannot go back, so those passes are no evidence either way.
     """
     passes = Counter((r["run_id"], r["case"]) for r in recs if r["outcome"] == "ok")
-    chances = sum(min(n, bound) for n in passes.values())
-    return sum(n - 1 for n in passes.values()) / chances if chances else 0.0
+    return sum(n - 1 for n in passes.values()), sum(min(n, bound) for n in passes.values())
 
 
 def _step_or_none(wf: Workflow | None, sid: str) -> Any:

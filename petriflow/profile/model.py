@@ -15,6 +15,8 @@ A profile is one YAML or JSON file beside the workflow::
       fanout: {items: {dist: empirical, samples: [1, 2, 2, 3]}}   # map steps: items per run
     routes: {classify: {general: 0.5, code: 0.3, search: 0.2}}   # branch label -> probability
     loops: {review: 0.3}                                          # chance to go back, per pass
+    # or, conditional on the route branch that led there (petriflow.profile.given):
+    #   loops: {review: {p: 0.3, given: {classify=code: 0.6, classify=general: 0.1}}}
     models: {gpt4o: {price_input: 2.5, price_output: 10.0, price_call: 0}}   # dollars per 1M tokens
     resources: {llm: {capacity: 4, requests_per_minute: 600, tokens_per_minute: 200000}}
 
@@ -37,6 +39,8 @@ from typing import Any
 from petriflow.errors import ProfileError
 from petriflow.limits import MAX_COUNT, MAX_DOCUMENT_BYTES, failing, load_json, load_yaml, number, read_text
 from petriflow.profile.distributions import ZERO, Dist, Fixed, parse_dist
+from petriflow.profile.given import GIVEN, check_given, parse_key
+from petriflow.profile.intervals import Estimate
 from petriflow.rules import ERROR_KINDS
 from petriflow.spec.model import Workflow, price_of
 
@@ -117,7 +121,13 @@ class Profile:
     """Per step, route, loop, model and resource: the numbers the simulator draws from.
 
     ``quality`` is filled by ``fit`` (step -> quantity -> :class:`FitQuality`)
-    and is informational only.
+    and is informational only, as is ``estimates`` (step -> figure ->
+    :class:`~petriflow.profile.intervals.Estimate`: sample size and 95%
+    interval of each fitted rate and latency quantile). ``loops_given`` (step -> ``ROUTER=LABEL`` ->
+    probability) and ``routes_given`` (step -> ``ROUTER=LABEL`` -> branch ->
+    probability) hold the figures conditional on the route branch that led
+    to the step (:mod:`petriflow.profile.given`); where none applies, the
+    unconditional ``loops`` and ``routes`` do.
     """
 
     steps: Mapping[str, StepProfile] = field(default_factory=lambda: _ro(None))
@@ -126,6 +136,9 @@ class Profile:
     models: Mapping[str, ModelProfile] = field(default_factory=lambda: _ro(None))
     resources: Mapping[str, ResourceProfile] = field(default_factory=lambda: _ro(None))
     quality: Mapping[str, Mapping[str, FitQuality]] = field(default_factory=lambda: _ro(None))
+    loops_given: Mapping[str, Mapping[str, float]] = field(default_factory=lambda: _ro(None))
+    routes_given: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=lambda: _ro(None))
+    estimates: Mapping[str, Mapping[str, Estimate]] = field(default_factory=lambda: _ro(None))
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -170,18 +183,33 @@ class Profile:
         steps = dict(base.steps)
         for sid, raw in _mapping(doc, "steps", where).items():
             steps[sid] = _step(raw, steps.get(sid, StepProfile()), f"{where}: steps.{sid}")
-        routes = dict(base.routes)
+        routes, routes_given = dict(base.routes), dict(base.routes_given)
         for sid, raw in _mapping(doc, "routes", where).items():
             w = f"{where}: routes.{sid}"
             if not isinstance(raw, Mapping) or not raw:
                 raise ProfileError("a route is a mapping {branch label: probability}", where=w)
-            probs = {str(k): _prob(v, f"{w}.{k}") for k, v in raw.items()}
-            if abs(sum(probs.values()) - 1.0) > 1e-6:
-                raise ProfileError(f"branch probabilities sum to {sum(probs.values()):g}, not 1", where=w,
-                                   hint="make them add up to 1")
-            routes[str(sid)] = _ro(probs)
-        loops = dict(base.loops)
-        loops.update({str(k): _prob(v, f"{where}: loops.{k}") for k, v in _mapping(doc, "loops", where).items()})
+            given = raw.get(GIVEN)
+            routes[str(sid)] = _branches({k: v for k, v in raw.items() if k != GIVEN}, w)
+            if given is not None:
+                if not isinstance(given, Mapping):
+                    raise ProfileError("`given` maps ROUTER=LABEL to {branch label: probability}", where=f"{w}.given")
+                routes_given[str(sid)] = _ro({parse_key(k, f"{w}.given"): _branches(v, f"{w}.given.{k}")
+                                              for k, v in given.items()})
+        loops, loops_given = dict(base.loops), dict(base.loops_given)
+        for sid, raw in _mapping(doc, "loops", where).items():
+            w = f"{where}: loops.{sid}"
+            if isinstance(raw, Mapping):  # {p: P, given: {ROUTER=LABEL: P}}
+                if set(raw) - {"p", GIVEN}:
+                    raise ProfileError("a loop is a probability or {p: P, given: {ROUTER=LABEL: P}}", where=w)
+                if "p" in raw:
+                    loops[str(sid)] = _prob(raw["p"], f"{w}.p")
+                given = raw.get(GIVEN) or {}
+                if not isinstance(given, Mapping):
+                    raise ProfileError("`given` maps ROUTER=LABEL to a probability", where=f"{w}.given")
+                loops_given[str(sid)] = _ro({parse_key(k, f"{w}.given"): _prob(v, f"{w}.given.{k}")
+                                             for k, v in given.items()})
+            else:
+                loops[str(sid)] = _prob(raw, w)
         models = dict(base.models)
         for mid, raw in _mapping(doc, "models", where).items():
             w = f"{where}: models.{mid}"
@@ -204,7 +232,8 @@ class Profile:
             resources[str(rid)] = ResourceProfile(cap, *(None if v is None else number(v, what=k, lo_open=True, fail=fail)
                                                          for k, v in zip(("requests_per_minute", "tokens_per_minute"), limits)))
         return cls(steps=_ro(steps), routes=_ro(routes), loops=_ro(loops), models=_ro(models),
-                   resources=_ro(resources), quality=base.quality)
+                   resources=_ro(resources), quality=base.quality, loops_given=_ro(loops_given),
+                   routes_given=_ro(routes_given))
 
     @classmethod
     def load(cls, path: str | Path, *, workflow: Workflow | None = None) -> Profile:
@@ -233,12 +262,25 @@ class Profile:
                 raise ProfileError(f"'{sid}' is not a routing step", where=f"{where}: routes.{sid}",
                                    hint="routes are given for steps with `route:` in the workflow")
             labels = {b.when for b in wf.step(sid).route}
+            if GIVEN in labels:
+                raise ProfileError(f"'{sid}' has a branch labelled `{GIVEN}`, a word profiles reserve",
+                                   where=f"{where}: routes.{sid}", hint="rename the branch")
             if set(probs) != labels:
                 raise ProfileError(f"branches {sorted(probs)} do not match the workflow's {sorted(labels)}",
                                    where=f"{where}: routes.{sid}", hint="give one probability per branch label")
-        for sid in self.loops:
+        for sid, given in self.routes_given.items():
+            w = f"{where}: routes.{sid}.given"
+            if sid not in self.routes:
+                raise ProfileError(f"'{sid}' has conditional branches but no route", where=w)
+            check_given(wf, given, w)
+            for key, probs in given.items():
+                if set(probs) != set(self.routes[sid]):
+                    raise ProfileError(f"branches {sorted(probs)} do not match {sorted(self.routes[sid])}",
+                                       where=f"{w}.{key}", hint="give one probability per branch label")
+        for sid in {*self.loops, *self.loops_given}:
             if sid not in ids or wf.step(sid).loop is None:
                 raise ProfileError(f"'{sid}' has no loop", where=f"{where}: loops.{sid}")
+            check_given(wf, self.loops_given.get(sid, {}), f"{where}: loops.{sid}.given")
         for rid, rp in self.resources.items():
             if rid not in wf.resources:
                 raise ProfileError(f"unknown resource '{rid}'", where=f"{where}: resources.{rid}",
@@ -285,7 +327,7 @@ class Profile:
         m = self.models.get(sp.model or "", ModelProfile())
         tin = sp.input_tokens.mean if sp.input_tokens is not None else 0.0
         tout = sp.output_tokens.mean if sp.output_tokens is not None else 0.0
-        return sp.cost + price_of(m, tin, tout)
+        return float(sp.cost + price_of(m, tin, tout))
 
     # -- writing -----------------------------------------------------------------------
     def to_doc(self) -> dict[str, Any]:
@@ -293,18 +335,24 @@ class Profile:
         doc: dict[str, Any] = {"steps": {sid: _step_doc(sp) for sid, sp in self.steps.items()}}
         if self.routes:
             doc["routes"] = {k: dict(v) for k, v in self.routes.items()}
+            for k, given in self.routes_given.items():
+                if given:
+                    doc["routes"][k][GIVEN] = {key: dict(p) for key, p in given.items()}
         if self.loops:
-            doc["loops"] = dict(self.loops)
+            doc["loops"] = {k: {"p": p, GIVEN: dict(self.loops_given[k])} if self.loops_given.get(k) else p
+                            for k, p in self.loops.items()}
         if self.models:
             doc["models"] = {k: {"price_input": m.price_input, "price_output": m.price_output,
                                  "price_call": m.price_call} for k, m in self.models.items()}
         if self.resources:
             doc["resources"] = {k: {key: v for key, v in vars(r).items() if v is not None}
                                 for k, r in self.resources.items()}
-        if self.quality:
+        if self.quality or self.estimates:
             doc["fit"] = {sid: {what: {"family": q.family, "n": q.n, "ks": round(q.ks, 4),
                                        "p_value": round(q.p_value, 4)} for what, q in qs.items()}
                           for sid, qs in self.quality.items()}
+            for sid, es in self.estimates.items():
+                doc["fit"].setdefault(sid, {}).update({what: e.to_doc() for what, e in es.items()})
         return doc
 
     def dump(self, path: str | Path) -> None:
@@ -325,6 +373,17 @@ def _mapping(doc: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ProfileError(f"`{key}` must be a mapping by id", where=where)
     return value
+
+
+def _branches(raw: Any, where: str) -> Mapping[str, float]:
+    """A route's ``{branch label: probability}``, adding up to 1."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise ProfileError("a route is a mapping {branch label: probability}", where=where)
+    probs = {str(k): _prob(v, f"{where}.{k}") for k, v in raw.items()}
+    if abs(sum(probs.values()) - 1.0) > 1e-6:
+        raise ProfileError(f"branch probabilities sum to {sum(probs.values()):g}, not 1", where=where,
+                           hint="make them add up to 1")
+    return _ro(probs)
 
 
 def _prob(v: Any, where: str) -> float:

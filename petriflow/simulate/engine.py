@@ -19,7 +19,10 @@ latency past the timeout) goes where :func:`petriflow.rules.after_failure`
 says, as in the executor: fail and retry while the rules allow (never after
 a fatal error), else give up to the fallback, else the case fails; otherwise
 loop back (by the loop probability, while the loop budget lasts), else a
-route branch (by the branch probabilities), else finish.
+route branch (by the branch probabilities), else finish. Both
+probabilities may be conditional on the route branch that led there
+(:mod:`petriflow.profile.given`): a branch a condition names sets a bit in
+the token's mask, which picks the condition's stream at the completion.
 
 A case that cannot move again (it has not ended, and it has no scheduled
 event and no place in a resource queue) is stuck in a deadlock: it counts
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import time as _time
 from collections import Counter, deque
+from dataclasses import replace
 from heapq import heappop, heappush
 from itertools import count
 from types import MappingProxyType
@@ -54,9 +58,11 @@ from petriflow.net.petrinet import WorkflowNet
 from petriflow.profile.model import Profile
 from petriflow.rules import Bucket, Verdict, after_failure, backoff_delay
 from petriflow.simulate.arrivals import ARRIVE, BACKOFF_DONE, COMPLETE, Arrivals, Case
+from petriflow.simulate.guard import refuse_deadlock, unpriced_steps
 from petriflow.simulate.load import Load
 from petriflow.simulate.result import SimResult, summarize
 from petriflow.simulate.tables import RUNNING, Tables, compile_tables
+from petriflow.simulate.tables import given as _given
 from petriflow.spec.model import Workflow
 
 __all__ = ["Load", "simulate"]
@@ -101,7 +107,7 @@ class _Engine(Arrivals):
         self.precost: float | None = None
         self.push = self._push_heap
         self.fast = True
-        self.heap: list[tuple] = []
+        self.heap: list[tuple[Any, ...]] = []
         self.seq = count()
 
     # -- clocks ----------------------------------------------------------------------------
@@ -144,7 +150,7 @@ class _Engine(Arrivals):
                     self.settle_suspects()
             if c is not None:
                 c.pending += 1
-            env.timeout(delay).callbacks.append(fire)  # type: ignore[union-attr]
+            env.timeout(delay).callbacks.append(fire)
 
         self.push = push
         self.fast = False
@@ -163,7 +169,7 @@ class _Engine(Arrivals):
             c.pending -= 1  # type: ignore[union-attr]
             if c.dead:  # type: ignore[union-attr]
                 return
-            s, attempt = f  # type: ignore[misc]
+            s, attempt = f
             if c.retrying is None:  # type: ignore[union-attr]
                 c.retrying = {}  # type: ignore[union-attr]
             c.retrying.setdefault(s, deque()).append(attempt)  # type: ignore[union-attr]
@@ -376,7 +382,7 @@ class _Engine(Arrivals):
         k = self.failed_attempts.pop()
         delay = backoff_delay(k, backoff=st.backoff, backoff_max=st.backoff_max, jitter=st.jitter,
                               uniform=next(st.uniform) if st.jitter else 0.0)  # type: ignore[arg-type]
-        self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1))  # type: ignore[arg-type]
+        self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1))
 
     def complete(self, c: Case, s: int, mask: int, fail: Any) -> None:
         """The attempt in ``s.running`` ended (``fail``: 0, or ``(attempt, kind)``): consume the token.
@@ -401,10 +407,13 @@ class _Engine(Arrivals):
                 self.fire(c, st.give_up, mask)
             else:
                 self.kill(c, st)
-        elif st.loop >= 0 and c.m[st.loop_budget] > 0 and next(st.looping):  # type: ignore[arg-type]
+        elif st.loop >= 0 and c.m[st.loop_budget] > 0 and next(
+                st.looping if st.looping_given is None else _given(st.looping_given, mask, st.looping)):  # type: ignore[arg-type]
             self.fire(c, st.loop, mask)
         elif st.routes:
-            self.fire(c, st.routes[next(st.branch)], mask)  # type: ignore[arg-type]
+            k = next(st.branch if st.branch_given is None else _given(st.branch_given, mask, st.branch))  # type: ignore[arg-type]
+            # a branch some condition names marks the mask, replacing this router's earlier branch
+            self.fire(c, st.routes[k], mask if st.route_bits is None else mask & st.route_keep | st.route_bits[k])
         else:
             self.fire(c, st.finish, mask)
 
@@ -420,6 +429,7 @@ def simulate(
     batches: int = 20,
     backend: str = "fast",
     net: WorkflowNet | None = None,
+    allow_unsound: bool = False,
 ) -> SimResult:
     """Simulate ``cases`` requests of ``workflow`` under ``load`` and summarise them.
 
@@ -428,6 +438,13 @@ def simulate(
     ``backend`` is ``"fast"`` (own event heap) or ``"simpy"`` (SimPy's
     kernel); both give the same numbers. ``net`` may pass the already
     lowered net of ``workflow``.
+
+    A net that can deadlock is refused with the checker's witness
+    (:class:`~petriflow.errors.UnsoundWorkflowError`, see
+    :mod:`petriflow.simulate.guard`): its stranded cases would silently drop
+    out of the figures. ``allow_unsound=True`` runs it anyway, stranded
+    cases counted in ``unfinished``. Model steps that cost $0 for want of
+    an annotation are named in ``SimResult.unpriced``.
     """
     cases = check_cases(cases, fail=failing(ProfileError, "--cases"))
     if not 0 <= warmup < 1:
@@ -439,13 +456,16 @@ def simulate(
         cases = min(cases, len(load.times))  # replay runs the recorded arrivals, no more
     profile = profile if profile is not None else Profile.from_workflow(workflow)
     net = net if net is not None else lower(workflow)
+    if not allow_unsound:
+        refuse_deadlock(net)
     tab = compile_tables(net, workflow, profile, seed=seed)
     eng = _Engine(tab, load, cases, seed)
     began = _time.perf_counter()
     eng.run_fast() if backend == "fast" else eng.run_simpy()
     wall = _time.perf_counter() - began
     eng.finish_accounts()
-    return _result(eng, tab, cases, warmup, batches, wall, seed)
+    return replace(_result(eng, tab, cases, warmup, batches, wall, seed),
+                   unpriced=MappingProxyType(unpriced_steps(workflow, profile)))
 
 
 def _result(eng: _Engine, tab: Tables, cases: int, warmup: float, batches: int, wall: float, seed: int) -> SimResult:

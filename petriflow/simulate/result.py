@@ -89,6 +89,8 @@ class SimResult:
     the end: the net can deadlock (``petriflow check`` shows how).
     ``failed_costs`` is what each measured failed case spent before it
     failed (its attempts are paid for): ``cost`` covers completed cases only.
+    ``unpriced`` names the model steps that cost $0 for want of an
+    annotation (step -> what is missing), so a low cost is not taken at face value.
     """
 
     cases: int
@@ -108,6 +110,7 @@ class SimResult:
     seed: int | None = None
     unfinished: int = 0
     failed_costs: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    unpriced: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_json(self) -> dict[str, Any]:
         """The ``simulate --json`` document (keys are a contract; add, never rename)."""
@@ -126,6 +129,7 @@ class SimResult:
             "firings": self.firings,
             "sim_time": _num(self.sim_time),
             "seed": self.seed,
+            "unpriced": dict(self.unpriced),
         }
 
     def table(self) -> str:
@@ -138,11 +142,15 @@ class SimResult:
 
         lines = [f"cases        {self.cases} completed ({self.measured} measured after warm-up), {self.failed} failed"
                  + (f", {self.unfinished} stuck in a deadlock" if self.unfinished else ""),
-                 f"throughput   {self.throughput:.3f} cases/s over {self.sim_time:.1f} simulated s"]
-        for k in ("mean", "p50", "p95", "p99"):
-            lines.append(f"latency {k:<4} {getattr(lat, k):9.3f} s{ci(lat, k, '.3f')}")
-        lines.append(f"cost mean    ${cost.mean:.6f}{ci(cost, 'mean', '.6f')}")
-        lines.append(f"cost p95     ${cost.p95:.6f}")
+                 f"throughput   {self.throughput:.3f} cases/s over {self.sim_time:.1f} simulated s"
+                 if math.isfinite(self.throughput) else "throughput   none: no case completed"]
+        if self.measured:
+            for k in ("mean", "p50", "p95", "p99"):
+                lines.append(f"latency {k:<4} {getattr(lat, k):9.3f} s{ci(lat, k, '.3f')}")
+            lines.append(f"cost mean    ${cost.mean:.6f}{ci(cost, 'mean', '.6f')}")
+            lines.append(f"cost p95     ${cost.p95:.6f}")
+        else:  # no figure to print: say so instead of nan
+            lines.append("latency      none: no measured case finished, so there is no latency or cost to report")
         for r, u in self.utilization.items():
             lines.append(f"resource     {r}: utilisation {u:.1%}, mean queue {self.queue_length.get(r, 0.0):.2f}")
         if self.critical_path:

@@ -25,9 +25,9 @@ retry, give up, spawn k) comes from the net's
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -39,9 +39,10 @@ from petriflow.profile.model import ModelProfile, Profile
 from petriflow.rules import ERROR_KINDS
 from petriflow.spec.model import Workflow, price_of
 
-__all__ = ["BACKOFF", "PLAIN", "RUNNING", "SINK", "StepTable", "Tables", "compile_tables", "stream"]
+__all__ = ["BACKOFF", "PLAIN", "RUNNING", "SINK", "StepTable", "Tables", "compile_tables", "given", "stream"]
 
 PLAIN, RUNNING, BACKOFF, SINK = 0, 1, 2, 3
+T = TypeVar("T")
 
 
 def stream(draw: Callable[[int], np.ndarray], *, first: int = 256, largest: int = 16384) -> Iterator[Any]:
@@ -89,6 +90,14 @@ class StepTable:
     call_tokens: Iterator[list[float]] | None = None
     branch: Iterator[int] | None = None
     looping: Iterator[bool] | None = None
+    # conditional on the route branch that led here (petriflow.profile.given): (that branch's mask bit, its
+    # stream), first match wins; None when the profile gives no condition, so the draw is as before
+    branch_given: list[tuple[int, Iterator[int]]] | None = None
+    looping_given: list[tuple[int, Iterator[bool]]] | None = None
+    # a route whose branches some condition names: the mask bit each branch sets, and the mask that
+    # clears this router's bits first (so a router inside a loop is known by its latest branch)
+    route_bits: list[int] | None = None
+    route_keep: int = -1
     items: Iterator[int] | None = None
     uniform: Iterator[float] | None = None
     backoff_candidates: tuple[int, ...] = ()
@@ -145,13 +154,35 @@ def _call_cost(profile: Profile, sid: str, rng: np.random.Generator) -> tuple[Ca
     return cost, paired
 
 
+def given(conditions: list[tuple[int, Iterator[T]]], mask: int, otherwise: Iterator[T]) -> Iterator[T]:
+    """The stream of the first condition whose route branch is on the token's path (``mask``), else ``otherwise``."""
+    for bit, draws in conditions:
+        if mask & bit:
+            return draws
+    return otherwise
+
+
+def _choices(g: np.random.Generator, probs: list[float]) -> Iterator[int]:
+    p = np.asarray(probs) / sum(probs)
+    return stream(lambda n: g.choice(len(p), n, p=p))
+
+
+def _coins(g: np.random.Generator, p: float) -> Iterator[bool]:
+    return stream(lambda n: g.random(n) < p)
+
+
 def _open_streams(st: StepTable, profile: Profile, sid: str, *, seed: int, probs: list[float], loop_p: float,
-                  items_max: int) -> None:
-    """One batched random stream per quantity of step ``sid``, each from its own generator."""
+                  items_max: int, probs_given: Sequence[tuple[int, str, list[float]]] = (),
+                  loop_given: Sequence[tuple[int, str, float]] = ()) -> None:
+    """One batched random stream per quantity of step ``sid``, each from its own generator.
+
+    A conditional figure (``*_given``: mask bit, ``ROUTER=LABEL``, figure) gets a generator of its own,
+    so adding a condition leaves the unconditional draws, and every other step's, as they were.
+    """
     sp = profile.step(sid)
 
-    def gen(what: str) -> np.random.Generator:
-        return rng_for(seed, sid, what)
+    def gen(*what: str) -> np.random.Generator:
+        return rng_for(seed, sid, *what)
 
     latency, g_latency = sp.latency, gen("latency")
     st.latency = stream(lambda n: latency.sample(g_latency, n))
@@ -167,17 +198,20 @@ def _open_streams(st: StepTable, profile: Profile, sid: str, *, seed: int, probs
     if st.tpm:
         st.call_tokens = stream(paired)
     if probs:
-        g_route, p = gen("route"), np.asarray(probs) / sum(probs)
-        st.branch = stream(lambda n: g_route.choice(len(p), n, p=p))
+        st.branch = _choices(gen("route"), probs)
+        if probs_given:
+            st.branch_given = [(bit, _choices(gen("route", key), ps)) for bit, key, ps in probs_given]
     if st.loop >= 0:
-        g_loop = gen("loop")
-        st.looping = stream(lambda n: g_loop.random(n) < loop_p)
+        st.looping = _coins(gen("loop"), loop_p)
+        if loop_given:
+            st.looping_given = [(bit, _coins(gen("loop", key), p)) for bit, key, p in loop_given]
     if items_max:
         g_items, items = gen("items"), sp.items
 
         def draw_items(n: int) -> np.ndarray:
             raw = np.rint(items.sample(g_items, n)) if items is not None else np.full(n, items_max)
-            return np.clip(raw, 1, items_max).astype(int)
+            out: np.ndarray = np.clip(raw, 1, items_max).astype(int)
+            return out
 
         st.items = stream(draw_items)
     if st.fail >= 0 or st.give_up >= 0:
@@ -278,6 +312,15 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
         tpm.append(rp.tokens_per_minute if rp else None)
     initial = net.initial.tolist()
 
+    # one mask bit, above the steps' bits, per route branch that a condition names
+    named = [key for given in (*profile.loops_given.values(), *profile.routes_given.values()) for key in given]
+    bit_of = {key: 1 << (len(tables) + j) for j, key in enumerate(dict.fromkeys(named))}
+    for st in tables:
+        main = wf.root_of(st.name)
+        bits = [bit_of.get(f"{main}={label}", 0) for label in labels.get(st.name, [])]
+        if any(bits):
+            st.route_bits, st.route_keep = bits, ~sum(bits)
+
     for st in tables:
         sid = st.name
         st.bit = 1 << st.index
@@ -299,8 +342,12 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
             probs = {label: probs[label] for label in branches}
         main_loop = wf.step(main).loop
         loop_p = profile.loops.get(main, main_loop.p if main_loop is not None else 0.0)
+        probs_given = [(bit_of[key], key, [ps[label] for label in probs])
+                       for key, ps in profile.routes_given.get(main, {}).items()] if probs else []
+        loop_given = [(bit_of[key], key, p) for key, p in profile.loops_given.get(main, {}).items()]
         _open_streams(st, profile, sid, seed=seed, probs=list(probs.values()), loop_p=loop_p,
-                      items_max=step.map.max if step.map is not None else 0)
+                      items_max=step.map.max if step.map is not None else 0, probs_given=probs_given,
+                      loop_given=loop_given)
     begin = tix(wiring.begin)
     return Tables(pre_flow, pre_res, post_plain, post_res, post_timed, post_sink, candidates, spawn_group,
                   spawn_step, step_of_t, initial, begin, tables, names, capacity, rpm, tpm, net)
