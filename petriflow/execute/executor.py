@@ -34,6 +34,7 @@ from typing import Any, Self
 
 from petriflow.errors import ExecutionError, PetriflowError, StepFailed
 from petriflow.execute.case import Case, Done, message
+from petriflow.execute.ownership import Leases
 from petriflow.execute.plan import Dag, Entry, Outcome, StepPlan
 from petriflow.execute.policies import StepPolicies
 from petriflow.execute.store import Checkpoint, MemoryStore
@@ -93,6 +94,7 @@ class Executor:
                                 endpoints=endpoints)
         self.policies = StepPolicies(dag, self.kinds, self.trace, budget=budget, sleep=sleep, clock=clock,
                                      rng=random.Random(seed))
+        self.leases = Leases(self.store)  # one driver per run: a second is refused, a crashed one's taken over
         self._own_client = client is None
         self._terminal = dag.workflow.terminal_steps()
         self._inline = {sid for sid, sp in dag.steps.items() if self.kinds.inline_ok(sp)}
@@ -113,11 +115,12 @@ class Executor:
     async def run(self, value: Any, *, run_id: str | None = None, case: int = 0) -> RunResult:
         """Run one case; ``value`` is the input text or a mapping of template variables."""
         run_id = run_id or new_run_id()
-        existed = self.store.get_run(run_id) is not None
-        if not existed:
-            self.store.create_run(run_id, workflow=self.dag.workflow.source or self.dag.name)
-        self.store.add_case(run_id, case, value)
-        return await self._run_case(run_id, case, value, existed)
+        async with self.leases.hold(run_id):
+            existed = self.store.get_run(run_id) is not None
+            if not existed:
+                self.store.create_run(run_id, workflow=self.dag.workflow.source or self.dag.name)
+            self.store.add_case(run_id, case, value)
+            return await self._run_case(run_id, case, value, existed)
 
     def answer(self, run_id: str, step: str, text: str, *, case: int | None = None) -> None:
         """Answer a waiting human step (of one case, or of every case of the run)."""
@@ -129,20 +132,27 @@ class Executor:
         """Run many cases, at most ``concurrency`` at once; failures are results, never exceptions."""
         run_id = run_id or new_run_id()
         values = list(values)
-        self.store.create_run(run_id, workflow=self.dag.workflow.source or self.dag.name, options=dict(options or {}))
-        add_many = getattr(self.store, "add_cases", None)
-        if add_many is not None:
-            add_many(run_id, values)
-        else:
-            for i, v in enumerate(values):
-                self.store.add_case(run_id, i, v)
-        return await self._many(run_id, list(enumerate(values)), concurrency, progress, resume=False)
+        async with self.leases.hold(run_id):
+            self.store.create_run(run_id, workflow=self.dag.workflow.source or self.dag.name,
+                                  options=dict(options or {}))
+            add_many = getattr(self.store, "add_cases", None)
+            if add_many is not None:
+                add_many(run_id, values)
+            else:
+                for i, v in enumerate(values):
+                    self.store.add_case(run_id, i, v)
+            return await self._many(run_id, list(enumerate(values)), concurrency, progress, resume=False)
 
     async def resume(self, run_id: str, *, concurrency: int = 16,
                      progress: Callable[[RunResult], None] | None = None) -> list[RunResult]:
         """Finish a run from its checkpoints: no completed step execution is repeated."""
         if self.store.get_run(run_id) is None:
             raise ExecutionError(f"no run '{run_id}' in the checkpoint store", hint="pass the --db the run used")
+        async with self.leases.hold(run_id):
+            return await self._resume(run_id, concurrency, progress)
+
+    async def _resume(self, run_id: str, concurrency: int,
+                      progress: Callable[[RunResult], None] | None) -> list[RunResult]:
         rows = self.store.cases(run_id)
         todo = [(r.case, r.input) for r in rows if r.status != "ok"]
         done = {r.case: RunResult(run_id, r.case, True, r.output, {}, None, (), 0.0, 0, 0, 0.0)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from petriflow.errors import ExecutionError, InputError
+from petriflow.execute.ownership import owner_alive
 
 __all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "open_store", "output_json"]
 
@@ -116,8 +117,34 @@ class MemoryStore:
         self._steps: dict[tuple[str, int], dict[str, Checkpoint]] = {}
         self._answers: dict[tuple[str, str, int | None], str] = {}
         self._tools: dict[str, Any] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
 
     durable = False
+
+    # -- ownership (see :mod:`petriflow.execute.ownership`) -----------------------------
+    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> str | None:
+        """Take the run's lease for ``ttl`` seconds; the live holder's name when another owner has it."""
+        held = self._leases.get(run_id)
+        now = time.time()
+        if held is not None and held[0] != owner and held[1] > now and owner_alive(held[0]):
+            return held[0]
+        self._leases[run_id] = (owner, now + ttl)
+        return None
+
+    def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
+        """Extend the lease; False when ``owner`` no longer holds it (it was taken over)."""
+        if self._leases.get(run_id, ("", 0.0))[0] != owner:
+            return False
+        self._leases[run_id] = (owner, time.time() + ttl)
+        return True
+
+    def release_lease(self, run_id: str, owner: str) -> None:
+        if self._leases.get(run_id, ("", 0.0))[0] == owner:
+            del self._leases[run_id]
+
+    def lease(self, run_id: str) -> tuple[str, float] | None:
+        """Who holds the run's lease and until when (epoch seconds), or None."""
+        return self._leases.get(run_id)
 
     def create_run(self, run_id: str, *, workflow: str, options: dict[str, Any] | None = None) -> None:
         self._runs[run_id] = RunRow(run_id, workflow, time.time(), "running", dict(options or {}))
@@ -174,6 +201,7 @@ CREATE TABLE IF NOT EXISTS steps (run_id TEXT, ncase INTEGER, key TEXT, step TEX
                                   committed REAL, cost REAL, PRIMARY KEY (run_id, ncase, key));
 CREATE TABLE IF NOT EXISTS answers (run_id TEXT, step TEXT, ncase INTEGER, text TEXT, answered REAL);
 CREATE TABLE IF NOT EXISTS tool_calls (key TEXT PRIMARY KEY, result TEXT);
+CREATE TABLE IF NOT EXISTS leases (run_id TEXT PRIMARY KEY, owner TEXT, expires REAL);
 """
 
 
@@ -200,6 +228,35 @@ class SqliteStore(MemoryStore):
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
         self._db.execute(sql, args)  # autocommit: one transaction per statement
+
+    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> str | None:
+        """One ``BEGIN IMMEDIATE`` transaction, so of two drivers racing for a run exactly one wins."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._db.execute("SELECT owner, expires FROM leases WHERE run_id=?", (run_id,)).fetchone()
+            now = time.time()
+            if row is not None and row[0] != owner and row[1] > now and owner_alive(row[0]):
+                self._db.execute("ROLLBACK")
+                return str(row[0])
+            self._db.execute("INSERT OR REPLACE INTO leases VALUES (?,?,?)", (run_id, owner, now + ttl))
+            self._db.execute("COMMIT")
+            return None
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
+        cur = self._db.execute("UPDATE leases SET expires=? WHERE run_id=? AND owner=?",
+                               (time.time() + ttl, run_id, owner))
+        return cur.rowcount == 1
+
+    def release_lease(self, run_id: str, owner: str) -> None:
+        self._write("DELETE FROM leases WHERE run_id=? AND owner=?", (run_id, owner))
+
+    def lease(self, run_id: str) -> tuple[str, float] | None:
+        row = self._db.execute("SELECT owner, expires FROM leases WHERE run_id=?", (run_id,)).fetchone()
+        return None if row is None else (str(row[0]), float(row[1]))
 
     def create_run(self, run_id: str, *, workflow: str, options: dict[str, Any] | None = None) -> None:
         self._write("INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?)",
