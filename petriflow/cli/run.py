@@ -54,7 +54,7 @@ def _read_inputs(path: str) -> list[Any]:
 
 def _show(value: Any) -> str:
     if isinstance(value, dict) and isinstance(value.get("answer"), str):
-        return value["answer"] + (f"\n  [route: {value['route']}]" if value.get("route") else "")
+        return str(value["answer"]) + (f"\n  [route: {value['route']}]" if value.get("route") else "")
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
@@ -72,6 +72,8 @@ def _show(value: Any) -> str:
               help="Checkpoint store [default: $PETRIFLOW_HOME/runs.sqlite].")
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an interrupted run; nothing done is redone.")
 @click.option("--run-id", "run_id", metavar="RUN_ID", help="Name the run (default: a fresh id).")
+@click.option("--from-saved", "from_saved", is_flag=True,
+              help="With --resume of a changed workflow: a new run from the saved outputs that still apply.")
 @click.option("--answer", "answer", nargs=3, metavar="RUN_ID STEP TEXT", help="Answer a human step of a run.")
 @click.option("--budget", type=click.FloatRange(min=0), metavar="DOLLARS",
               help="Per-case budget: a call that could exceed it is not made.")
@@ -83,7 +85,7 @@ def _show(value: Any) -> str:
 def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None, concurrency: int,
         trace_path: str | None, db_path: str | None, resume_id: str | None, run_id: str | None,
         answer: tuple[str, str, str] | None, budget: float | None, cache_path: str | None, metrics_path: str | None,
-        as_json: bool) -> None:
+        as_json: bool, from_saved: bool = False) -> None:
     """Run the workflow at PATH on its models (local servers start when needed).
 
     The workflow is verified first: an unsound one is refused with the
@@ -113,15 +115,17 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
         raise InputError("no workflow given", hint="petriflow run WORKFLOW.yaml --input TEXT")
     if not resume_id and bool(input_texts) == (inputs_path is not None):
         raise InputError("give --input TEXT (once per case) or --inputs FILE.jsonl, not both and not neither")
+    if from_saved and not resume_id:
+        raise InputError("--from-saved goes with --resume RUN_ID", hint="petriflow run --resume RUN --from-saved")
     values = list(input_texts) if input_texts else (_read_inputs(inputs_path) if inputs_path else [])
     sys.exit(_execute(path, values, store=store, concurrency=concurrency, trace_path=trace_path,
                       resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json, cache_path=cache_path,
-                      metrics_path=metrics_path))
+                      metrics_path=metrics_path, from_saved=from_saved))
 
 
 def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trace_path: str | None,
              resume_id: str | None, run_id: str | None, budget: float | None, as_json: bool,
-             cache_path: str | None = None, metrics_path: str | None = None) -> int:
+             cache_path: str | None = None, metrics_path: str | None = None, from_saved: bool = False) -> int:
     from petriflow.execute.executor import Executor, new_run_id
     from petriflow.execute.plan import plan
     from petriflow.execute.trace import TraceWriter
@@ -137,10 +141,12 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
         client = ModelClient(cache=SqliteCache(cache_path))
     executor = Executor(dag, store=store, trace=trace, budget=budget, client=client)
     executor.kinds.prepare()  # starts the local model servers if the workflow needs them and none runs
-    rid = resume_id or run_id or new_run_id()
-    n = len(store.cases(rid)) if resume_id else len(values)
-    click.echo(f"run {rid}: {dag.name}, {n} case(s)" + ("" if resume_id else
-               f" (resume with: petriflow run --resume {rid} --db {store.path})"), err=True)
+    rid = (run_id or new_run_id()) if from_saved else (resume_id or run_id or new_run_id())
+    n = len(store.cases(resume_id)) if resume_id else len(values)
+    click.echo(f"run {rid}: {dag.name}, {n} case(s)" + (f", from the saved outputs of {resume_id}" if from_saved
+                                                        else "")
+               + ("" if resume_id and not from_saved else
+                  f" (resume with: petriflow run --resume {rid} --db {store.path})"), err=True)
     bar = None
     if n > 1:
         from tqdm import tqdm
@@ -153,7 +159,12 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
             bar.update(1)
 
     async def main() -> list[Any]:
+        nonlocal rid
         async with executor:
+            if resume_id and from_saved:
+                rid, results = await executor.rerun(resume_id, as_run_id=rid, concurrency=concurrency,
+                                                    progress=progress)
+                return results
             if resume_id:
                 return await executor.resume(rid, concurrency=concurrency, progress=progress)
             return await executor.run_many(values, run_id=rid, concurrency=concurrency, progress=progress,
@@ -167,9 +178,6 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
             if client is not None:
                 await client.aclose()
 
-    # the workflow path is what resume reads back: store it as given, relative to the current directory
-    if not resume_id:
-        store.create_run(rid, workflow=str(Path(path)), options={"budget": budget, "trace": trace_path})
     results = asyncio.run(run_and_close())
     wall = time.perf_counter() - t0
     if bar is not None:

@@ -32,8 +32,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from petriflow.errors import ExecutionError, PetriflowError, StepFailed
+from petriflow.errors import ExecutionError, InputError, PetriflowError, StepFailed
 from petriflow.execute.case import Case, Done, message
+from petriflow.execute.identity import Identity, step_of_key, still_valid, workflow_identity
 from petriflow.execute.ownership import Leases
 from petriflow.execute.plan import Dag, Entry, Outcome, StepPlan
 from petriflow.execute.policies import StepPolicies
@@ -132,9 +133,15 @@ class Executor:
         """Run many cases, at most ``concurrency`` at once; failures are results, never exceptions."""
         run_id = run_id or new_run_id()
         values = list(values)
+        identity = workflow_identity(self.dag.workflow, values)
         async with self.leases.hold(run_id):
-            self.store.create_run(run_id, workflow=self.dag.workflow.source or self.dag.name,
-                                  options=dict(options or {}))
+            row = self.store.get_run(run_id)
+            if row is not None:  # the same run again is its resume; anything else would mix two runs
+                self._same_run(run_id, Identity.from_json(row.options.get("identity")), identity)
+                return await self._resume(run_id, concurrency, progress)
+            opts = {**(options or {}), "identity": identity.to_json()}
+            self.store.create_run(run_id, workflow=str(opts.get("workflow") or self.dag.workflow.source or
+                                                       self.dag.name), options=opts)
             add_many = getattr(self.store, "add_cases", None)
             if add_many is not None:
                 add_many(run_id, values)
@@ -143,13 +150,66 @@ class Executor:
                     self.store.add_case(run_id, i, v)
             return await self._many(run_id, list(enumerate(values)), concurrency, progress, resume=False)
 
+    @staticmethod
+    def _same_run(run_id: str, old: Identity | None, new: Identity) -> None:
+        """Refuse (exit 2) to reuse ``run_id`` for other inputs or another workflow than it was made with."""
+        what = ("a run made before runs recorded their inputs" if old is None else
+                "other inputs" if old.inputs != new.inputs else
+                "another workflow" if old.workflow != new.workflow else None)
+        if what is not None:
+            raise InputError(f"run id '{run_id}' is taken by {what}" if old is None else
+                             f"run id '{run_id}' was used with {what}; reusing it would pair inputs with "
+                             "outputs they did not produce",
+                             hint="leave out --run-id for a fresh one, or --resume the run as it was made")
+
     async def resume(self, run_id: str, *, concurrency: int = 16,
                      progress: Callable[[RunResult], None] | None = None) -> list[RunResult]:
         """Finish a run from its checkpoints: no completed step execution is repeated."""
         if self.store.get_run(run_id) is None:
             raise ExecutionError(f"no run '{run_id}' in the checkpoint store", hint="pass the --db the run used")
         async with self.leases.hold(run_id):
+            row = self.store.get_run(run_id)
+            assert row is not None
+            old = Identity.from_json(row.options.get("identity"))
+            if old is not None:
+                new = workflow_identity(self.dag.workflow, [])
+                changed = sorted(s for s, d in new.steps.items() if old.steps.get(s) != d)
+                changed += sorted(set(old.steps) - set(new.steps))
+                if changed:
+                    raise InputError(f"the workflow of run '{run_id}' changed since it was made "
+                                     f"(steps {', '.join(repr(s) for s in changed)}); resuming it would mix "
+                                     "outputs of both versions",
+                                     hint="pass --from-saved to start a new run from the saved outputs "
+                                          "that still apply")
             return await self._resume(run_id, concurrency, progress)
+
+    async def rerun(self, run_id: str, *, as_run_id: str | None = None, concurrency: int = 16,
+                    progress: Callable[[RunResult], None] | None = None) -> tuple[str, list[RunResult]]:
+        """A new run of ``run_id``'s cases on this (changed) workflow, reusing the saved outputs that still apply.
+
+        A saved output applies when neither its step nor any step it depends on
+        changed (:func:`~petriflow.execute.identity.still_valid`); everything else
+        runs again. The old run is left as it was. Returns the new run id and its results.
+        """
+        row = self.store.get_run(run_id)
+        if row is None:
+            raise InputError(f"no run '{run_id}' in the checkpoint store", hint="pass the --db the run used")
+        rows = self.store.cases(run_id)
+        new = workflow_identity(self.dag.workflow, [r.input for r in rows])
+        old = Identity.from_json(row.options.get("identity"))
+        keep = still_valid(self.dag.workflow, old, new) if old is not None else frozenset()
+        rid = as_run_id or new_run_id()
+        async with self.leases.hold(rid):
+            if self.store.get_run(rid) is not None:
+                raise InputError(f"run id '{rid}' is taken", hint="leave out --run-id for a fresh one")
+            self.store.create_run(rid, workflow=row.workflow,
+                                  options={**row.options, "identity": new.to_json(), "from": run_id})
+            for r in rows:
+                self.store.add_case(rid, r.case, r.input)
+                for key, cp in self.store.load_steps(run_id, r.case).items():
+                    if step_of_key(key) in keep:
+                        self.store.save_step(rid, r.case, key, cp)
+            return rid, await self._resume(rid, concurrency, progress)
 
     async def _resume(self, run_id: str, concurrency: int,
                       progress: Callable[[RunResult], None] | None) -> list[RunResult]:
