@@ -134,6 +134,8 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
     wf = load(path)
     dag = plan(wf)
     trace = TraceWriter(trace_path)
+    if trace.error:  # refused before any call is paid for
+        raise InputError(trace.error, hint="pass --trace a writable file")
     client = None
     if cache_path:
         from petriflow.execute.client import ModelClient, SqliteCache
@@ -183,9 +185,13 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
     if bar is not None:
         bar.close()
     trace.close()
+    failed_outputs = [trace.error] if trace.error else []
     if metrics_path:
-        Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(metrics_path).write_text(trace.prometheus(workflow=dag.name), encoding="utf-8")
+        try:
+            Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(metrics_path).write_text(trace.prometheus(workflow=dag.name), encoding="utf-8")
+        except OSError as exc:
+            failed_outputs.append(f"cannot write the metrics to {metrics_path}: {exc.strerror or exc}")
     if as_json:
         click.echo(json.dumps({
             "run_id": rid, "workflow": dag.name, "seconds": round(wall, 6),
@@ -200,8 +206,11 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
             click.echo(prefix + (_show(r.output) if r.ok else f"FAILED: {r.error}"))
         click.echo("")
         click.echo(trace.summary(wall_seconds=wall))
+    for problem in failed_outputs:  # after the answers are printed; they are stored whatever happened here
+        click.echo(f"petriflow: error: {problem}; the results above are stored in run {rid} "
+                   f"(petriflow runs show {rid} --db {store.path})", err=True)
     if all(r.ok for r in results):
-        return 0
+        return 2 if failed_outputs else 0
     return 3 if any(r.exit_code == 3 for r in results) else 1
 
 

@@ -47,7 +47,7 @@ from petriflow.execute.tools import (
     label_of,
     wants_loop,
 )
-from petriflow.execute.trace import TraceWriter
+from petriflow.execute.trace import TraceWriter, record_of
 from petriflow.trace import TraceRecord
 
 __all__ = ["Executor", "RunResult", "StepFailed", "new_run_id", "run_sync"]
@@ -91,6 +91,8 @@ class Executor:
         self.dag = dag
         self.store = store if store is not None else MemoryStore()
         self.trace = trace if trace is not None else TraceWriter()
+        if self.store.durable:  # every record is committed before it reaches the file: file and store agree
+            self.trace.sink = self.store.add_trace
         self.kinds = KindRunner(dag, client=client, tools=tools or DEFAULT_TOOLS, store=self.store,
                                 endpoints=endpoints)
         self.policies = StepPolicies(dag, self.kinds, self.trace, budget=budget, sleep=sleep, clock=clock,
@@ -215,7 +217,15 @@ class Executor:
                       progress: Callable[[RunResult], None] | None) -> list[RunResult]:
         rows = self.store.cases(run_id)
         todo = [(r.case, r.input) for r in rows if r.status != "ok"]
-        done = {r.case: RunResult(run_id, r.case, True, r.output, {}, None, (), 0.0, 0, 0, 0.0)
+        lines = self.store.trace_lines(run_id)
+        self.trace.catch_up(lines)  # the records a crash kept from the file, and the totals of the whole run
+        spent: dict[int | str, list[int | float]] = {}
+        for rec in map(record_of, lines):
+            tot = spent.setdefault(rec.case, [0.0, 0, 0])
+            tot[0] += rec.cost
+            tot[1] += rec.input_tokens
+            tot[2] += rec.output_tokens
+        done = {r.case: RunResult(run_id, r.case, True, r.output, {}, None, (), *_spent(spent, r.case), 0.0)
                 for r in rows if r.status == "ok"}
         for r in done.values():
             if progress:
@@ -371,7 +381,10 @@ class Executor:
             try:
                 label = self._decide(c, self.dag.steps[d.step], d.output)
                 cost = d.attempt.cost if d.attempt is not None else 0.0
-                self.store.save_step(c.run_id, c.index, d.key, Checkpoint(d.ran, label, d.output, cost))
+                if d.attempt is not None:
+                    d.attempt = dataclasses.replace(d.attempt, outcome="ok", branch=label or None)
+                self.store.save_step(c.run_id, c.index, d.key, Checkpoint(d.ran, label, d.output, cost),
+                                     trace=d.attempt)
             except ExecutionError:  # the call worked but its output names no branch or is not JSON: it failed
                 if d.attempt is not None:
                     self.trace.write(dataclasses.replace(d.attempt, outcome="error", error="fatal"))
@@ -380,9 +393,7 @@ class Executor:
                 raise
         c.outputs[d.step] = c.outputs[d.ran] = d.output
         if d.attempt is not None:
-            a = d.attempt
-            self.trace.write(TraceRecord(a.run_id, a.case, a.step, a.start, a.end, a.attempt, "ok", a.model,
-                                         a.input_tokens, a.output_tokens, a.cost, label or None))
+            self.trace.write(d.attempt, stored=True)  # committed with the checkpoint above
         self._fire(c, d.outcome if d.outcome is not None else sp.outcome(label))
         if d.holds:
             self.policies.release(sp)
@@ -435,7 +446,8 @@ class Executor:
                 if d.reused is None:
                     cost = d.attempt.cost if d.attempt is not None else 0.0
                     try:
-                        self.store.save_step(c.run_id, c.index, f"{key}/{i}", Checkpoint(d.ran, "", d.output, cost))
+                        self.store.save_step(c.run_id, c.index, f"{key}/{i}", Checkpoint(d.ran, "", d.output, cost),
+                                             trace=d.attempt)
                     except ExecutionError:  # an output JSON would change: the item failed
                         if d.attempt is not None:
                             self.trace.write(dataclasses.replace(d.attempt, outcome="error", error="fatal"))
@@ -443,7 +455,7 @@ class Executor:
                             self.policies.release(self.dag.steps[d.ran])
                         raise
                 if d.attempt is not None:
-                    self.trace.write(d.attempt)
+                    self.trace.write(d.attempt, stored=d.reused is None)
                 fin = sp.map.item_finish if d.ran == sp.id else self.dag.steps[d.ran].outcomes[0].transition  # type: ignore[union-attr]
                 c.events.append(fin)
                 if d.holds:
@@ -457,6 +469,12 @@ class Executor:
         except BaseException as exc:
             done = Done(sp.id, sp.id, key, error=exc)
         c.queue.put_nowait(done)
+
+
+def _spent(spent: Mapping[int | str, list[int | float]], case: int) -> tuple[float, int, int]:
+    """A finished case's cost and tokens, as its committed trace records say."""
+    cost, tin, tout = spent.get(case, (0.0, 0, 0))
+    return float(cost), int(tin), int(tout)
 
 
 def new_run_id() -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 from petriflow.errors import ExecutionError, InputError
 from petriflow.execute.ownership import owner_alive
+from petriflow.trace import TraceRecord, dumps
 
 __all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "open_store", "output_json"]
 
@@ -168,10 +169,18 @@ class MemoryStore:
         if status == "ok":  # a finished case is never resumed: its checkpoints would only grow the heap
             self._steps.pop((run_id, case), None)
 
-    def save_step(self, run_id: str, case: int, key: str, cp: Checkpoint) -> None:
-        """Commit a step execution; an output JSON would change is an :class:`ExecutionError` (see :func:`output_json`)."""
+    def save_step(self, run_id: str, case: int, key: str, cp: Checkpoint, *, trace: TraceRecord | None = None) -> None:
+        """Commit a step execution with its trace record; an output JSON would change is an
+        :class:`ExecutionError` (see :func:`output_json`)."""
         output_json(cp.step, cp.output)  # the same refusal as the durable store: a run must not depend on --db
         self._steps.setdefault((run_id, case), {})[key] = cp
+
+    def add_trace(self, rec: TraceRecord) -> None:
+        """Keep a trace record of an attempt that made no checkpoint (a failure); in memory, the trace file is all."""
+
+    def trace_lines(self, run_id: str) -> list[str]:
+        """The run's trace records as JSON lines, in the order they were committed (none in memory)."""
+        return []
 
     def load_steps(self, run_id: str, case: int) -> dict[str, Checkpoint]:
         return dict(self._steps.get((run_id, case), {}))
@@ -202,6 +211,7 @@ CREATE TABLE IF NOT EXISTS steps (run_id TEXT, ncase INTEGER, key TEXT, step TEX
 CREATE TABLE IF NOT EXISTS answers (run_id TEXT, step TEXT, ncase INTEGER, text TEXT, answered REAL);
 CREATE TABLE IF NOT EXISTS tool_calls (key TEXT PRIMARY KEY, result TEXT);
 CREATE TABLE IF NOT EXISTS leases (run_id TEXT PRIMARY KEY, owner TEXT, expires REAL);
+CREATE TABLE IF NOT EXISTS trace (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, ncase INTEGER, line TEXT);
 """
 
 
@@ -289,9 +299,22 @@ class SqliteStore(MemoryStore):
         self._write("UPDATE cases SET status=?, output=?, error=? WHERE run_id=? AND ncase=?",
                     (status, _dump(output), error, run_id, case))
 
-    def save_step(self, run_id: str, case: int, key: str, cp: Checkpoint) -> None:
-        self._write("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)",
-                    (run_id, case, key, cp.step, cp.label, output_json(cp.step, cp.output), time.time(), cp.cost))
+    def save_step(self, run_id: str, case: int, key: str, cp: Checkpoint, *, trace: TraceRecord | None = None) -> None:
+        """The checkpoint and its trace record in one transaction: after any crash both are there or neither."""
+        row = (run_id, case, key, cp.step, cp.label, output_json(cp.step, cp.output), time.time(), cp.cost)
+        if trace is None:
+            self._write("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)", row)
+            return
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)", row)
+            self._db.execute("INSERT INTO trace (run_id, ncase, line) VALUES (?,?,?)", (run_id, case, dumps(trace)))
+
+    def add_trace(self, rec: TraceRecord) -> None:
+        self._write("INSERT INTO trace (run_id, ncase, line) VALUES (?,?,?)", (rec.run_id, rec.case, dumps(rec)))
+
+    def trace_lines(self, run_id: str) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT line FROM trace WHERE run_id=? ORDER BY seq", (run_id,))]
 
     def load_steps(self, run_id: str, case: int) -> dict[str, Checkpoint]:
         rows = self._db.execute("SELECT key, step, label, output, cost FROM steps WHERE run_id=? AND ncase=?",
