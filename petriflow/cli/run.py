@@ -25,9 +25,9 @@ __all__ = ["COMMANDS", "run"]
 
 
 def _default_db() -> Path:
-    from petriflow.execute.servers import home
+    from petriflow.cli.runs import default_db
 
-    return home() / "runs.sqlite"
+    return default_db()
 
 
 def _read_inputs(path: str) -> list[Any]:
@@ -74,7 +74,8 @@ def _show(value: Any) -> str:
 @click.option("--run-id", "run_id", metavar="RUN_ID", help="Name the run (default: a fresh id).")
 @click.option("--from-saved", "from_saved", is_flag=True,
               help="With --resume of a changed workflow: a new run from the saved outputs that still apply.")
-@click.option("--answer", "answer", nargs=3, metavar="RUN_ID STEP TEXT", help="Answer a human step of a run.")
+@click.option("--answer", "answer", nargs=3, metavar="RUN_ID STEP TEXT",
+              help="Answer a human step of a run (as `petriflow answer` does).")
 @click.option("--budget", type=click.FloatRange(min=0), metavar="DOLLARS",
               help="Per-case budget: a call that could exceed it is not made.")
 @click.option("--cache", "cache_path", metavar="FILE.sqlite", type=click.Path(dir_okay=False),
@@ -97,11 +98,9 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
 
     store = SqliteStore(db_path or _default_db())
     if answer:
-        rid, step, text = answer
-        if store.get_run(rid) is None:
-            raise InputError(f"no run '{rid}' in {store.path}", hint="pass the --db the run uses")
-        store.answer(rid, step, text)
-        click.echo(f"answered step '{step}' of run {rid}")
+        from petriflow.cli.runs import record_answer
+
+        click.echo(record_answer(store, *answer))
         return
     if resume_id:
         row = store.get_run(resume_id)
@@ -142,6 +141,14 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
 
         client = ModelClient(cache=SqliteCache(cache_path))
     executor = Executor(dag, store=store, trace=trace, budget=budget, client=client)
+    from petriflow.cli.runs import answer_command
+
+    def waits(run: str, case: int, step: str, npass: int) -> None:  # say who must do what, and how
+        click.echo(f"run {run} case {case} waits for step '{step}'" + (f" (pass {npass})" if npass > 1 else "")
+                   + f"; answer it with: {answer_command(run, step, 'VALUE', store)}"
+                   + (f" --pass {npass}" if npass > 1 else ""), err=True)
+
+    executor.kinds.on_wait = waits
     executor.kinds.prepare()  # starts the local model servers if the workflow needs them and none runs
     rid = (run_id or new_run_id()) if from_saved else (resume_id or run_id or new_run_id())
     n = len(store.cases(resume_id)) if resume_id else len(values)

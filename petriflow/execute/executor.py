@@ -34,7 +34,7 @@ from typing import Any, Self
 
 from petriflow.errors import ExecutionError, InputError, PetriflowError, StepFailed
 from petriflow.execute.case import Case, Done, message
-from petriflow.execute.identity import Identity, step_of_key, still_valid, workflow_identity
+from petriflow.execute.identity import Identity, human_passes, step_of_key, still_valid, workflow_identity
 from petriflow.execute.ownership import Leases
 from petriflow.execute.plan import Dag, Entry, Outcome, StepPlan
 from petriflow.execute.policies import StepPolicies
@@ -141,7 +141,7 @@ class Executor:
             if row is not None:  # the same run again is its resume; anything else would mix two runs
                 self._same_run(run_id, Identity.from_json(row.options.get("identity")), identity)
                 return await self._resume(run_id, concurrency, progress)
-            opts = {**(options or {}), "identity": identity.to_json()}
+            opts = {**(options or {}), "identity": identity.to_json(), "human": human_passes(self.dag.workflow)}
             self.store.create_run(run_id, workflow=str(opts.get("workflow") or self.dag.workflow.source or
                                                        self.dag.name), options=opts)
             add_many = getattr(self.store, "add_cases", None)

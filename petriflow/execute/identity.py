@@ -27,7 +27,7 @@ from typing import Any
 
 from petriflow.spec.model import Step, Workflow
 
-__all__ = ["Identity", "inputs_digest", "step_of_key", "still_valid", "workflow_identity"]
+__all__ = ["Identity", "human_passes", "inputs_digest", "step_of_key", "still_valid", "workflow_identity"]
 
 _NOT_BEHAVIOUR = ("line", "description", "latency", "failure_rate", "cost", "tokens")
 
@@ -120,3 +120,13 @@ def still_valid(wf: Workflow, old: Identity, new: Identity) -> frozenset[str]:
                     bad |= wf.downstream(r)
                 grew = True
     return frozenset(new.steps) - bad
+
+
+def human_passes(wf: Workflow) -> dict[str, int]:
+    """Each human step and how many passes it can have: one, times ``1 + max`` of every loop it is inside."""
+    passes = {s.id: 1 for s in wf.steps if s.kind == "human"}
+    for looper in (s for s in wf.steps if s.loop is not None):
+        assert looper.loop is not None
+        for sid in {*wf.loop_region(looper.id), looper.id} & passes.keys():
+            passes[sid] *= 1 + looper.loop.max
+    return passes

@@ -27,7 +27,8 @@ from petriflow.errors import ExecutionError, InputError
 from petriflow.execute.ownership import owner_alive
 from petriflow.trace import TraceRecord, dumps
 
-__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "open_store", "output_json"]
+__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "Waiting", "open_store", "output_json",
+           "pass_of"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,28 @@ class CaseRow:
     status: str
     output: Any
     error: str | None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A human step of a case waiting for its answer (for ``petriflow runs pending``)."""
+
+    run_id: str
+    case: int
+    step: str
+    npass: int
+    since: float
+
+
+def pass_of(key: str) -> int:
+    """The loop pass of a checkpoint key: 2 for ``review#2``, ``review#2/0`` and ``review#2>backup``."""
+    occ = key.partition("#")[2]
+    digits = ""
+    for ch in occ:
+        if not ch.isdigit():
+            break
+        digits += ch
+    return int(digits or 1)
 
 
 def _dump(value: Any) -> str:
@@ -116,7 +139,8 @@ class MemoryStore:
         self._runs: dict[str, RunRow] = {}
         self._cases: dict[tuple[str, int], CaseRow] = {}
         self._steps: dict[tuple[str, int], dict[str, Checkpoint]] = {}
-        self._answers: dict[tuple[str, str, int | None], str] = {}
+        self._answers: dict[tuple[str, str, int | None, int | None], str] = {}
+        self._waiting: dict[tuple[str, int, str, int], float] = {}
         self._tools: dict[str, Any] = {}
         self._leases: dict[str, tuple[str, float]] = {}
 
@@ -185,12 +209,31 @@ class MemoryStore:
     def load_steps(self, run_id: str, case: int) -> dict[str, Checkpoint]:
         return dict(self._steps.get((run_id, case), {}))
 
-    def answer(self, run_id: str, step: str, text: str, *, case: int | None = None) -> None:
-        """Answer a human step (for one case, or for every case of the run when ``case`` is None)."""
-        self._answers[(run_id, step, case)] = text
+    def answer(self, run_id: str, step: str, text: str, *, case: int | None = None, npass: int | None = None) -> None:
+        """Answer a human step: for one case (or every case when ``case`` is None), one loop pass (or every one)."""
+        self._answers[(run_id, step, case, npass)] = text
 
-    def get_answer(self, run_id: str, step: str, case: int) -> str | None:
-        return self._answers.get((run_id, step, case), self._answers.get((run_id, step, None)))
+    def get_answer(self, run_id: str, step: str, case: int, *, npass: int = 1) -> str | None:
+        """The most specific answer: this case before every case, this pass before every pass."""
+        for key in ((case, npass), (case, None), (None, npass), (None, None)):
+            if (found := self._answers.get((run_id, step, *key))) is not None:
+                return found
+        return None
+
+    def start_waiting(self, run_id: str, case: int, step: str, npass: int) -> None:
+        self._waiting[(run_id, case, step, npass)] = time.time()
+
+    def stop_waiting(self, run_id: str, case: int, step: str, npass: int) -> None:
+        self._waiting.pop((run_id, case, step, npass), None)
+
+    def waiting(self, run_id: str | None = None) -> list[Waiting]:
+        """Human steps waiting for an answer, oldest first (of one run, or of every run)."""
+        rows = [Waiting(*k, since) for k, since in self._waiting.items() if run_id in (None, k[0])]
+        return sorted(rows, key=lambda w: w.since)
+
+    def runs(self) -> list[RunRow]:
+        """Every run, newest first."""
+        return sorted(self._runs.values(), key=lambda r: -r.created)
 
     def tool_result(self, key: str) -> tuple[bool, Any]:
         return (True, self._tools[key]) if key in self._tools else (False, None)
@@ -211,6 +254,8 @@ CREATE TABLE IF NOT EXISTS steps (run_id TEXT, ncase INTEGER, key TEXT, step TEX
 CREATE TABLE IF NOT EXISTS answers (run_id TEXT, step TEXT, ncase INTEGER, text TEXT, answered REAL);
 CREATE TABLE IF NOT EXISTS tool_calls (key TEXT PRIMARY KEY, result TEXT);
 CREATE TABLE IF NOT EXISTS leases (run_id TEXT PRIMARY KEY, owner TEXT, expires REAL);
+CREATE TABLE IF NOT EXISTS waiting (run_id TEXT, ncase INTEGER, step TEXT, npass INTEGER, since REAL,
+                                    PRIMARY KEY (run_id, ncase, step, npass));
 CREATE TABLE IF NOT EXISTS trace (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, ncase INTEGER, line TEXT);
 """
 
@@ -232,6 +277,8 @@ class SqliteStore(MemoryStore):
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(steps)")}
             if "cost" not in columns:  # a store written before checkpoints carried their cost
                 self._db.execute("ALTER TABLE steps ADD COLUMN cost REAL")
+            if "npass" not in {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}:
+                self._db.execute("ALTER TABLE answers ADD COLUMN npass INTEGER")  # answers before they were per pass
         except sqlite3.DatabaseError as exc:
             raise InputError(f"cannot open the checkpoint store: {exc}", where=str(path),
                              hint="pass --db a new file or a petriflow store") from None
@@ -321,14 +368,33 @@ class SqliteStore(MemoryStore):
                                 (run_id, case)).fetchall()
         return {r[0]: Checkpoint(r[1], r[2], json.loads(r[3]), r[4] or 0.0) for r in rows}
 
-    def answer(self, run_id: str, step: str, text: str, *, case: int | None = None) -> None:
-        self._write("INSERT INTO answers VALUES (?,?,?,?,?)", (run_id, step, case, text, time.time()))
+    def answer(self, run_id: str, step: str, text: str, *, case: int | None = None, npass: int | None = None) -> None:
+        self._write("INSERT INTO answers (run_id, step, ncase, text, answered, npass) VALUES (?,?,?,?,?,?)",
+                    (run_id, step, case, text, time.time(), npass))
 
-    def get_answer(self, run_id: str, step: str, case: int) -> str | None:
+    def get_answer(self, run_id: str, step: str, case: int, *, npass: int = 1) -> str | None:
         row = self._db.execute(
             "SELECT text FROM answers WHERE run_id=? AND step=? AND (ncase=? OR ncase IS NULL) "
-            "ORDER BY ncase IS NULL, answered LIMIT 1", (run_id, step, case)).fetchone()
-        return None if row is None else row[0]
+            "AND (npass=? OR npass IS NULL) ORDER BY ncase IS NULL, npass IS NULL, answered LIMIT 1",
+            (run_id, step, case, npass)).fetchone()
+        return None if row is None else str(row[0])
+
+    def start_waiting(self, run_id: str, case: int, step: str, npass: int) -> None:
+        self._write("INSERT OR IGNORE INTO waiting VALUES (?,?,?,?,?)", (run_id, case, step, npass, time.time()))
+
+    def stop_waiting(self, run_id: str, case: int, step: str, npass: int) -> None:
+        self._write("DELETE FROM waiting WHERE run_id=? AND ncase=? AND step=? AND npass=?",
+                    (run_id, case, step, npass))
+
+    def waiting(self, run_id: str | None = None) -> list[Waiting]:
+        rows = self._db.execute("SELECT run_id, ncase, step, npass, since FROM waiting WHERE ? IS NULL OR run_id=? "
+                                "ORDER BY since", (run_id, run_id)).fetchall()
+        return [Waiting(str(r[0]), int(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+    def runs(self) -> list[RunRow]:
+        rows = self._db.execute("SELECT run_id, workflow, created, status, options FROM runs "
+                                "ORDER BY created DESC").fetchall()
+        return [RunRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
     def tool_result(self, key: str) -> tuple[bool, Any]:
         row = self._db.execute("SELECT result FROM tool_calls WHERE key=?", (key,)).fetchone()
