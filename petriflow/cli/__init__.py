@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> None:
         err.show()
         sys.exit(2 if err.exit_code in (1, 2) else err.exit_code)
     except PetriflowError as err:
-        click.echo(f"petriflow: error: {err}", err=True)
+        from petriflow.execute.redact import redact
+
+        click.echo(f"petriflow: error: {redact(str(err))}", err=True)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

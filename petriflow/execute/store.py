@@ -279,7 +279,12 @@ class SqliteStore(MemoryStore):
                 self._db.execute("ALTER TABLE steps ADD COLUMN cost REAL")
             if "npass" not in {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}:
                 self._db.execute("ALTER TABLE answers ADD COLUMN npass INTEGER")  # answers before they were per pass
+            self._db.execute("DELETE FROM leases WHERE 0")  # a read-only store is found now, not at a checkpoint
         except sqlite3.DatabaseError as exc:
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                raise InputError("the checkpoint store is read-only: a run must write its checkpoints",
+                                 where=str(path), hint="make the file and its directory writable, or pass --db "
+                                                       "a writable file") from None
             raise InputError(f"cannot open the checkpoint store: {exc}", where=str(path),
                              hint="pass --db a new file or a petriflow store") from None
 

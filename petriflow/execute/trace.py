@@ -147,19 +147,33 @@ class TraceWriter:
         return summary_table(self.stats, wall_seconds=wall_seconds)
 
     def prometheus(self, *, workflow: str) -> str:
-        """The totals in Prometheus' text format (for the node exporter's textfile collector; no server)."""
-        metrics = (("attempts_total", "counter", "step execution attempts", "attempts"),
-                   ("failures_total", "counter", "failed attempts", "failed"),
-                   ("input_tokens_total", "counter", "input tokens", "input_tokens"),
-                   ("output_tokens_total", "counter", "output tokens", "output_tokens"),
-                   ("cost_dollars_total", "counter", "dollars spent", "cost"),
-                   ("busy_seconds_total", "counter", "seconds spent in attempts", "seconds"))
-        lines = []
-        for name, kind, help_, attr in metrics:
-            lines += [f"# HELP petriflow_step_{name} {help_}", f"# TYPE petriflow_step_{name} {kind}"]
-            lines += [f'petriflow_step_{name}{{workflow="{workflow}",step="{step}"}} {getattr(st, attr)}'
-                      for step, st in self.stats.items()]
-        return "\n".join(lines) + "\n"
+        """The totals in Prometheus' text format (for the node exporter's textfile collector; no server).
+
+        Written by ``prometheus_client``'s exposition code, so a quote, a
+        backslash or a newline in a workflow or step name is escaped in its
+        label value instead of forging a line of its own.
+        """
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.core import CounterMetricFamily
+
+        stats = self.stats
+
+        class Totals:
+            def collect(self) -> Iterable[CounterMetricFamily]:
+                for name, help_, attr in _METRICS:
+                    family = CounterMetricFamily(f"petriflow_step_{name}", help_, labels=("workflow", "step"))
+                    for step, st in stats.items():
+                        family.add_metric((workflow, step), float(getattr(st, attr)))
+                    yield family
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(Totals())
+        return generate_latest(registry).decode("utf-8")
+
+
+_METRICS = (("attempts", "step execution attempts", "attempts"), ("failures", "failed attempts", "failed"),
+            ("input_tokens", "input tokens", "input_tokens"), ("output_tokens", "output tokens", "output_tokens"),
+            ("cost_dollars", "dollars spent", "cost"), ("busy_seconds", "seconds spent in attempts", "seconds"))
 
 
 def record_of(line: str) -> TraceRecord:
