@@ -295,7 +295,7 @@ class KindRunner:
         if sp.step.kind not in ("chat", "embed", "classify"):
             return None
         ep = self.endpoints.get(sp.step.model or "")
-        return ep.model if ep is not None else sp.step.model
+        return str(ep.model) if ep is not None else sp.step.model
 
     def _function(self, step: Any) -> tuple[Callable[..., Any], bool, bool]:
         got = self._functions.get(step.id)

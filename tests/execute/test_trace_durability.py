@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -59,26 +60,40 @@ def test_trace_file_and_store_agree_after_a_crash_and_cost_counts_earlier_cases(
     assert sum(r.cost for r in again) == sum(r.cost for r in records)
 
 
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(tmp_path: Path, *args: str, file_size_limit: int | None = None) -> subprocess.CompletedProcess[str]:
     wf = tmp_path / "w.yaml"
-    wf.write_text("name: w\nsteps:\n  - {id: a, kind: python, function: 'petriflow.execute.builtins:echo', config: {kwargs: {value: hello}}}\n")
+    wf.write_text("name: w\nsteps:\n  - {id: a, kind: python, function: 'petriflow.execute.builtins:echo', "
+                  "config: {kwargs: {value: hello}}}\n")
+
+    def limit() -> None:  # a full disk for files past this size (Python ignores SIGXFSZ: writes fail with EFBIG)
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
     return subprocess.run([sys.executable, "-m", "petriflow", "run", str(wf), "--input", "hello", "--db",
                            str(tmp_path / "r.sqlite"), *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=limit)
 
 
 def test_a_full_disk_for_the_trace_fails_clearly_after_the_answers(tmp_path: Path) -> None:
-    out = _cli(tmp_path, "--trace", "/dev/full")
+    trace = tmp_path / "t.jsonl"
+    trace.write_bytes(b"\n" * (4 << 20))  # the trace is at the limit: its next line cannot be written
+    out = _cli(tmp_path, "--trace", str(trace), file_size_limit=4 << 20)
     assert out.returncode == 2, out.stderr
-    assert "hello" in out.stdout and "Traceback" not in out.stderr
-    assert "cannot write the trace to /dev/full: No space left on device" in out.stderr
+    assert out.stdout.startswith("hello") and "Traceback" not in out.stderr
+    assert f"cannot write the trace to {trace}: File too large" in out.stderr
     assert "the results above are stored in run" in out.stderr
+    from petriflow.execute import SqliteStore
+
+    store = SqliteStore(tmp_path / "r.sqlite")
+    run = store.runs()[0]
+    assert [c.output for c in store.cases(run.run_id)] == ["hello"] and len(store.trace_lines(run.run_id)) == 1
 
 
 def test_unwritable_metrics_fail_clearly_after_the_answers(tmp_path: Path) -> None:
-    out = _cli(tmp_path, "--metrics", "/dev/full")
-    assert out.returncode == 2 and "hello" in out.stdout
-    assert "cannot write the metrics to /dev/full" in out.stderr and "internal error" not in out.stderr
+    (tmp_path / "file").write_text("")
+    out = _cli(tmp_path, "--metrics", str(tmp_path / "file" / "m.prom"))  # its directory is a file
+    assert out.returncode == 2 and out.stdout.startswith("hello")
+    assert "cannot write the metrics to" in out.stderr and "internal error" not in out.stderr
 
 
 def test_an_unopenable_trace_is_refused_before_any_call(tmp_path: Path) -> None:
