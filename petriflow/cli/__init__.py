@@ -7,7 +7,8 @@ fails or a run failed, 2 bad input (one line on stderr, no traceback),
 Each stage's commands live in a module of this package and are imported
 here by name: :mod:`~petriflow.cli.verify` (check, schema, lower, draw),
 :mod:`~petriflow.cli.simulate` (simulate, fit, sweep),
-:mod:`~petriflow.cli.run` (run) and :mod:`~petriflow.cli.models` (models).
+:mod:`~petriflow.cli.run` (run), :mod:`~petriflow.cli.runs` (runs, answer)
+and :mod:`~petriflow.cli.models` (models).
 Each imports its stage only when the command runs, so ``petriflow --help``
 stays fast.
 """
@@ -20,7 +21,7 @@ import sys
 
 import click
 
-from petriflow.cli import models, run, simulate, verify
+from petriflow.cli import models, run, runs, simulate, verify
 from petriflow.cli.verify import load_net
 from petriflow.errors import PetriflowError, printable
 
@@ -35,7 +36,7 @@ def cli() -> None:
     PATH is a workflow (.yaml, .yml, .json) or a Petri net (.pnml).
     """
 
-for _module in (verify, simulate, run, models):
+for _module in (verify, simulate, run, runs, models):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> None:
             click.echo(printable(line), err=True)
         sys.exit(2 if err.exit_code in (1, 2) else err.exit_code)
     except PetriflowError as err:
-        click.echo(f"petriflow: error: {err}", err=True)
+        from petriflow.execute.redact import redact
+
+        click.echo(f"petriflow: error: {redact(str(err))}", err=True)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

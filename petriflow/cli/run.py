@@ -27,9 +27,9 @@ __all__ = ["COMMANDS", "run"]
 
 
 def _default_db() -> Path:
-    from petriflow.execute.servers import home
+    from petriflow.cli.runs import default_db
 
-    return home() / "runs.sqlite"
+    return default_db()
 
 
 def _read_inputs(path: str) -> list[Any]:
@@ -49,7 +49,7 @@ def _read_inputs(path: str) -> list[Any]:
 
 def _show(value: Any) -> str:
     if isinstance(value, dict) and isinstance(value.get("answer"), str):
-        return value["answer"] + (f"\n  [route: {value['route']}]" if value.get("route") else "")
+        return str(value["answer"]) + (f"\n  [route: {value['route']}]" if value.get("route") else "")
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
@@ -67,7 +67,10 @@ def _show(value: Any) -> str:
               help="Checkpoint store [default: $PETRIFLOW_HOME/runs.sqlite].")
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an interrupted run; nothing done is redone.")
 @click.option("--run-id", "run_id", metavar="RUN_ID", help="Name the run (default: a fresh id).")
-@click.option("--answer", "answer", nargs=3, metavar="RUN_ID STEP TEXT", help="Answer a human step of a run.")
+@click.option("--from-saved", "from_saved", is_flag=True,
+              help="With --resume of a changed workflow: a new run from the saved outputs that still apply.")
+@click.option("--answer", "answer", nargs=3, metavar="RUN_ID STEP TEXT",
+              help="Answer a human step of a run (as `petriflow answer` does).")
 @click.option("--budget", type=Amount(), metavar="DOLLARS",
               help="Per-case budget: a call that could exceed it is not made.")
 @click.option("--cache", "cache_path", metavar="FILE.sqlite", type=click.Path(dir_okay=False),
@@ -78,7 +81,7 @@ def _show(value: Any) -> str:
 def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None, concurrency: int,
         trace_path: str | None, db_path: str | None, resume_id: str | None, run_id: str | None,
         answer: tuple[str, str, str] | None, budget: float | None, cache_path: str | None, metrics_path: str | None,
-        as_json: bool) -> None:
+        as_json: bool, from_saved: bool = False) -> None:
     """Run the workflow at PATH on its models (local servers start when needed).
 
     The workflow is verified first: an unsound one is refused with the
@@ -90,11 +93,9 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
 
     store = SqliteStore(db_path or _default_db())
     if answer:
-        rid, step, text = answer
-        if store.get_run(rid) is None:
-            raise InputError(f"no run '{rid}' in {store.path}", hint="pass the --db the run uses")
-        store.answer(rid, step, text)
-        click.echo(f"answered step '{step}' of run {rid}")
+        from petriflow.cli.runs import record_answer
+
+        click.echo(record_answer(store, *answer))
         return
     if resume_id:
         row = store.get_run(resume_id)
@@ -112,15 +113,17 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
         if out is not None:
             check_output(out, inputs=(path, inputs_path, db_path, cache_path), what=flag[2:], makes_directory=True,
                          fail=failing(InputError, flag))
+    if from_saved and not resume_id:
+        raise InputError("--from-saved goes with --resume RUN_ID", hint="petriflow run --resume RUN --from-saved")
     values = list(input_texts) if input_texts else (_read_inputs(inputs_path) if inputs_path else [])
     sys.exit(_execute(path, values, store=store, concurrency=concurrency, trace_path=trace_path,
                       resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json, cache_path=cache_path,
-                      metrics_path=metrics_path))
+                      metrics_path=metrics_path, from_saved=from_saved))
 
 
 def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trace_path: str | None,
              resume_id: str | None, run_id: str | None, budget: float | None, as_json: bool,
-             cache_path: str | None = None, metrics_path: str | None = None) -> int:
+             cache_path: str | None = None, metrics_path: str | None = None, from_saved: bool = False) -> int:
     from petriflow.execute.executor import Executor, new_run_id
     from petriflow.execute.plan import plan
     from petriflow.execute.trace import TraceWriter
@@ -129,17 +132,29 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
     wf = load(path)
     dag = plan(wf)
     trace = TraceWriter(trace_path)
+    if trace.error:  # refused before any call is paid for
+        raise InputError(trace.error, hint="pass --trace a writable file")
     client = None
     if cache_path:
         from petriflow.execute.client import ModelClient, SqliteCache
 
         client = ModelClient(cache=SqliteCache(cache_path))
     executor = Executor(dag, store=store, trace=trace, budget=budget, client=client)
+    from petriflow.cli.runs import answer_command
+
+    def waits(run: str, case: int, step: str, npass: int) -> None:  # say who must do what, and how
+        click.echo(f"run {run} case {case} waits for step '{step}'" + (f" (pass {npass})" if npass > 1 else "")
+                   + f"; answer it with: {answer_command(run, step, 'VALUE', store)}"
+                   + (f" --pass {npass}" if npass > 1 else ""), err=True)
+
+    executor.kinds.on_wait = waits
     executor.kinds.prepare()  # starts the local model servers if the workflow needs them and none runs
-    rid = resume_id or run_id or new_run_id()
-    n = len(store.cases(rid)) if resume_id else len(values)
-    click.echo(f"run {rid}: {dag.name}, {n} case(s)" + ("" if resume_id else
-               f" (resume with: petriflow run --resume {rid} --db {store.path})"), err=True)
+    rid = (run_id or new_run_id()) if from_saved else (resume_id or run_id or new_run_id())
+    n = len(store.cases(resume_id)) if resume_id else len(values)
+    click.echo(f"run {rid}: {dag.name}, {n} case(s)" + (f", from the saved outputs of {resume_id}" if from_saved
+                                                        else "")
+               + ("" if resume_id and not from_saved else
+                  f" (resume with: petriflow run --resume {rid} --db {store.path})"), err=True)
     bar = None
     if n > 1:
         from tqdm import tqdm
@@ -152,7 +167,12 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
             bar.update(1)
 
     async def main() -> list[Any]:
+        nonlocal rid
         async with executor:
+            if resume_id and from_saved:
+                rid, results = await executor.rerun(resume_id, as_run_id=rid, concurrency=concurrency,
+                                                    progress=progress)
+                return results
             if resume_id:
                 return await executor.resume(rid, concurrency=concurrency, progress=progress)
             return await executor.run_many(values, run_id=rid, concurrency=concurrency, progress=progress,
@@ -166,17 +186,18 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
             if client is not None:
                 await client.aclose()
 
-    # the workflow path is what resume reads back: store it as given, relative to the current directory
-    if not resume_id:
-        store.create_run(rid, workflow=str(Path(path)), options={"budget": budget, "trace": trace_path})
     results = asyncio.run(run_and_close())
     wall = time.perf_counter() - t0
     if bar is not None:
         bar.close()
     trace.close()
+    failed_outputs = [trace.error] if trace.error else []
     if metrics_path:
-        Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(metrics_path).write_text(trace.prometheus(workflow=dag.name), encoding="utf-8")
+        try:
+            Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(metrics_path).write_text(trace.prometheus(workflow=dag.name), encoding="utf-8")
+        except OSError as exc:
+            failed_outputs.append(f"cannot write the metrics to {metrics_path}: {exc.strerror or exc}")
     if as_json:
         click.echo(json.dumps({
             "run_id": rid, "workflow": dag.name, "seconds": round(wall, 6),
@@ -191,8 +212,11 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
             click.echo(prefix + (_show(r.output) if r.ok else f"FAILED: {r.error}"))
         click.echo("")
         click.echo(trace.summary(wall_seconds=wall))
+    for problem in failed_outputs:  # after the answers are printed; they are stored whatever happened here
+        click.echo(f"petriflow: error: {problem}; the results above are stored in run {rid} "
+                   f"(petriflow runs show {rid} --db {store.path})", err=True)
     if all(r.ok for r in results):
-        return 0
+        return 2 if failed_outputs else 0
     return 3 if any(r.exit_code == 3 for r in results) else 1
 
 

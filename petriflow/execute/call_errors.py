@@ -86,8 +86,9 @@ def classify_error(exc: BaseException, *, where: str | None = None) -> ModelCall
                 404: "check the model name and base_url"}.get(status)
         return FatalCallError(detail, status=status, where=where, hint=hint)
     if isinstance(exc, openai.APIConnectionError):
-        return RetryableCallError(f"cannot reach the endpoint: {exc.__cause__ or exc}", kind="connection",
-                                  where=where)
+        url = getattr(getattr(exc, "request", None), "url", None)
+        return RetryableCallError(f"cannot reach the endpoint{f' at {url}' if url else ''}: {exc.__cause__ or exc}",
+                                  kind="connection", where=where, hint="check that the server runs and base_url")
     if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
         return RetryableCallError(f"the endpoint's answer is malformed: {exc}", kind="malformed", where=where)
     httpx = httpx_module()

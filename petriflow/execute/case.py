@@ -16,6 +16,7 @@ from typing import Any
 
 from petriflow.errors import PetriflowError
 from petriflow.execute.plan import Outcome, StepPlan
+from petriflow.execute.redact import redact
 from petriflow.execute.store import Checkpoint
 from petriflow.trace import TraceRecord
 
@@ -106,8 +107,9 @@ class Case:
 
 
 def message(exc: BaseException | None) -> str:
-    """One line for a failure: petriflow's errors speak for themselves, others get their type name."""
+    """One line for a failure, redacted of credentials (it is stored and printed): petriflow's errors
+    speak for themselves, others get their type name."""
     if exc is None:
         return "unknown error"
     text = str(exc) or type(exc).__name__
-    return text if isinstance(exc, PetriflowError) else f"{type(exc).__name__}: {text}"
+    return redact(text if isinstance(exc, PetriflowError) else f"{type(exc).__name__}: {text}")

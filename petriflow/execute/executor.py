@@ -32,8 +32,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
-from petriflow.errors import ExecutionError, PetriflowError, StepFailed
+from petriflow.errors import ExecutionError, InputError, PetriflowError, StepFailed
 from petriflow.execute.case import Case, Done, message
+from petriflow.execute.identity import Identity, human_passes, step_of_key, still_valid, workflow_identity
+from petriflow.execute.ownership import Leases
 from petriflow.execute.plan import Dag, Entry, Outcome, StepPlan
 from petriflow.execute.policies import StepPolicies
 from petriflow.execute.store import Checkpoint, MemoryStore
@@ -45,7 +47,7 @@ from petriflow.execute.tools import (
     label_of,
     wants_loop,
 )
-from petriflow.execute.trace import TraceWriter
+from petriflow.execute.trace import TraceWriter, record_of
 from petriflow.trace import TraceRecord
 
 __all__ = ["Executor", "RunResult", "StepFailed", "new_run_id", "run_sync"]
@@ -89,10 +91,13 @@ class Executor:
         self.dag = dag
         self.store = store if store is not None else MemoryStore()
         self.trace = trace if trace is not None else TraceWriter()
+        if self.store.durable:  # every record is committed before it reaches the file: file and store agree
+            self.trace.sink = self.store.add_trace
         self.kinds = KindRunner(dag, client=client, tools=tools or DEFAULT_TOOLS, store=self.store,
                                 endpoints=endpoints)
         self.policies = StepPolicies(dag, self.kinds, self.trace, budget=budget, sleep=sleep, clock=clock,
                                      rng=random.Random(seed))
+        self.leases = Leases(self.store)  # one driver per run: a second is refused, a crashed one's taken over
         self._own_client = client is None
         self._terminal = dag.workflow.terminal_steps()
         self._inline = {sid for sid, sp in dag.steps.items() if self.kinds.inline_ok(sp)}
@@ -113,11 +118,12 @@ class Executor:
     async def run(self, value: Any, *, run_id: str | None = None, case: int = 0) -> RunResult:
         """Run one case; ``value`` is the input text or a mapping of template variables."""
         run_id = run_id or new_run_id()
-        existed = self.store.get_run(run_id) is not None
-        if not existed:
-            self.store.create_run(run_id, workflow=self.dag.workflow.source or self.dag.name)
-        self.store.add_case(run_id, case, value)
-        return await self._run_case(run_id, case, value, existed)
+        async with self.leases.hold(run_id):
+            existed = self.store.get_run(run_id) is not None
+            if not existed:
+                self.store.create_run(run_id, workflow=self.dag.workflow.source or self.dag.name)
+            self.store.add_case(run_id, case, value)
+            return await self._run_case(run_id, case, value, existed)
 
     def answer(self, run_id: str, step: str, text: str, *, case: int | None = None) -> None:
         """Answer a waiting human step (of one case, or of every case of the run)."""
@@ -129,23 +135,97 @@ class Executor:
         """Run many cases, at most ``concurrency`` at once; failures are results, never exceptions."""
         run_id = run_id or new_run_id()
         values = list(values)
-        self.store.create_run(run_id, workflow=self.dag.workflow.source or self.dag.name, options=dict(options or {}))
-        add_many = getattr(self.store, "add_cases", None)
-        if add_many is not None:
-            add_many(run_id, values)
-        else:
-            for i, v in enumerate(values):
-                self.store.add_case(run_id, i, v)
-        return await self._many(run_id, list(enumerate(values)), concurrency, progress, resume=False)
+        identity = workflow_identity(self.dag.workflow, values)
+        async with self.leases.hold(run_id):
+            row = self.store.get_run(run_id)
+            if row is not None:  # the same run again is its resume; anything else would mix two runs
+                self._same_run(run_id, Identity.from_json(row.options.get("identity")), identity)
+                return await self._resume(run_id, concurrency, progress)
+            opts = {**(options or {}), "identity": identity.to_json(), "human": human_passes(self.dag.workflow)}
+            self.store.create_run(run_id, workflow=str(opts.get("workflow") or self.dag.workflow.source or
+                                                       self.dag.name), options=opts)
+            add_many = getattr(self.store, "add_cases", None)
+            if add_many is not None:
+                add_many(run_id, values)
+            else:
+                for i, v in enumerate(values):
+                    self.store.add_case(run_id, i, v)
+            return await self._many(run_id, list(enumerate(values)), concurrency, progress, resume=False)
+
+    @staticmethod
+    def _same_run(run_id: str, old: Identity | None, new: Identity) -> None:
+        """Refuse (exit 2) to reuse ``run_id`` for other inputs or another workflow than it was made with."""
+        what = ("a run made before runs recorded their inputs" if old is None else
+                "other inputs" if old.inputs != new.inputs else
+                "another workflow" if old.workflow != new.workflow else None)
+        if what is not None:
+            raise InputError(f"run id '{run_id}' is taken by {what}" if old is None else
+                             f"run id '{run_id}' was used with {what}; reusing it would pair inputs with "
+                             "outputs they did not produce",
+                             hint="leave out --run-id for a fresh one, or --resume the run as it was made")
 
     async def resume(self, run_id: str, *, concurrency: int = 16,
                      progress: Callable[[RunResult], None] | None = None) -> list[RunResult]:
         """Finish a run from its checkpoints: no completed step execution is repeated."""
         if self.store.get_run(run_id) is None:
             raise ExecutionError(f"no run '{run_id}' in the checkpoint store", hint="pass the --db the run used")
+        async with self.leases.hold(run_id):
+            row = self.store.get_run(run_id)
+            assert row is not None
+            old = Identity.from_json(row.options.get("identity"))
+            if old is not None:
+                new = workflow_identity(self.dag.workflow, [])
+                changed = sorted(s for s, d in new.steps.items() if old.steps.get(s) != d)
+                changed += sorted(set(old.steps) - set(new.steps))
+                if changed:
+                    raise InputError(f"the workflow of run '{run_id}' changed since it was made "
+                                     f"(steps {', '.join(repr(s) for s in changed)}); resuming it would mix "
+                                     "outputs of both versions",
+                                     hint="pass --from-saved to start a new run from the saved outputs "
+                                          "that still apply")
+            return await self._resume(run_id, concurrency, progress)
+
+    async def rerun(self, run_id: str, *, as_run_id: str | None = None, concurrency: int = 16,
+                    progress: Callable[[RunResult], None] | None = None) -> tuple[str, list[RunResult]]:
+        """A new run of ``run_id``'s cases on this (changed) workflow, reusing the saved outputs that still apply.
+
+        A saved output applies when neither its step nor any step it depends on
+        changed (:func:`~petriflow.execute.identity.still_valid`); everything else
+        runs again. The old run is left as it was. Returns the new run id and its results.
+        """
+        row = self.store.get_run(run_id)
+        if row is None:
+            raise InputError(f"no run '{run_id}' in the checkpoint store", hint="pass the --db the run used")
+        rows = self.store.cases(run_id)
+        new = workflow_identity(self.dag.workflow, [r.input for r in rows])
+        old = Identity.from_json(row.options.get("identity"))
+        keep = still_valid(self.dag.workflow, old, new) if old is not None else frozenset()
+        rid = as_run_id or new_run_id()
+        async with self.leases.hold(rid):
+            if self.store.get_run(rid) is not None:
+                raise InputError(f"run id '{rid}' is taken", hint="leave out --run-id for a fresh one")
+            self.store.create_run(rid, workflow=row.workflow,
+                                  options={**row.options, "identity": new.to_json(), "from": run_id})
+            for r in rows:
+                self.store.add_case(rid, r.case, r.input)
+                for key, cp in self.store.load_steps(run_id, r.case).items():
+                    if step_of_key(key) in keep:
+                        self.store.save_step(rid, r.case, key, cp)
+            return rid, await self._resume(rid, concurrency, progress)
+
+    async def _resume(self, run_id: str, concurrency: int,
+                      progress: Callable[[RunResult], None] | None) -> list[RunResult]:
         rows = self.store.cases(run_id)
         todo = [(r.case, r.input) for r in rows if r.status != "ok"]
-        done = {r.case: RunResult(run_id, r.case, True, r.output, {}, None, (), 0.0, 0, 0, 0.0)
+        lines = self.store.trace_lines(run_id)
+        self.trace.catch_up(lines)  # the records a crash kept from the file, and the totals of the whole run
+        spent: dict[int | str, list[int | float]] = {}
+        for rec in map(record_of, lines):
+            tot = spent.setdefault(rec.case, [0.0, 0, 0])
+            tot[0] += rec.cost
+            tot[1] += rec.input_tokens
+            tot[2] += rec.output_tokens
+        done = {r.case: RunResult(run_id, r.case, True, r.output, {}, None, (), *_spent(spent, r.case), 0.0)
                 for r in rows if r.status == "ok"}
         for r in done.values():
             if progress:
@@ -301,7 +381,10 @@ class Executor:
             try:
                 label = self._decide(c, self.dag.steps[d.step], d.output)
                 cost = d.attempt.cost if d.attempt is not None else 0.0
-                self.store.save_step(c.run_id, c.index, d.key, Checkpoint(d.ran, label, d.output, cost))
+                if d.attempt is not None:
+                    d.attempt = dataclasses.replace(d.attempt, outcome="ok", branch=label or None)
+                self.store.save_step(c.run_id, c.index, d.key, Checkpoint(d.ran, label, d.output, cost),
+                                     trace=d.attempt)
             except ExecutionError:  # the call worked but its output names no branch or is not JSON: it failed
                 if d.attempt is not None:
                     self.trace.write(dataclasses.replace(d.attempt, outcome="error", error="fatal"))
@@ -310,9 +393,7 @@ class Executor:
                 raise
         c.outputs[d.step] = c.outputs[d.ran] = d.output
         if d.attempt is not None:
-            a = d.attempt
-            self.trace.write(TraceRecord(a.run_id, a.case, a.step, a.start, a.end, a.attempt, "ok", a.model,
-                                         a.input_tokens, a.output_tokens, a.cost, label or None))
+            self.trace.write(d.attempt, stored=True)  # committed with the checkpoint above
         self._fire(c, d.outcome if d.outcome is not None else sp.outcome(label))
         if d.holds:
             self.policies.release(sp)
@@ -365,7 +446,8 @@ class Executor:
                 if d.reused is None:
                     cost = d.attempt.cost if d.attempt is not None else 0.0
                     try:
-                        self.store.save_step(c.run_id, c.index, f"{key}/{i}", Checkpoint(d.ran, "", d.output, cost))
+                        self.store.save_step(c.run_id, c.index, f"{key}/{i}", Checkpoint(d.ran, "", d.output, cost),
+                                             trace=d.attempt)
                     except ExecutionError:  # an output JSON would change: the item failed
                         if d.attempt is not None:
                             self.trace.write(dataclasses.replace(d.attempt, outcome="error", error="fatal"))
@@ -373,7 +455,7 @@ class Executor:
                             self.policies.release(self.dag.steps[d.ran])
                         raise
                 if d.attempt is not None:
-                    self.trace.write(d.attempt)
+                    self.trace.write(d.attempt, stored=d.reused is None)
                 fin = sp.map.item_finish if d.ran == sp.id else self.dag.steps[d.ran].outcomes[0].transition  # type: ignore[union-attr]
                 c.events.append(fin)
                 if d.holds:
@@ -387,6 +469,12 @@ class Executor:
         except BaseException as exc:
             done = Done(sp.id, sp.id, key, error=exc)
         c.queue.put_nowait(done)
+
+
+def _spent(spent: Mapping[int | str, list[int | float]], case: int) -> tuple[float, int, int]:
+    """A finished case's cost and tokens, as its committed trace records say."""
+    cost, tin, tout = spent.get(case, (0.0, 0, 0))
+    return float(cost), int(tin), int(tout)
 
 
 def new_run_id() -> str:

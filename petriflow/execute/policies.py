@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
-from petriflow.errors import BudgetExceeded, StepFailed
+from petriflow.errors import BudgetExceeded, RetryableCallError, StepFailed
 from petriflow.execute.case import Case, Done, message
 from petriflow.execute.plan import Dag, StepPlan
 from petriflow.execute.tools import KindRunner, StepCall
@@ -242,8 +242,18 @@ class StepPolicies:
                                      "is spent", where=f"step '{sp.id}'", hint="raise --budget")
         if timeout is None:
             return await self.kinds.run(sp, call, None)
-        async with asyncio.timeout(timeout):
-            return await self.kinds.run(sp, call, timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.kinds.run(sp, call, timeout)
+        except TimeoutError as exc:  # asyncio's says nothing; say how long it waited
+            if str(exc):
+                raise
+            raise TimeoutError(f"no answer within {timeout:g} s") from None
+        except RetryableCallError as exc:
+            if exc.kind != "timeout" or exc.status is not None:
+                raise
+            raise RetryableCallError(f"{exc.message} (no answer within {timeout:g} s)", kind="timeout",
+                                     where=exc.where, hint=exc.hint) from None
 
 
 class _GiveUp(Exception):

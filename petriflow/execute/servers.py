@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from petriflow.errors import InputError, ServerError
+from petriflow.execute.redact import remember_secret
 
 if TYPE_CHECKING:
     from petriflow.spec.model import Workflow
@@ -387,6 +388,7 @@ def resolve_endpoint(workflow: Workflow | None, model_id: str, *, kind: Literal[
     key = "none"
     if declared.api_key_env:
         key = env.get(declared.api_key_env, "")
+        remember_secret(key)  # an endpoint that echoes it back must not put it in the store or on screen
         if not key:
             raise InputError(f"the API key variable {declared.api_key_env} is not set", where=f"model '{model_id}'",
                              hint=f"export {declared.api_key_env}=... before running")

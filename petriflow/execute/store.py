@@ -24,9 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from petriflow.errors import ExecutionError, InputError
+from petriflow.execute.ownership import owner_alive
 from petriflow.limits import failing, open_database
+from petriflow.trace import TraceRecord, dumps
 
-__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "open_store", "output_json"]
+__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "Waiting", "open_store", "output_json",
+           "pass_of"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,28 @@ class CaseRow:
     status: str
     output: Any
     error: str | None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A human step of a case waiting for its answer (for ``petriflow runs pending``)."""
+
+    run_id: str
+    case: int
+    step: str
+    npass: int
+    since: float
+
+
+def pass_of(key: str) -> int:
+    """The loop pass of a checkpoint key: 2 for ``review#2``, ``review#2/0`` and ``review#2>backup``."""
+    occ = key.partition("#")[2]
+    digits = ""
+    for ch in occ:
+        if not ch.isdigit():
+            break
+        digits += ch
+    return int(digits or 1)
 
 
 def _dump(value: Any) -> str:
@@ -115,10 +140,37 @@ class MemoryStore:
         self._runs: dict[str, RunRow] = {}
         self._cases: dict[tuple[str, int], CaseRow] = {}
         self._steps: dict[tuple[str, int], dict[str, Checkpoint]] = {}
-        self._answers: dict[tuple[str, str, int | None], str] = {}
+        self._answers: dict[tuple[str, str, int | None, int | None], str] = {}
+        self._waiting: dict[tuple[str, int, str, int], float] = {}
         self._tools: dict[str, Any] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
 
     durable = False
+
+    # -- ownership (see :mod:`petriflow.execute.ownership`) -----------------------------
+    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> str | None:
+        """Take the run's lease for ``ttl`` seconds; the live holder's name when another owner has it."""
+        held = self._leases.get(run_id)
+        now = time.time()
+        if held is not None and held[0] != owner and held[1] > now and owner_alive(held[0]):
+            return held[0]
+        self._leases[run_id] = (owner, now + ttl)
+        return None
+
+    def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
+        """Extend the lease; False when ``owner`` no longer holds it (it was taken over)."""
+        if self._leases.get(run_id, ("", 0.0))[0] != owner:
+            return False
+        self._leases[run_id] = (owner, time.time() + ttl)
+        return True
+
+    def release_lease(self, run_id: str, owner: str) -> None:
+        if self._leases.get(run_id, ("", 0.0))[0] == owner:
+            del self._leases[run_id]
+
+    def lease(self, run_id: str) -> tuple[str, float] | None:
+        """Who holds the run's lease and until when (epoch seconds), or None."""
+        return self._leases.get(run_id)
 
     def create_run(self, run_id: str, *, workflow: str, options: dict[str, Any] | None = None) -> None:
         self._runs[run_id] = RunRow(run_id, workflow, time.time(), "running", dict(options or {}))
@@ -142,20 +194,47 @@ class MemoryStore:
         if status == "ok":  # a finished case is never resumed: its checkpoints would only grow the heap
             self._steps.pop((run_id, case), None)
 
-    def save_step(self, run_id: str, case: int, key: str, cp: Checkpoint) -> None:
-        """Commit a step execution; an output JSON would change is an :class:`ExecutionError` (see :func:`output_json`)."""
+    def save_step(self, run_id: str, case: int, key: str, cp: Checkpoint, *, trace: TraceRecord | None = None) -> None:
+        """Commit a step execution with its trace record; an output JSON would change is an
+        :class:`ExecutionError` (see :func:`output_json`)."""
         output_json(cp.step, cp.output)  # the same refusal as the durable store: a run must not depend on --db
         self._steps.setdefault((run_id, case), {})[key] = cp
+
+    def add_trace(self, rec: TraceRecord) -> None:
+        """Keep a trace record of an attempt that made no checkpoint (a failure); in memory, the trace file is all."""
+
+    def trace_lines(self, run_id: str) -> list[str]:
+        """The run's trace records as JSON lines, in the order they were committed (none in memory)."""
+        return []
 
     def load_steps(self, run_id: str, case: int) -> dict[str, Checkpoint]:
         return dict(self._steps.get((run_id, case), {}))
 
-    def answer(self, run_id: str, step: str, text: str, *, case: int | None = None) -> None:
-        """Answer a human step (for one case, or for every case of the run when ``case`` is None)."""
-        self._answers[(run_id, step, case)] = text
+    def answer(self, run_id: str, step: str, text: str, *, case: int | None = None, npass: int | None = None) -> None:
+        """Answer a human step: for one case (or every case when ``case`` is None), one loop pass (or every one)."""
+        self._answers[(run_id, step, case, npass)] = text
 
-    def get_answer(self, run_id: str, step: str, case: int) -> str | None:
-        return self._answers.get((run_id, step, case), self._answers.get((run_id, step, None)))
+    def get_answer(self, run_id: str, step: str, case: int, *, npass: int = 1) -> str | None:
+        """The most specific answer: this case before every case, this pass before every pass."""
+        for key in ((case, npass), (case, None), (None, npass), (None, None)):
+            if (found := self._answers.get((run_id, step, *key))) is not None:
+                return found
+        return None
+
+    def start_waiting(self, run_id: str, case: int, step: str, npass: int) -> None:
+        self._waiting[(run_id, case, step, npass)] = time.time()
+
+    def stop_waiting(self, run_id: str, case: int, step: str, npass: int) -> None:
+        self._waiting.pop((run_id, case, step, npass), None)
+
+    def waiting(self, run_id: str | None = None) -> list[Waiting]:
+        """Human steps waiting for an answer, oldest first (of one run, or of every run)."""
+        rows = [Waiting(*k, since) for k, since in self._waiting.items() if run_id in (None, k[0])]
+        return sorted(rows, key=lambda w: w.since)
+
+    def runs(self) -> list[RunRow]:
+        """Every run, newest first."""
+        return sorted(self._runs.values(), key=lambda r: -r.created)
 
     def tool_result(self, key: str) -> tuple[bool, Any]:
         return (True, self._tools[key]) if key in self._tools else (False, None)
@@ -175,6 +254,10 @@ CREATE TABLE IF NOT EXISTS steps (run_id TEXT, ncase INTEGER, key TEXT, step TEX
                                   committed REAL, cost REAL, PRIMARY KEY (run_id, ncase, key));
 CREATE TABLE IF NOT EXISTS answers (run_id TEXT, step TEXT, ncase INTEGER, text TEXT, answered REAL);
 CREATE TABLE IF NOT EXISTS tool_calls (key TEXT PRIMARY KEY, result TEXT);
+CREATE TABLE IF NOT EXISTS leases (run_id TEXT PRIMARY KEY, owner TEXT, expires REAL);
+CREATE TABLE IF NOT EXISTS waiting (run_id TEXT, ncase INTEGER, step TEXT, npass INTEGER, since REAL,
+                                    PRIMARY KEY (run_id, ncase, step, npass));
+CREATE TABLE IF NOT EXISTS trace (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, ncase INTEGER, line TEXT);
 """
 
 
@@ -195,12 +278,48 @@ class SqliteStore(MemoryStore):
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(steps)")}
             if "cost" not in columns:  # a store written before checkpoints carried their cost
                 self._db.execute("ALTER TABLE steps ADD COLUMN cost REAL")
+            if "npass" not in {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}:
+                self._db.execute("ALTER TABLE answers ADD COLUMN npass INTEGER")  # answers before they were per pass
+            self._db.execute("DELETE FROM leases WHERE 0")  # a read-only store is found now, not at a checkpoint
         except sqlite3.DatabaseError as exc:
+            if "readonly" in str(exc) or "read-only" in str(exc):
+                raise InputError("the checkpoint store is read-only: a run must write its checkpoints",
+                                 where=str(path), hint="make the file and its directory writable, or pass --db "
+                                                       "a writable file") from None
             raise InputError(f"cannot open the checkpoint store: {exc}", where=str(path),
                              hint="pass --db a new file or a petriflow store") from None
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
         self._db.execute(sql, args)  # autocommit: one transaction per statement
+
+    def acquire_lease(self, run_id: str, owner: str, ttl: float) -> str | None:
+        """One ``BEGIN IMMEDIATE`` transaction, so of two drivers racing for a run exactly one wins."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._db.execute("SELECT owner, expires FROM leases WHERE run_id=?", (run_id,)).fetchone()
+            now = time.time()
+            if row is not None and row[0] != owner and row[1] > now and owner_alive(row[0]):
+                self._db.execute("ROLLBACK")
+                return str(row[0])
+            self._db.execute("INSERT OR REPLACE INTO leases VALUES (?,?,?)", (run_id, owner, now + ttl))
+            self._db.execute("COMMIT")
+            return None
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def renew_lease(self, run_id: str, owner: str, ttl: float) -> bool:
+        cur = self._db.execute("UPDATE leases SET expires=? WHERE run_id=? AND owner=?",
+                               (time.time() + ttl, run_id, owner))
+        return cur.rowcount == 1
+
+    def release_lease(self, run_id: str, owner: str) -> None:
+        self._write("DELETE FROM leases WHERE run_id=? AND owner=?", (run_id, owner))
+
+    def lease(self, run_id: str) -> tuple[str, float] | None:
+        row = self._db.execute("SELECT owner, expires FROM leases WHERE run_id=?", (run_id,)).fetchone()
+        return None if row is None else (str(row[0]), float(row[1]))
 
     def create_run(self, run_id: str, *, workflow: str, options: dict[str, Any] | None = None) -> None:
         self._write("INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?)",
@@ -233,23 +352,55 @@ class SqliteStore(MemoryStore):
         self._write("UPDATE cases SET status=?, output=?, error=? WHERE run_id=? AND ncase=?",
                     (status, _dump(output), error, run_id, case))
 
-    def save_step(self, run_id: str, case: int, key: str, cp: Checkpoint) -> None:
-        self._write("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)",
-                    (run_id, case, key, cp.step, cp.label, output_json(cp.step, cp.output), time.time(), cp.cost))
+    def save_step(self, run_id: str, case: int, key: str, cp: Checkpoint, *, trace: TraceRecord | None = None) -> None:
+        """The checkpoint and its trace record in one transaction: after any crash both are there or neither."""
+        row = (run_id, case, key, cp.step, cp.label, output_json(cp.step, cp.output), time.time(), cp.cost)
+        if trace is None:
+            self._write("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)", row)
+            return
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?)", row)
+            self._db.execute("INSERT INTO trace (run_id, ncase, line) VALUES (?,?,?)", (run_id, case, dumps(trace)))
+
+    def add_trace(self, rec: TraceRecord) -> None:
+        self._write("INSERT INTO trace (run_id, ncase, line) VALUES (?,?,?)", (rec.run_id, rec.case, dumps(rec)))
+
+    def trace_lines(self, run_id: str) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT line FROM trace WHERE run_id=? ORDER BY seq", (run_id,))]
 
     def load_steps(self, run_id: str, case: int) -> dict[str, Checkpoint]:
         rows = self._db.execute("SELECT key, step, label, output, cost FROM steps WHERE run_id=? AND ncase=?",
                                 (run_id, case)).fetchall()
         return {r[0]: Checkpoint(r[1], r[2], json.loads(r[3]), r[4] or 0.0) for r in rows}
 
-    def answer(self, run_id: str, step: str, text: str, *, case: int | None = None) -> None:
-        self._write("INSERT INTO answers VALUES (?,?,?,?,?)", (run_id, step, case, text, time.time()))
+    def answer(self, run_id: str, step: str, text: str, *, case: int | None = None, npass: int | None = None) -> None:
+        self._write("INSERT INTO answers (run_id, step, ncase, text, answered, npass) VALUES (?,?,?,?,?,?)",
+                    (run_id, step, case, text, time.time(), npass))
 
-    def get_answer(self, run_id: str, step: str, case: int) -> str | None:
+    def get_answer(self, run_id: str, step: str, case: int, *, npass: int = 1) -> str | None:
         row = self._db.execute(
             "SELECT text FROM answers WHERE run_id=? AND step=? AND (ncase=? OR ncase IS NULL) "
-            "ORDER BY ncase IS NULL, answered LIMIT 1", (run_id, step, case)).fetchone()
-        return None if row is None else row[0]
+            "AND (npass=? OR npass IS NULL) ORDER BY ncase IS NULL, npass IS NULL, answered LIMIT 1",
+            (run_id, step, case, npass)).fetchone()
+        return None if row is None else str(row[0])
+
+    def start_waiting(self, run_id: str, case: int, step: str, npass: int) -> None:
+        self._write("INSERT OR IGNORE INTO waiting VALUES (?,?,?,?,?)", (run_id, case, step, npass, time.time()))
+
+    def stop_waiting(self, run_id: str, case: int, step: str, npass: int) -> None:
+        self._write("DELETE FROM waiting WHERE run_id=? AND ncase=? AND step=? AND npass=?",
+                    (run_id, case, step, npass))
+
+    def waiting(self, run_id: str | None = None) -> list[Waiting]:
+        rows = self._db.execute("SELECT run_id, ncase, step, npass, since FROM waiting WHERE ? IS NULL OR run_id=? "
+                                "ORDER BY since", (run_id, run_id)).fetchall()
+        return [Waiting(str(r[0]), int(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+    def runs(self) -> list[RunRow]:
+        rows = self._db.execute("SELECT run_id, workflow, created, status, options FROM runs "
+                                "ORDER BY created DESC").fetchall()
+        return [RunRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
     def tool_result(self, key: str) -> tuple[bool, Any]:
         row = self._db.execute("SELECT result FROM tool_calls WHERE key=?", (key,)).fetchone()

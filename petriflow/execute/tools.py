@@ -249,6 +249,7 @@ class KindRunner:
     def __init__(self, dag: Any, *, client: Any, tools: ToolRegistry, store: Any,
                  endpoints: Mapping[str, Any] | None = None) -> None:
         self.dag, self._client, self.tools, self.store = dag, client, tools, store
+        self.on_wait: Callable[[str, int, str, int], None] | None = None  # told once when a human step waits
         self.endpoints: dict[str, Any] = dict(endpoints or {})
         self._functions: dict[str, tuple[Callable[..., Any], bool, bool]] = {}
         self._centroids: dict[str, tuple[tuple[str, ...], Any]] = {}
@@ -294,7 +295,7 @@ class KindRunner:
         if sp.step.kind not in ("chat", "embed", "classify"):
             return None
         ep = self.endpoints.get(sp.step.model or "")
-        return ep.model if ep is not None else sp.step.model
+        return str(ep.model) if ep is not None else sp.step.model
 
     def _function(self, step: Any) -> tuple[Callable[..., Any], bool, bool]:
         got = self._functions.get(step.id)
@@ -463,12 +464,26 @@ class KindRunner:
         return res.input_tokens, res.cost
 
     async def _human(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
-        """Wait for an answer given through ``petriflow run --answer`` or ``store.answer``; the timeout escalates."""
+        """Wait for an answer given through ``petriflow answer`` or ``store.answer``; the timeout escalates.
+
+        The wait is recorded in the store (so ``petriflow runs pending`` lists it) and told once to
+        ``on_wait`` (the CLI prints the command that answers it); answers are per loop pass.
+        """
+        from petriflow.execute.store import pass_of
+
         poll = float(sp.step.config.get("poll", 0.25))
+        npass, waiting = pass_of(call.key), False
         while True:
-            text = self.store.get_answer(call.run_id, sp.id, call.case)
+            text = self.store.get_answer(call.run_id, sp.id, call.case, npass=npass)
             if text is not None:
+                if waiting:
+                    self.store.stop_waiting(call.run_id, call.case, sp.id, npass)
                 return KindResult(text)
+            if not waiting:
+                waiting = True
+                self.store.start_waiting(call.run_id, call.case, sp.id, npass)
+                if self.on_wait is not None:
+                    self.on_wait(call.run_id, call.case, sp.id, npass)
             await asyncio.sleep(poll)
 
     async def _endpoint_async(self, step: Any) -> Any:

@@ -13,14 +13,15 @@ With no provider configured no span is made, so tracing costs nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from petriflow.trace import TraceRecord, dumps
 
-__all__ = ["StepStats", "TraceWriter", "summary_table"]
+__all__ = ["StepStats", "TraceWriter", "record_of", "summary_table"]
 
 
 @dataclass
@@ -41,7 +42,15 @@ class TraceWriter:
     """Writes records as JSON lines (when ``path`` is given), spans, and per-step totals.
 
     One writer may serve many concurrent cases: everything runs on one event
-    loop, so no lock is needed. Lines are flushed on :meth:`close`.
+    loop, so no lock is needed. With a durable store as its ``sink`` (the
+    executor sets it), each record is committed to the store first (a step's
+    with its checkpoint) and then written to the file and flushed, so a
+    ``kill -9`` loses at most the line of the last commit, which
+    :meth:`catch_up` appends on resume: file and store agree.
+
+    Writing the file never fails a run: the first ``OSError`` (disk full, an
+    unwritable path) is kept in :attr:`error` and the file is given up; the
+    caller reports it once the results are printed and stored.
     """
 
     path: str | Path | None = None
@@ -49,16 +58,64 @@ class TraceWriter:
     keep: bool = False
     stats: dict[str, StepStats] = field(default_factory=dict)
     records: list[TraceRecord] = field(default_factory=list)
+    sink: Callable[[TraceRecord], None] | None = None
+    error: str | None = None
     _file: IO[str] | None = field(default=None, repr=False)
     _tracer: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.path is not None:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+            except OSError as exc:
+                self._failed(exc)
         self._tracer = _tracer(self.tracer_provider)
 
-    def write(self, rec: TraceRecord) -> None:
+    def _failed(self, exc: OSError) -> None:
+        """Give the file up after its first error, keeping what went wrong for the caller to report."""
+        self.error = self.error or f"cannot write the trace to {self.path}: {exc.strerror or exc}"
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+
+    def _line(self, line: str) -> None:
+        if self._file is not None:
+            try:
+                self._file.write(line + "\n")
+                self._file.flush()
+            except OSError as exc:
+                self._failed(exc)
+
+    def catch_up(self, lines: Iterable[str]) -> None:
+        """Append the committed records (of a run being resumed) that the file lacks; count every one."""
+        have: set[str] = set()
+        if self.path is not None and self._file is not None:
+            try:
+                have = set(Path(self.path).read_text(encoding="utf-8").splitlines())
+            except (OSError, UnicodeDecodeError):
+                have = set()
+        for line in lines:
+            self._count(record_of(line))
+            if line not in have:
+                self._line(line)
+
+    def write(self, rec: TraceRecord, *, stored: bool = False) -> None:
+        """Record one attempt: in the store (unless ``stored``: it was committed with its checkpoint), the file,
+        the totals and a span."""
+        if self.sink is not None and not stored:
+            self.sink(rec)
+        self._count(rec)
+        if self.keep:
+            self.records.append(rec)
+        self._line(dumps(rec))
+        if self._tracer is not None:
+            _span(self._tracer, rec)
+
+    def _count(self, rec: TraceRecord) -> None:
         st = self.stats.get(rec.step)
         if st is None:
             st = self.stats[rec.step] = StepStats()
@@ -69,39 +126,59 @@ class TraceWriter:
         st.output_tokens += rec.output_tokens
         st.cost += rec.cost
         st.seconds += rec.end - rec.start
-        if self.keep:
-            self.records.append(rec)
-        if self._file is not None:
-            self._file.write(dumps(rec) + "\n")
-        if self._tracer is not None:
-            _span(self._tracer, rec)
 
     def flush(self) -> None:
         if self._file is not None:
-            self._file.flush()
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self._failed(exc)
 
     def close(self) -> None:
+        self.flush()
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                self._failed(exc)
             self._file = None
 
     def summary(self, *, wall_seconds: float | None = None) -> str:
         return summary_table(self.stats, wall_seconds=wall_seconds)
 
     def prometheus(self, *, workflow: str) -> str:
-        """The totals in Prometheus' text format (for the node exporter's textfile collector; no server)."""
-        metrics = (("attempts_total", "counter", "step execution attempts", "attempts"),
-                   ("failures_total", "counter", "failed attempts", "failed"),
-                   ("input_tokens_total", "counter", "input tokens", "input_tokens"),
-                   ("output_tokens_total", "counter", "output tokens", "output_tokens"),
-                   ("cost_dollars_total", "counter", "dollars spent", "cost"),
-                   ("busy_seconds_total", "counter", "seconds spent in attempts", "seconds"))
-        lines = []
-        for name, kind, help_, attr in metrics:
-            lines += [f"# HELP petriflow_step_{name} {help_}", f"# TYPE petriflow_step_{name} {kind}"]
-            lines += [f'petriflow_step_{name}{{workflow="{workflow}",step="{step}"}} {getattr(st, attr)}'
-                      for step, st in self.stats.items()]
-        return "\n".join(lines) + "\n"
+        """The totals in Prometheus' text format (for the node exporter's textfile collector; no server).
+
+        Written by ``prometheus_client``'s exposition code, so a quote, a
+        backslash or a newline in a workflow or step name is escaped in its
+        label value instead of forging a line of its own.
+        """
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.core import CounterMetricFamily
+
+        stats = self.stats
+
+        class Totals:
+            def collect(self) -> Iterable[CounterMetricFamily]:
+                for name, help_, attr in _METRICS:
+                    family = CounterMetricFamily(f"petriflow_step_{name}", help_, labels=("workflow", "step"))
+                    for step, st in stats.items():
+                        family.add_metric((workflow, step), float(getattr(st, attr)))
+                    yield family
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(Totals())
+        return generate_latest(registry).decode("utf-8")
+
+
+_METRICS = (("attempts", "step execution attempts", "attempts"), ("failures", "failed attempts", "failed"),
+            ("input_tokens", "input tokens", "input_tokens"), ("output_tokens", "output tokens", "output_tokens"),
+            ("cost_dollars", "dollars spent", "cost"), ("busy_seconds", "seconds spent in attempts", "seconds"))
+
+
+def record_of(line: str) -> TraceRecord:
+    """A trace line the store committed, read back (the store writes only what :func:`dumps` made)."""
+    return TraceRecord(**json.loads(line))
 
 
 def _tracer(provider: Any) -> Any:

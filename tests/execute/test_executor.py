@@ -372,10 +372,12 @@ def test_prometheus_text_has_the_per_step_totals() -> None:
                                     retry={"max_attempts": 2, "backoff": 0}).build()
     trace = TraceWriter()
     asyncio.run(Executor(plan(wf), trace=trace, sleep=Sleeps()).run("q"))
-    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in trace.prometheus(workflow="pm").splitlines()
-               if not line.startswith("#")}
-    assert samples['petriflow_step_attempts_total{workflow="pm",step="x"}'] == 2
-    assert samples['petriflow_step_failures_total{workflow="pm",step="x"}'] == 1
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {(s.name, s.labels["workflow"], s.labels["step"]): s.value
+               for fam in text_string_to_metric_families(trace.prometheus(workflow="pm")) for s in fam.samples}
+    assert samples[("petriflow_step_attempts_total", "pm", "x")] == 2
+    assert samples[("petriflow_step_failures_total", "pm", "x")] == 1
 
 
 def test_the_trace_schema_is_the_one_fit_reads(tmp_path: Path) -> None:
