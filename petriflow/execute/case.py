@@ -70,6 +70,10 @@ class Mailbox:
 class Case:
     """One case's state; only its loop changes ``marking``."""
 
+    def loop_pass(self, step: str) -> int:
+        """Which run of ``step`` (or of the step a fallback stands in for) this is: pass n round a loop is n."""
+        return max(1, self.occurrences.get(step, 1))
+
     __slots__ = (
         "cost",
         "deferred",
@@ -82,6 +86,7 @@ class Case:
         "output_tokens",
         "outputs",
         "pending",
+        "previous",
         "queue",
         "ready",
         "reused",
@@ -95,6 +100,7 @@ class Case:
         self.run_id, self.index, self.vars, self.marking, self.memo = run_id, index, vars_, marking, memo
         self.queue = Mailbox()
         self.outputs: dict[str, Any] = {}
+        self.previous: dict[str, Any] = {}  # a loop body's outputs on the pass before (see StepCall)
         self.occurrences: dict[str, int] = {}
         self.events: list[str] = []
         self.tasks: set[asyncio.Task[None]] = set()

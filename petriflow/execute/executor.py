@@ -282,12 +282,14 @@ class Executor:
         c.events.append(start)
         t0 = time.time()
         try:
-            res = self.kinds.run_python_sync(sp, StepCall(c.run_id, c.index, key, c.vars, c.outputs))
+            call = StepCall(c.run_id, c.index, key, c.vars, c.outputs, loop_pass=c.loop_pass(sp.id), previous=c.previous)
+            res = self.kinds.run_python_sync(sp, call)
         except Exception as exc:
             first = (exc, t0, time.time())
             self._spawn(c, self._step(c, sp, start, key, first))
             return None
-        rec = TraceRecord(c.run_id, c.index, sp.id, t0, time.time(), 1, "ok", None, 0, 0, 0.0, None)
+        rec = TraceRecord(c.run_id, c.index, sp.id, t0, time.time(), 1, "ok", None, 0, 0, 0.0, None,
+                          loop_pass=call.loop_pass)
         return Done(sp.id, sp.id, key, res.output, attempt=rec)
 
     def _complete(self, c: Case, d: Done) -> None:
@@ -311,26 +313,31 @@ class Executor:
         c.outputs[d.step] = c.outputs[d.ran] = d.output
         if d.attempt is not None:
             a = d.attempt
-            self.trace.write(TraceRecord(a.run_id, a.case, a.step, a.start, a.end, a.attempt, "ok", a.model,
-                                         a.input_tokens, a.output_tokens, a.cost, label or None))
+            self.trace.write(dataclasses.replace(a, outcome="ok", branch=label or None))
+        if label == "loop":  # the pass is over: its outputs are what the next pass reads as `previous`
+            c.previous.update({v: c.outputs[v] for v in self.dag.steps[d.step].loop_body if v in c.outputs})
         self._fire(c, d.outcome if d.outcome is not None else sp.outcome(label))
         if d.holds:
             self.policies.release(sp)
 
     def _decide(self, c: Case, sp: StepPlan, output: Any) -> str:
-        """The outcome label the output chooses: ``loop`` (while the budget lasts), a route label, or ``""``."""
+        """The outcome label the output chooses: ``loop`` (while the budget lasts), a route label, or ``""``.
+
+        An output that asks for another pass once the budget is spent takes
+        the loop's ``exhausted`` branch (the loader makes a step that loops
+        and routes name one), or finishes plainly when the step does not route.
+        """
         step = sp.step
-        if step.loop is not None:
+        if step.loop is not None and wants_loop(output, step.loop.when, step.config):
             loop = sp.outcome("loop")
-            if wants_loop(output, step.loop.when, step.config) and all(c.marking[p] >= w for p, w in loop.consumes):
+            if all(c.marking[p] >= w for p, w in loop.consumes):
                 return "loop"
+            return step.loop.exhausted or ""
         labels = sp.labels
         if not labels:
             return ""
         label = label_of(output, labels, step.config)
         if label is None:
-            if step.loop is not None and wants_loop(output, step.loop.when, step.config):
-                return labels[0]  # the loop budget is spent: carry on along the first branch
             raise StepFailed(f"output {str(output)[:80]!r} names none of the branches {list(labels)}",
                              where=f"step '{sp.id}'", hint="make the step's output one of the route labels")
         return label
@@ -361,7 +368,8 @@ class Executor:
             c.events.append(spawn.transition)
 
             async def one(i: int, item: Any) -> Any:
-                d = await self.policies.execute(c, sp, sp.map.item_start, f"{key}/{i}", item)  # type: ignore[union-attr]
+                d = await self.policies.execute(c, sp, sp.map.item_start, f"{key}/{i}", item,  # type: ignore[union-attr]
+                                                index=i)
                 if d.reused is None:
                     cost = d.attempt.cost if d.attempt is not None else 0.0
                     try:

@@ -33,7 +33,7 @@ import json
 import re
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from petriflow.errors import InputError
@@ -153,7 +153,15 @@ _RESERVED = ("kwargs", "args", "max_tokens", "temperature", "stream", "step_time
 
 @dataclass(frozen=True)
 class StepCall:
-    """What one step execution sees: the case's variables, the outputs so far, its map item."""
+    """What one step execution sees: the case's variables, the outputs so far, its map item, its loop pass.
+
+    ``loop_pass`` counts this step's runs in the case (1 on the first; the
+    n-th pass round a loop is pass n); ``previous`` holds, for every step of
+    a loop body, its output on the pass before (empty on the first pass),
+    while ``outputs`` has the latest output of each step. Templates read
+    them as ``{loop_pass}`` and ``{previous[STEP]}``; Python steps inside a
+    loop get them as ``inputs["loop_pass"]`` and ``inputs["previous"]``.
+    """
 
     run_id: str
     case: int
@@ -161,6 +169,9 @@ class StepCall:
     vars: Mapping[str, Any]
     outputs: Mapping[str, Any]
     item: Any = None
+    index: int | None = None  # the map item's position, for the trace
+    loop_pass: int = 1
+    previous: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -202,7 +213,7 @@ class _Formatter(string.Formatter):
 
 def render(template: str, call: StepCall, step: str) -> str:
     """``template`` with ``{name}`` replaced by a case variable, a step's output, or ``{item}``."""
-    ctx: dict[str, Any] = {**call.vars, **call.outputs}
+    ctx: dict[str, Any] = {**call.vars, **call.outputs, "loop_pass": call.loop_pass, "previous": call.previous}
     if call.item is not None:
         ctx["item"] = call.item
     return _Formatter(step).vformat(template, (), ctx)
@@ -241,6 +252,15 @@ def wants_loop(output: Any, when: str, config: Mapping[str, Any]) -> bool:
         if isinstance(flag, bool):
             return flag
     return label_of(output, (when,), config) == when
+
+
+def answer_key(step: str, loop_pass: int = 1) -> str:
+    """The name a human step's answer is stored under: ``STEP`` for its first pass, ``STEP@N`` for pass N.
+
+    Each pass round a loop asks again, so pass 2 never reuses the answer
+    given to pass 1; ``petriflow run --answer RUN STEP@2 TEXT`` answers it.
+    """
+    return step if loop_pass <= 1 else f"{step}@{loop_pass}"
 
 
 class KindRunner:
@@ -374,6 +394,8 @@ class KindRunner:
         inputs = {u: call.outputs[u] for u in sp.upstream if u in call.outputs}
         if call.item is not None:
             inputs["item"] = call.item
+        if sp.in_loop:
+            inputs["loop_pass"], inputs["previous"] = call.loop_pass, dict(call.previous)
         return inputs
 
     @staticmethod
@@ -465,8 +487,9 @@ class KindRunner:
     async def _human(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
         """Wait for an answer given through ``petriflow run --answer`` or ``store.answer``; the timeout escalates."""
         poll = float(sp.step.config.get("poll", 0.25))
+        name = answer_key(sp.id, call.loop_pass)
         while True:
-            text = self.store.get_answer(call.run_id, sp.id, call.case)
+            text = self.store.get_answer(call.run_id, name, call.case)
             if text is not None:
                 return KindResult(text)
             await asyncio.sleep(poll)

@@ -18,8 +18,10 @@ token: a failed attempt (drawn by the failure rate of each error kind, or a
 latency past the timeout) goes where :func:`petriflow.rules.after_failure`
 says, as in the executor: fail and retry while the rules allow (never after
 a fatal error), else give up to the fallback, else the case fails; otherwise
-loop back (by the loop probability, while the loop budget lasts), else a
-route branch (by the branch probabilities), else finish.
+loop back (by the loop probability, while the loop budget lasts; once it
+is spent, a step that also routes takes its loop's ``exhausted`` branch
+with that probability), else a route branch (by the branch
+probabilities), else finish.
 
 A case that cannot move again (it has not ended, and it has no scheduled
 event and no place in a resource queue) is stuck in a deadlock: it counts
@@ -400,8 +402,10 @@ class _Engine(Arrivals):
                 self.fire(c, st.give_up, mask)
             else:
                 self.kill(c, st)
-        elif st.loop >= 0 and c.m[st.loop_budget] > 0 and next(st.looping):  # type: ignore[arg-type]
-            self.fire(c, st.loop, mask)
+        elif (st.loop >= 0 and (c.m[st.loop_budget] > 0 or st.exhausted >= 0)
+              and next(st.looping)):  # type: ignore[arg-type]
+            # another pass wanted: go round while the budget lasts, else the loop's `exhausted` branch
+            self.fire(c, st.loop if c.m[st.loop_budget] > 0 else st.exhausted, mask)
         elif st.routes:
             self.fire(c, st.routes[next(st.branch)], mask)  # type: ignore[arg-type]
         else:

@@ -72,6 +72,7 @@ class StepTable:
     routes: list[int] = field(default_factory=list)
     loop: int = -1
     loop_budget: int = -1
+    exhausted: int = -1  # the route transition taken when the loop is wanted but its budget is spent
     fail: int = -1
     retries: int = -1
     retry: int = -1  # the transition out of s.backoff: its firing starts a retried attempt
@@ -298,6 +299,8 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
                                    where=f"routes.{main}")
             probs = {label: probs[label] for label in branches}
         main_loop = wf.step(main).loop
+        if main_loop is not None and main_loop.exhausted is not None and st.routes:
+            st.exhausted = st.routes[labels[sid].index(main_loop.exhausted)]
         loop_p = profile.loops.get(main, main_loop.p if main_loop is not None else 0.0)
         _open_streams(st, profile, sid, seed=seed, probs=list(probs.values()), loop_p=loop_p,
                       items_max=step.map.max if step.map is not None else 0)

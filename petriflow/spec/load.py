@@ -278,10 +278,12 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
             if s.loop.to != s.id and not nx.has_path(graph, s.loop.to, s.id):
                 fail(s, "loop", f"loop target '{s.loop.to}' is not upstream of '{s.id}'",
                      "a loop goes back to a step this one (indirectly) waits on")
+            _check_exhausted(s, fail)
             region = set(wf.loop_region(s.id))
             for inner in region - {s.id}:
+                exits = {b.to for b in wf.step(inner).route}  # a branch that leaves the body ends the loop there
                 for v in wf.successors(inner):
-                    if v not in region:
+                    if v not in region and v not in exits:
                         fail(s, "loop", f"'{v}' waits on '{inner}' inside the loop of '{s.id}' and would run once per pass",
                              f"make '{v}' wait on '{s.id}' (the end of the loop) instead")
     ends = wf.terminal_steps()
@@ -296,3 +298,23 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
     if not wf.initial_steps():
         raise SpecError("no step can start: every step waits on another", file=file, line=1,
                         hint="give at least one step no `after`")
+
+
+def _check_exhausted(s: Step, fail: Any) -> None:
+    """A step that loops and routes must say which branch it takes once its loop budget is spent."""
+    assert s.loop is not None
+    whens = [b.when for b in s.route]
+    if s.loop.exhausted is None:
+        if s.route:
+            fail(s, "loop", f"'{s.id}' loops and routes but does not say where it goes once its {s.loop.max} "
+                 "pass(es) are spent", f"add `exhausted: BRANCH` to its loop, one of: {', '.join(whens)}")
+        return
+    if not s.route:
+        fail(s, "loop", "`loop.exhausted` names a route branch, but the step does not route",
+             "remove it: a loop without a route finishes plainly once its budget is spent")
+    if s.loop.exhausted not in whens:
+        fail(s, "loop", f"`loop.exhausted` is '{s.loop.exhausted}', which is no branch of the route",
+             f"name one of: {', '.join(whens)}")
+    if s.loop.when in whens:
+        fail(s, "loop", f"the loop's `when` '{s.loop.when}' is also a route branch, so an output cannot say which",
+             "give the loop a `when` that no branch uses")

@@ -30,12 +30,19 @@ class Branch:
 
 @dataclass(frozen=True)
 class Loop:
-    """Go back to the earlier step ``to``, at most ``max`` times; ``p`` is the chance per pass."""
+    """Go back to the earlier step ``to``, at most ``max`` times; ``p`` is the chance per pass.
+
+    ``exhausted`` names the route branch (its ``when``) a step that both
+    loops and routes takes when its output asks for another pass but the
+    budget is spent; such a step must name it, so running out of passes is
+    a decision written in the workflow, never a silent first branch.
+    """
 
     to: str
     max: int
     p: float = 0.5
     when: str = "retry"
+    exhausted: str | None = None
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,9 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                         "max": {"type": "integer", "minimum": 1, "maximum": 100000},
                         "p": _PROB,
                         "when": {"type": "string"},
+                        "exhausted": {"type": "string", "description": "on a step that also routes: the "
+                                      "branch (its `when`) taken when the output asks for another pass but "
+                                      "the budget is spent"},
                     },
                 },
                 "map": {
