@@ -34,6 +34,7 @@ class Done:
     attempt: TraceRecord | None = None
     reused: Checkpoint | None = None
     outcome: Outcome | None = None  # a map's collect transition
+    failed: BaseException | None = None  # the step failed for good and hands over to its on_failure handler
     holds: bool = False  # the step that ran still holds its resources (released once its finish fires)
 
 
@@ -78,6 +79,7 @@ class Case:
         "cost",
         "deferred",
         "events",
+        "failure",
         "index",
         "input_tokens",
         "marking",
@@ -100,7 +102,8 @@ class Case:
         self.run_id, self.index, self.vars, self.marking, self.memo = run_id, index, vars_, marking, memo
         self.queue = Mailbox()
         self.outputs: dict[str, Any] = {}
-        self.previous: dict[str, Any] = {}  # a loop body's outputs on the pass before (see StepCall)
+        self.previous: dict[str, Any] = {}
+        self.failure: BaseException | None = None  # a step failed for good and its on_failure handler took over  # a loop body's outputs on the pass before (see StepCall)
         self.occurrences: dict[str, int] = {}
         self.events: list[str] = []
         self.tasks: set[asyncio.Task[None]] = set()

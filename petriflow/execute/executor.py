@@ -215,7 +215,12 @@ class Executor:
             if held is not None:
                 self.policies.release(self.dag.steps[held])
         end = self.dag.end
-        if error is None and all(c.marking.get(p, 0) >= w for p, w in end.consumes):
+        sink = self.dag.net.sink
+        if error is None and c.failure is not None and c.marking.get(sink, 0):
+            output, ok, code = None, False, 1  # a failure path reached the sink: the case failed, handled
+            msg = f"{message(c.failure)}; its on_failure step ran"
+            self.store.finish_case(run_id, index, status="failed", output=None, error=msg)
+        elif error is None and all(c.marking.get(p, 0) >= w for p, w in end.consumes):
             c.events.append(end.transition)
             terminal = self._terminal
             output = c.outputs.get(terminal[0]) if len(terminal) == 1 else {s: c.outputs.get(s) for s in terminal}
@@ -295,6 +300,11 @@ class Executor:
     def _complete(self, c: Case, d: Done) -> None:
         """Commit a finished step, then fire the transition its output chose."""
         sp = self.dag.steps[d.ran]
+        if d.failed is not None:  # failed for good: the step that ran last hands over to the on_failure handler
+            assert sp.fail_out is not None
+            c.failure = d.failed
+            self._fire(c, sp.fail_out)
+            return
         if d.reused is not None:
             label = d.reused.label
         elif d.outcome is not None:

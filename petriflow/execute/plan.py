@@ -89,6 +89,7 @@ class StepPlan:
     retry: str | None = None
     give_up: str | None = None
     map: MapPlan | None = None
+    fail_out: Outcome | None = None  # failing for good hands over to the on_failure handler (label "failed")
     loop_body: tuple[str, ...] = ()  # a step that loops: the steps each pass runs (their outputs become `previous`)
     in_loop: bool = False  # the step (or the step it stands in for) is inside some loop's body
 
@@ -181,6 +182,8 @@ def _step_plan(net: WorkflowNet, w: StepWiring, s: Step, *, upstream: tuple[str,
         owner=owner, fallback=s.fallback, fail=retry.fail if retry else None,
         retry_budget=retry.budget if retry else None, retry=retry.retry if retry else None,
         give_up=w.give_up.transition if w.give_up else None, map=map_plan, loop_body=loop_body, in_loop=in_loop,
+        fail_out=Outcome("failed", w.on_failure.transition, (), post(w.on_failure.transition)) if w.on_failure
+        else None,
     )
 
 
@@ -212,6 +215,8 @@ def plan(workflow: Workflow, *, report: Any = None, net: WorkflowNet | None = No
                     watchers[p].append(sp.id)
     tracked = {p: 0 for p in watchers}
     tracked.update({p: 0 for p, _ in end.consumes})
+    if wf.failure_handlers:  # a handler's finish marks the sink itself: the case ended through a failure path
+        tracked[wiring.sink] = 0
     budgets = [p for sp in steps.values() for o in sp.outcomes for p, _ in o.consumes]
     budgets += [sp.retry_budget for sp in steps.values() if sp.retry_budget]
     for p in budgets:

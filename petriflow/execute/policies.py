@@ -160,6 +160,10 @@ class StepPolicies:
             if gu.verdict is not Verdict.FALLBACK:
                 err = StepFailed(f"failed after {gu.attempts} attempt(s): {message(gu.cause)}",
                                  where=f"step '{sp.id}'", hint="add retries or a fallback step")
+                if sp.fail_out is not None:  # the case loop fires the fail-out; the handler runs next
+                    self.release(sp)
+                    err.__cause__ = gu.cause
+                    return Done(sp.id, sp.id, key, failed=err)
                 err.held = sp.id  # released by the case loop once every other step is stopped
                 raise err from gu.cause
             assert sp.give_up is not None and sp.fallback is not None
@@ -167,7 +171,7 @@ class StepPolicies:
             self.release(sp)
             fb = self.dag.steps[sp.fallback]
             done = await self.execute(c, fb, fb.entries[0].transition, f"{key}>{fb.id}", item, index=index)
-            return Done(sp.id, fb.id, key, done.output, attempt=done.attempt, holds=done.holds)
+            return Done(sp.id, done.ran, key, done.output, attempt=done.attempt, holds=done.holds, failed=done.failed)
 
     async def _attempts(self, c: Case, sp: StepPlan, start: str, key: str, item: Any,
                         first: tuple[BaseException, float, float] | None,

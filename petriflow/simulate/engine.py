@@ -213,7 +213,9 @@ class _Engine(Arrivals):
                 busy[r] += now * w
         for p, w in plain:
             m[p] += w
-        if sink:
+        if sink and c.failed:
+            self.fail_at_sink(c)
+        elif sink:
             c.done = True
             self.records.append((c.idx, c.t0, self.now - c.t0, c.cost, mask))
             self._ended()
@@ -400,6 +402,9 @@ class _Engine(Arrivals):
                 self.fire(c, st.fail, mask)
             elif verdict is Verdict.FALLBACK:
                 self.fire(c, st.give_up, mask)
+            elif st.fail_out >= 0:
+                c.failed = True
+                self.fire(c, st.fail_out, mask)
             else:
                 self.kill(c, st)
         elif (st.loop >= 0 and (c.m[st.loop_budget] > 0 or st.exhausted >= 0)

@@ -170,6 +170,7 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
             retry=Retry(**raw["retry"]) if "retry" in raw else Retry(),
             timeout=raw.get("timeout"),
             fallback=raw.get("fallback"),
+            on_failure=raw.get("on_failure"),
             model=raw.get("model"),
             prompt=raw.get("prompt"),
             system=raw.get("system"),
@@ -246,6 +247,8 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
                      f"it runs only when '{s.id}' gives up and then continues where '{s.id}' would have")
             if list(fallbacks).count(s.fallback) > 1 or sum(1 for x in wf.steps if x.fallback == s.fallback) > 1:
                 fail(s, "fallback", f"'{s.fallback}' is the fallback of two steps", "give each its own fallback step")
+        if s.on_failure is not None:
+            _check_on_failure(wf, s, fail)
         if s.map is not None:
             if s.map.over not in s.after:
                 fail(s, "map", f"map over '{s.map.over}', which is not in `after`", f"add '{s.map.over}' to `after`")
@@ -318,3 +321,23 @@ def _check_exhausted(s: Step, fail: Any) -> None:
     if s.loop.when in whens:
         fail(s, "loop", f"the loop's `when` '{s.loop.when}' is also a route branch, so an output cannot say which",
              "give the loop a `when` that no branch uses")
+
+
+def _check_on_failure(wf: Workflow, s: Step, fail: Any) -> None:
+    """A failure handler is a step of its own that nothing waits on; it runs only when a step fails for good."""
+    h = s.on_failure
+    if h not in wf.step_ids or h == s.id:
+        fail(s, "on_failure", f"on_failure '{h}' is not another step", "name a step defined in this file")
+    handler = wf.step(h)  # type: ignore[arg-type]
+    if handler.inputs or handler.route or handler.loop or handler.map or handler.on_failure or wf.successors(h):  # type: ignore[arg-type]
+        fail(handler, "id", f"failure handler '{h}' must not have after/route/loop/map/on_failure, nor be waited on",
+             f"it runs only when '{s.id}' fails for good, and the case ends after it")
+    if h in wf.fallback_owner or any(x.fallback == h for x in wf.steps):
+        fail(s, "on_failure", f"'{h}' is a fallback step and cannot also handle failures",
+             "give the failure handler its own step")
+    if s.id in wf.fallback_owner:
+        fail(s, "on_failure", "a fallback step inherits the on_failure of the step it stands in for",
+             f"put on_failure on '{wf.root_of(s.id)}'")
+    if s.map is not None:
+        fail(s, "on_failure", "a map step cannot have on_failure (its other items would be left running)",
+             "put the map inside a step that can fail as a whole, or give the map's items a fallback")

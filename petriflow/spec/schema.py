@@ -163,6 +163,8 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                 },
                 "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds per attempt"},
                 "fallback": {"$ref": "#/$defs/id"},
+                "on_failure": {"$ref": "#/$defs/id", "description": "the step that runs when this one fails "
+                               "for good (after its retries and fallbacks); the case then ends, failed"},
                 "model": {"type": "string"},
                 "prompt": {"type": "string"},
                 "system": {"type": "string"},
