@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,28 @@ def test_bad_handlers_are_refused_with_the_step_and_line(edit: tuple[str, str], 
     with pytest.raises(SpecError, match=message) as err:
         loads(audited().replace(*edit), file="w.yaml")
     assert err.value.step and err.value.line and err.value.hint
+
+
+def test_executor_and_simulator_fail_out_as_often_on_the_fault_server(fault_server: Any) -> None:
+    """30 of 100 calls fail fatally (HTTP 400): the executor sends exactly those cases down the on_failure
+    path; the simulator, given the same failure rate, fails out the same share within four standard errors."""
+    from petriflow.execute.servers import Endpoint
+    from petriflow.spec import WorkflowBuilder
+
+    wf = (WorkflowBuilder("ask_audited").model("m", name="fault-model", base_url="http://unused/v1")
+          .step("ask", kind="chat", model="m", prompt="Say hi to {question}", on_failure="audit", failure_rate=0.3)
+          .step("audit", kind="python", function="builtins:len").build())
+    fault_server.add_rule("ask", ["400"] * 30)
+    eps = {"m": Endpoint(base_url=fault_server.base_url, model="fault-model", api_key="x")}
+
+    async def main() -> list[Any]:
+        async with Executor(plan(wf), endpoints=eps) as ex:
+            return await ex.run_many([f"case {i}" for i in range(100)], concurrency=1)
+
+    results = asyncio.run(main())
+    handled = [r for r in results if not r.ok]
+    assert len(handled) == 30 and all("audit" in r.outputs for r in handled)
+    sim = simulate(wf, cases=2000, seed=5, warmup=0.0)
+    n = sim.cases + sim.failed  # `cases` counts the completed ones
+    share, se = sim.failed / n, (0.3 * 0.7 / n) ** 0.5
+    assert sim.unfinished == 0 and abs(share - 0.3) < 4 * se
