@@ -166,3 +166,10 @@ steps:
     assert res.ok, res.error
     assert sorted(r.item for r in trace.records if r.step == "each") == [0, 1, 2]  # type: ignore[type-var]
     assert [r.item for r in trace.records if r.step == "split"] == [None]
+
+
+@pytest.mark.parametrize("name", ["previous", "loop_pass"])
+def test_the_names_a_pass_reads_cannot_be_step_ids(name: str) -> None:
+    with pytest.raises(SpecError, match="reserved") as err:
+        loads(f"name: w\nsteps:\n  - {{id: {name}, kind: python, function: builtins:len}}\n", file="w.yaml")
+    assert err.value.line == 3 and err.value.step == name
