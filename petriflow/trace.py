@@ -7,7 +7,7 @@ of :data:`TRACE_FIELDS`::
 
     {"run_id": "r1", "case": 17, "step": "code", "start": 1732572000.12, "end": 1732572002.31,
      "attempt": 1, "outcome": "ok", "model": "smollm2", "input_tokens": 61, "output_tokens": 144,
-     "cost": 0.0000493, "branch": null, "error": null}
+     "cost": 0.0000493, "branch": null, "error": null, "item": null, "loop_pass": 1}
 
 ``outcome`` is ``ok`` (the attempt produced the step's output), ``error``
 (it failed and the step was retried or the run failed), ``timeout`` (it ran
@@ -16,8 +16,11 @@ handed over to its fallback step). ``error`` is the kind of a failed
 attempt's error (:data:`petriflow.rules.ERROR_KINDS`: ``retryable``,
 ``fatal``, ``timeout``), null for an ``ok`` attempt and in traces written
 before it existed. ``branch`` is the route label the output chose, ``loop``
-when a loop went back, else null. Null token counts and costs (a record
-from another tool) read as 0.
+when a loop went back, else null. ``item`` is the position of the map item
+the attempt belongs to (null outside a map), ``loop_pass`` which run of the
+step in its case it is (pass n round a loop is n). Null token counts and
+costs (a record from another tool) read as 0, a missing ``loop_pass`` (a
+trace written before it existed) as 1.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class TraceRecord:
     cost: float = 0.0
     branch: str | None = None
     error: str | None = None
+    item: int | None = None  # the map item's position in its list (None: not a map item)
+    loop_pass: int = 1  # which run of the step in its case: pass n round a loop is n
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,10 +70,11 @@ TRACE_FIELDS: Mapping[str, tuple[type, ...]] = MappingProxyType({
     "run_id": (str,), "case": (str, int), "step": (str,), "start": (int, float), "end": (int, float),
     "attempt": (int,), "outcome": (str,), "model": (str, _NONE), "input_tokens": (int, _NONE),
     "output_tokens": (int, _NONE), "cost": (int, float, _NONE), "branch": (str, _NONE), "error": (str, _NONE),
+    "item": (int, _NONE), "loop_pass": (int, _NONE),
 })
 """The JSON types each key of a line may carry (a null count or cost reads as 0)."""
 assert tuple(TRACE_FIELDS) == tuple(f.name for f in fields(TraceRecord)), "one schema: fields and types agree"
-_ZERO_IF_NULL = {"input_tokens": 0, "output_tokens": 0, "cost": 0.0}
+_DEFAULT_IF_NULL = {"input_tokens": 0, "output_tokens": 0, "cost": 0.0, "loop_pass": 1}  # older traces lack loop_pass
 _RANGES = (("start", -MAX_NUMBER, MAX_NUMBER), ("end", -MAX_NUMBER, MAX_NUMBER), ("attempt", 1, MAX_COUNT),
            ("input_tokens", 0, MAX_COUNT), ("output_tokens", 0, MAX_COUNT), ("cost", 0, MAX_NUMBER),
            ("case", 0, MAX_COUNT))
@@ -112,7 +118,7 @@ def check_record(rec: Any, *, where: str) -> TraceRecord:
         if isinstance(value, bool) or not isinstance(value, types):
             raise ProfileError(f"`{key}` has the wrong type ({type(value).__name__})", where=where,
                                hint=f"expected {' or '.join(t.__name__ for t in types)}")
-        out[key] = _ZERO_IF_NULL[key] if value is None and key in _ZERO_IF_NULL else value
+        out[key] = _DEFAULT_IF_NULL[key] if value is None and key in _DEFAULT_IF_NULL else value
     fail = failing(ProfileError, where)
     for key, value in out.items():
         if isinstance(value, str):

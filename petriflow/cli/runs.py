@@ -149,7 +149,7 @@ def pending(run_id: str | None, db_path: str | None) -> None:
                    f"{answer_command(w.run_id, w.step, 'VALUE', store)}" + (f" --pass {w.npass}" if w.npass > 1 else ""))
 
 
-def record_answer(store: Any, run_id: str, step: str, value: str, *, npass: int | None = None,
+def record_answer(store: Any, run_id: str, step: str, value: str, *, npass: int | None = 1,
                   case: int | None = None) -> str:
     """Check an answer against the run (a human step it has, a pass and case it can reach) and store it."""
     row = _run_row(store, run_id)
@@ -160,7 +160,7 @@ def record_answer(store: Any, run_id: str, step: str, value: str, *, npass: int 
                          hint=f"the steps it can be answered for: {can}")
     if npass is not None and not 1 <= npass <= passes[step]:
         raise InputError(f"step '{step}' has passes 1 to {passes[step]}, not {npass}",
-                         hint="pass --pass N within the loop's bound, or leave it out to answer every pass")
+                         hint="pass --pass N within the loop's bound")
     if case is not None and case not in {c.case for c in store.cases(run_id)}:
         raise InputError(f"run '{_short(run_id)}' has no case {case}", hint="petriflow runs show RUN lists its cases")
     store.answer(run_id, step, value, case=case, npass=npass)
@@ -172,10 +172,11 @@ def record_answer(store: Any, run_id: str, step: str, value: str, *, npass: int 
 @click.argument("run_id")
 @click.argument("step")
 @click.argument("value")
-@click.option("--pass", "npass", type=int, metavar="N", help="The loop pass to answer [default: every pass].")
+@click.option("--pass", "npass", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="The loop pass to answer: pass N of a loop never reads another pass's answer.")
 @click.option("--case", "case", type=int, metavar="K", help="The case to answer [default: every case].")
 @_DB
-def answer(run_id: str, step: str, value: str, npass: int | None, case: int | None, db_path: str | None) -> None:
+def answer(run_id: str, step: str, value: str, npass: int, case: int | None, db_path: str | None) -> None:
     """Answer human step STEP of run RUN_ID with VALUE (a waiting run picks it up at once)."""
     click.echo(record_answer(_store(db_path), run_id, step, value, npass=npass, case=case))
 

@@ -35,6 +35,7 @@ class Done:
     attempt: TraceRecord | None = None
     reused: Checkpoint | None = None
     outcome: Outcome | None = None  # a map's collect transition
+    failed: BaseException | None = None  # the step failed for good and hands over to its on_failure handler
     holds: bool = False  # the step that ran still holds its resources (released once its finish fires)
 
 
@@ -71,10 +72,15 @@ class Mailbox:
 class Case:
     """One case's state; only its loop changes ``marking``."""
 
+    def loop_pass(self, step: str) -> int:
+        """Which run of ``step`` (or of the step a fallback stands in for) this is: pass n round a loop is n."""
+        return max(1, self.occurrences.get(step, 1))
+
     __slots__ = (
         "cost",
         "deferred",
         "events",
+        "failure",
         "index",
         "input_tokens",
         "marking",
@@ -83,6 +89,7 @@ class Case:
         "output_tokens",
         "outputs",
         "pending",
+        "previous",
         "queue",
         "ready",
         "reused",
@@ -96,6 +103,8 @@ class Case:
         self.run_id, self.index, self.vars, self.marking, self.memo = run_id, index, vars_, marking, memo
         self.queue = Mailbox()
         self.outputs: dict[str, Any] = {}
+        self.previous: dict[str, Any] = {}
+        self.failure: BaseException | None = None  # a step failed for good and its on_failure handler took over  # a loop body's outputs on the pass before (see StepCall)
         self.occurrences: dict[str, int] = {}
         self.events: list[str] = []
         self.tasks: set[asyncio.Task[None]] = set()

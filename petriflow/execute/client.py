@@ -133,7 +133,7 @@ def _strip_fences(text: str) -> str:
 
 def _parse_json(text: str, schema: Mapping[str, Any], where: str) -> Any:
     """The answer as JSON, validated against the schema the request asked for."""
-    import jsonschema  # type: ignore[import-untyped]
+    import jsonschema
 
     try:
         value = json.loads(_strip_fences(text))

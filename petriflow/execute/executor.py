@@ -125,9 +125,12 @@ class Executor:
             self.store.add_case(run_id, case, value)
             return await self._run_case(run_id, case, value, existed)
 
-    def answer(self, run_id: str, step: str, text: str, *, case: int | None = None) -> None:
-        """Answer a waiting human step (of one case, or of every case of the run)."""
-        self.store.answer(run_id, step, text, case=case)
+    def answer(self, run_id: str, step: str, text: str, *, case: int | None = None, npass: int | None = 1) -> None:
+        """Answer a waiting human step (of one case, or of every case of the run) for one loop pass.
+
+        ``npass=None`` answers every pass; the default is the first (a step outside loops has no other).
+        """
+        self.store.answer(run_id, step, text, case=case, npass=npass)
 
     async def run_many(self, values: Iterable[Any], *, run_id: str | None = None, concurrency: int = 16,
                        progress: Callable[[RunResult], None] | None = None,
@@ -295,7 +298,12 @@ class Executor:
             if held is not None:
                 self.policies.release(self.dag.steps[held])
         end = self.dag.end
-        if error is None and all(c.marking.get(p, 0) >= w for p, w in end.consumes):
+        sink = self.dag.net.sink
+        if error is None and c.failure is not None and c.marking.get(sink, 0):
+            output, ok, code = None, False, 1  # a failure path reached the sink: the case failed, handled
+            msg = f"{message(c.failure)}; its on_failure step ran"
+            self.store.finish_case(run_id, index, status="failed", output=None, error=msg)
+        elif error is None and all(c.marking.get(p, 0) >= w for p, w in end.consumes):
             c.events.append(end.transition)
             terminal = self._terminal
             output = c.outputs.get(terminal[0]) if len(terminal) == 1 else {s: c.outputs.get(s) for s in terminal}
@@ -362,17 +370,24 @@ class Executor:
         c.events.append(start)
         t0 = time.time()
         try:
-            res = self.kinds.run_python_sync(sp, StepCall(c.run_id, c.index, key, c.vars, c.outputs))
+            call = StepCall(c.run_id, c.index, key, c.vars, c.outputs, loop_pass=c.loop_pass(sp.id), previous=c.previous)
+            res = self.kinds.run_python_sync(sp, call)
         except Exception as exc:
             first = (exc, t0, time.time())
             self._spawn(c, self._step(c, sp, start, key, first))
             return None
-        rec = TraceRecord(c.run_id, c.index, sp.id, t0, time.time(), 1, "ok", None, 0, 0, 0.0, None)
+        rec = TraceRecord(c.run_id, c.index, sp.id, t0, time.time(), 1, "ok", None, 0, 0, 0.0, None,
+                          loop_pass=call.loop_pass)
         return Done(sp.id, sp.id, key, res.output, attempt=rec)
 
     def _complete(self, c: Case, d: Done) -> None:
         """Commit a finished step, then fire the transition its output chose."""
         sp = self.dag.steps[d.ran]
+        if d.failed is not None:  # failed for good: the step that ran last hands over to the on_failure handler
+            assert sp.fail_out is not None
+            c.failure = d.failed
+            self._fire(c, sp.fail_out)
+            return
         if d.reused is not None:
             label = d.reused.label
         elif d.outcome is not None:
@@ -394,24 +409,30 @@ class Executor:
         c.outputs[d.step] = c.outputs[d.ran] = d.output
         if d.attempt is not None:
             self.trace.write(d.attempt, stored=True)  # committed with the checkpoint above
+        if label == "loop":  # the pass is over: its outputs are what the next pass reads as `previous`
+            c.previous.update({v: c.outputs[v] for v in self.dag.steps[d.step].loop_body if v in c.outputs})
         self._fire(c, d.outcome if d.outcome is not None else sp.outcome(label))
         if d.holds:
             self.policies.release(sp)
 
     def _decide(self, c: Case, sp: StepPlan, output: Any) -> str:
-        """The outcome label the output chooses: ``loop`` (while the budget lasts), a route label, or ``""``."""
+        """The outcome label the output chooses: ``loop`` (while the budget lasts), a route label, or ``""``.
+
+        An output that asks for another pass once the budget is spent takes
+        the loop's ``exhausted`` branch (the loader makes a step that loops
+        and routes name one), or finishes plainly when the step does not route.
+        """
         step = sp.step
-        if step.loop is not None:
+        if step.loop is not None and wants_loop(output, step.loop.when, step.config):
             loop = sp.outcome("loop")
-            if wants_loop(output, step.loop.when, step.config) and all(c.marking[p] >= w for p, w in loop.consumes):
+            if all(c.marking[p] >= w for p, w in loop.consumes):
                 return "loop"
+            return step.loop.exhausted or ""
         labels = sp.labels
         if not labels:
             return ""
         label = label_of(output, labels, step.config)
         if label is None:
-            if step.loop is not None and wants_loop(output, step.loop.when, step.config):
-                return labels[0]  # the loop budget is spent: carry on along the first branch
             raise StepFailed(f"output {str(output)[:80]!r} names none of the branches {list(labels)}",
                              where=f"step '{sp.id}'", hint="make the step's output one of the route labels")
         return label
@@ -442,7 +463,8 @@ class Executor:
             c.events.append(spawn.transition)
 
             async def one(i: int, item: Any) -> Any:
-                d = await self.policies.execute(c, sp, sp.map.item_start, f"{key}/{i}", item)  # type: ignore[union-attr]
+                d = await self.policies.execute(c, sp, sp.map.item_start, f"{key}/{i}", item,  # type: ignore[union-attr]
+                                                index=i)
                 if d.reused is None:
                     cost = d.attempt.cost if d.attempt is not None else 0.0
                     try:

@@ -89,6 +89,9 @@ class StepPlan:
     retry: str | None = None
     give_up: str | None = None
     map: MapPlan | None = None
+    fail_out: Outcome | None = None  # failing for good hands over to the on_failure handler (label "failed")
+    loop_body: tuple[str, ...] = ()  # a step that loops: the steps each pass runs (their outputs become `previous`)
+    in_loop: bool = False  # the step (or the step it stands in for) is inside some loop's body
 
     def outcome(self, label: str) -> Outcome:
         for o in self.outcomes:
@@ -153,7 +156,8 @@ def _label(f: Finish) -> str:
     return "loop" if f.role is TransitionRole.LOOP_BACK else ""
 
 
-def _step_plan(net: WorkflowNet, w: StepWiring, s: Step, *, upstream: tuple[str, ...], owner: str | None) -> StepPlan:
+def _step_plan(net: WorkflowNet, w: StepWiring, s: Step, *, upstream: tuple[str, ...], owner: str | None,
+               loop_body: tuple[str, ...], in_loop: bool) -> StepPlan:
     """One step's plan: its wiring record, with the control places of each transition read off the net."""
     wiring = net.require_wiring()
 
@@ -177,7 +181,9 @@ def _step_plan(net: WorkflowNet, w: StepWiring, s: Step, *, upstream: tuple[str,
         id=s.id, step=s, entries=entries, outcomes=outcomes, uses=tuple(sorted(s.uses.items())), upstream=upstream,
         owner=owner, fallback=s.fallback, fail=retry.fail if retry else None,
         retry_budget=retry.budget if retry else None, retry=retry.retry if retry else None,
-        give_up=w.give_up.transition if w.give_up else None, map=map_plan,
+        give_up=w.give_up.transition if w.give_up else None, map=map_plan, loop_body=loop_body, in_loop=in_loop,
+        fail_out=Outcome("failed", w.on_failure.transition, (), post(w.on_failure.transition)) if w.on_failure
+        else None,
     )
 
 
@@ -193,10 +199,12 @@ def plan(workflow: Workflow, *, report: Any = None, net: WorkflowNet | None = No
     wiring = net.require_wiring()
     owners = wf.fallback_owner
     steps: dict[str, StepPlan] = {}
+    bodies = {s.id: wf.loop_region(s.id) for s in wf.steps if s.loop is not None}
+    looped = {v for body in bodies.values() for v in body}
     for s in wf.steps:
         root = wf.root_of(s.id)  # a fallback (of a fallback) waits on what the step it stands in for waits on
         steps[s.id] = _step_plan(net, wiring.steps[s.id], s, upstream=wf.step(root).inputs + wf.routers_of(root),
-                                 owner=owners.get(s.id))
+                                 owner=owners.get(s.id), loop_body=bodies.get(root, ()), in_loop=root in looped)
     begin = Outcome("", wiring.begin, (), _control(wiring, net.postset(wiring.begin)))
     end = Entry(wiring.end, _control(wiring, net.preset(wiring.end)))
     watchers: dict[str, list[str]] = {}
@@ -207,6 +215,8 @@ def plan(workflow: Workflow, *, report: Any = None, net: WorkflowNet | None = No
                     watchers[p].append(sp.id)
     tracked = {p: 0 for p in watchers}
     tracked.update({p: 0 for p, _ in end.consumes})
+    if wf.failure_handlers:  # a handler's finish marks the sink itself: the case ended through a failure path
+        tracked[wiring.sink] = 0
     budgets = [p for sp in steps.values() for o in sp.outcomes for p, _ in o.consumes]
     budgets += [sp.retry_budget for sp in steps.values() if sp.retry_budget]
     for p in budgets:

@@ -142,7 +142,7 @@ class StepPolicies:
 
     # -- one step execution: reuse, attempts, fallback ------------------------------
     async def execute(self, c: Case, sp: StepPlan, start: str, key: str, item: Any = None,
-                      first: tuple[BaseException, float, float] | None = None) -> Done:
+                      first: tuple[BaseException, float, float] | None = None, *, index: int | None = None) -> Done:
         """Run a step (one map item when ``item`` is given) with its policies, or reuse its checkpoint."""
         cp = c.memo.get(key)
         if cp is not None:
@@ -154,30 +154,36 @@ class StepPolicies:
                 c.events += [sp.give_up, fb.entries[0].transition]
             return Done(sp.id, cp.step, key, cp.output, reused=cp)
         try:
-            out, rec = await self._attempts(c, sp, start, key, item, first)
+            out, rec = await self._attempts(c, sp, start, key, item, first, index)
             return Done(sp.id, sp.id, key, out, attempt=rec, holds=True)
         except _GiveUp as gu:
             if gu.verdict is not Verdict.FALLBACK:
                 err = StepFailed(f"failed after {gu.attempts} attempt(s): {message(gu.cause)}",
                                  where=f"step '{sp.id}'", hint="add retries or a fallback step")
+                if sp.fail_out is not None:  # the case loop fires the fail-out; the handler runs next
+                    self.release(sp)
+                    err.__cause__ = gu.cause
+                    return Done(sp.id, sp.id, key, failed=err)
                 err.held = sp.id  # released by the case loop once every other step is stopped
                 raise err from gu.cause
             assert sp.give_up is not None and sp.fallback is not None
             c.events.append(sp.give_up)
             self.release(sp)
             fb = self.dag.steps[sp.fallback]
-            done = await self.execute(c, fb, fb.entries[0].transition, f"{key}>{fb.id}", item)
-            return Done(sp.id, fb.id, key, done.output, attempt=done.attempt, holds=done.holds)
+            done = await self.execute(c, fb, fb.entries[0].transition, f"{key}>{fb.id}", item, index=index)
+            return Done(sp.id, done.ran, key, done.output, attempt=done.attempt, holds=done.holds, failed=done.failed)
 
     async def _attempts(self, c: Case, sp: StepPlan, start: str, key: str, item: Any,
-                        first: tuple[BaseException, float, float] | None) -> tuple[Any, TraceRecord]:
+                        first: tuple[BaseException, float, float] | None,
+                        index: int | None) -> tuple[Any, TraceRecord]:
         """Attempts with timeouts, back-off and the retry budget; ``first`` is an attempt already made inline."""
         step, policy = sp.step, sp.step.retry
         raw_deadline = step.config.get("step_timeout")
         step_timeout = float(raw_deadline) if raw_deadline is not None else None
         has_fallback = sp.fallback is not None and sp.give_up is not None
         t_begin = self.clock()
-        call = StepCall(c.run_id, c.index, key, c.vars, c.outputs, item)
+        call = StepCall(c.run_id, c.index, key, c.vars, c.outputs, item, index,
+                        c.loop_pass(self.dag.workflow.root_of(sp.id)), c.previous)
         attempt = 0
         while True:
             attempt += 1
@@ -195,11 +201,12 @@ class StepPolicies:
                     c.input_tokens += res.input_tokens
                     c.output_tokens += res.output_tokens
                     return res.output, TraceRecord(c.run_id, c.index, sp.id, t0, t1, attempt, "ok", res.model,
-                                                   res.input_tokens, res.output_tokens, res.cost, None)
+                                                   res.input_tokens, res.output_tokens, res.cost, None,
+                                                   item=index, loop_pass=call.loop_pass)
                 cause = failed  # a failed attempt keeps its token reservation, as the simulator charges it
             kind = error_kind(cause)
             rec = TraceRecord(c.run_id, c.index, sp.id, t0, t1, attempt, _outcome(kind), self.kinds.model_name(sp),
-                              0, 0, 0.0, None, kind)
+                              0, 0, 0.0, None, kind, item=index, loop_pass=call.loop_pass)
             retries_left = c.marking[sp.retry_budget] if sp.fail is not None and sp.retry_budget else 0
             verdict = after_failure(kind, attempt=attempt, max_attempts=policy.max_attempts,
                                     retries_left=retries_left, has_fallback=has_fallback,

@@ -28,8 +28,7 @@ from petriflow.execute.ownership import owner_alive
 from petriflow.limits import failing, open_database
 from petriflow.trace import TraceRecord, dumps
 
-__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "Waiting", "open_store", "output_json",
-           "pass_of"]
+__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "Waiting", "open_store", "output_json"]
 
 
 @dataclass(frozen=True)
@@ -69,17 +68,6 @@ class Waiting:
     step: str
     npass: int
     since: float
-
-
-def pass_of(key: str) -> int:
-    """The loop pass of a checkpoint key: 2 for ``review#2``, ``review#2/0`` and ``review#2>backup``."""
-    occ = key.partition("#")[2]
-    digits = ""
-    for ch in occ:
-        if not ch.isdigit():
-            break
-        digits += ch
-    return int(digits or 1)
 
 
 def _dump(value: Any) -> str:

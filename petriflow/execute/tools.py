@@ -33,7 +33,7 @@ import json
 import re
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from petriflow.errors import InputError
@@ -153,7 +153,15 @@ _RESERVED = ("kwargs", "args", "max_tokens", "temperature", "stream", "step_time
 
 @dataclass(frozen=True)
 class StepCall:
-    """What one step execution sees: the case's variables, the outputs so far, its map item."""
+    """What one step execution sees: the case's variables, the outputs so far, its map item, its loop pass.
+
+    ``loop_pass`` counts this step's runs in the case (1 on the first; the
+    n-th pass round a loop is pass n); ``previous`` holds, for every step of
+    a loop body, its output on the pass before (empty on the first pass),
+    while ``outputs`` has the latest output of each step. Templates read
+    them as ``{loop_pass}`` and ``{previous[STEP]}``; Python steps inside a
+    loop get them as ``inputs["loop_pass"]`` and ``inputs["previous"]``.
+    """
 
     run_id: str
     case: int
@@ -161,6 +169,9 @@ class StepCall:
     vars: Mapping[str, Any]
     outputs: Mapping[str, Any]
     item: Any = None
+    index: int | None = None  # the map item's position, for the trace
+    loop_pass: int = 1
+    previous: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -202,7 +213,7 @@ class _Formatter(string.Formatter):
 
 def render(template: str, call: StepCall, step: str) -> str:
     """``template`` with ``{name}`` replaced by a case variable, a step's output, or ``{item}``."""
-    ctx: dict[str, Any] = {**call.vars, **call.outputs}
+    ctx: dict[str, Any] = {**call.vars, **call.outputs, "loop_pass": call.loop_pass, "previous": call.previous}
     if call.item is not None:
         ctx["item"] = call.item
     return _Formatter(step).vformat(template, (), ctx)
@@ -375,6 +386,8 @@ class KindRunner:
         inputs = {u: call.outputs[u] for u in sp.upstream if u in call.outputs}
         if call.item is not None:
             inputs["item"] = call.item
+        if sp.in_loop:
+            inputs["loop_pass"], inputs["previous"] = call.loop_pass, dict(call.previous)
         return inputs
 
     @staticmethod
@@ -469,10 +482,8 @@ class KindRunner:
         The wait is recorded in the store (so ``petriflow runs pending`` lists it) and told once to
         ``on_wait`` (the CLI prints the command that answers it); answers are per loop pass.
         """
-        from petriflow.execute.store import pass_of
-
         poll = float(sp.step.config.get("poll", 0.25))
-        npass, waiting = pass_of(call.key), False
+        npass, waiting = call.loop_pass, False
         while True:
             text = self.store.get_answer(call.run_id, sp.id, call.case, npass=npass)
             if text is not None:

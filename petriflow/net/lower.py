@@ -23,7 +23,13 @@ How each construct becomes net structure (ids in brackets):
   [``s.retries``] and waits in [``s.backoff``] until [``s.retry``]; a
   timeout is a failure;
 * a fallback ``f`` of ``s``: [``s.give_up``] hands over to ``f``, whose
-  finish continues where ``s`` would have.
+  finish continues where ``s`` would have;
+* ``on_failure: h``: the last step of ``s``'s fallback chain (``s`` itself
+  without one) gets [``x.fail_out``], which ends its attempt for good and
+  puts a token on [``x.fails.to.h``]; ``h`` starts from it and its finish
+  puts the token in the sink: an ordinary path, so soundness covers it (a
+  step failing while others run in parallel leaves their tokens behind, and
+  the check says so).
 
 The net has one source [``source``] and one sink [``sink``]; the final
 marking is one token in the sink with every resource back at capacity;
@@ -172,6 +178,9 @@ class _Lowering:
 
     def inputs(self, s: Step) -> list[tuple[Way, dict[str, int]]]:
         """Each way ``s`` can be entered, with the places it takes: ordinary inputs, one per loop coming back."""
+        if s.id in self.wf.failure_handlers:
+            return [(Way(EntryKind.FAILURE, f, self.failed_place(f, s.id)), {self.failed_place(f, s.id): 1})
+                    for f in self.wf.step_ids if self.fails_to(f) == s.id]
         if s.id in self.owner:
             giver = self.owner[s.id]
             handover = self.b.place(f"{giver}.gives_up.to.{s.id}", Origin("fallback", s.id, "input", giver))
@@ -190,6 +199,22 @@ class _Lowering:
                 ways.append((Way(EntryKind.LOOP, other.id, entry), {entry: 1}))
         return ways
 
+    def fails_to(self, sid: str) -> str | None:
+        """The handler ``sid`` hands over to when it fails for good: only the end of a fallback chain fails out."""
+        return self.wf.handler_of(sid) if self.wf.step(sid).fallback is None else None
+
+    def failed_place(self, sid: str, handler: str) -> str:
+        return self.b.place(f"{sid}.fails.to.{handler}", Origin("failure", handler, "input", sid))
+
+    def fail_out(self, s: Step, res: dict[str, int], running: str) -> GiveUp | None:
+        handler = self.fails_to(s.id)
+        if handler is None:
+            return None
+        place = self.failed_place(s.id, handler)
+        t = self.b.transition(f"{s.id}.fail_out", Origin("failure", s.id, "fails", handler), {running: 1},
+                              _merge({place: 1}, res))
+        return GiveUp(t, handler, place)
+
     def loop_of(self, sid: str) -> LoopWiring:
         """The budget and re-entry places of the loop declared on ``sid``."""
         loop = self.wf.step(sid).loop
@@ -201,6 +226,8 @@ class _Lowering:
     def outcomes(self, sid: str) -> list[_Out]:
         """Each way ``sid`` can finish. A fallback finishes as its owner would; a map item finishes into ``done``."""
         sid = self.wf.root_of(sid)
+        if sid in self.wf.failure_handlers:  # a handler ends the case: straight to the sink
+            return [_Out(TransitionRole.FINISH, {}, {self.b.place("sink", Origin("end", None, "sink")): 1})]
         s = self.wf.step(sid)
         routed = {b.to for b in s.route}
         always = {self.edge(sid, v): 1 for v in self.wf.successors(sid) if v not in routed}
@@ -275,6 +302,7 @@ class _Lowering:
             step=s.id, running=running, starts=tuple(starts), finishes=tuple(finishes),
             loop=self.loop_of(s.id) if s.loop is not None else None,
             retry=self.retries(s, res, running), give_up=self.give_up(s, res, running), map=map_wiring,
+            on_failure=self.fail_out(s, res, running),
         )
 
     def map_parts(self, s: Step, res: dict[str, int], running: str) -> MapWiring:

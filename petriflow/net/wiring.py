@@ -60,6 +60,7 @@ class TransitionRole(Enum):
     FAIL = "fail"  # an attempt fails or times out (takes a retry budget token)
     RETRY = "retry"  # the back-off is over: the next attempt starts
     GIVE_UP = "give_up"  # the step hands over to its fallback
+    FAIL_OUT = "fail_out"  # the step failed for good: its on_failure handler runs, then the case ends
     SPAWN = "spawn"  # a map step spawns k items (k is Start.items)
     ITEM_START = "item_start"  # one map item starts
     ITEM_FINISH = "item_finish"  # one map item is done
@@ -80,6 +81,7 @@ class PlaceRole(Enum):
     RETRY_BUDGET = "retry_budget"  # retries left
     BACKOFF = "backoff"  # a failed attempt waiting for its retry
     HANDOVER = "handover"  # the step gave up; its fallback may start
+    FAILED = "failed"  # the step failed for good; its on_failure handler may start
     ITEMS = "items"  # map items spawned, not started
     DONE = "done"  # map items finished, not collected
     COUNT = "count"  # how many items this map spawned (one place per k)
@@ -91,6 +93,7 @@ class EntryKind(Enum):
     INPUTS = "inputs"  # the step's ordinary inputs (dependencies, a join, a route branch, begin)
     LOOP = "loop"  # a loop coming back from Way.via
     FALLBACK = "fallback"  # Way.via gave up and hands over
+    FAILURE = "failure"  # Way.via failed for good: this step is its on_failure handler
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ class StepWiring:
     retry: RetryWiring | None = None
     give_up: GiveUp | None = None
     map: MapWiring | None = None
+    on_failure: GiveUp | None = None  # failing for good hands over to the handler (role FAIL_OUT, place FAILED)
 
     @property
     def attempts(self) -> tuple[str, ...]:
@@ -212,6 +216,8 @@ class StepWiring:
             yield self.retry.retry, TransitionRole.RETRY
         if self.give_up is not None:
             yield self.give_up.transition, TransitionRole.GIVE_UP
+        if self.on_failure is not None:
+            yield self.on_failure.transition, TransitionRole.FAIL_OUT
         if self.map is not None:
             yield self.map.item_start, TransitionRole.ITEM_START
             yield self.map.item_finish, TransitionRole.ITEM_FINISH
@@ -228,6 +234,8 @@ class StepWiring:
             yield self.retry.backoff, PlaceRole.BACKOFF
         if self.give_up is not None:
             yield self.give_up.handover, PlaceRole.HANDOVER
+        if self.on_failure is not None:
+            yield self.on_failure.handover, PlaceRole.FAILED
         if self.map is not None:
             yield self.map.items, PlaceRole.ITEMS
             yield self.map.done, PlaceRole.DONE

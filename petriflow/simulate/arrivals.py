@@ -39,11 +39,12 @@ class Case:
     own count although the net's tokens are alike.
     """
 
-    __slots__ = ("cost", "dead", "done", "idx", "m", "pending", "retrying", "t0")
+    __slots__ = ("cost", "dead", "done", "failed", "idx", "m", "pending", "retrying", "t0")
 
     def __init__(self, m: list[int], t0: float, idx: int) -> None:
         self.m, self.t0, self.cost, self.dead, self.idx = m, t0, 0.0, False, idx
         self.done, self.pending = False, 0
+        self.failed = False  # a step failed for good and its on_failure handler took over: counted failed at the sink
         self.retrying: dict[int, deque[int]] | None = None
 
 
@@ -128,6 +129,13 @@ class Arrivals:
         if self.load.kind == "closed" and self.scheduled < self.n:
             self.scheduled += 1
             self.push(next(self.gaps), ARRIVE, None, 0, 0, False)
+
+    def fail_at_sink(self, c: Case) -> None:
+        """A case that reached the sink through an on_failure handler: failed, as the executor reports it."""
+        c.done = True
+        self.failed += 1
+        self.failed_records.append((c.idx, c.cost))
+        self._ended()
 
     def kill(self, c: Case, st: object) -> None:
         c.dead = True

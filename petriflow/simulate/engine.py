@@ -18,11 +18,13 @@ token: a failed attempt (drawn by the failure rate of each error kind, or a
 latency past the timeout) goes where :func:`petriflow.rules.after_failure`
 says, as in the executor: fail and retry while the rules allow (never after
 a fatal error), else give up to the fallback, else the case fails; otherwise
-loop back (by the loop probability, while the loop budget lasts), else a
-route branch (by the branch probabilities), else finish. Both
-probabilities may be conditional on the route branch that led there
-(:mod:`petriflow.profile.given`): a branch a condition names sets a bit in
-the token's mask, which picks the condition's stream at the completion.
+loop back (by the loop probability, while the loop budget lasts; once it
+is spent, a step that also routes takes its loop's ``exhausted`` branch
+with that probability), else a route branch (by the branch
+probabilities), else finish. Both probabilities may be conditional on
+the route branch that led there (:mod:`petriflow.profile.given`): a branch a
+condition names sets a bit in the token's mask, which picks the condition's
+stream at the completion.
 
 A case that cannot move again (it has not ended, and it has no scheduled
 event and no place in a resource queue) is stuck in a deadlock: it counts
@@ -218,7 +220,9 @@ class _Engine(Arrivals):
                 busy[r] += now * w
         for p, w in plain:
             m[p] += w
-        if sink:
+        if sink and c.failed:
+            self.fail_at_sink(c)
+        elif sink:
             c.done = True
             self.records.append((c.idx, c.t0, self.now - c.t0, c.cost, mask))
             self._ended()
@@ -405,11 +409,16 @@ class _Engine(Arrivals):
                 self.fire(c, st.fail, mask)
             elif verdict is Verdict.FALLBACK:
                 self.fire(c, st.give_up, mask)
+            elif st.fail_out >= 0:
+                c.failed = True
+                self.fire(c, st.fail_out, mask)
             else:
                 self.kill(c, st)
-        elif st.loop >= 0 and c.m[st.loop_budget] > 0 and next(
-                st.looping if st.looping_given is None else _given(st.looping_given, mask, st.looping)):  # type: ignore[arg-type]
-            self.fire(c, st.loop, mask)
+        elif (st.loop >= 0 and (c.m[st.loop_budget] > 0 or st.exhausted >= 0)
+              and next(st.looping if st.looping_given is None
+                       else _given(st.looping_given, mask, st.looping))):  # type: ignore[arg-type]
+            # another pass wanted: go round while the budget lasts, else the loop's `exhausted` branch
+            self.fire(c, st.loop if c.m[st.loop_budget] > 0 else st.exhausted, mask)
         elif st.routes:
             k = next(st.branch if st.branch_given is None else _given(st.branch_given, mask, st.branch))  # type: ignore[arg-type]
             # a branch some condition names marks the mask, replacing this router's earlier branch

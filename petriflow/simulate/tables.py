@@ -73,6 +73,8 @@ class StepTable:
     routes: list[int] = field(default_factory=list)
     loop: int = -1
     loop_budget: int = -1
+    exhausted: int = -1
+    fail_out: int = -1  # failing for good hands over to the on_failure handler instead of killing the case  # the route transition taken when the loop is wanted but its budget is spent
     fail: int = -1
     retries: int = -1
     retry: int = -1  # the transition out of s.backoff: its firing starts a retried attempt
@@ -274,7 +276,9 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
             st.fail, st.retries, st.retry = tix(w.retry.fail), pix(w.retry.budget), tix(w.retry.retry)
         if w.give_up is not None:
             st.give_up = tix(w.give_up.transition)
-        for t in (st.finish, *st.routes, st.loop, st.fail, st.give_up):
+        if w.on_failure is not None:
+            st.fail_out = tix(w.on_failure.transition)
+        for t in (st.finish, *st.routes, st.loop, st.fail, st.give_up, st.fail_out):
             if t >= 0:
                 completion[t] = True
         by_way: dict[Way, dict[int, int]] = {}
@@ -341,6 +345,8 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
                                    where=f"routes.{main}")
             probs = {label: probs[label] for label in branches}
         main_loop = wf.step(main).loop
+        if main_loop is not None and main_loop.exhausted is not None and st.routes:
+            st.exhausted = st.routes[labels[sid].index(main_loop.exhausted)]
         loop_p = profile.loops.get(main, main_loop.p if main_loop is not None else 0.0)
         probs_given = [(bit_of[key], key, [ps[label] for label in probs])
                        for key, ps in profile.routes_given.get(main, {}).items()] if probs else []

@@ -159,7 +159,7 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
     seen: dict[str, int] = {}
     for i, raw in enumerate(doc["steps"]):
         sid = raw["id"]
-        if sid in ("begin", "end"):
+        if sid in ("begin", "end", "loop_pass", "previous"):  # the net's ends; the names a loop pass reads
             raise SpecError(f"'{sid}' is reserved", file=file, line=where(i, "id"), step=sid, hint="rename the step")
         if sid in seen:
             raise SpecError(f"duplicate step id '{sid}' (first defined on line {where(seen[sid])})",
@@ -185,6 +185,7 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
             retry=Retry(**raw["retry"]) if "retry" in raw else Retry(),
             timeout=raw.get("timeout"),
             fallback=raw.get("fallback"),
+            on_failure=raw.get("on_failure"),
             model=raw.get("model"),
             prompt=raw.get("prompt"),
             system=raw.get("system"),
@@ -261,6 +262,8 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
                      f"it runs only when '{s.id}' gives up and then continues where '{s.id}' would have")
             if list(fallbacks).count(s.fallback) > 1 or sum(1 for x in wf.steps if x.fallback == s.fallback) > 1:
                 fail(s, "fallback", f"'{s.fallback}' is the fallback of two steps", "give each its own fallback step")
+        if s.on_failure is not None:
+            _check_on_failure(wf, s, fail)
         if s.map is not None:
             if s.map.over not in s.after:
                 fail(s, "map", f"map over '{s.map.over}', which is not in `after`", f"add '{s.map.over}' to `after`")
@@ -293,10 +296,12 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
             if s.loop.to != s.id and not nx.has_path(graph, s.loop.to, s.id):
                 fail(s, "loop", f"loop target '{s.loop.to}' is not upstream of '{s.id}'",
                      "a loop goes back to a step this one (indirectly) waits on")
+            _check_exhausted(s, fail)
             region = set(wf.loop_region(s.id))
             for inner in region - {s.id}:
+                exits = {b.to for b in wf.step(inner).route}  # a branch that leaves the body ends the loop there
                 for v in wf.successors(inner):
-                    if v not in region:
+                    if v not in region and v not in exits:
                         fail(s, "loop", f"'{v}' waits on '{inner}' inside the loop of '{s.id}' and would run once per pass",
                              f"make '{v}' wait on '{s.id}' (the end of the loop) instead")
     ends = wf.terminal_steps()
@@ -311,3 +316,43 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
     if not wf.initial_steps():
         raise SpecError("no step can start: every step waits on another", file=file, line=1,
                         hint="give at least one step no `after`")
+
+
+def _check_exhausted(s: Step, fail: Any) -> None:
+    """A step that loops and routes must say which branch it takes once its loop budget is spent."""
+    assert s.loop is not None
+    whens = [b.when for b in s.route]
+    if s.loop.exhausted is None:
+        if s.route:
+            fail(s, "loop", f"'{s.id}' loops and routes but does not say where it goes once its {s.loop.max} "
+                 "pass(es) are spent", f"add `exhausted: BRANCH` to its loop, one of: {', '.join(whens)}")
+        return
+    if not s.route:
+        fail(s, "loop", "`loop.exhausted` names a route branch, but the step does not route",
+             "remove it: a loop without a route finishes plainly once its budget is spent")
+    if s.loop.exhausted not in whens:
+        fail(s, "loop", f"`loop.exhausted` is '{s.loop.exhausted}', which is no branch of the route",
+             f"name one of: {', '.join(whens)}")
+    if s.loop.when in whens:
+        fail(s, "loop", f"the loop's `when` '{s.loop.when}' is also a route branch, so an output cannot say which",
+             "give the loop a `when` that no branch uses")
+
+
+def _check_on_failure(wf: Workflow, s: Step, fail: Any) -> None:
+    """A failure handler is a step of its own that nothing waits on; it runs only when a step fails for good."""
+    h = s.on_failure
+    if h not in wf.step_ids or h == s.id:
+        fail(s, "on_failure", f"on_failure '{h}' is not another step", "name a step defined in this file")
+    handler = wf.step(h)  # type: ignore[arg-type]
+    if handler.inputs or handler.route or handler.loop or handler.map or handler.on_failure or wf.successors(h):  # type: ignore[arg-type]
+        fail(handler, "id", f"failure handler '{h}' must not have after/route/loop/map/on_failure, nor be waited on",
+             f"it runs only when '{s.id}' fails for good, and the case ends after it")
+    if h in wf.fallback_owner or any(x.fallback == h for x in wf.steps):
+        fail(s, "on_failure", f"'{h}' is a fallback step and cannot also handle failures",
+             "give the failure handler its own step")
+    if s.id in wf.fallback_owner:
+        fail(s, "on_failure", "a fallback step inherits the on_failure of the step it stands in for",
+             f"put on_failure on '{wf.root_of(s.id)}'")
+    if s.map is not None:
+        fail(s, "on_failure", "a map step cannot have on_failure (its other items would be left running)",
+             "put the map inside a step that can fail as a whole, or give the map's items a fallback")

@@ -30,12 +30,19 @@ class Branch:
 
 @dataclass(frozen=True)
 class Loop:
-    """Go back to the earlier step ``to``, at most ``max`` times; ``p`` is the chance per pass."""
+    """Go back to the earlier step ``to``, at most ``max`` times; ``p`` is the chance per pass.
+
+    ``exhausted`` names the route branch (its ``when``) a step that both
+    loops and routes takes when its output asks for another pass but the
+    budget is spent; such a step must name it, so running out of passes is
+    a decision written in the workflow, never a silent first branch.
+    """
 
     to: str
     max: int
     p: float = 0.5
     when: str = "retry"
+    exhausted: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,8 @@ class Retry:
 class Step:
     """One unit of work. Control flow: ``after`` (AND-join), ``after_any`` (XOR-join),
     ``route`` (XOR-split), ``loop``, ``map``; policies: ``retry``, ``timeout``,
-    ``fallback``; ``uses`` holds resources while the step runs."""
+    ``fallback``, ``on_failure`` (the step that runs when this one fails for good,
+    before the case ends failed); ``uses`` holds resources while the step runs."""
 
     id: str
     kind: str
@@ -73,6 +81,7 @@ class Step:
     retry: Retry = Retry()
     timeout: float | None = None
     fallback: str | None = None
+    on_failure: str | None = None
     model: str | None = None
     prompt: str | None = None
     system: str | None = None
@@ -187,6 +196,15 @@ class Workflow:
     def fallback_owner(self) -> Mapping[str, str]:
         return {s.fallback: s.id for s in self.steps if s.fallback}
 
+    @property
+    def failure_handlers(self) -> frozenset[str]:
+        """The steps named by some ``on_failure``: they run only after a failure, and end the case."""
+        return frozenset(s.on_failure for s in self.steps if s.on_failure)
+
+    def handler_of(self, step_id: str) -> str | None:
+        """The failure handler of ``step_id``, or of the step it (as a fallback) stands in for."""
+        return self.step(self.root_of(step_id)).on_failure
+
     def root_of(self, step_id: str) -> str:
         """The step a fallback (or a fallback of a fallback) finally stands in for; itself otherwise."""
         owner = self.fallback_owner
@@ -254,9 +272,9 @@ class Workflow:
         """Steps that start when the workflow starts (no inputs, not a route target or fallback)."""
         routed = {b.to for s in self.steps for b in s.route}
         fallbacks = set(self.fallback_owner)
-        return tuple(s.id for s in self.steps if not s.inputs and s.id not in routed | fallbacks)
+        return tuple(s.id for s in self.steps if not s.inputs and s.id not in routed | fallbacks | self.failure_handlers)
 
     def terminal_steps(self) -> tuple[str, ...]:
         """Steps nothing waits on: the workflow ends when all of them have finished."""
-        fallbacks = set(self.fallback_owner)
-        return tuple(s.id for s in self.steps if s.id not in fallbacks and not self.successors(s.id))
+        skip = set(self.fallback_owner) | self.failure_handlers
+        return tuple(s.id for s in self.steps if s.id not in skip and not self.successors(s.id))

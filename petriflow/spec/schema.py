@@ -136,6 +136,9 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                         "max": {"type": "integer", "minimum": 1, "maximum": MAX_LOOP},
                         "p": _PROB,
                         "when": _TEXT,
+                        "exhausted": {"type": "string", "description": "on a step that also routes: the "
+                                      "branch (its `when`) taken when the output asks for another pass but "
+                                      "the budget is spent"},
                     },
                 },
                 "map": {
@@ -170,6 +173,8 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                 },
                 "timeout": {**_POSITIVE, "description": "seconds per attempt"},
                 "fallback": {"$ref": "#/$defs/id"},
+                "on_failure": {"$ref": "#/$defs/id", "description": "the step that runs when this one fails "
+                               "for good (after its retries and fallbacks); the case then ends, failed"},
                 "model": _TEXT,
                 "prompt": {"type": "string"},
                 "system": {"type": "string"},

@@ -57,7 +57,7 @@ def _corner_cases() -> dict[str, Workflow]:
         "looping_router_fallback": b("lrf").step("a", kind="python")
         .step("pick", kind="python", after=["a"], fallback="pick_fb", retry={"max_attempts": 2},
               route=[{"to": "x", "p": 0.5, "when": "x y"}, {"to": "y", "p": 0.5, "when": "x_y"}],
-              loop={"to": "a", "max": 3})
+              loop={"to": "a", "max": 3, "exhausted": "x y"})
         .step("pick_fb", kind="python").step("x", kind="python").step("y", kind="python").build(),
     }
 
