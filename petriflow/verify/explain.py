@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from petriflow.net.petrinet import Marking, Origin, PetriNet, WorkflowNet
+from petriflow.net.wiring import EntryKind
 
 __all__ = ["Words", "choices_made", "never_lines", "tell_sequence", "transition_words", "waiting", "why_stuck"]
 
@@ -81,16 +82,14 @@ def _hands_to(net: WorkflowNet, t: int) -> list[str]:
 def transition_words(net: WorkflowNet) -> dict[str, Words]:
     """Every transition's words, distinct across the net.
 
-    A start or spawn with a loop-entry place among its inputs re-enters its
-    step from that loop. Transitions whose words would still coincide (the
+    A start or spawn whose way in is a loop (by the net's wiring; by its
+    loop-entry input place for a net without wiring) re-enters its step from
+    that loop. Transitions whose words would still coincide (the
     collects of a map step with several outcomes) are told apart by the
     steps they hand over to, and, failing that, by their id.
     """
-    entry = {p for p in net.places if net.origins[p].construct == "loop" and net.origins[p].role == "entry"}
-    words: dict[str, Words] = {}
-    for i, t in enumerate(net.transitions):
-        loop_in = [net.origins[net.places[p]].detail for p in np.flatnonzero(net.pre[i]) if net.places[p] in entry]
-        words[t] = _base_words(net.origins[t], loop_in[0] if loop_in else None)
+    entered = _loop_entries(net)
+    words = {t: _base_words(net.origins[t], entered.get(t)) for t in net.transitions}
     for clash in _clashes(words):
         for t in clash:
             to = _hands_to(net, net.transition_index(t))
@@ -101,6 +100,26 @@ def transition_words(net: WorkflowNet) -> dict[str, Words]:
         for t in clash:
             words[t] = Words(words[t].subject, f"{words[t].predicate} (transition `{t}`)")
     return words
+
+
+def _loop_entries(net: WorkflowNet) -> dict[str, str]:
+    """Each start or spawn entered by a loop, and the looping step it comes back from.
+
+    A lowered net says so in its wiring (the start's :class:`~petriflow.net.wiring.Way`),
+    which is what the planner and the simulator read too; the display words of
+    ``Origin`` decide only for a net without wiring (read from PNML), where the
+    loop-entry place among the transition's inputs names the looping step.
+    """
+    if net.wiring is not None:
+        return {s.transition: s.way.via for w in net.wiring.steps.values() for s in w.starts
+                if s.way.kind is EntryKind.LOOP and s.way.via is not None}
+    entry = {p for p in net.places if net.origins[p].construct == "loop" and net.origins[p].role == "entry"}
+    out: dict[str, str] = {}
+    for i, t in enumerate(net.transitions):
+        loop_in = [net.origins[net.places[p]].detail for p in np.flatnonzero(net.pre[i]) if net.places[p] in entry]
+        if loop_in and loop_in[0]:
+            out[t] = loop_in[0]
+    return out
 
 
 def _clashes(words: dict[str, Words]) -> list[list[str]]:

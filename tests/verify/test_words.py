@@ -127,3 +127,34 @@ def test_words_stay_distinct_when_two_transitions_share_an_origin() -> None:
     assert told["a.finish"] == "`a` finishes and hands over to `c`"
     assert told["b.finish"] == "`a` finishes and hands over to `d`"
     assert {told["a.start"], told["b.start"]} == {"`a` starts (transition `a.start`)", "`a` starts (transition `b.start`)"}
+
+
+def test_a_loop_re_entry_is_read_from_the_wiring_not_from_the_entry_places_words() -> None:
+    """With the loop-entry place's Origin blanked, the wiring's Way still says the start re-enters from the loop."""
+    import dataclasses
+
+    from petriflow.net.petrinet import Origin
+    from petriflow.net.wiring import EntryKind
+
+    net = lower(loop_over_a_deadlocking_join())
+    wiring = net.require_wiring()
+    entries = {s.way.place for w in wiring.steps.values() for s in w.starts
+               if s.way.kind is EntryKind.LOOP and s.way.place is not None}
+    assert entries, "the workflow has a loop re-entry"
+    blanked = dataclasses.replace(net, origins={**net.origins, **{p: Origin(construct="other") for p in entries}})
+    told = dict(zip(blanked.transitions, tell_sequence(blanked, list(blanked.transitions))))
+    assert told["receive.start_loop.loop_end"] == "`receive` starts again from `loop_end`'s loop"
+    unwired = dataclasses.replace(blanked, wiring=None)  # a net without wiring (PNML) has only the words to go by
+    told = dict(zip(unwired.transitions, tell_sequence(unwired, list(unwired.transitions))))
+    assert "again" not in told["receive.start_loop.loop_end"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(workflows())
+def test_words_from_the_wiring_match_the_words_from_origins(wf: Workflow) -> None:
+    """The lowering writes both; a PNML round trip (no wiring) must tell a lowered net's runs the same way."""
+    import dataclasses
+
+    net = lower(wf)
+    unwired = dataclasses.replace(net, wiring=None)
+    assert tell_sequence(net, list(net.transitions)) == tell_sequence(unwired, list(unwired.transitions))
