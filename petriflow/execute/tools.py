@@ -26,17 +26,18 @@ timeouts, fallbacks, budgets) are the executor's, not this module's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-import importlib
 import inspect
 import json
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from petriflow.errors import InputError
+from petriflow.errors import InputError, RetryableCallError, SpecError
+from petriflow.execute.imports import resolve, resolve_exceptions
 
 __all__ = [
     "DEFAULT_TOOLS",
@@ -61,6 +62,7 @@ class Tool:
     fn: Callable[..., Any]
     schema: Mapping[str, Any]
     description: str = ""
+    retry_on: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
     @property
     def wants_key(self) -> bool:
@@ -77,8 +79,10 @@ class ToolRegistry:
         self._tools: dict[str, Tool] = dict(tools or {})
 
     def register(self, name: str, fn: Callable[..., Any], *, schema: Mapping[str, Any] | None = None,
-                 description: str = "") -> Tool:
-        t = Tool(name, fn, schema or {"type": "object"}, description or (fn.__doc__ or "").strip().split("\n")[0])
+                 description: str = "",
+                 retry_on: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)) -> Tool:
+        t = Tool(name, fn, schema or {"type": "object"}, description or (fn.__doc__ or "").strip().split("\n")[0],
+                 retry_on)
         self._tools[name] = t
         return t
 
@@ -101,7 +105,7 @@ class ToolRegistry:
         except KeyError:
             raise InputError(f"tool '{name}' is not registered", where=f"step '{step}'" if step else None,
                              hint=f"registered tools: {', '.join(self.names()) or 'none'}; "
-                                  "register it with ToolRegistry.register") from None
+                                  "declare it under `tools:` in the workflow file") from None
 
     def check_args(self, name: str, args: Mapping[str, Any]) -> None:
         import jsonschema
@@ -118,10 +122,29 @@ class ToolRegistry:
         kwargs = dict(args)
         if idempotency_key is not None and t.wants_key:
             kwargs["idempotency_key"] = idempotency_key
-        out = t.fn(**kwargs)
-        if inspect.isawaitable(out):
-            out = await out
+        with retryable(t.retry_on, f"tool '{name}'"):
+            out = t.fn(**kwargs)
+            if inspect.isawaitable(out):
+                out = await out
         return out
+
+
+@contextlib.contextmanager
+def retryable(kinds: tuple[type[BaseException], ...], what: str) -> Iterator[None]:
+    """Turn an exception listed in ``kinds`` into a :class:`RetryableCallError` (kind ``raised``).
+
+    :func:`petriflow.rules.error_kind` retries only call errors marked
+    retryable and timeouts; everything else a Python callable raises is
+    fatal (a bug is not fixed by trying again). A step's ``retry.on`` or a
+    tool's ``retry_on`` names the exceptions that are transient instead.
+    ``TimeoutError`` stays itself: it is already the ``timeout`` kind.
+    """
+    try:
+        yield
+    except TimeoutError:
+        raise
+    except kinds as exc:
+        raise RetryableCallError(f"{what} raised {type(exc).__name__}: {exc}", kind="raised") from exc
 
 
 def idempotency_key(run_id: str, case: int, key: str, args: Mapping[str, Any]) -> str:
@@ -248,16 +271,50 @@ class KindRunner:
 
     def __init__(self, dag: Any, *, client: Any, tools: ToolRegistry, store: Any,
                  endpoints: Mapping[str, Any] | None = None) -> None:
-        self.dag, self._client, self.tools, self.store = dag, client, tools, store
+        self.dag, self._client, self.store = dag, client, store
+        self.tools = self._with_declared(tools, dag.workflow)
         self.endpoints: dict[str, Any] = dict(endpoints or {})
         self._functions: dict[str, tuple[Callable[..., Any], bool, bool]] = {}
+        self._retry_on: dict[str, tuple[type[BaseException], ...]] = {}
         self._centroids: dict[str, tuple[tuple[str, ...], Any]] = {}
         self._building: dict[str, asyncio.Future[tuple[int, float]]] = {}
         for sp in dag.steps.values():
             if sp.step.kind == "python":
                 self._function(sp.step)
+                self.retry_on(sp.step)
             elif sp.step.kind == "tool":
                 self.tools.get(sp.step.tool or "", step=sp.id)
+
+    @staticmethod
+    def _with_declared(tools: ToolRegistry, wf: Any) -> ToolRegistry:
+        """``tools`` plus the workflow file's ``tools:``, each imported relative to the file."""
+        if not wf.tools:
+            return tools
+        reg = tools.copy()
+        for t in wf.tools.values():
+            try:
+                fn = resolve(t.function, wf.source)
+                kinds = resolve_exceptions(t.retry_on, wf.source)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise SpecError(f"tool '{t.name}': cannot import '{t.function}': {exc}", file=wf.source,
+                                line=t.line, hint="write module:callable; modules are looked up in the "
+                                "workflow file's directory first") from None
+            if not callable(fn):
+                raise SpecError(f"tool '{t.name}': '{t.function}' is not callable", file=wf.source, line=t.line,
+                                hint="name a function") from None
+            reg.register(t.name, fn, schema=t.schema, description=t.description, retry_on=kinds)
+        return reg
+
+    def retry_on(self, step: Any) -> tuple[type[BaseException], ...]:
+        """The exceptions of a python step that another attempt may fix (its ``retry.on``)."""
+        got = self._retry_on.get(step.id)
+        if got is None:
+            try:
+                got = self._retry_on[step.id] = resolve_exceptions(step.retry.on, self.dag.workflow.source)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise SpecError(f"`retry.on`: {exc}", file=self.dag.workflow.source, line=step.line, step=step.id,
+                                hint="name builtin exceptions (ConnectionError) or module:Name") from None
+        return got
 
     @property
     def client(self) -> Any:
@@ -300,12 +357,12 @@ class KindRunner:
         got = self._functions.get(step.id)
         if got is None:
             spec = step.function or ""
-            module, _, name = spec.partition(":")
             try:
-                fn = getattr(importlib.import_module(module), name)
+                fn = resolve(spec, self.dag.workflow.source)
             except (ImportError, AttributeError, ValueError) as exc:
-                raise InputError(f"cannot import function '{spec}': {exc}", where=f"step '{step.id}'",
-                                 hint="write it as module:callable, importable from here") from None
+                raise SpecError(f"cannot import function '{spec}': {exc}", file=self.dag.workflow.source,
+                                line=step.line, step=step.id, hint="write it as module:callable; modules are "
+                                "looked up in the workflow file's directory first") from None
             try:
                 params = inspect.signature(fn).parameters
                 takes_case = "case" in params
@@ -365,7 +422,8 @@ class KindRunner:
 
     def run_python_sync(self, sp: Any, call: StepCall) -> KindResult:
         fn, _, takes_case = self._function(sp.step)
-        out = KindResult(fn(self._inputs(sp, call), **self._kwargs(sp, call, takes_case)))
+        with retryable(self.retry_on(sp.step), f"function '{sp.step.function}'"):
+            out = KindResult(fn(self._inputs(sp, call), **self._kwargs(sp, call, takes_case)))
         self._check_output(sp, out)
         return out
 
@@ -386,11 +444,12 @@ class KindRunner:
     async def _python(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
         fn, is_async, takes_case = self._function(sp.step)
         inputs, kwargs = self._inputs(sp, call), self._kwargs(sp, call, takes_case)
-        if is_async:
-            return KindResult(await fn(inputs, **kwargs))
-        if sp.step.config.get("thread"):
-            return KindResult(await asyncio.to_thread(fn, inputs, **kwargs))
-        return KindResult(fn(inputs, **kwargs))
+        with retryable(self.retry_on(sp.step), f"function '{sp.step.function}'"):
+            if is_async:
+                return KindResult(await fn(inputs, **kwargs))
+            if sp.step.config.get("thread"):
+                return KindResult(await asyncio.to_thread(fn, inputs, **kwargs))
+            return KindResult(fn(inputs, **kwargs))
 
     async def _tool(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
         name = sp.step.tool or ""
