@@ -177,8 +177,8 @@ class ServerError(ExecutionError):
     """A local model server could not be started or reached."""
 
 
-RetryKind = Literal["rate_limit", "server", "timeout", "connection", "malformed"]
-"""Why a retryable call failed."""
+RetryKind = Literal["rate_limit", "server", "timeout", "connection", "malformed", "raised"]
+"""Why a retryable call failed (``raised``: a python step or tool raised an exception declared retryable)."""
 
 
 class RetryableCallError(ModelCallError):

@@ -37,6 +37,9 @@ def limited() -> Workflow:
     return b.build()
 
 
+SMOKE_ARGS = ["--cases", "300", "--repeat", "1"]  # the smallest run, for tests/test_bench_scripts.py
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=20_000)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,37 @@ def _read_inputs(path: str) -> list[Any]:
     return values
 
 
+_FIELD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
+
+
+def _cases(texts: tuple[str, ...]) -> list[Any]:
+    """The cases ``--input`` options give: one question each, or one case of ``KEY=VALUE`` fields.
+
+    A text is a field only when what comes before its first ``=`` is a
+    plain name, so a question with spaces before an ``=`` stays a question;
+    ``question=...`` says so explicitly for one that would not.
+    """
+    fields: dict[str, str] = {}
+    plain: list[str] = []
+    for t in texts:
+        m = _FIELD.fullmatch(t)
+        if m is None:
+            plain.append(t)
+            continue
+        key, value = m.groups()
+        if key in fields:
+            raise InputError(f"--input sets field '{key}' twice", hint="give each field once")
+        fields[key] = value
+    if not fields:
+        return plain
+    if len(plain) > 1 or (plain and "question" in fields):
+        raise InputError("with KEY=VALUE fields, --input makes one case: give at most one plain question",
+                         hint="write the question as --input question=TEXT, or use --inputs FILE.jsonl for many cases")
+    if plain:
+        fields["question"] = plain[0]
+    return [fields]
+
+
 def _show(value: Any) -> str:
     if isinstance(value, dict) and isinstance(value.get("answer"), str):
         return str(value["answer"]) + (f"\n  [route: {value['route']}]" if value.get("route") else "")
@@ -55,8 +87,10 @@ def _show(value: Any) -> str:
 
 @click.command("run")
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
-@click.option("--input", "input_texts", metavar="TEXT", multiple=True,
-              help="One case: the question (template variable {question}); repeat it for one case each.")
+@click.option("--input", "input_texts", metavar="TEXT|KEY=VALUE", multiple=True,
+              help="TEXT: one case whose {question} is TEXT (repeat it for one case each). KEY=VALUE (KEY: "
+                   "letters, digits, _): the case field {KEY}; then all --input options make one case, and a "
+                   "TEXT among them is its question. A question that looks like KEY=VALUE: --input question='a=b'.")
 @click.option("--inputs", "inputs_path", metavar="FILE.jsonl", type=click.Path(dir_okay=False),
               help="A batch: one JSON string or object per line.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
@@ -115,7 +149,7 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
                          fail=failing(InputError, flag))
     if from_saved and not resume_id:
         raise InputError("--from-saved goes with --resume RUN_ID", hint="petriflow run --resume RUN --from-saved")
-    values = list(input_texts) if input_texts else (_read_inputs(inputs_path) if inputs_path else [])
+    values = _cases(input_texts) if input_texts else (_read_inputs(inputs_path) if inputs_path else [])
     sys.exit(_execute(path, values, store=store, concurrency=concurrency, trace_path=trace_path,
                       resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json, cache_path=cache_path,
                       metrics_path=metrics_path, from_saved=from_saved))

@@ -26,8 +26,6 @@ timeouts, fallbacks, budgets) are the executor's, not this module's.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import importlib
 import inspect
 import json
 import re
@@ -36,7 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from petriflow.errors import InputError
+from petriflow.errors import InputError, SpecError
+from petriflow.execute.imports import resolve, resolve_exceptions
 
 __all__ = [
     "DEFAULT_TOOLS",
@@ -53,97 +52,13 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Tool:
-    """A callable (sync or async) with the JSON Schema of its keyword arguments."""
-
-    name: str
-    fn: Callable[..., Any]
-    schema: Mapping[str, Any]
-    description: str = ""
-
-    @property
-    def wants_key(self) -> bool:
-        try:
-            return "idempotency_key" in inspect.signature(self.fn).parameters
-        except (TypeError, ValueError):
-            return False
-
-
-class ToolRegistry:
-    """The allow-list. ``register`` (or the ``@tool`` decorator) adds; ``call`` validates and runs."""
-
-    def __init__(self, tools: Mapping[str, Tool] | None = None) -> None:
-        self._tools: dict[str, Tool] = dict(tools or {})
-
-    def register(self, name: str, fn: Callable[..., Any], *, schema: Mapping[str, Any] | None = None,
-                 description: str = "") -> Tool:
-        t = Tool(name, fn, schema or {"type": "object"}, description or (fn.__doc__ or "").strip().split("\n")[0])
-        self._tools[name] = t
-        return t
-
-    def tool(self, *, name: str | None = None, schema: Mapping[str, Any] | None = None
-             ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self.register(name or fn.__name__, fn, schema=schema)
-            return fn
-        return deco
-
-    def names(self) -> list[str]:
-        return sorted(self._tools)
-
-    def copy(self) -> ToolRegistry:
-        return ToolRegistry(self._tools)
-
-    def get(self, name: str, *, step: str | None = None) -> Tool:
-        try:
-            return self._tools[name]
-        except KeyError:
-            raise InputError(f"tool '{name}' is not registered", where=f"step '{step}'" if step else None,
-                             hint=f"registered tools: {', '.join(self.names()) or 'none'}; "
-                                  "register it with ToolRegistry.register") from None
-
-    def check_args(self, name: str, args: Mapping[str, Any]) -> None:
-        import jsonschema
-
-        try:
-            jsonschema.validate(dict(args), dict(self.get(name).schema))
-        except jsonschema.ValidationError as exc:
-            raise InputError(f"tool '{name}': bad arguments: {exc.message}",
-                             hint="fix the step's `config.args`") from None
-
-    async def call(self, name: str, args: Mapping[str, Any], *, idempotency_key: str | None = None) -> Any:
-        t = self.get(name)
-        self.check_args(name, args)
-        kwargs = dict(args)
-        if idempotency_key is not None and t.wants_key:
-            kwargs["idempotency_key"] = idempotency_key
-        out = t.fn(**kwargs)
-        if inspect.isawaitable(out):
-            out = await out
-        return out
-
-
-def idempotency_key(run_id: str, case: int, key: str, args: Mapping[str, Any]) -> str:
-    """Same run, case, step execution and arguments: same key (a hex digest)."""
-    raw = json.dumps([run_id, case, key, dict(args)], sort_keys=True, default=str)
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def _default() -> ToolRegistry:
-    from petriflow.execute.builtins import search_notes
-
-    reg = ToolRegistry()
-    reg.register("search_notes", search_notes, schema={
-        "type": "object", "required": ["query"], "additionalProperties": False,
-        "properties": {"query": {"type": "string"}, "k": {"type": "integer", "minimum": 1, "maximum": 20}},
-    }, description="keyword search over petriflow's small local notes list")
-    return reg
-
-
-DEFAULT_TOOLS = _default()
-"""The tools every executor allows unless given its own registry: ``search_notes``."""
-
+from petriflow.execute.registry import (
+    DEFAULT_TOOLS,
+    Tool,
+    ToolRegistry,
+    idempotency_key,
+    retryable,
+)
 
 # -- how each step kind calls out ---------------------------------------------------------
 
@@ -259,17 +174,51 @@ class KindRunner:
 
     def __init__(self, dag: Any, *, client: Any, tools: ToolRegistry, store: Any,
                  endpoints: Mapping[str, Any] | None = None) -> None:
-        self.dag, self._client, self.tools, self.store = dag, client, tools, store
+        self.dag, self._client, self.store = dag, client, store
+        self.tools = self._with_declared(tools, dag.workflow)
         self.on_wait: Callable[[str, int, str, int], None] | None = None  # told once when a human step waits
         self.endpoints: dict[str, Any] = dict(endpoints or {})
         self._functions: dict[str, tuple[Callable[..., Any], bool, bool]] = {}
+        self._retry_on: dict[str, tuple[type[BaseException], ...]] = {}
         self._centroids: dict[str, tuple[tuple[str, ...], Any]] = {}
         self._building: dict[str, asyncio.Future[tuple[int, float]]] = {}
         for sp in dag.steps.values():
             if sp.step.kind == "python":
                 self._function(sp.step)
+                self.retry_on(sp.step)
             elif sp.step.kind == "tool":
                 self.tools.get(sp.step.tool or "", step=sp.id)
+
+    @staticmethod
+    def _with_declared(tools: ToolRegistry, wf: Any) -> ToolRegistry:
+        """``tools`` plus the workflow file's ``tools:``, each imported relative to the file."""
+        if not wf.tools:
+            return tools
+        reg = tools.copy()
+        for t in wf.tools.values():
+            try:
+                fn = resolve(t.function, wf.source)
+                kinds = resolve_exceptions(t.retry_on, wf.source)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise SpecError(f"tool '{t.name}': cannot import '{t.function}': {exc}", file=wf.source,
+                                line=t.line, hint="write module:callable; modules are looked up in the "
+                                "workflow file's directory first") from None
+            if not callable(fn):
+                raise SpecError(f"tool '{t.name}': '{t.function}' is not callable", file=wf.source, line=t.line,
+                                hint="name a function") from None
+            reg.register(t.name, fn, schema=t.schema, description=t.description, retry_on=kinds)
+        return reg
+
+    def retry_on(self, step: Any) -> tuple[type[BaseException], ...]:
+        """The exceptions of a python step that another attempt may fix (its ``retry.on``)."""
+        got = self._retry_on.get(step.id)
+        if got is None:
+            try:
+                got = self._retry_on[step.id] = resolve_exceptions(step.retry.on, self.dag.workflow.source)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise SpecError(f"`retry.on`: {exc}", file=self.dag.workflow.source, line=step.line, step=step.id,
+                                hint="name builtin exceptions (ConnectionError) or module:Name") from None
+        return got
 
     @property
     def client(self) -> Any:
@@ -306,18 +255,19 @@ class KindRunner:
         if sp.step.kind not in ("chat", "embed", "classify"):
             return None
         ep = self.endpoints.get(sp.step.model or "")
-        return str(ep.model) if ep is not None else sp.step.model
+        name: str | None = ep.model if ep is not None else sp.step.model
+        return name
 
     def _function(self, step: Any) -> tuple[Callable[..., Any], bool, bool]:
         got = self._functions.get(step.id)
         if got is None:
             spec = step.function or ""
-            module, _, name = spec.partition(":")
             try:
-                fn = getattr(importlib.import_module(module), name)
+                fn = resolve(spec, self.dag.workflow.source)
             except (ImportError, AttributeError, ValueError) as exc:
-                raise InputError(f"cannot import function '{spec}': {exc}", where=f"step '{step.id}'",
-                                 hint="write it as module:callable, importable from here") from None
+                raise SpecError(f"cannot import function '{spec}': {exc}", file=self.dag.workflow.source,
+                                line=step.line, step=step.id, hint="write it as module:callable; modules are "
+                                "looked up in the workflow file's directory first") from None
             try:
                 params = inspect.signature(fn).parameters
                 takes_case = "case" in params
@@ -377,7 +327,8 @@ class KindRunner:
 
     def run_python_sync(self, sp: Any, call: StepCall) -> KindResult:
         fn, _, takes_case = self._function(sp.step)
-        out = KindResult(fn(self._inputs(sp, call), **self._kwargs(sp, call, takes_case)))
+        with retryable(self.retry_on(sp.step), f"function '{sp.step.function}'"):
+            out = KindResult(fn(self._inputs(sp, call), **self._kwargs(sp, call, takes_case)))
         self._check_output(sp, out)
         return out
 
@@ -400,11 +351,12 @@ class KindRunner:
     async def _python(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
         fn, is_async, takes_case = self._function(sp.step)
         inputs, kwargs = self._inputs(sp, call), self._kwargs(sp, call, takes_case)
-        if is_async:
-            return KindResult(await fn(inputs, **kwargs))
-        if sp.step.config.get("thread"):
-            return KindResult(await asyncio.to_thread(fn, inputs, **kwargs))
-        return KindResult(fn(inputs, **kwargs))
+        with retryable(self.retry_on(sp.step), f"function '{sp.step.function}'"):
+            if is_async:
+                return KindResult(await fn(inputs, **kwargs))
+            if sp.step.config.get("thread"):
+                return KindResult(await asyncio.to_thread(fn, inputs, **kwargs))
+            return KindResult(fn(inputs, **kwargs))
 
     async def _tool(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
         name = sp.step.tool or ""

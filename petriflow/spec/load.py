@@ -25,6 +25,7 @@ from petriflow.spec.model import (
     Resource,
     Retry,
     Step,
+    ToolDecl,
     Workflow,
 )
 from petriflow.spec.schema import WORKFLOW_SCHEMA
@@ -182,7 +183,7 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
             loop=Loop(**raw["loop"]) if "loop" in raw else None,
             map=MapOver(**raw["map"]) if "map" in raw else None,
             uses=dict(uses),
-            retry=Retry(**raw["retry"]) if "retry" in raw else Retry(),
+            retry=_retry(raw["retry"]) if "retry" in raw else Retry(),
             timeout=raw.get("timeout"),
             fallback=raw.get("fallback"),
             on_failure=raw.get("on_failure"),
@@ -204,10 +205,21 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
     resources = {rid: Resource(id=rid, **r) for rid, r in doc.get("resources", {}).items()}
     models = {mid: ModelEndpoint(id=mid, name=m.get("name", mid), **{k: v for k, v in m.items() if k != "name"})
               for mid, m in doc.get("models", {}).items()}
+    tools = {name: ToolDecl(name=name, function=t["function"], schema=t.get("schema", {"type": "object"}),
+                            retry_on=tuple(t.get("retry_on", ToolDecl.retry_on)), description=t.get("description", ""),
+                            line=lines.line(("tools", name, "function")) if lines else None)
+             for name, t in doc.get("tools", {}).items()}
     wf = Workflow(name=doc["name"], steps=tuple(steps), resources=resources, models=models,
-                  description=doc.get("description", ""), source=file)
+                  description=doc.get("description", ""), source=file, tools=tools)
     _check_references(wf, file, where, seen)
     return wf
+
+
+def _retry(raw: Mapping[str, Any]) -> Retry:
+    opts = dict(raw)
+    if "on" in opts:
+        opts["on"] = tuple(opts["on"])
+    return Retry(**opts)
 
 
 def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, int]) -> None:

@@ -12,7 +12,8 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Protocol
 
-__all__ = ["Branch", "Loop", "MapOver", "ModelEndpoint", "Priced", "Resource", "Retry", "Step", "Workflow", "price_of"]
+__all__ = ["Branch", "Loop", "MapOver", "ModelEndpoint", "Priced", "Resource", "Retry", "Step", "ToolDecl", "Workflow",
+           "price_of"]
 
 
 def _frozen_map(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -61,6 +62,21 @@ class Retry:
     backoff: float = 0.5
     backoff_max: float = 30.0
     jitter: bool = True
+    on: tuple[str, ...] = ("ConnectionError", "TimeoutError")
+    """Exceptions a python or tool step may raise that another attempt may fix (builtin names or module:Name)."""
+
+
+@dataclass(frozen=True)
+class ToolDecl:
+    """A tool the workflow file declares: ``function`` (module:callable, resolved relative to the file),
+    the JSON Schema of its keyword arguments, and the exceptions that make a call retryable."""
+
+    name: str
+    function: str
+    schema: Mapping[str, Any] = field(default_factory=lambda: _frozen_map({"type": "object"}))
+    retry_on: tuple[str, ...] = ("ConnectionError", "TimeoutError")
+    description: str = ""
+    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +183,7 @@ class Workflow:
     models: Mapping[str, ModelEndpoint] = field(default_factory=lambda: _frozen_map(None))
     description: str = ""
     source: str | None = None
+    tools: Mapping[str, ToolDecl] = field(default_factory=lambda: _frozen_map(None))
 
     @cached_property
     def _by_id(self) -> dict[str, Step]:

@@ -21,6 +21,8 @@ DIST_FAMILIES = ("fixed", "exponential", "lognormal", "gamma", "empirical", "mix
 
 _ID = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$", "maxLength": 64}
 _IDS = {"type": "array", "items": {"$ref": "#/$defs/id"}, "uniqueItems": True}
+_EXCS = {"type": "array", "uniqueItems": True,
+         "items": {"type": "string", "pattern": "^([A-Za-z_][\\w.]*:)?[A-Za-z_]\\w*$"}}
 _PROB = {"type": "number", "minimum": 0, "maximum": 1}
 _AMOUNT = {"type": "number", "minimum": 0, "maximum": MAX_NUMBER}
 _POSITIVE = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_NUMBER}
@@ -76,6 +78,13 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
             "propertyNames": {"$ref": "#/$defs/id"},
             "additionalProperties": {"$ref": "#/$defs/resource"},
         },
+        "tools": {
+            "description": "Tools the steps may call, by name: a Python callable (module:callable, resolved "
+                           "relative to this file's directory) with the JSON Schema of its arguments.",
+            "type": "object",
+            "propertyNames": {"$ref": "#/$defs/id"},
+            "additionalProperties": {"$ref": "#/$defs/tool"},
+        },
         "steps": {"type": "array", "minItems": 1, "maxItems": MAX_STEPS, "items": {"$ref": "#/$defs/step"}},
     },
     "$defs": {
@@ -92,6 +101,19 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                 "price_input": {**_AMOUNT, "description": "dollars per 1M input tokens"},
                 "price_output": {**_AMOUNT, "description": "dollars per 1M output tokens"},
                 "price_call": {**_AMOUNT, "description": "dollars per call"},
+            },
+        },
+        "tool": {
+            "type": "object",
+            "required": ["function"],
+            "additionalProperties": False,
+            "properties": {
+                "function": {"type": "string", "pattern": "^[A-Za-z_][\\w.]*:[A-Za-z_]\\w*$",
+                             "description": "module:callable"},
+                "schema": {"type": "object", "description": "JSON Schema of the keyword arguments"},
+                "retry_on": {**_EXCS, "description": "exceptions that make a call retryable "
+                             "(default: ConnectionError, TimeoutError)"},
+                "description": {"type": "string"},
             },
         },
         "resource": {
@@ -169,6 +191,8 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                         "backoff": {**_AMOUNT, "description": "first delay, seconds"},
                         "backoff_max": _AMOUNT,
                         "jitter": {"type": "boolean"},
+                        "on": {**_EXCS, "description": "exceptions of a python or tool step that are retried "
+                               "(default: ConnectionError, TimeoutError)"},
                     },
                 },
                 "timeout": {**_POSITIVE, "description": "seconds per attempt"},
