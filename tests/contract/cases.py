@@ -61,7 +61,7 @@ def sequence(base_url: str) -> Workflow:
 
 
 def fanout(base_url: str) -> Workflow:
-    b = _builder("fanout", base_url).resource("llm", capacity=2).step("plan", **_chat("fast"))
+    b = _builder("fanout", base_url).resource("llm", capacity=3).step("plan", **_chat("fast"))
     for i in range(4):
         b.step(f"part{i}", after=["plan"], uses={"llm": 1}, **_chat("fast"))
     return b.step("join", kind="python", function=ECHO, after=[f"part{i}" for i in range(4)],
@@ -119,8 +119,8 @@ _CASES: tuple[tuple[str, str, Callable[[str], Workflow], dict[str, Behaviour], L
     ("sequence", "a -> b -> c on three models; lognormal and gamma latencies", sequence,
      {"a": _ok(0.06), "b": Behaviour(latency=gamma(0.08, 4), input_tokens=IN, output_tokens=gamma(300, 8)),
       "c": _ok(0.05, sigma=0.2)}, CLOSED, 300),
-    ("fanout", "plan -> 4 parts -> join; the parts share a resource of capacity 2 (queues)", fanout,
-     {"plan": _ok(0.05), **{f"part{i}": _ok(0.06) for i in range(4)}}, Load.closed(users=4), 200),
+    ("fanout", "plan -> 4 parts -> join; the parts share a resource of capacity 3 (queues)", fanout,
+     {"plan": _ok(0.05), **{f"part{i}": _ok(0.05) for i in range(4)}}, Load.closed(users=4), 160),
     ("route", "classify -> one of simple (50%), code (30%), search (20%) -> answer; Poisson arrivals", route,
      {"classify": _ok(0.05, choices={"simple": 0.5, "code": 0.3, "search": 0.2}),
       "simple": _ok(0.05), "code": _ok(0.15, sigma=0.4, out=gamma(400, 8)), "search": _ok(0.08)},
