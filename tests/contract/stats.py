@@ -13,8 +13,8 @@ Two kinds of interval, because the two sides give different data:
 * the executed run is one sample path of correlated cases (a queue's
   neighbours wait for each other), so its interval is a *moving-block
   bootstrap*: blocks of consecutive cases keep the correlation that an
-  ordinary bootstrap would break. Throughput resamples equal time windows of
-  completions instead;
+  ordinary bootstrap would break. Throughput is one over the mean time
+  between completions, and resamples those times in blocks the same way;
 * the simulator is cheap, so it is run ``R`` times with independent seeds and
   the same number of cases; :func:`spread` gives the mean over the runs and
   the range a *single* run of that size falls in (a prediction interval),
@@ -106,9 +106,10 @@ def block_bootstrap(values: np.ndarray, stat: Callable[[np.ndarray], np.ndarray]
     return float(lo), float(hi)
 
 
-def executed_intervals(records: Sequence[CaseRecord], *, warmup: float, level: float = 0.95, windows: int = 20,
+def executed_intervals(records: Sequence[CaseRecord], *, warmup: float, level: float = 0.95,
                        seed: int = 0) -> dict[str, tuple[float, float]]:
-    """The executed figures' intervals: block bootstrap over cases, and over time windows for throughput."""
+    """The executed figures' intervals: block bootstrap over cases, and over the times between completions
+    (in completion order) for throughput."""
     kept = _measured(records, warmup)
     lat = np.array([r.end - r.arrival for r in kept])
     cost = np.array([r.cost for r in kept])
@@ -121,10 +122,12 @@ def executed_intervals(records: Sequence[CaseRecord], *, warmup: float, level: f
         return np.asarray(a.mean(axis=1))
 
     _, since, end = _throughput(records, kept)
-    edges = np.linspace(since, end, windows + 1)
-    counts = np.histogram([r.end for r in records if r.ok and r.end >= since], bins=edges)[0]
-    width = (end - since) / windows
-    return {"throughput": block_bootstrap(counts / width, mean, level=level, block=1, seed=seed),
+    ends = np.sort([r.end for r in records if r.ok and r.end >= since])
+    gaps = np.diff(ends, prepend=since)
+    if gaps.size:
+        gaps[-1] += end - ends[-1]  # the span runs to the last event: the gaps add up to it
+    lo, hi = block_bootstrap(gaps, mean, level=level, seed=seed)
+    return {"throughput": (1 / hi, 1 / lo) if lo > 0 else (1 / hi, math.inf),
             "p50": block_bootstrap(lat, q(0.5), level=level, seed=seed),
             "p95": block_bootstrap(lat, q(0.95), level=level, seed=seed),
             "cost": block_bootstrap(cost, mean, level=level, seed=seed),

@@ -18,7 +18,7 @@ from tests.execute.synthetic import Behaviour
 
 from .cases import CASES, map_retries, route
 from .harness import HANG, Executed, Figure, Shifted, kind_of, overheads, profile_for
-from .stats import CaseRecord, block_bootstrap, figures, of_simulation, spread
+from .stats import CaseRecord, block_bootstrap, executed_intervals, figures, of_simulation, spread
 
 
 def test_figures_count_as_the_simulator_does() -> None:
@@ -140,3 +140,12 @@ def test_shifted_adds_its_offset() -> None:
     d = Shifted(parse_dist({"dist": "exponential", "mean": 2.0}), 0.5)
     assert d.mean == 2.5 and d.scaled(2).mean == 5.0
     assert d.sample(np.random.default_rng(0), 1000).min() >= 0.5
+
+
+def test_throughput_interval_is_over_the_times_between_completions() -> None:
+    rng = np.random.default_rng(2)
+    arrivals = np.cumsum(rng.exponential(0.1, 400))
+    records = [CaseRecord(i, t, t + 0.05, 0.0, True) for i, t in enumerate(arrivals)]
+    lo, hi = executed_intervals(records, warmup=0.1)["throughput"]
+    point = figures(records, warmup=0.1)["throughput"]
+    assert lo < point < hi and 8 < lo and hi < 12.5  # about 10 a second, known to ~10% from 360 gaps
