@@ -285,10 +285,10 @@ def _step_profile(step: Step, b: Behaviour, overhead: float) -> StepProfile:
     for fault, p in b.errors.items():
         if kind_of(fault) != "timeout":
             rates[kind_of(fault)] += p / (1 - hang)
-    failures = ({"retryable_rate": rates["retryable"], "fatal_rate": rates["fatal"]} if _KINDED
-                else {"failure_rate": rates["retryable"] + rates["fatal"]})
-    return StepProfile(latency=Shifted(latency, overhead), input_tokens=b.input_tokens,  # type: ignore[arg-type]
-                       output_tokens=b.output_tokens, model=step.model, **failures)
+    failures: dict[str, Any] = ({"retryable_rate": rates["retryable"], "fatal_rate": rates["fatal"]} if _KINDED
+                                else {"failure_rate": rates["retryable"] + rates["fatal"]})
+    return replace(StepProfile(latency=Shifted(latency, overhead), input_tokens=b.input_tokens,
+                               output_tokens=b.output_tokens, model=step.model), **failures)
 
 
 def profile_for(wf: Workflow, behaviours: Mapping[str, Behaviour], offsets: Mapping[str, float]) -> Profile:
