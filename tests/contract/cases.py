@@ -3,9 +3,9 @@
 Latencies are tens of milliseconds (50-150 ms means) so the executor's own
 per-call time is a small share; cases are a few hundred so a test takes
 seconds. Every case is written to the executor's semantics (the reference):
-where today's simulator cannot follow (fatal errors, ``Retry-After``, the
-token bucket) the case says so in its summary, and the test reports by how
-much they differ rather than hiding it.
+where the simulator cannot follow (``Retry-After``, which the profile does
+not carry; the cost of failed attempts, which it bills) the test reports by
+how much they differ rather than hiding it.
 """
 
 from __future__ import annotations
@@ -128,19 +128,18 @@ _CASES: tuple[tuple[str, str, Callable[[str], Workflow], dict[str, Behaviour], L
     ("map_retries", "split into 1-4 items -> answer each; 15% 500s retried (3 attempts, pooled budget)",
      map_retries, {"split": _ok(0.05, items=Empirical((1, 2, 2, 3, 4)), max_items=4),
                    "answer": _ok(0.06, errors={"500": 0.15})}, CLOSED, 300),
-    ("token_limit", "one call of ~100 tokens under 60,000 tokens/min (10 calls/s once the minute's "
-     "tokens are spent); today the simulator's bucket holds one second, the executor's one minute",
+    ("token_limit", "one call of ~100 tokens under 60,000 tokens/min: a minute's tokens at once, then "
+     "10 calls/s",
      token_limit, {"ask": Behaviour(latency=lognormal(0.05), input_tokens=parse_dist(20),
                                     output_tokens=gamma(80, 4))}, CLOSED, 640),
     ("fallback", "draft on big-model hangs 10% (timeout 0.3 s) or fails 10%, 2 attempts, then backup on "
      "small-model; behaviours per model", fallback,
      {"big-model": _ok(0.08, errors={"hang": 0.1, "500": 0.1}), "small-model": _ok(0.05),
       "fast-model": _ok(0.05)}, CLOSED, 300),
-    ("fatal", "ask fails 10% with 400 (fatal: the executor gives up at once) and 10% with 500 (retried); "
-     "today the simulator retries both", fatal,
+    ("fatal", "ask fails 10% with 400 (fatal: given up at once) and 10% with 500 (retried)", fatal,
      {"ask": _ok(0.06, errors={"400": 0.1, "500": 0.1}), "polish": _ok(0.05)}, CLOSED, 300),
     ("retry_after", "20% of calls get 429 with Retry-After 0.25 s (the executor waits it; back-off is "
-     "20 ms); today's profile has no Retry-After", retry_after,
+     "20 ms); the profile has no Retry-After", retry_after,
      {"ask": _ok(0.06, errors={"429:0.25": 0.2})}, CLOSED, 300),
 )
 

@@ -31,7 +31,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -262,20 +262,15 @@ def kind_of(fault: str) -> str:
     return "retryable" if status >= 500 or status in (408, 409, 425, 429) else "fatal"
 
 
-_KINDED = "fatal_rate" in {f.name for f in fields(StepProfile)}
-"""Whether the profile has failures by kind (issue 8's step rules); before them, one ``failure_rate``, all
-retried. The contract is written to the executor either way; this only picks the profile's words."""
-
-
 def _step_profile(step: Step, b: Behaviour, overhead: float) -> StepProfile:
     """What the simulator draws for a model step: the behaviour's distributions, its failures as rates.
 
     A hang is a latency past any timeout (so the simulator times it out, as
-    the executor does); every other fault is a failed attempt after its
-    latency, at its rate among the attempts that did not hang, by the kind
-    the executor gives it. A profile without kinds (today's) retries every
-    failure, and no profile has ``Retry-After``: there the simulator cannot
-    follow the executor, and the contract says so.
+    the executor does, whatever the latency draw); every other fault is a
+    failed attempt after its latency, at its rate among the attempts that did
+    not hang, by the kind the executor gives it. The profile has no
+    ``Retry-After``: there the simulator cannot follow the executor, and the
+    contract says so.
     """
     hang = b.share("hang")
     if hang and step.timeout is None:
@@ -285,10 +280,9 @@ def _step_profile(step: Step, b: Behaviour, overhead: float) -> StepProfile:
     for fault, p in b.errors.items():
         if kind_of(fault) != "timeout":
             rates[kind_of(fault)] += p / (1 - hang)
-    failures: dict[str, Any] = ({"retryable_rate": rates["retryable"], "fatal_rate": rates["fatal"]} if _KINDED
-                                else {"failure_rate": rates["retryable"] + rates["fatal"]})
-    return replace(StepProfile(latency=Shifted(latency, overhead), input_tokens=b.input_tokens,
-                               output_tokens=b.output_tokens, model=step.model), **failures)
+    return StepProfile(latency=Shifted(latency, overhead), input_tokens=b.input_tokens,
+                       output_tokens=b.output_tokens, model=step.model, retryable_rate=rates["retryable"],
+                       fatal_rate=rates["fatal"])
 
 
 def profile_for(wf: Workflow, behaviours: Mapping[str, Behaviour], offsets: Mapping[str, float]) -> Profile:

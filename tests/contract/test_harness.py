@@ -86,13 +86,6 @@ def test_faults_take_the_executors_verdict(fault: str, kind: str) -> None:
     assert kind_of(fault) == kind
 
 
-def _rates(sp: Any) -> tuple[float, float]:
-    """(retryable, fatal) rates of a step profile, with or without failure kinds."""
-    if hasattr(sp, "fatal_rate"):
-        return sp.retryable_rate, sp.fatal_rate
-    return sp.failure_rate, 0.0
-
-
 def test_the_profile_is_drawn_from_the_behaviours() -> None:
     case = next(c for c in CASES if c.name == "fallback")
     wf = case.build("http://127.0.0.1:1/v1")
@@ -101,9 +94,15 @@ def test_the_profile_is_drawn_from_the_behaviours() -> None:
     assert isinstance(draft.latency, Shifted) and draft.latency.offset == 0.004
     mix = draft.latency.base
     assert isinstance(mix, Mixture) and mix.weights == (0.9, 0.1) and mix.components[1] == Fixed(HANG)
-    assert sum(_rates(draft)) == pytest.approx(0.1 / 0.9)  # among the attempts that did not hang
+    assert draft.retryable_rate == pytest.approx(0.1 / 0.9) and draft.fatal_rate == 0  # among those not hanging
     assert prof.step("backup").output_tokens is case.behaviours["small-model"].output_tokens  # per model
     assert prof.cost_per_call("backup") > 0  # the workflow's prices
+
+
+def test_fatal_faults_are_fatal_in_the_profile() -> None:
+    case = next(c for c in CASES if c.name == "fatal")
+    ask = profile_for(case.build("u"), case.behaviours, {}).step("ask")
+    assert (ask.retryable_rate, ask.fatal_rate, ask.timeout_rate) == pytest.approx((0.1, 0.1, 0.0))
 
 
 def test_routes_and_map_items_come_from_the_steps_that_answer_them() -> None:
