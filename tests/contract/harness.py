@@ -16,13 +16,17 @@ arrival process that :class:`petriflow.simulate.Load` describes. From it:
 
 Fairness. The executor spends time of its own in every call (the ``openai``
 client, HTTP on loopback, the event loop shared by every case: about 4 ms a
-call alone, more under concurrency on a loaded machine). The server logs the
-latency it drew for every request, and the trace has each attempt's
-duration, so :func:`overheads` measures the mean difference per step in the
-same run, and the profile adds it to the step's latency (:class:`Shifted`).
-Everything else (composition of steps, queues at resources, retries and
-back-off, rate limits, routes, fallbacks, costs) the simulator has to get
-right by itself.
+call on a quiet machine; on a loaded one 10-30 ms, and spread wide, since a
+call waits for whatever else the loop and the CPU are doing). The server
+logs the latency it drew for every request and the trace has each attempt's
+duration, so :func:`overheads` measures, per step and in the same run, the
+mean and the variance the executor added to the same calls, and the profile
+adds an independent draw with those two moments to the step's latency
+(:class:`Plus`); the mean alone is not enough where calls join (a map's
+items, a fan-out), since the slowest of several calls sets the pace. Users'
+lateness back from thinking is observed directly and resampled. Everything
+else (composition of steps, queues at resources, retries and back-off, rate
+limits, routes, fallbacks, costs) the simulator has to get right by itself.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from petriflow.execute import Executor, ModelClient, TraceWriter, plan
-from petriflow.profile.distributions import Dist, Fixed, Mixture
+from petriflow.profile.distributions import Dist, Empirical, Fixed, Gamma, Mixture
 from petriflow.profile.model import Profile, StepProfile
 from petriflow.simulate import Load, simulate
 from petriflow.simulate.result import SimResult
@@ -48,8 +52,8 @@ from tests.execute.synthetic import Behaviour, behaviour_for
 
 from .stats import FIGURES, CaseRecord, executed_intervals, figures, of_simulation, spread
 
-__all__ = ["Contract", "ContractCase", "Executed", "Figure", "Server", "Shifted", "compare", "execute",
-           "load_as_run", "overheads", "profile_for", "simulate_runs", "summary"]
+__all__ = ["Contract", "ContractCase", "Executed", "Figure", "Plus", "Server", "compare", "execute", "load_as_run",
+           "overheads", "profile_for", "simulate_runs", "summary", "with_moments"]
 
 HANG = 1e9
 """The latency the profile gives a request that never answers: longer than any timeout, so it times out."""
@@ -80,37 +84,51 @@ class ContractCase:
 
 
 @dataclass(frozen=True, eq=False)
-class Shifted(Dist):
-    """``base + offset``: a step's latency as the executor lives it, the measured per-call overhead added.
+class Plus(Dist):
+    """``base + extra``, drawn independently: a latency as the executor lives it, its own overhead added.
 
     Only the simulator's sampler reads it (it has no file form: :meth:`to_doc` is not defined).
     """
 
     base: Dist
-    offset: float
-    family = "shifted"
+    extra: Dist
+    family = "plus"
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return self.base.sample(rng, n) + self.offset
+        return np.asarray(self.base.sample(rng, n) + self.extra.sample(rng, n))
 
     @property
     def mean(self) -> float:
-        return self.base.mean + self.offset
+        return self.base.mean + self.extra.mean
 
     def scaled(self, factor: float) -> Dist:
-        return Shifted(self.base.scaled(factor), self.offset * factor)
+        return Plus(self.base.scaled(factor), self.extra.scaled(factor))
+
+
+def with_moments(mean: float, var: float) -> Dist:
+    """A non-negative distribution with this mean and variance: a gamma, or the mean itself when the
+    variance is not positive (a mean below 0, which only noise can give, counts as 0)."""
+    if mean <= 0:
+        return Fixed(0.0)
+    if var <= 0:
+        return Fixed(mean)
+    return Gamma(mean * mean / var, var / mean)
+
+
+def _sd(d: Dist) -> float:
+    return float(d.shape) ** 0.5 * float(d.scale) if isinstance(d, Gamma) else 0.0
 
 
 @dataclass(frozen=True)
 class Executed:
     """One executed run: its cases, the trace of every attempt, the server's draws, its wall time, and how
-    late (on average) its users came back from thinking."""
+    late each of its users came back from each think (seconds beyond the think time drawn)."""
 
     records: tuple[CaseRecord, ...]
     trace: tuple[TraceRecord, ...]
     draws: tuple[Mapping[str, Any], ...]
     wall: float
-    think_late: float = 0.0
+    late: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,11 +166,11 @@ class Figure:
 # -- execution ----------------------------------------------------------------------------------
 
 
-async def _drive(ex: Executor, load: Load, cases: int, seed: int) -> tuple[list[CaseRecord], float]:
+async def _drive(ex: Executor, load: Load, cases: int, seed: int) -> tuple[list[CaseRecord], list[float]]:
     """Run ``cases`` cases under ``load``, as the simulator's arrivals do, timing each arrival to end.
 
     Also returns how much later than drawn a closed population's users came
-    back, on average (a sleeping task wakes when the busy loop, on a shared
+    back, each time (a sleeping task wakes when the busy loop, on a shared
     machine, gets to it): the think time as lived, which the simulation uses.
     """
     loop = asyncio.get_running_loop()
@@ -196,7 +214,7 @@ async def _drive(ex: Executor, load: Load, cases: int, seed: int) -> tuple[list[
         await asyncio.gather(*tasks)
     else:
         raise ValueError(f"the contract drives closed and poisson loads, not {load.kind!r}")
-    return out, float(np.mean(late)) if late else 0.0
+    return out, late
 
 
 def execute(case: ContractCase, server: Server, *, cases: int | None = None, seed: int = 0) -> Executed:
@@ -222,7 +240,7 @@ def execute(case: ContractCase, server: Server, *, cases: int | None = None, see
             records, late = await _drive(ex, case.load, n, seed)
             wall = time.perf_counter() - began
             return Executed(tuple(sorted(records, key=lambda r: r.idx)), tuple(trace.records),
-                            tuple(server.draws()), wall, late)
+                            tuple(server.draws()), wall, tuple(late))
 
     return asyncio.run(main())
 
@@ -234,16 +252,22 @@ def _model_name(wf: Workflow, step: Step) -> str | None:
     return m.name if m is not None else step.model
 
 
-def overheads(wf: Workflow, run: Executed) -> dict[str, float]:
-    """Per model step: mean duration of its successful attempts (executor's trace) minus the mean latency
-    the server drew for them (its successful requests that came within the step's timeout)."""
-    out: dict[str, float] = {}
+def overheads(wf: Workflow, run: Executed) -> dict[str, Dist]:
+    """Per model step, what the executor adds to a call: :func:`with_moments` of the difference.
+
+    Its successful attempts (the executor's trace) and the server's successful
+    requests that came within the step's timeout are the same calls, so the
+    difference of their means is the mean overhead, and the difference of
+    their variances its variance (an overhead independent of the latency drawn).
+    """
+    out: dict[str, Dist] = {}
     for s in wf.steps:
         limit = s.timeout if s.timeout is not None else math.inf
-        seen = [r.end - r.start for r in run.trace if r.step == s.id and r.outcome == "ok"]
-        drawn = [d["delay"] for d in run.draws if d["step"] == s.id and d["fault"] == "ok" and d["delay"] < limit]
-        if seen and drawn:
-            out[s.id] = float(np.mean(seen) - np.mean(drawn))
+        seen = np.array([r.end - r.start for r in run.trace if r.step == s.id and r.outcome == "ok"])
+        drawn = np.array([d["delay"] for d in run.draws
+                          if d["step"] == s.id and d["fault"] == "ok" and d["delay"] < limit])
+        if seen.size and drawn.size:
+            out[s.id] = with_moments(float(seen.mean() - drawn.mean()), float(seen.var() - drawn.var()))
     return out
 
 
@@ -262,7 +286,7 @@ def kind_of(fault: str) -> str:
     return "retryable" if status >= 500 or status in (408, 409, 425, 429) else "fatal"
 
 
-def _step_profile(step: Step, b: Behaviour, overhead: float) -> StepProfile:
+def _step_profile(step: Step, b: Behaviour, overhead: Dist) -> StepProfile:
     """What the simulator draws for a model step: the behaviour's distributions, its failures as rates.
 
     A hang is a latency past any timeout (so the simulator times it out, as
@@ -280,20 +304,21 @@ def _step_profile(step: Step, b: Behaviour, overhead: float) -> StepProfile:
     for fault, p in b.errors.items():
         if kind_of(fault) != "timeout":
             rates[kind_of(fault)] += p / (1 - hang)
-    return StepProfile(latency=Shifted(latency, overhead), input_tokens=b.input_tokens,
+    return StepProfile(latency=Plus(latency, overhead), input_tokens=b.input_tokens,
                        output_tokens=b.output_tokens, model=step.model, retryable_rate=rates["retryable"],
                        fatal_rate=rates["fatal"])
 
 
-def profile_for(wf: Workflow, behaviours: Mapping[str, Behaviour], offsets: Mapping[str, float]) -> Profile:
-    """The workflow's profile with every model step, route and map drawn from the server's behaviours."""
+def profile_for(wf: Workflow, behaviours: Mapping[str, Behaviour], extra: Mapping[str, Dist]) -> Profile:
+    """The workflow's profile with every model step, route and map drawn from the server's behaviours, and
+    ``extra[step]`` (the executor's measured overhead) added to each model step's latency."""
     base = Profile.from_workflow(wf)
     steps = dict(base.steps)
     routes = dict(base.routes)
     for s in wf.steps:
         b = behaviour_for(behaviours, s.id, _model_name(wf, s))
         if b is not None and s.kind in ("chat", "embed", "classify"):
-            steps[s.id] = replace(_step_profile(s, b, offsets.get(s.id, 0.0)), items=steps[s.id].items)
+            steps[s.id] = replace(_step_profile(s, b, extra.get(s.id, Fixed(0.0))), items=steps[s.id].items)
         if s.route:
             if b is None or set(b.choices) != {br.when for br in s.route}:
                 raise ValueError(f"route '{s.id}' needs a behaviour whose choices are its branch labels")
@@ -309,11 +334,11 @@ def profile_for(wf: Workflow, behaviours: Mapping[str, Behaviour], offsets: Mapp
 def load_as_run(load: Load, run: Executed) -> Load:
     """The load the executed run lived: Poisson arrivals replayed at the very times they came (the two
     runs then see one arrival process, not two samples of it); a closed population's think time
-    lengthened by how late its users came back."""
+    lengthened by how late its users came back, resampled from what was seen."""
     if load.kind == "poisson":
         return Load.replay([r.arrival for r in run.records])
-    if load.kind == "closed" and run.think_late:
-        return replace(load, think=Shifted(load.think, run.think_late))
+    if load.kind == "closed" and run.late:
+        return replace(load, think=Plus(load.think, Empirical(tuple(max(0.0, x) for x in run.late))))
     return load
 
 
@@ -333,18 +358,22 @@ class Contract:
     case: str
     cases: int
     figures: tuple[Figure, ...]
-    overheads: Mapping[str, float] = field(default_factory=dict)
+    overheads: Mapping[str, Dist] = field(default_factory=dict)
     wall: float = 0.0
     think_late: float = 0.0
+
+    def added(self) -> str:
+        """What the simulation added, for people: per step the overhead's mean and spread, and the think's."""
+        calls = ", ".join(f"{k} {d.mean * 1e3:.1f}±{_sd(d) * 1e3:.1f}" for k, d in self.overheads.items())
+        return f"per call (ms, mean±sd) {calls}; per think {self.think_late * 1e3:.1f} ms"
 
     def disagreements(self) -> list[Figure]:
         return [f for f in self.figures if not f.agrees]
 
     def table(self) -> str:
         """One line per figure: executed [95% interval], simulated [95% range of one run], gap, verdict."""
-        lines = [f"{self.case}: {self.cases} cases, executed in {self.wall:.1f} s; added to the simulation: "
-                 + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in self.overheads.items())
-                 + f" per call, {self.think_late * 1e3:.1f} ms per think"]
+        lines = [f"{self.case}: {self.cases} cases, executed in {self.wall:.1f} s; added to the simulation "
+                 + self.added()]
         lines.append(f"  {'figure':<10} {'executed':>10} {'95% interval':>23} {'simulated':>10} "
                      f"{'95% one run':>23} {'gap':>8}  verdict")
         for f in self.figures:
@@ -360,8 +389,8 @@ def compare(case: ContractCase, server: Server, *, cases: int | None = None, rep
     n = cases or case.cases
     run = execute(case, server, cases=n, seed=seed)
     wf = case.build(server.base_url)
-    offsets = overheads(wf, run)
-    profile = profile_for(wf, case.behaviours, offsets)
+    extra = overheads(wf, run)
+    profile = profile_for(wf, case.behaviours, extra)
     sims = [of_simulation(r) for r in simulate_runs(wf, profile, load_as_run(case.load, run), cases=n,
                                                     reps=reps, warmup=case.warmup)]
     got = figures(run.records, warmup=case.warmup)
@@ -370,7 +399,8 @@ def compare(case: ContractCase, server: Server, *, cases: int | None = None, rep
     for name in FIGURES:
         m, lo, hi = spread([s[name] for s in sims])
         rows.append(Figure(name, got[name], *ci[name], m, lo, hi))
-    return Contract(case.name, n, tuple(rows), MappingProxyType(offsets), run.wall, run.think_late)
+    late = float(np.mean(run.late)) if run.late else 0.0
+    return Contract(case.name, n, tuple(rows), MappingProxyType(extra), run.wall, late)
 
 
 def summary(contracts: Sequence[Contract]) -> str:

@@ -17,7 +17,7 @@ from petriflow.trace import TraceRecord
 from tests.execute.synthetic import Behaviour
 
 from .cases import CASES, map_retries, route
-from .harness import HANG, Executed, Figure, Shifted, kind_of, overheads, profile_for
+from .harness import HANG, Executed, Figure, Plus, kind_of, load_as_run, overheads, profile_for, with_moments
 from .stats import CaseRecord, block_bootstrap, executed_intervals, figures, of_simulation, spread
 
 
@@ -89,9 +89,9 @@ def test_faults_take_the_executors_verdict(fault: str, kind: str) -> None:
 def test_the_profile_is_drawn_from_the_behaviours() -> None:
     case = next(c for c in CASES if c.name == "fallback")
     wf = case.build("http://127.0.0.1:1/v1")
-    prof = profile_for(wf, case.behaviours, {"draft": 0.004})
+    prof = profile_for(wf, case.behaviours, {"draft": Fixed(0.004)})
     draft = prof.step("draft")
-    assert isinstance(draft.latency, Shifted) and draft.latency.offset == 0.004
+    assert isinstance(draft.latency, Plus) and draft.latency.extra == Fixed(0.004)
     mix = draft.latency.base
     assert isinstance(mix, Mixture) and mix.weights == (0.9, 0.1) and mix.components[1] == Fixed(HANG)
     assert draft.retryable_rate == pytest.approx(0.1 / 0.9) and draft.fatal_rate == 0  # among those not hanging
@@ -120,7 +120,7 @@ def test_a_hang_needs_a_timeout() -> None:
         profile_for(wf, {"a": Behaviour(errors={"hang": 0.1})}, {})
 
 
-def test_overhead_is_the_mean_time_beyond_the_drawn_latency_of_successful_calls() -> None:
+def test_overhead_has_the_mean_and_variance_beyond_the_drawn_latency_of_successful_calls() -> None:
     wf = WorkflowBuilder("o").model("m", name="m", base_url="u").step("a", kind="chat", model="m",
                                                                       timeout=1.0).build()
 
@@ -132,13 +132,32 @@ def test_overhead_is_the_mean_time_beyond_the_drawn_latency_of_successful_calls(
 
     run = Executed((), (rec(0.105, "ok"), rec(0.205, "ok"), rec(1.0, "timeout"), rec(0.5, "error")),
                    (draw(0.1, "ok"), draw(0.2, "ok"), draw(3.0, "ok"), draw(0.49, "500")), 1.0)
-    assert overheads(wf, run) == pytest.approx({"a": 0.005})
+    assert overheads(wf, run) == {"a": Fixed(pytest.approx(0.005))}  # the same 5 ms on both: no spread
+    spread_out = Executed((), (rec(0.100, "ok"), rec(0.210, "ok")), (draw(0.1, "ok"), draw(0.2, "ok")), 1.0)
+    extra = overheads(wf, spread_out)["a"]
+    assert extra.mean == pytest.approx(0.005)
+    var = 0.055**2 - 0.05**2  # of 100, 210 ms less that of 100, 200 ms
+    assert extra.sample(np.random.default_rng(0), 20000).var() == pytest.approx(var, rel=0.1)
 
 
-def test_shifted_adds_its_offset() -> None:
-    d = Shifted(parse_dist({"dist": "exponential", "mean": 2.0}), 0.5)
+def test_with_moments_is_a_gamma_of_that_mean_and_variance() -> None:
+    d = with_moments(0.02, 0.0004)
+    x = d.sample(np.random.default_rng(0), 100_000)
+    assert x.min() >= 0 and x.mean() == pytest.approx(0.02, rel=0.02) and x.var() == pytest.approx(0.0004, rel=0.05)
+    assert with_moments(0.02, -1e-6) == Fixed(0.02) and with_moments(-0.001, 0.1) == Fixed(0.0)
+
+
+def test_plus_adds_an_independent_draw() -> None:
+    d = Plus(parse_dist({"dist": "exponential", "mean": 2.0}), Fixed(0.5))
     assert d.mean == 2.5 and d.scaled(2).mean == 5.0
     assert d.sample(np.random.default_rng(0), 1000).min() >= 0.5
+
+
+def test_users_come_back_as_late_as_they_did() -> None:
+    run = Executed((), (), (), 1.0, late=(0.001, 0.003, -0.0001))
+    think = load_as_run(Load.closed(users=2, think=0.05), run).think
+    assert set(np.round(think.sample(np.random.default_rng(0), 200), 6)) == {0.05, 0.051, 0.053}
+    assert load_as_run(Load.closed(users=2), Executed((), (), (), 1.0)).think == Fixed(0.0)
 
 
 def test_throughput_interval_is_over_the_times_between_completions() -> None:
