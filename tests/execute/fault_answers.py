@@ -14,9 +14,11 @@ import math
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["MODEL", "Rule", "State", "chat_reply", "embedding", "example", "usage", "word_count"]
+from .synthetic import Synthetic
+
+__all__ = ["MODEL", "Admission", "Rule", "State", "chat_reply", "embedding", "example", "usage", "word_count"]
 
 MODEL = "fault-model"
 
@@ -34,8 +36,17 @@ class Rule:
         return self.match == "*" or self.match == step or (bool(self.match) and self.match in text)
 
 
+class Admission(NamedTuple):
+    """What :meth:`State.admit` decided for one request; ``tokens`` overrides the usage it reports."""
+
+    fault: str
+    reply: str | None
+    delay: float
+    tokens: tuple[int | None, int | None] = (None, None)
+
+
 class State:
-    """Counters and rules shared by the loop thread and the controlling thread."""
+    """Counters, rules and behaviours shared by the loop thread and the controlling thread."""
 
     def __init__(self, delay: float, dim: int) -> None:
         self.delay = delay
@@ -47,6 +58,7 @@ class State:
     def reset(self) -> None:
         with self.lock:
             self.rules: list[Rule] = []
+            self.synthetic: Synthetic | None = None
             self.paths: Counter[str] = Counter()
             self.steps: Counter[str] = Counter()
             self.prompts: Counter[str] = Counter()
@@ -66,10 +78,22 @@ class State:
                 self.rules.append(Rule(match=str(r.get("match", "*")), faults=list(r.get("faults") or []),
                                        reply=r.get("reply"), delay=r.get("delay")))
 
-    def admit(self, path: str, headers: dict[str, str], text: str, prompt: str | None
-              ) -> tuple[str, str | None, float]:
-        """Count one request and decide its fault, reply and delay; it is in flight until :meth:`release`."""
+    def set_synthetic(self, synthetic: Synthetic | None) -> None:
+        """Requests that no header or rule decides draw from these behaviours (see :mod:`.synthetic`)."""
+        with self.lock:
+            self.synthetic = synthetic
+
+    def draws(self) -> list[dict[str, Any]]:
+        """Every draw of the behaviours since they were set, in arrival order."""
+        with self.lock:
+            return list(self.synthetic.log) if self.synthetic is not None else []
+
+    def admit(self, path: str, headers: dict[str, str], text: str, prompt: str | None,
+              model: str | None = None) -> Admission:
+        """Count one request and decide its fault, reply, delay and reported usage; it is in flight until
+        :meth:`release`."""
         step = headers.get("x-petriflow-step")
+        tokens: tuple[int | None, int | None] = (None, None)
         with self.lock:
             self.total += 1
             self.in_flight += 1
@@ -91,11 +115,16 @@ class State:
                     reply = rule.reply
                     delay = rule.delay if rule.delay is not None else delay
                     break
+            else:  # no rule decided: the behaviours, if any
+                drawn = self.synthetic.draw(step, model) if fault is None and self.synthetic is not None else None
+                if drawn is not None:
+                    fault, reply, delay = drawn.fault, drawn.reply, drawn.delay
+                    tokens = (drawn.input_tokens, drawn.output_tokens)
             fault = fault or "ok"
             self.faults[fault] += 1
         if "x-delay" in headers:
             delay = float(headers["x-delay"])
-        return fault, reply, delay
+        return Admission(fault, reply, delay, tokens)
 
     def release(self) -> None:
         """An admitted request is over: answered, failed, dropped or hung up on."""
@@ -146,9 +175,16 @@ def chat_reply(req: dict[str, Any], fixed: str | None) -> tuple[str, str]:
     return text, "stop"
 
 
-def usage(req: dict[str, Any], reply: str) -> dict[str, int]:
+def usage(req: dict[str, Any], reply: str, tokens: tuple[int | None, int | None] = (None, None)) -> dict[str, int]:
+    """Words of the messages and of the reply, unless ``tokens`` (drawn by a behaviour) says otherwise;
+    the completion never reports more than ``max_tokens``, as a real server would not."""
     prompt = sum(word_count(str(m.get("content", ""))) for m in req.get("messages") or [])
     completion = word_count(reply)
+    prompt = prompt if tokens[0] is None else tokens[0]
+    completion = completion if tokens[1] is None else tokens[1]
+    limit = req.get("max_tokens") or req.get("max_completion_tokens")
+    if limit is not None:
+        completion = min(completion, int(limit))
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 

@@ -52,7 +52,14 @@ Selecting the fault of a request, first that applies
     2. the first rule whose ``match`` equals the ``X-Petriflow-Step`` header, or is a substring
        of the last user message (embeddings: of any input), or is ``"*"``, and that has faults
        left;
-    3. ``ok``. Header ``X-Delay: S`` overrides the fixed delay for one request.
+    3. the behaviour of its step or model, when behaviours are set (below);
+    4. ``ok``. Header ``X-Delay: S`` overrides the delay for one request.
+
+Behaviours (distributions instead of scripts; :mod:`tests.execute.synthetic`)
+    per step or per model: a latency distribution, input and output token distributions (what
+    ``usage`` reports), the probability of each fault (``500`` retryable, ``400`` fatal, ``hang``
+    a timeout, ``429:S`` with ``Retry-After``), and a drawn reply (a route label, or a JSON list
+    of a drawn number of items); seeded, one generator per step or model, every draw logged.
 
 Which fault a request gets and what the answers are (no I/O) live in
 :mod:`tests.execute.fault_answers`; this module is the HTTP side.
@@ -63,12 +70,16 @@ Control (JSON, same port)
     (every request to /v1 is counted when it arrives, whatever its fate; it is in flight from
     then until its answer is written or the connection ends, and the peak is the most at once
     since the last reset: the oracle for limits on concurrent calls)
-    ``POST /control/reset``   forget counts and rules (the delay stays)
+    ``POST /control/reset``   forget counts, rules and behaviours (the delay stays)
     ``POST /control/rules``   ``{"rules": [{"match": str, "faults": [str], "reply": str|null,
     "delay": float|null}]}`` appends rules; a rule without faults (or whose faults are used up)
     fixes the reply and/or the delay of every request it matches (e.g. ``{"match": "B",
     "delay": 0.1}`` makes step B's calls take 100 ms)
     ``POST /control/delay``   ``{"delay": S}`` sets the fixed delay
+    ``POST /control/behaviours``  ``{"seed": int, "behaviours": {step or model: behaviour}}`` replaces
+    the behaviours (and their log); ``{}`` removes them (so does ``reset``)
+    ``GET  /control/draws``   ``{"draws": [{"key", "step", "model", "fault", "delay", "input_tokens",
+    "output_tokens"}, ...]}``, one per request the behaviours answered, in arrival order
 """
 
 from __future__ import annotations
@@ -83,11 +94,13 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
 from .fault_answers import (
     MODEL,
+    Admission,
     State,
     chat_reply,
     embedding,
@@ -95,8 +108,9 @@ from .fault_answers import (
     usage,
     word_count,
 )
+from .synthetic import Behaviour, Synthetic
 
-__all__ = ["MODEL", "FaultControl", "FaultServer", "State", "example", "serve", "spawn"]
+__all__ = ["MODEL", "Behaviour", "FaultControl", "FaultServer", "State", "example", "serve", "spawn"]
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 422: "Unprocessable Entity",
             429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
@@ -190,15 +204,16 @@ class _Server:
             writer.write(_error(404, f"unknown route {path}"))
             await writer.drain()
             return True
-        fault, reply, delay = self.state.admit(path, headers, text, prompt)
+        admitted = self.state.admit(path, headers, text, prompt, req.get("model"))
         try:
-            return await self.answer(req, path, fault, reply, delay, reader, writer)
+            return await self.answer(req, path, admitted, reader, writer)
         finally:
             self.state.release()
 
-    async def answer(self, req: dict[str, Any], path: str, fault: str, reply: str | None, delay: float,
+    async def answer(self, req: dict[str, Any], path: str, admitted: Admission,
                      reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Answer one admitted /v1 request as its fault says; False closes the connection."""
+        fault, reply, delay, tokens = admitted
         if fault.startswith("slow:"):
             delay, fault = float(fault.split(":", 1)[1]), "ok"
         if fault == "hang":
@@ -215,12 +230,12 @@ class _Server:
             await writer.drain()
             return True
         if path == "/v1/embeddings":
-            writer.write(self.embeddings(req, fault))
+            writer.write(self.embeddings(req, fault, tokens[0]))
         elif req.get("stream"):
-            await self.stream(req, reply, fault, writer)
+            await self.stream(req, reply, fault, writer, tokens)
             return False
         else:
-            writer.write(self.completion(req, reply, fault))
+            writer.write(self.completion(req, reply, fault, tokens))
         await writer.drain()
         return True
 
@@ -234,11 +249,16 @@ class _Server:
             self.state.add_rules(list(data.get("rules", [])))
         elif path == "/control/delay":
             self.state.delay = float(data["delay"])
+        elif path == "/control/behaviours":
+            self.state.set_synthetic(Synthetic.from_doc(data) if data.get("behaviours") else None)
+        elif path == "/control/draws":
+            return _response(200, json.dumps({"draws": self.state.draws()}).encode())
         else:
             return _error(404, f"unknown control {path}")
         return _response(200, b'{"ok": true}')
 
-    def completion(self, req: dict[str, Any], reply: str | None, fault: str) -> bytes:
+    def completion(self, req: dict[str, Any], reply: str | None, fault: str,
+                   tokens: tuple[int | None, int | None]) -> bytes:
         if fault == "malformed":
             return _response(200, b'{"id": "chatcmpl-broken", "choices": [{"message": ')
         if fault == "badshape":
@@ -248,9 +268,9 @@ class _Server:
             "id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
             "model": req.get("model") or MODEL,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-            "usage": usage(req, text)}).encode())
+            "usage": usage(req, text, tokens)}).encode())
 
-    def embeddings(self, req: dict[str, Any], fault: str) -> bytes:
+    def embeddings(self, req: dict[str, Any], fault: str, drawn: int | None) -> bytes:
         if fault == "malformed":
             return _response(200, b'{"data": [{"embedding": [0.1, ')
         inp = req.get("input", "")
@@ -262,13 +282,14 @@ class _Server:
                     for t in texts]
         else:
             data = [embedding(t, self.state.dim) for t in texts]
-        tokens = sum(word_count(t) for t in texts)
+        tokens = sum(word_count(t) for t in texts) if drawn is None else drawn
         return _response(200, json.dumps({
             "object": "list", "model": req.get("model") or MODEL,
             "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}).encode())
 
-    async def stream(self, req: dict[str, Any], reply: str | None, fault: str, writer: asyncio.StreamWriter) -> None:
+    async def stream(self, req: dict[str, Any], reply: str | None, fault: str, writer: asyncio.StreamWriter,
+                     tokens: tuple[int | None, int | None]) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
                      b"Connection: close\r\n\r\n")
         text, finish = chat_reply(req, reply)
@@ -283,7 +304,7 @@ class _Server:
                    for p in pieces if p]
         events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         if (req.get("stream_options") or {}).get("include_usage"):
-            events.append({**base, "choices": [], "usage": usage(req, text)})
+            events.append({**base, "choices": [], "usage": usage(req, text, tokens)})
         if fault == "badshape":
             events = [{"unexpected": True}]
         for i, ev in enumerate(events):
@@ -372,6 +393,13 @@ class FaultServer:
     def set_delay(self, delay: float) -> None:
         self.state.delay = delay
 
+    def set_behaviours(self, behaviours: Mapping[str, Behaviour], *, seed: int = 0) -> None:
+        """Replace the behaviours (by step or model) and start their generators and log afresh."""
+        self.state.set_synthetic(Synthetic(behaviours, seed=seed) if behaviours else None)
+
+    def draws(self) -> list[dict[str, Any]]:
+        return self.state.draws()
+
 
 class FaultControl:
     """The same control methods as :class:`FaultServer`, over HTTP (for a server in another process)."""
@@ -403,6 +431,12 @@ class FaultControl:
 
     def set_delay(self, delay: float) -> None:
         self._call("delay", {"delay": delay})
+
+    def set_behaviours(self, behaviours: Mapping[str, Behaviour], *, seed: int = 0) -> None:
+        self._call("behaviours", Synthetic(behaviours, seed=seed).to_doc() if behaviours else {})
+
+    def draws(self) -> list[dict[str, Any]]:
+        return list(self._call("draws")["draws"])
 
     def close(self) -> None:
         if self.proc is not None:
