@@ -359,11 +359,12 @@ class _Engine(Arrivals):
                 fail = (attempt, kind)
                 if kind == "timeout" and st.timeout < _INF:
                     d = st.timeout
-        if self.precost is not None:
-            c.cost += self.precost
-            self.precost = None
-        else:
-            c.cost += next(st.cost)
+        # drawn for every attempt (so the streams stay aligned), billed only when it succeeds: the executor
+        # charges what the endpoint's usage reports, and a 500, 429, 400 or timeout reports none
+        spent = self.precost if self.precost is not None else next(st.cost)
+        self.precost = None
+        if not fail:
+            c.cost += spent
         if self.rate_wait:  # waiting for a rate-limit permit, holding the units
             d += self.rate_wait
             self.rate_wait = 0.0

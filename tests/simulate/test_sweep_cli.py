@@ -268,16 +268,16 @@ steps:
 
 
 def test_failed_cases_spend_counts_and_a_failing_configuration_is_never_the_cheapest() -> None:
-    """a costs $1 per attempt and fails 30% of them, b costs $10. With one attempt a case costs $11 or, failed,
-    $1: $8 a case, 30% failed. With five, 0.3**5 = 0.24% fail, at $(1/0.7 + 10) = $11.43 a case, so it is the
-    cheapest that fails at most 1% (before, failed cases' spend was left out and failures ignored: 1 attempt,
-    at $11, was named the cheapest)."""
+    """a costs $1 per successful attempt and fails 30% of them (a failed attempt is not billed, as in the
+    executor), b costs $10. With one attempt a case costs $11 or, failed, $0: $7.70 a case, 30% failed. With
+    five, 0.3**5 = 0.24% fail, at $11 a case, so it is the cheapest that fails at most 1% (before, failures
+    were ignored: 1 attempt was named the cheapest)."""
     wf = load_text(FLAKY)
     n = 4000
     res = sweep(wf, Profile.from_workflow(wf), [parse_vary("a.retry=1,5")], cases=n, load=None, workers=1)
     one, five = res.points
     assert abs(one.failure_share - 0.3) < 4 * (0.3 * 0.7 / n) ** 0.5
-    assert abs(one.cost_mean - 8.0) < 4 * 10 * (0.3 * 0.7 / n) ** 0.5  # $10 more with prob. 0.7
+    assert abs(one.cost_mean - 7.7) < 4 * 11 * (0.3 * 0.7 / n) ** 0.5  # $11 with prob. 0.7, else $0
     assert not one.meets_slo and five.meets_slo
     assert res.cheapest == 1
     assert res.to_json()["max_failures"] == 0.01 and res.to_json()["points"][0]["failure_share"] > 0.2
