@@ -36,6 +36,7 @@ def cli() -> None:
     PATH is a workflow (.yaml, .yml, .json) or a Petri net (.pnml).
     """
 
+
 for _module in (verify, simulate, run, runs, models):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
