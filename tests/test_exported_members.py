@@ -83,6 +83,16 @@ def test_a_subpackage_import_does_not_shadow_the_function_of_its_name() -> None:
     assert out == "True"
 
 
+def test_the_spec_package_exports_every_value_of_the_workflow_model() -> None:
+    """A value a workflow holds (a step, a branch, a declared tool) can be named from ``petriflow.spec``."""
+    import petriflow.spec
+    import petriflow.spec.model
+
+    values = set(petriflow.spec.model.__all__) - {"Priced", "price_of"}
+    assert values <= set(petriflow.spec.__all__)
+    assert all(getattr(petriflow.spec, n) is getattr(petriflow.spec.model, n) for n in values)
+
+
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'Simulator'"):
         _ = petriflow.Simulator  # type: ignore[attr-defined]

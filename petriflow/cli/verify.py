@@ -68,7 +68,8 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
     told as workflow steps, and what is stuck where it ends. A workflow's
     templates are checked too: a step may read only the steps finished on
     every path to it (a reference that may be missing fails the check, with
-    a path on which it did not run). `--property
+    a path on which it did not run), and every tool the file declares must
+    import as module:callable (exit 2 if not). `--property
     deadlock` alone searches a stubborn-set reduced state space (states is
     null, states_reduced counts) unless --full.
     """
@@ -101,10 +102,13 @@ def _references(path: str) -> list[Any] | None:
     """What a workflow's templates read that may be missing (:mod:`petriflow.spec.visibility`); None for PNML."""
     if Path(path).suffix.lower() == ".pnml":
         return None
+    from petriflow.execute.tools import DEFAULT_TOOLS, KindRunner
     from petriflow.spec import load
     from petriflow.spec.visibility import problems
 
-    return problems(load(path))
+    wf = load(path)
+    KindRunner._with_declared(DEFAULT_TOOLS, wf)  # every declared tool resolves (a SpecError, exit 2, if not)
+    return problems(wf)
 
 
 @click.command()

@@ -36,6 +36,7 @@ from typing import Any
 
 from petriflow.errors import InputError, SpecError
 from petriflow.execute.imports import resolve, resolve_exceptions
+from petriflow.spec.model import Retry
 
 __all__ = [
     "DEFAULT_TOOLS",
@@ -194,10 +195,12 @@ class KindRunner:
                 self.retry_on(sp.step)
             elif sp.step.kind == "tool":
                 self.tools.get(sp.step.tool or "", step=sp.id)
+                self.retry_on(sp.step)
 
     @staticmethod
     def _with_declared(tools: ToolRegistry, wf: Any) -> ToolRegistry:
-        """``tools`` plus the workflow file's ``tools:``, each imported relative to the file."""
+        """``tools`` plus the workflow file's ``tools:``, each imported relative to the file
+        (:class:`SpecError` at the declaration's line if one cannot be imported or called)."""
         if not wf.tools:
             return tools
         reg = tools.copy()
@@ -225,6 +228,10 @@ class KindRunner:
                 raise SpecError(f"`retry.on`: {exc}", file=self.dag.workflow.source, line=step.line, step=step.id,
                                 hint="name builtin exceptions (ConnectionError) or module:Name") from None
         return got
+
+    def _step_retry_on(self, step: Any) -> tuple[type[BaseException], ...]:
+        """A tool step's ``retry.on`` when it sets one (the tool's own ``retry_on`` applies in any case)."""
+        return self.retry_on(step) if tuple(step.retry.on) != Retry().on else ()
 
     @property
     def client(self) -> Any:
@@ -375,7 +382,8 @@ class KindRunner:
         hit, value = self.store.tool_result(key)
         if hit:
             return KindResult(value)
-        out = await self.tools.call(name, args, idempotency_key=key)
+        with retryable(self._step_retry_on(sp.step), f"tool '{name}'"):  # the step's own retry.on, too
+            out = await self.tools.call(name, args, idempotency_key=key)
         self.store.save_tool_result(key, out)
         return KindResult(out)
 

@@ -10,11 +10,12 @@ from petriflow.spec.model import (
     Resource,
     Retry,
     Step,
+    ToolDecl,
     Workflow,
 )
 from petriflow.spec.schema import WORKFLOW_SCHEMA
 
 __all__ = [
     "WORKFLOW_SCHEMA", "Branch", "Loop", "MapOver", "ModelEndpoint", "Resource", "Retry", "Step",
-    "Workflow", "WorkflowBuilder", "from_document", "load", "loads",
+    "ToolDecl", "Workflow", "WorkflowBuilder", "from_document", "load", "loads",
 ]

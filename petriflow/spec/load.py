@@ -212,10 +212,24 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
                             retry_on=tuple(t.get("retry_on", ToolDecl.retry_on)), description=t.get("description", ""),
                             line=lines.line(("tools", name, "function")) if lines else None)
              for name, t in doc.get("tools", {}).items()}
+    for t in tools.values():
+        _check_tool_schema(t, file)
     wf = Workflow(name=doc["name"], steps=tuple(steps), resources=resources, models=models,
                   description=doc.get("description", ""), source=file, tools=tools)
     _check_references(wf, file, where, seen)
     return wf
+
+
+def _check_tool_schema(tool: ToolDecl, file: str) -> None:
+    """A declared tool's ``schema`` must itself be a valid JSON Schema (arguments are checked against it)."""
+    import jsonschema
+
+    try:
+        jsonschema.Draft202012Validator.check_schema(dict(tool.schema))
+    except jsonschema.SchemaError as exc:
+        raise SpecError(f"tool '{tool.name}': its schema is not a valid JSON Schema: {exc.message}", file=file,
+                        line=tool.line, hint="fix `schema` (draft 2020-12), e.g. {type: object, properties: "
+                        "{query: {type: string}}}") from None
 
 
 def _condition_fail(file: str, line: int | None, step: str) -> Any:

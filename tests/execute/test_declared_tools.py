@@ -34,6 +34,12 @@ def custom(inputs):
     if CALLS["n"] < 2:
         raise Transient("try again")
     return "ok"
+
+def custom_tool(query):
+    CALLS["n"] += 1
+    if CALLS["n"] < 3:
+        raise Transient("try again")
+    return "ok after %d" % CALLS["n"]
 '''
 
 
@@ -115,3 +121,32 @@ steps:
     p = _run(tmp_path, wf)
     assert p.returncode == 1
     assert "failed after 1 attempt" in p.stdout
+
+
+def test_a_tool_steps_own_retry_on_is_obeyed(tmp_path: Path) -> None:
+    body = """
+name: toolretry
+tools:
+  t: {function: "flowtools:custom_tool", retry_on: []}
+steps:
+  - {id: f, kind: tool, tool: t, retry: {max_attempts: 3, backoff: 0ON}}
+"""
+    wf = _workflow(tmp_path, body.replace("ON", ", on: ['flowtools:Transient']"))
+    p = _run(tmp_path, wf)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert json.loads(p.stdout)["cases"][0]["output"] == "ok after 3"
+    (tmp_path / "runs.sqlite").unlink()
+    wf.write_text(body.replace("ON", ""))  # neither the tool nor the step lists it: fatal, one attempt
+    p = _run(tmp_path, wf)
+    assert p.returncode == 1 and "failed after 1 attempt" in p.stdout
+
+
+def test_check_resolves_declared_tools_and_their_schemas(tmp_path: Path) -> None:
+    wf = _workflow(tmp_path, TOOL_WF.replace("ARG", "1"))
+    assert _cli("check", str(wf), cwd=tmp_path / "elsewhere").returncode == 0
+    wf.write_text(TOOL_WF.replace("flowtools:lookup", "flowtools:nosuch").replace("ARG", "1"))
+    p = _cli("check", str(wf), cwd=tmp_path / "elsewhere")
+    assert p.returncode == 2 and f"{wf}:5" in p.stderr and "nosuch" in p.stderr and "Traceback" not in p.stderr
+    wf.write_text(TOOL_WF.replace("{type: integer}", "{type: 12}").replace("ARG", "1"))
+    p = _cli("check", str(wf), cwd=tmp_path / "elsewhere")
+    assert p.returncode == 2 and "not a valid JSON Schema" in p.stderr and "Traceback" not in p.stderr
