@@ -369,7 +369,7 @@ class KindRunner:
         hit, value = self.store.tool_result(key)
         if hit:
             return KindResult(value)
-        out = await self.tools.call(name, args, idempotency_key=key)
+        out = await self.tools.call(name, args, idempotency_key=key, case=call.vars)
         self.store.save_tool_result(key, out)
         return KindResult(out)
 
