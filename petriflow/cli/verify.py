@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from petriflow.cli.params import Amount
 from petriflow.errors import InputError
 from petriflow.limits import MAX_COUNT, check_output, failing, number
 
@@ -60,8 +61,14 @@ def _final(spec: str, net: Any) -> Any:
               help="Check only these properties (repeatable). Default: all.")
 @click.option("--full", is_flag=True, help="No reductions: explore every reachable marking.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+@click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), metavar="CATALOG.yaml",
+              help="The generation gate: schema, catalog (tools, functions, models, prompts), arguments, "
+                   "limits, spec, verify, references and worst-case cost; exit 1 names the check and witness.")
+@click.option("--budget", type=Amount(), metavar="USD",
+              help="With --catalog: refuse a worst-case cost per case over USD (default: the catalog's).")
 def check(path: str, as_json: bool, max_states: int, max_memory: int | None, final: str | None,
-          props: tuple[str, ...], full: bool, progress: bool | None) -> None:
+          props: tuple[str, ...], full: bool, progress: bool | None, catalog_path: str | None = None,
+          budget: float | None = None) -> None:
     """Check deadlock-freedom, boundedness, soundness and liveness of PATH.
 
     A failing property comes with its witness: the shortest firing sequence,
@@ -72,6 +79,10 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
     from petriflow.verify.report import PROPERTIES
     from petriflow.verify.report import check as run_check
 
+    if catalog_path is not None:
+        from petriflow.cli.generate import check_with_catalog
+
+        check_with_catalog(path, catalog_path, budget=budget, as_json=as_json)
     net = load_net(path)
     if final:
         net = _final(final, net)
