@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml
 
+from petriflow.errors import PetriflowError
 from petriflow.generate import Generation, gate, generate, load_catalog
 
 SMOKE_ARGS = ["--messages", "0"]
@@ -62,12 +63,16 @@ def fixed_documents() -> dict[str, Any]:
 
 
 async def run_messages(catalog: Any, messages: list[dict[str, Any]], rounds: int, concurrency: int,
-                       max_tokens: int) -> list[Generation]:
+                       max_tokens: int) -> list[Generation | None]:
     sem = asyncio.Semaphore(concurrency)
 
-    async def one(m: dict[str, Any]) -> Generation:
+    async def one(m: dict[str, Any]) -> Generation | None:
         async with sem:
-            g = await generate(m["question"], catalog, rounds=rounds, max_tokens=max_tokens)
+            try:
+                g = await generate(m["question"], catalog, rounds=rounds, max_tokens=max_tokens)
+            except PetriflowError as exc:  # the model did not answer: counted apart, not as a refusal
+                print(f"  [{m['id']:2}] {m['intent']:11} model error: {exc}", flush=True)
+                return None
             v = g.verdict
             print(f"  [{m['id']:2}] {m['intent']:11} rounds {len(g.rounds)} "
                   f"{'PASS' if g.ok else 'refused: ' + str(v.check)}", flush=True)
@@ -95,9 +100,15 @@ def main() -> None:
         print(f"target: gate < {TARGET_GATE_S:.0f} s per workflow; no messages, no model (x: see the full run)")
         return
     t0 = time.perf_counter()
-    gens = asyncio.run(run_messages(catalog, messages, a.rounds, a.concurrency, a.max_tokens))
+    answered = asyncio.run(run_messages(catalog, messages, a.rounds, a.concurrency, a.max_tokens))
     wall = time.perf_counter() - t0
+    errors = sum(g is None for g in answered)
+    pairs = [(g, m) for g, m in zip(answered, messages, strict=True) if g is not None]
+    gens, messages = [g for g, _ in pairs], [m for _, m in pairs]
     n = len(gens)
+    if not n:
+        print(f"target: gate < {TARGET_GATE_S:.0f} s; every model call failed ({errors}); x: nothing measured")
+        return
     first = sum(g.rounds[0].verdict.ok for g in gens)
     final = sum(g.ok for g in gens)
     needed = Counter(len(g.rounds) for g in gens if g.ok)
@@ -106,7 +117,8 @@ def main() -> None:
     gate_s = [gate_time(r.text, catalog)[0] for g in gens for r in g.rounds]
     model_s = [r.model_seconds for g in gens for r in g.rounds]
     adversarial = [g for g, m in zip(gens, messages, strict=True) if m["intent"] == "adversarial"]
-    print(f"\n{n} messages, at most {a.rounds} rounds, {len(gate_s)} generated workflows, {wall:.0f} s wall")
+    print(f"\n{n} messages answered ({errors} model errors), at most {a.rounds} rounds, {len(gate_s)} generated "
+          f"workflows, {wall:.0f} s wall")
     print(f"pass at round 1      {first}/{n} = {first / n:.0%}")
     print(f"pass after repair    {final}/{n} = {final / n:.0%}")
     print("rounds needed        " + ", ".join(f"{k}: {v}" for k, v in sorted(needed.items())))

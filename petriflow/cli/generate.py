@@ -21,16 +21,16 @@ import click
 
 from petriflow.cli.params import Amount
 from petriflow.errors import InputError
-from petriflow.limits import MAX_DOCUMENT_BYTES, check_output, failing, load_json, load_yaml, read_text
+from petriflow.limits import MAX_DOCUMENT_BYTES, check_output, failing, load_yaml, read_text
 
 __all__ = ["COMMANDS", "gated_workflow", "generate", "read_document", "show_verdict"]
 
 
 def read_document(path: str) -> Any:
-    """A workflow file as data (YAML or JSON) for the gate."""
+    """A workflow file for the gate: a JSON file as its text (the gate's ``parse`` check reads it, as it
+    reads a model's answer), a YAML file as data."""
     text = read_text(path, what="workflow file", max_bytes=MAX_DOCUMENT_BYTES, fail=failing(InputError, path))
-    fail = failing(InputError, path)
-    return load_json(text, fail=fail) if path.lower().endswith(".json") else load_yaml(text, fail=fail)
+    return text if path.lower().endswith(".json") else load_yaml(text, fail=failing(InputError, path))
 
 
 def show_verdict(verdict: Any, *, as_json: bool) -> None:

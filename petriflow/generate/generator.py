@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from petriflow.errors import RetryableCallError
 from petriflow.generate.catalog import Catalog
 from petriflow.generate.gate import Verdict, gate
 from petriflow.generate.schema import generation_schema
@@ -118,8 +119,13 @@ def messages_for(request: str, catalog: Catalog, *, last: Round | None = None) -
 
 async def generate(request: str, catalog: Catalog, *, endpoint: Any = None, client: Any = None, rounds: int = 3,
                    budget: float | None = None, max_tokens: int = 1024, temperature: float = 0.0,
-                   log: Callable[[Round], None] | None = None) -> Generation:
-    """Ask the catalog's generator model for a workflow, gate it, and repair it for at most ``rounds`` rounds."""
+                   log: Callable[[Round], None] | None = None, timeout: float = 600.0,
+                   attempts: int = 3) -> Generation:
+    """Ask the catalog's generator model for a workflow, gate it, and repair it for at most ``rounds`` rounds.
+
+    A model call that fails retryably (a timeout, a 5xx) is made again, at most ``attempts`` times a
+    round; a call that still fails raises (a model that does not answer is not a refusal to repair).
+    """
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
     from petriflow.execute.client import ModelClient
@@ -134,8 +140,15 @@ async def generate(request: str, catalog: Catalog, *, endpoint: Any = None, clie
         for n in range(1, rounds + 1):
             msgs = messages_for(request, catalog, last=done[-1] if done else None)
             t0 = time.perf_counter()
-            res = await cli.chat(ep, msgs, max_tokens=max_tokens, temperature=temperature, step="generate",
-                                 use_cache=False, extra_body={"response_format": response_format})
+            for attempt in range(1, attempts + 1):
+                try:
+                    res = await cli.chat(ep, msgs, max_tokens=max_tokens, temperature=temperature, step="generate",
+                                         timeout=timeout, use_cache=False,
+                                         extra_body={"response_format": response_format})
+                    break
+                except RetryableCallError:
+                    if attempt == attempts:
+                        raise
             took = time.perf_counter() - t0
             verdict = await asyncio.to_thread(gate, res.text, catalog, budget=budget)
             rnd = Round(n, res.text, verdict, res.model, res.input_tokens, res.output_tokens, res.cost, took)
