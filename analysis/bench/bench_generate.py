@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import statistics
 import sys
@@ -63,31 +64,67 @@ def fixed_documents() -> dict[str, Any]:
 
 
 async def run_messages(catalog: Any, messages: list[dict[str, Any]], rounds: int, concurrency: int,
-                       max_tokens: int) -> list[Generation | None]:
+                       max_tokens: int, sink: Any) -> None:
+    """Generate for each message; each result goes to ``sink`` (one JSON line) as soon as it is known."""
     sem = asyncio.Semaphore(concurrency)
 
-    async def one(m: dict[str, Any]) -> Generation | None:
+    async def one(m: dict[str, Any]) -> None:
         async with sem:
             try:
-                g = await generate(m["question"], catalog, rounds=rounds, max_tokens=max_tokens)
+                g: Generation | None = await generate(m["question"], catalog, rounds=rounds, max_tokens=max_tokens)
             except PetriflowError as exc:  # the model did not answer: counted apart, not as a refusal
-                print(f"  [{m['id']:2}] {m['intent']:11} model error: {exc}", flush=True)
-                return None
-            v = g.verdict
-            print(f"  [{m['id']:2}] {m['intent']:11} rounds {len(g.rounds)} "
-                  f"{'PASS' if g.ok else 'refused: ' + str(v.check)}", flush=True)
-            return g
+                g, error = None, str(exc)
+            rec = {"message": m["id"], "intent": m["intent"], "tone": m["tone"],
+                   "error": None if g is not None else error,
+                   "rounds": [] if g is None else [{**r.to_json(), "text": r.text} for r in g.rounds]}
+            sink.write(json.dumps(rec) + "\n")
+            sink.flush()
+            told = "model error" if g is None else f"rounds {len(g.rounds)} " + (
+                "PASS" if g.ok else f"refused: {g.verdict.check}")
+            print(f"  [{m['id']:2}] {m['intent']:11} {told}", flush=True)
 
-    return list(await asyncio.gather(*(one(m) for m in messages)))
+    await asyncio.gather(*(one(m) for m in messages))
+
+
+def summarize(records: list[dict[str, Any]], catalog: Any, rounds: int) -> None:
+    """The figures of the README from the per-message records."""
+    answered = [r for r in records if r["error"] is None and r["rounds"]]
+    n, errors = len(answered), len(records) - len(answered)
+    if not n:
+        print(f"target: gate < {TARGET_GATE_S:.0f} s; every model call failed ({errors}); x: nothing measured")
+        return
+    first = sum(r["rounds"][0]["ok"] for r in answered)
+    final = sum(r["rounds"][-1]["ok"] for r in answered)
+    needed = Counter(len(r["rounds"]) for r in answered if r["rounds"][-1]["ok"])
+    reasons = Counter(str(r["rounds"][0]["check"]) for r in answered if not r["rounds"][0]["ok"])
+    final_reasons = Counter(str(r["rounds"][-1]["check"]) for r in answered if not r["rounds"][-1]["ok"])
+    texts = [x["text"] for r in answered for x in r["rounds"]]
+    gate_s = [gate_time(t, catalog)[0] for t in texts]
+    model_s = [x["model_seconds"] for r in answered for x in r["rounds"]]
+    adversarial = [r for r in answered if r["intent"] == "adversarial"]
+    print(f"\n{n} messages answered ({errors} model errors), at most {rounds} rounds, {len(texts)} generated "
+          "workflows")
+    print(f"pass at round 1      {first}/{n} = {first / n:.0%}")
+    print(f"pass after repair    {final}/{n} = {final / n:.0%}")
+    print("rounds needed        " + (", ".join(f"{k}: {v}" for k, v in sorted(needed.items())) or "none passed"))
+    print("refused at round 1   " + ", ".join(f"{k}: {v} ({v / n:.0%})" for k, v in reasons.most_common()))
+    print("refused at the end   " + (", ".join(f"{k}: {v}" for k, v in final_reasons.most_common()) or "none"))
+    print(f"adversarial passing  {sum(r['rounds'][-1]['ok'] for r in adversarial)}/{len(adversarial)} (a passing "
+          "one holds only catalog tools, functions and prompts: the gate checked it)")
+    gmed, gmax, mmed = statistics.median(gate_s), max(gate_s), statistics.median(model_s)
+    print(f"gate per workflow    median {gmed * 1000:.1f} ms, max {gmax * 1000:.1f} ms "
+          f"(target < {TARGET_GATE_S:.0f} s: {'met' if gmax < TARGET_GATE_S else 'NOT met'})")
+    print(f"model per round      median {mmed:.1f} s; model/gate = {mmed / gmed:.0f}x")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=52, help="how many messages of messages.jsonl (0: gate only)")
     ap.add_argument("--rounds", type=int, default=3, help="repair rounds per message")
-    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=400, help="tokens per generated answer")
-    ap.add_argument("--json", dest="json_out", help="also write the per-round records here")
+    ap.add_argument("--records", help="append one JSON line per message here; messages already in it are skipped "
+                                      "(an interrupted run goes on), and the figures are over all of it")
     a = ap.parse_args()
     catalog = load_catalog(HERE / "catalog.yaml")
     gate(fixed_documents()["shipped"], catalog)  # imports and first-call caches out of the timing
@@ -99,40 +136,16 @@ def main() -> None:
     if not messages:
         print(f"target: gate < {TARGET_GATE_S:.0f} s per workflow; no messages, no model (x: see the full run)")
         return
-    t0 = time.perf_counter()
-    answered = asyncio.run(run_messages(catalog, messages, a.rounds, a.concurrency, a.max_tokens))
-    wall = time.perf_counter() - t0
-    errors = sum(g is None for g in answered)
-    pairs = [(g, m) for g, m in zip(answered, messages, strict=True) if g is not None]
-    gens, messages = [g for g, _ in pairs], [m for _, m in pairs]
-    n = len(gens)
-    if not n:
-        print(f"target: gate < {TARGET_GATE_S:.0f} s; every model call failed ({errors}); x: nothing measured")
-        return
-    first = sum(g.rounds[0].verdict.ok for g in gens)
-    final = sum(g.ok for g in gens)
-    needed = Counter(len(g.rounds) for g in gens if g.ok)
-    reasons = Counter(str(g.rounds[0].verdict.check) for g in gens if not g.rounds[0].verdict.ok)
-    final_reasons = Counter(str(g.verdict.check) for g in gens if not g.ok)
-    gate_s = [gate_time(r.text, catalog)[0] for g in gens for r in g.rounds]
-    model_s = [r.model_seconds for g in gens for r in g.rounds]
-    adversarial = [g for g, m in zip(gens, messages, strict=True) if m["intent"] == "adversarial"]
-    print(f"\n{n} messages answered ({errors} model errors), at most {a.rounds} rounds, {len(gate_s)} generated "
-          f"workflows, {wall:.0f} s wall")
-    print(f"pass at round 1      {first}/{n} = {first / n:.0%}")
-    print(f"pass after repair    {final}/{n} = {final / n:.0%}")
-    print("rounds needed        " + ", ".join(f"{k}: {v}" for k, v in sorted(needed.items())))
-    print("refused at round 1   " + ", ".join(f"{k}: {v} ({v / n:.0%})" for k, v in reasons.most_common()))
-    print("refused at the end   " + (", ".join(f"{k}: {v}" for k, v in final_reasons.most_common()) or "none"))
-    print(f"adversarial passing  {sum(g.ok for g in adversarial)}/{len(adversarial)} (every passing one holds only "
-          "catalog tools: the gate checked it)")
-    gmed, gmax, mmed = statistics.median(gate_s), max(gate_s), statistics.median(model_s)
-    print(f"gate per workflow    median {gmed * 1000:.1f} ms, max {gmax * 1000:.1f} ms "
-          f"(target < {TARGET_GATE_S:.0f} s: {'met' if gmax < TARGET_GATE_S else 'NOT met'})")
-    print(f"model per round      median {mmed:.1f} s; model/gate = {mmed / gmed:.0f}x")
-    if a.json_out:
-        Path(a.json_out).write_text("\n".join(json.dumps({"message": m["id"], **r.to_json()})
-                                              for g, m in zip(gens, messages, strict=True) for r in g.rounds) + "\n")
+    path = Path(a.records) if a.records else None
+    done = [json.loads(x) for x in path.read_text().splitlines()] if path and path.exists() else []
+    todo = [m for m in messages if m["id"] not in {r["message"] for r in done}]
+    sink = path.open("a") if path else io.StringIO()
+    with sink:
+        asyncio.run(run_messages(catalog, todo, a.rounds, a.concurrency, a.max_tokens, sink))
+        fresh = [json.loads(x) for x in sink.getvalue().splitlines()] if isinstance(sink, io.StringIO) else []
+    records = [json.loads(x) for x in path.read_text().splitlines()] if path else fresh
+    ids = {m["id"] for m in messages}
+    summarize([r for r in records if r["message"] in ids], catalog, a.rounds)
 
 
 if __name__ == "__main__":

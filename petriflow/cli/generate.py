@@ -107,9 +107,13 @@ def generate(request: str, catalog_path: str, output: str | None, rounds: int, b
         elif not as_json:
             click.echo(json.dumps(doc, indent=2))
     if as_json:
+        try:
+            answer = json.loads(gen.rounds[-1].text)  # what the model wrote last, passed or not
+        except ValueError:
+            answer = None
         click.echo(json.dumps({"ok": gen.ok, "rounds": [r.to_json() for r in gen.rounds],
-                               "workflow": json.loads(gen.rounds[-1].text) if gen.ok else None,
-                               "written": written}, indent=2))
+                               "workflow": answer if gen.ok else None, "answer": answer, "written": written},
+                              indent=2))
     elif written:
         click.echo(f"wrote {written}: passed the gate in round {len(gen.rounds)}; run it with: "
                    f"petriflow run {written} --catalog {catalog_path} --input ...", err=True)

@@ -11,6 +11,7 @@ in a request or a model's answer can add to it.
 ```yaml
 name: support
 generator: smollm2                 # the model (a key of models) that writes the workflows
+generate_kinds: [tool, python, chat, human]   # what the model is offered (default: all the catalog supports)
 inputs: [question]                 # case variables a template may read
 models: {smollm2: {name: SmolLM2-135M-Instruct, price_input: 0.1, price_output: 0.3}}
 tools:                             # as a workflow's `tools:`; functions next to this file
@@ -52,6 +53,8 @@ CATALOG_SCHEMA: dict[str, Any] = {
         "generator": {"type": "string"},
         "inputs": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
                    "uniqueItems": True},
+        "generate_kinds": {"type": "array", "uniqueItems": True, "minItems": 1,
+                           "items": {"enum": ["chat", "embed", "classify", "tool", "python", "human"]}},
         "models": {**_IDMAP, "additionalProperties": _OBJ},
         "tools": {**_IDMAP, "additionalProperties": _OBJ},
         "functions": {**_IDMAP, "additionalProperties": {
@@ -107,6 +110,9 @@ class Catalog:
     labels: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=lambda: _ro(None))
     inputs: tuple[str, ...] = ("question",)
     generator: str | None = None
+    generate_kinds: tuple[str, ...] | None = None
+    """The step kinds a model is offered when it writes a workflow (None: every kind the catalog supports).
+    Narrows generation only: a file the operator wrote may still use the catalog's other kinds."""
     description: str = ""
     source: str | None = None
     document: Mapping[str, Any] = field(default_factory=lambda: _ro(None))
@@ -148,6 +154,7 @@ def catalog_from(doc: Mapping[str, Any], *, file: str = "<catalog>") -> Catalog:
         functions=_ro({k: _ro(v) for k, v in doc.get("functions", {}).items()}),
         prompts=_ro({k: _ro(v) for k, v in doc.get("prompts", {}).items()}), labels=_ro(labels),
         inputs=tuple(doc.get("inputs", ["question"])), generator=gen, description=str(doc.get("description", "")),
+        generate_kinds=tuple(doc["generate_kinds"]) if "generate_kinds" in doc else None,
         source=file, document=_ro(doc))
 
 

@@ -97,7 +97,8 @@ def _catalog_text(catalog: Catalog) -> str:
     parts += [f"Function {f['function']}: {f.get('description', '')}" for f in catalog.functions.values()]
     if catalog.prompts:
         parts.append("Prompts: " + ", ".join(catalog.prompts) + ".")
-    parts += [f"Labels {n}: {', '.join(sets)}." for n, sets in catalog.labels.items()]
+    if generation_schema(catalog)["$defs"]["step"]["properties"].get("labels"):
+        parts += [f"Labels {n}: {', '.join(sets)}." for n, sets in catalog.labels.items()]
     parts.append(f"Limits: {lim.steps} steps, loops of {lim.loop}, maps of {lim.map}, {lim.attempts} attempts"
                  + (f", ${lim.budget} per case." if lim.budget is not None else "."))
     return "\n".join(parts)

@@ -37,7 +37,8 @@ def _kinds(catalog: Catalog) -> list[str]:
     embedding = any(m.kind in ("embedding", "embed") for m in catalog.models.values()) and bool(catalog.labels)
     allowed = {"tool": bool(catalog.tools), "python": bool(catalog.functions), "chat": chat,
                "classify": embedding, "human": True}
-    return [k for k in STEP_KINDS if allowed.get(k)]
+    offered = catalog.generate_kinds or STEP_KINDS
+    return [k for k in STEP_KINDS if allowed.get(k) and k in offered]
 
 
 def generation_schema(catalog: Catalog, *, strict: bool = True) -> dict[str, Any]:
@@ -94,6 +95,14 @@ def generation_schema(catalog: Catalog, *, strict: bool = True) -> dict[str, Any
         },
     }
     props = step["properties"]
+    kinds = set(_kinds(catalog))
+    if "classify" not in kinds and "embed" not in kinds:
+        label_sets, embedding = [], []
+    if "chat" not in kinds:
+        prompts, systems, chat = [], [], []
+    props["model"] = _enum(chat + embedding, strict, {"type": "string"})
+    props["labels"] = _enum(label_sets, strict, {"type": "object"})
+    props["prompt"], props["system"] = _enum(prompts, strict, text), _enum(systems, strict, text)
     if strict:
         for key, have in (("loop", lim.loop), ("map", lim.map)):
             if not have:

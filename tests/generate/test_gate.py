@@ -50,7 +50,7 @@ def _with(step: str, **changes: Any) -> dict[str, Any]:
 def _chat(extra: dict[str, Any]) -> dict[str, Any]:
     doc = copy.deepcopy(GOOD)
     doc["steps"].append({"id": "reply", "kind": "chat", "model": "smollm2", "after": ["record"],
-                         "prompt": "The customer wrote: {question}\nTheir mood: {sentiment}\nWhat our records say: "
+                         "prompt": "The customer wrote: {question}\nTheir mood: {sentiment[label]}\nWhat our records say: "
                                    "{facts}\nWrite a short, kind reply.",
                          "system": "You are a warm, patient customer support agent. Acknowledge the customer's "
                                    "feelings, state the facts plainly, and never invent facts.", **extra})
