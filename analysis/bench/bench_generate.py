@@ -125,6 +125,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=400, help="tokens per generated answer")
     ap.add_argument("--records", help="append one JSON line per message here; messages already in it are skipped "
                                       "(an interrupted run goes on), and the figures are over all of it")
+    ap.add_argument("--summarize", action="store_true", help="only print the figures of --records (no model)")
     a = ap.parse_args()
     catalog = load_catalog(HERE / "catalog.yaml")
     gate(fixed_documents()["shipped"], catalog)  # imports and first-call caches out of the timing
@@ -138,7 +139,7 @@ def main() -> None:
         return
     path = Path(a.records) if a.records else None
     done = [json.loads(x) for x in path.read_text().splitlines()] if path and path.exists() else []
-    todo = [m for m in messages if m["id"] not in {r["message"] for r in done}]
+    todo = [] if a.summarize else [m for m in messages if m["id"] not in {r["message"] for r in done}]
     sink = path.open("a") if path else io.StringIO()
     with sink:
         asyncio.run(run_messages(catalog, todo, a.rounds, a.concurrency, a.max_tokens, sink))

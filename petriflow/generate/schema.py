@@ -62,7 +62,6 @@ def generation_schema(catalog: Catalog, *, strict: bool = True) -> dict[str, Any
         "properties": {
             "id": _ID,
             "kind": {"enum": _kinds(catalog) if strict else list(STEP_KINDS)},
-            "description": {"type": "string", "maxLength": 200},
             "after": _IDS,
             "after_any": _IDS,
             "route": {"type": "array", "minItems": 2, "maxItems": 8, "items": {
@@ -94,24 +93,8 @@ def generation_schema(catalog: Catalog, *, strict: bool = True) -> dict[str, Any
                 "poll": {"type": "number", "exclusiveMinimum": 0, "maximum": 60}}},
         },
     }
-    props = step["properties"]
-    kinds = set(_kinds(catalog))
-    if "classify" not in kinds and "embed" not in kinds:
-        label_sets, embedding = [], []
-    if "chat" not in kinds:
-        prompts, systems, chat = [], [], []
-    props["model"] = _enum(chat + embedding, strict, {"type": "string"})
-    props["labels"] = _enum(label_sets, strict, {"type": "object"})
-    props["prompt"], props["system"] = _enum(prompts, strict, text), _enum(systems, strict, text)
     if strict:
-        for key, have in (("loop", lim.loop), ("map", lim.map)):
-            if not have:
-                del props[key]
-        for key, values in (("prompt", prompts), ("system", systems), ("tool", list(catalog.tools)),
-                            ("function", list(catalog.function_specs)), ("labels", label_sets),
-                            ("model", chat + embedding)):
-            if not values:
-                del props[key]
+        step = {"anyOf": _variants(catalog, step)}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"petriflow workflow for catalog {catalog.name}",
@@ -126,3 +109,64 @@ def generation_schema(catalog: Catalog, *, strict: bool = True) -> dict[str, Any
         },
         "$defs": {"step": step},
     }
+
+
+def _variants(catalog: Catalog, generic: dict[str, Any]) -> list[dict[str, Any]]:
+    """One step schema per kind (and per tool and function): a tool step's ``config.args`` is that tool's
+    own argument schema, so a constrained decoder writes only arguments the tool takes."""
+    lim = catalog.limits
+    common = {k: v for k, v in generic["properties"].items()
+              if k in ("id", "after", "after_any", "route", "loop", "map", "retry", "fallback", "on_failure")}
+    if not lim.loop:
+        common.pop("loop")
+    if not lim.map:
+        common.pop("map")
+
+    def variant(kind: str, required: tuple[str, ...] = (), **props: Any) -> dict[str, Any]:
+        return {"type": "object", "additionalProperties": False, "required": ["id", "kind", *required],
+                "properties": {**common, "kind": {"const": kind}, **props}}
+
+    kinds = _kinds(catalog)
+    out: list[dict[str, Any]] = []
+    if "tool" in kinds:
+        out += [variant("tool", ("tool", "config"), tool={"const": name}, config={
+            "type": "object", "additionalProperties": False, "required": ["args"],
+            "properties": {"args": _templated(t.schema)}}) for name, t in catalog.tools.items()]
+    if "python" in kinds:
+        for f in catalog.functions.values():
+            extra: dict[str, Any] = {}
+            if f.get("kwargs") is not None:
+                extra["config"] = {"type": "object", "additionalProperties": False,
+                                   "properties": {"kwargs": dict(f["kwargs"])}}
+            out.append(variant("python", ("function",), function={"const": f["function"]}, **extra))
+    if "chat" in kinds:
+        chat = [m for m, e in catalog.models.items() if e.kind == "chat"]
+        for p in catalog.prompts.values():
+            texts = {"prompt": {"const": p["prompt"]}}
+            if "system" in p:
+                texts["system"] = {"const": p["system"]}
+            out.append(variant("chat", ("model", "prompt", "config"), model={"enum": chat}, config={
+                "type": "object", "additionalProperties": False, "required": ["max_tokens"],
+                "properties": {"max_tokens": {"type": "integer", "minimum": 1, "maximum": lim.max_tokens}}},
+                **texts))
+    if "classify" in kinds:
+        embedding = [m for m, e in catalog.models.items() if e.kind in ("embedding", "embed")]
+        out += [variant("classify", ("model", "labels"), model={"enum": embedding},
+                        labels={"const": {k: list(v) for k, v in sets.items()}}) for sets in catalog.labels.values()]
+    if "human" in kinds:
+        out.append(variant("human"))
+    return out
+
+
+_TEMPLATE = {"type": "string", "pattern": "^\\{[a-z_][a-z0-9_]*(\\[[a-z_]+\\])?\\}$",
+             "description": "a template: a case input or an earlier step's output, e.g. {question}"}
+
+
+def _templated(schema: Any) -> dict[str, Any]:
+    """A tool's argument schema where each argument may also be one template (its value comes at run time,
+    where the executor checks it against the tool's own schema)."""
+    out = dict(schema)
+    props = out.get("properties")
+    if isinstance(props, dict):
+        out["properties"] = {k: {"anyOf": [dict(v), _TEMPLATE]} for k, v in props.items()}
+    return out
