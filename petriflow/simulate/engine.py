@@ -103,9 +103,9 @@ class _Engine(Arrivals):
         self.firings = 0
         self._init_arrivals(load, cases, seed)
         self.records: list[tuple[int, float, float, float, int]] = []
-        # numbers of the failed attempts whose s.fail is firing, read by back_off; a stack, as a fail's
+        # (number, Retry-After) of the failed attempts whose s.fail is firing, read by back_off; a stack, as a fail's
         # released units may start (and instantly fail) other calls before its own back-off is scheduled
-        self.failed_attempts: list[int] = []
+        self.failed_attempts: list[tuple[int, float]] = []
         self.precost: float | None = None
         self.push = self._push_heap
         self.fast = True
@@ -345,18 +345,20 @@ class _Engine(Arrivals):
         """A token entered ``s.running`` for its ``attempt``-th attempt: latency, outcome and cost are drawn now.
 
         The completion event carries ``fail``: 0 if the attempt succeeds, else
-        ``(attempt, kind)``, the attempt's number and its error kind, which
-        decide whether the token may retry. A timeout lasts the timeout.
+        ``(attempt, kind, retry_after)``, the attempt's number and its error
+        kind, which decide whether the token may retry, and the server's
+        ``Retry-After`` (drawn for a retryable failure, else 0), which the
+        back-off may not undercut. A timeout lasts the timeout.
         """
         st = self.steps[s]
         d = next(st.latency)
         fail: Any = 0
         if d > st.timeout:
-            d, fail = st.timeout, (attempt, "timeout")
+            d, fail = st.timeout, (attempt, "timeout", 0.0)
         elif st.failing is not None:
             kind = next(st.failing)
             if kind is not None:
-                fail = (attempt, kind)
+                fail = (attempt, kind, next(st.retry_after) if kind == "retryable" and st.retry_after else 0.0)
                 if kind == "timeout" and st.timeout < _INF:
                     d = st.timeout
         # drawn for every attempt (so the streams stay aligned), billed only when it succeeds: the executor
@@ -381,12 +383,14 @@ class _Engine(Arrivals):
     def back_off(self, c: Case, s: int, p: int, mask: int) -> None:
         """Wait what the executor sleeps after the k-th failed attempt of this call (:func:`~petriflow.rules.backoff_delay`).
 
-        The profile has no ``Retry-After``: the delay is the back-off alone.
+        Never less than the ``Retry-After`` drawn with the failure (the profile's
+        ``retry_after``), as the executor never waits less than the server asked.
         """
         st = self.steps[s]
-        k = self.failed_attempts.pop()
+        k, retry_after = self.failed_attempts.pop()
         delay = backoff_delay(k, backoff=st.backoff, backoff_max=st.backoff_max, jitter=st.jitter,
-                              uniform=next(st.uniform) if st.jitter else 0.0)  # type: ignore[arg-type]
+                              uniform=next(st.uniform) if st.jitter else 0.0,  # type: ignore[arg-type]
+                              retry_after=retry_after or None)
         self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1))
 
     def complete(self, c: Case, s: int, mask: int, fail: Any) -> None:
@@ -401,12 +405,12 @@ class _Engine(Arrivals):
         if c.dead:
             self.release(st.release)
         elif fail:
-            attempt, kind = fail
+            attempt, kind, retry_after = fail
             verdict = after_failure(kind, attempt=attempt, max_attempts=st.max_attempts,
                                     retries_left=c.m[st.retries] if st.fail >= 0 else 0,
                                     has_fallback=st.give_up >= 0)
             if verdict is Verdict.RETRY:
-                self.failed_attempts.append(attempt)
+                self.failed_attempts.append((attempt, retry_after))
                 self.fire(c, st.fail, mask)
             elif verdict is Verdict.FALLBACK:
                 self.fire(c, st.give_up, mask)

@@ -88,6 +88,7 @@ class StepTable:
     tpm: bool = False
     latency: Iterator[float] = field(default_factory=lambda: iter(()))
     failing: Iterator[str | None] | None = None  # per attempt: the kind of its failure (rules.ERROR_KINDS), or None
+    retry_after: Iterator[float] | None = None  # per retryable failure: the server's Retry-After (0: none)
     cost: Iterator[float] = field(default_factory=lambda: iter(()))
     call_tokens: Iterator[list[float]] | None = None
     branch: Iterator[int] | None = None
@@ -195,6 +196,9 @@ def _open_streams(st: StepTable, profile: Profile, sid: str, *, seed: int, probs
         cuts = np.cumsum([sp.rate_of(kind) for kind in ERROR_KINDS])
         kinds = np.array([*ERROR_KINDS, None], dtype=object)
         st.failing = stream(lambda n: kinds[np.searchsorted(cuts, g_fail.random(n), side="right")])
+        if sp.retry_after is not None:
+            waits, g_wait = sp.retry_after, gen("retry_after")
+            st.retry_after = stream(lambda n: np.maximum(waits.sample(g_wait, n), 0.0))
     cost, paired = _call_cost(profile, sid, gen("cost"))
     st.cost = stream(cost)
     if st.tpm:

@@ -212,9 +212,11 @@ def test_chat_ok_records_usage(fault_server: Any) -> None:
 
 def test_429_waits_at_least_retry_after(fault_server: Any) -> None:
     fault_server.add_rule("ask", ["429:2"])
-    r, sleeps, _ = run_chat(chat_wf(), fault_server.base_url)
+    r, sleeps, trace = run_chat(chat_wf(), fault_server.base_url)
     assert r.ok and fault_server.counts()["steps"]["ask"] == 2
     assert sleeps.delays and sleeps.delays[0] >= 2.0  # the server's Retry-After beats the 0.01 s back-off
+    # the trace keeps what the server asked, so fit can give the simulator the same wait
+    assert [(t.outcome, t.retry_after) for t in trace.records] == [("error", 2.0), ("ok", None)]
 
 
 def test_500s_are_retried_until_attempts_run_out(fault_server: Any) -> None:
