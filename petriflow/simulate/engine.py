@@ -107,6 +107,8 @@ class _Engine(Arrivals):
         # released units may start (and instantly fail) other calls before its own back-off is scheduled
         self.failed_attempts: list[tuple[int, float]] = []
         self.precost: float | None = None
+        self.instant: deque[tuple[Case, int, int, Any]] = deque()  # instant steps to complete (see drain)
+        self.draining = False
         self.push = self._push_heap
         self.fast = True
         self.heap: list[tuple[Any, ...]] = []
@@ -378,7 +380,26 @@ class _Engine(Arrivals):
                 c.pending -= 1  # push counts it
                 self.push(d, COMPLETE, c, s, mask | st.bit, fail)
         else:  # an instant step (a join, a python glue step) completes without an event
-            self.complete(c, s, mask | st.bit, fail)
+            self.instant.append((c, s, mask | st.bit, fail))
+            if not self.draining:
+                self.drain()
+
+    def drain(self) -> None:
+        """Complete the instant steps in the order they started, here and not inside the firing that started them.
+
+        Completing one inside :meth:`run_step` would fire its successor, which
+        starts the next instant step, and so on: a chain of a few hundred
+        instant steps would overflow Python's stack. The outermost
+        :meth:`run_step` completes them one after the other instead, so the
+        depth stays that of one step whatever the chain's length.
+        """
+        self.draining = True
+        instant, complete = self.instant, self.complete
+        try:
+            while instant:
+                complete(*instant.popleft())
+        finally:
+            self.draining = False
 
     def back_off(self, c: Case, s: int, p: int, mask: int) -> None:
         """Wait what the executor sleeps after the k-th failed attempt of this call (:func:`~petriflow.rules.backoff_delay`).
