@@ -12,7 +12,9 @@ import asyncio
 import itertools
 import json
 import socket
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -400,3 +402,16 @@ def test_the_trace_schema_is_the_one_fit_reads(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="unknown outcome") as err:
         read_traces(path)
     assert err.value.where.endswith("t.jsonl:2")
+
+
+@pytest.mark.parametrize(("limit", "called"), [(4, False), (100, True)])
+def test_a_prompt_over_max_input_tokens_is_refused_before_any_request(fault_server: Any, limit: int,
+                                                                      called: bool) -> None:
+    """"Say hi to bob" estimates at 4 + 4 (role markers) + 1 tokens: over 4 it is a fatal failure without a call,
+    so a cost bound that counts max_input_tokens holds."""
+    wf = chat_wf()
+    wf = replace(wf, steps=(replace(wf.steps[0], config=MappingProxyType({"max_input_tokens": limit})),))
+    r, sleeps, trace = run_chat(wf, fault_server.base_url)
+    assert r.ok is called and fault_server.counts()["steps"].get("ask", 0) == (1 if called else 0)
+    if not called:
+        assert [(t.outcome, t.error) for t in trace.records] == [("error", "fatal")] and not sleeps.delays
