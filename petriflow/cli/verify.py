@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from petriflow.cli.params import Amount
 from petriflow.errors import InputError
 from petriflow.limits import MAX_COUNT, check_output, failing, number
 
@@ -61,20 +60,24 @@ def _final(spec: str, net: Any) -> Any:
               help="Check only these properties (repeatable). Default: all.")
 @click.option("--full", is_flag=True, help="No reductions: explore every reachable marking.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+@click.option("--budget", type=click.FloatRange(min=0), default=None, metavar="USD",
+              help="Exit 1 unless the worst-case cost of one case (every loop, map and token limit at its "
+                   "bound, the dearest branch of every route) is known and at most USD dollars.")
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), metavar="CATALOG.yaml",
               help="The generation gate: schema, catalog (tools, functions, models, prompts), arguments, "
-                   "limits, spec, verify, references and worst-case cost; exit 1 names the check and witness.")
-@click.option("--budget", type=Amount(), metavar="USD",
-              help="With --catalog: refuse a worst-case cost per case over USD (default: the catalog's).")
+                   "limits, spec, verify, references and worst-case cost (--budget, else the catalog's); "
+                   "exit 1 names the check and its witness (docs/generate.md).")
 def check(path: str, as_json: bool, max_states: int, max_memory: int | None, final: str | None,
-          props: tuple[str, ...], full: bool, progress: bool | None, catalog_path: str | None = None,
-          budget: float | None = None) -> None:
-    """Check deadlock-freedom, boundedness, soundness and liveness of PATH.
+          props: tuple[str, ...], full: bool, progress: bool | None, budget: float | None,
+          catalog_path: str | None = None) -> None:
+    """Check deadlock-freedom, boundedness, soundness and liveness of PATH, and bound the cost of one case.
 
     A failing property comes with its witness: the shortest firing sequence,
     told as workflow steps, and what is stuck where it ends. `--property
     deadlock` alone searches a stubborn-set reduced state space (states is
-    null, states_reduced counts) unless --full.
+    null, states_reduced counts) unless --full. For a workflow file the
+    report adds its worst-case cost (`cost_bound` in --json, docs/verify.md);
+    --budget refuses one whose bound passes USD or is unknown, naming the path.
     """
     from petriflow.verify.report import PROPERTIES
     from petriflow.verify.report import check as run_check
@@ -83,14 +86,55 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
         from petriflow.cli.generate import check_with_catalog
 
         check_with_catalog(path, catalog_path, budget=budget, as_json=as_json)
-    net = load_net(path)
+    wf = None
+    if Path(path).suffix.lower() == ".pnml":
+        net = load_net(path)
+    else:
+        from petriflow.net.lower import lower
+        from petriflow.spec import load
+
+        wf = load(path)
+        net = lower(wf)
     if final:
         net = _final(final, net)
     show = sys.stderr.isatty() if progress is None else progress
     report = run_check(net, properties=props or PROPERTIES, max_states=max_states, full=full,
                        max_bytes=max_memory * 2**20 if max_memory else None, progress=show and not as_json)
-    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.explain())
-    sys.exit(report.exit_code)
+    bound = _cost_bound(wf)
+    over = _over_budget(bound, budget)
+    if as_json:
+        click.echo(json.dumps({**report.to_json(), "cost_bound": bound}, indent=2))
+    else:
+        click.echo(report.explain())
+        if bound["usd"] is not None:
+            click.echo(f"worst-case cost of one case: ${bound['usd']:.6g} along {' -> '.join(bound['path'])}")
+        else:
+            click.echo(f"worst-case cost of one case: unknown ({bound['reason']})")
+    if over:
+        click.echo(f"petriflow: {over}", err=True)
+    sys.exit(report.exit_code or (1 if over else 0))
+
+
+def _cost_bound(wf: Any) -> dict[str, Any]:
+    """The ``cost_bound`` of the report: ``{"usd", "path"}``, or ``{"usd": null, "reason"}`` (a PNML net has no prices)."""
+    if wf is None:
+        return {"usd": None, "reason": "a PNML net has no models or prices; check the workflow file"}
+    from petriflow.profile.bound import cost_bound
+
+    return cost_bound(wf).to_json()
+
+
+def _over_budget(bound: dict[str, Any], budget: float | None) -> str | None:
+    """Why ``--budget`` refuses the workflow, or None when its bound is known and within it."""
+    if budget is None:
+        return None
+    if bound["usd"] is None:
+        return f"budget ${budget:g}: the worst-case cost is unknown: {bound['reason']}"
+    if bound["usd"] > budget:
+        return (f"budget ${budget:g}: one case can cost up to ${bound['usd']:.6g}, along "
+                f"{' -> '.join(bound['path'])}; lower max_tokens, max_input_tokens, loop or map bounds "
+                "on that path, or raise --budget")
+    return None
 
 
 @click.command()

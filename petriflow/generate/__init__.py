@@ -9,12 +9,10 @@ document. See ``docs/generate.md``.
 
 from __future__ import annotations
 
-from petriflow.generate.bound import CostBound, cost_bound
 from petriflow.generate.catalog import Catalog, Limits, catalog_from, load_catalog
 from petriflow.generate.gate import CHECKS, Verdict, gate, merged
 from petriflow.generate.generator import Generation, Round, generate, generate_sync, messages_for
 from petriflow.generate.schema import generation_schema
 
-__all__ = ["CHECKS", "Catalog", "CostBound", "Generation", "Limits", "Round", "Verdict", "catalog_from",
-           "cost_bound", "gate", "generate", "generate_sync", "generation_schema", "load_catalog", "merged",
+__all__ = ["CHECKS", "Catalog", "Generation", "Limits", "Round", "Verdict", "catalog_from", "gate", "generate", "generate_sync", "generation_schema", "load_catalog", "merged",
            "messages_for"]

@@ -19,7 +19,7 @@ tools:                             # as a workflow's `tools:`; functions next to
 functions: {find_order: {function: support_tools:find_order}}
 prompts: {reply: {system: "...", prompt: "..."}}
 labels: {intent: {order: ["where is my order?"], human: ["get me a person"]}}
-limits: {steps: 12, depth: 10, loop: 2, map: 5, attempts: 3, max_tokens: 256, budget: 0.01}
+limits: {steps: 12, depth: 10, loop: 2, map: 5, attempts: 3, max_tokens: 256, max_input_tokens: 1024, budget: 0.01}
 ```
 """
 
@@ -72,7 +72,7 @@ CATALOG_SCHEMA: dict[str, Any] = {
             "required": ["steps", "depth", "loop", "map", "attempts", "max_tokens"],
             "properties": {"steps": {**_COUNT, "minimum": 1}, "depth": {**_COUNT, "minimum": 1}, "loop": _COUNT,
                            "map": _COUNT, "attempts": {**_COUNT, "minimum": 1},
-                           "max_tokens": {**_COUNT, "minimum": 1},
+                           "max_tokens": {**_COUNT, "minimum": 1}, "max_input_tokens": {**_COUNT, "minimum": 1},
                            "budget": {"type": "number", "minimum": 0}},
         },
     },
@@ -82,7 +82,7 @@ CATALOG_SCHEMA: dict[str, Any] = {
 @dataclass(frozen=True)
 class Limits:
     """How big a generated workflow may be: steps, the longest chain, loop passes, map items, attempts,
-    ``max_tokens`` per model call and, when set, the worst-case dollars per case."""
+    ``max_tokens`` and ``max_input_tokens`` per model call and, when set, the worst-case dollars per case."""
 
     steps: int
     depth: int
@@ -91,6 +91,7 @@ class Limits:
     attempts: int
     max_tokens: int
     budget: float | None = None
+    max_input_tokens: int = 2048
 
 
 def _ro(m: Mapping[str, Any] | None) -> Mapping[str, Any]:

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from petriflow.errors import SpecError
-from petriflow.generate.bound import CostBound, cost_bound
 from petriflow.generate.catalog import Catalog
 from petriflow.generate.schema import generation_schema
+from petriflow.profile.bound import CostBound, cost_bound
 
 __all__ = ["CHECKS", "Verdict", "gate", "merged"]
 
@@ -227,7 +227,8 @@ def _limits(state: dict[str, Any], doc: Any, catalog: Catalog, budget: float | N
                   ("map items", (s.get("map") or {}).get("max", 0), lim.map),
                   ("attempts", (s.get("retry") or {}).get("max_attempts", 1), lim.attempts),
                   ("max_tokens", (s.get("config") or {}).get("max_tokens", 256) if s["kind"] == "chat" else 0,
-                   lim.max_tokens)]
+                   lim.max_tokens),
+                  ("max_input_tokens", (s.get("config") or {}).get("max_input_tokens", 0), lim.max_input_tokens)]
         for what, got, most in checks:
             if isinstance(got, (int, float)) and got > most:
                 raise _Refused("limits", f"{got} {what}, the catalog allows {most}", where)

@@ -90,6 +90,7 @@ def generation_schema(catalog: Catalog, *, strict: bool = True) -> dict[str, Any
             "config": {"type": "object", "additionalProperties": not strict, "properties": {
                 "args": {"type": "object"}, "kwargs": {"type": "object"},
                 "max_tokens": {"type": "integer", "minimum": 1, "maximum": lim.max_tokens if strict else 2**31},
+                "max_input_tokens": {"type": "integer", "minimum": 1},
                 "poll": {"type": "number", "exclusiveMinimum": 0, "maximum": 60}}},
         },
     }
@@ -146,8 +147,10 @@ def _variants(catalog: Catalog, generic: dict[str, Any]) -> list[dict[str, Any]]
             if "system" in p:
                 texts["system"] = {"const": p["system"]}
             out.append(variant("chat", ("model", "prompt", "config"), model={"enum": chat}, config={
-                "type": "object", "additionalProperties": False, "required": ["max_tokens"],
-                "properties": {"max_tokens": {"type": "integer", "minimum": 1, "maximum": lim.max_tokens}}},
+                "type": "object", "additionalProperties": False, "required": ["max_tokens", "max_input_tokens"],
+                "properties": {"max_tokens": {"type": "integer", "minimum": 1, "maximum": lim.max_tokens},
+                               "max_input_tokens": {"type": "integer", "minimum": 1,
+                                                    "maximum": lim.max_input_tokens}}},
                 **texts))
     if "classify" in kinds:
         embedding = [m for m, e in catalog.models.items() if e.kind in ("embedding", "embed")]

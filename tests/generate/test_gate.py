@@ -54,7 +54,8 @@ def _chat(extra: dict[str, Any]) -> dict[str, Any]:
                                    "{facts}\nWrite a short, kind reply.",
                          "system": "You are a warm, patient customer support agent. Acknowledge the customer's "
                                    "feelings, state the facts plainly, and never invent facts.", **extra})
-    doc["steps"].insert(0, {"id": "sentiment", "kind": "classify", "model": "e5", "labels": {
+    doc["steps"].insert(0, {"id": "sentiment", "kind": "classify", "model": "e5", "config": {"max_input_tokens": 512},
+                            "labels": {
         "negative": ["this is unacceptable, I am furious", "terrible service, very disappointed", "I am so angry"],
         "neutral": ["where is my order?", "do you have this in stock?", "what is the status of my parcel"],
         "positive": ["thanks a lot, you are great", "I love the keyboard", "thank you for the quick help"]}})
@@ -89,7 +90,7 @@ CASES = [
      "catalog", ["step 'record'"]),
     ("reference missing on one path", MISSING_ON_A_PATH, "references",
      ["`find_order` runs", "-> `agent` starts without `facts`"]),
-    ("over budget", _chat({"config": {"max_tokens": 256}}), "cost", ["step 'reply'"]),
+    ("over budget", _chat({"config": {"max_tokens": 256, "max_input_tokens": 1024}}), "cost", ["step 'reply'"]),
     ("own tools section", {**GOOD, "tools": {"lookup_order": {"function": "os:system"}}}, "catalog",
      ["`tools.lookup_order`"]),
     ("not JSON", "{\"name\": \"x\", \"steps\": [", "parse", []),
@@ -142,7 +143,7 @@ def test_each_bad_workflow_is_refused_with_its_check_and_witness(name: str, doc:
 def test_the_good_workflow_passes_with_a_bound_and_every_check(env: dict[str, str], server: ScriptedServer,
                                                                tmp_path: Path) -> None:
     f = tmp_path / "good.json"
-    f.write_text(json.dumps(_chat({"config": {"max_tokens": 128}})))
+    f.write_text(json.dumps(_chat({"config": {"max_tokens": 128, "max_input_tokens": 1024}})))
     p = _cli(env, server, "check", str(f), "--catalog", str(CATALOG), "--json")
     assert p.returncode == 0, p.stdout
     doc = json.loads(p.stdout)
