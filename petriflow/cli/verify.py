@@ -73,7 +73,10 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
     """Check deadlock-freedom, boundedness, soundness and liveness of PATH, and bound the cost of one case.
 
     A failing property comes with its witness: the shortest firing sequence,
-    told as workflow steps, and what is stuck where it ends. `--property
+    told as workflow steps, and what is stuck where it ends. A workflow's
+    templates are checked too: a step may read only the steps finished on
+    every path to it (a reference that may be missing fails the check, with
+    a path on which it did not run). `--property
     deadlock` alone searches a stubborn-set reduced state space (states is
     null, states_reduced counts) unless --full. For a workflow file the
     report adds its worst-case cost (`cost_bound` in --json, docs/verify.md);
@@ -102,17 +105,35 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
                        max_bytes=max_memory * 2**20 if max_memory else None, progress=show and not as_json)
     bound = _cost_bound(wf)
     over = _over_budget(bound, budget)
+    refs = _references(wf)
     if as_json:
-        click.echo(json.dumps({**report.to_json(), "cost_bound": bound}, indent=2))
+        doc = {**report.to_json(), "cost_bound": bound}
+        if refs is not None:
+            doc["references"] = not refs
+            doc["reference_problems"] = [r.to_json() for r in refs]
+        click.echo(json.dumps(doc, indent=2))
     else:
         click.echo(report.explain())
+        if refs:
+            click.echo("references: a step reads a step that may not have run")
+            for r in refs:
+                click.echo(f"  {r.message}")
         if bound["usd"] is not None:
             click.echo(f"worst-case cost of one case: ${bound['usd']:.6g} along {' -> '.join(bound['path'])}")
         else:
             click.echo(f"worst-case cost of one case: unknown ({bound['reason']})")
     if over:
         click.echo(f"petriflow: {over}", err=True)
-    sys.exit(report.exit_code or (1 if over else 0))
+    sys.exit(report.exit_code or (1 if over or refs else 0))
+
+
+def _references(wf: Any) -> list[Any] | None:
+    """What a workflow's templates read that may be missing (:mod:`petriflow.spec.visibility`); None for PNML."""
+    if wf is None:
+        return None
+    from petriflow.spec.visibility import problems
+
+    return problems(wf)
 
 
 def _cost_bound(wf: Any) -> dict[str, Any]:

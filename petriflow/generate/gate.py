@@ -266,86 +266,16 @@ def _verify(state: dict[str, Any], doc: Any, catalog: Catalog, budget: float | N
 
 
 def _references(state: dict[str, Any], doc: Any, catalog: Catalog, budget: float | None, max_states: int) -> None:
-    """Every template reference present on every path to the step that reads it.
+    """Every template reference present on every path to the step that reads it (the rule of
+    :mod:`petriflow.spec.visibility`, which ``check`` and ``plan`` apply too)."""
+    from petriflow.spec.visibility import problems
 
-    Verification's check when this branch has it (``petriflow.verify.references``); until then
-    :func:`_must_have_run`, the same rule on the step graph: a step may read a step that finished on
-    every path to it (an ``after`` input, a router, or what all of those had read).
-    """
-    wf = state["wf"]
-    try:
-        from petriflow.verify import references as owner  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        owner = None
-    if owner is not None and hasattr(owner, "missing_references"):
-        missing = owner.missing_references(wf)
-        if missing:
-            first = missing[0]
-            raise _Refused("references", str(getattr(first, "message", first)),
-                           tuple(getattr(first, "path", ()) or ()))
-        return
-    must = _must_have_run(wf)
-    ids = set(wf.step_ids)
-    for s in wf.steps:
-        raw = {"prompt": s.prompt, "system": s.system, "config": dict(s.config)}
-        for text in _templates(raw):
-            for name in _names(text, s.id):
-                if name in ids and name not in must[s.id] and name != s.id:
-                    path = _path_without(wf, must, s.id, name)
-                    raise _Refused("references", f"step '{s.id}' reads '{{{name}}}', which does not run on "
-                                   f"every path to it", tuple(f"`{p}` runs" for p in path)
-                                   + (f"-> `{s.id}` starts without `{name}`",))
-
-
-def _predecessors(wf: Any, sid: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(all_of, one_of)``: the steps that must all have finished, and those of which one has."""
-    step = wf.step(sid)
-    routers = wf.routers_of(sid)
-    owner = wf.fallback_owner.get(sid)
-    one_of = tuple(step.after_any) + (tuple(routers) if len(routers) > 1 else ())
-    all_of = tuple(step.after) + (tuple(routers) if len(routers) == 1 else ())
-    if owner is not None:  # a fallback stands in for its owner: it starts where the owner started
-        a, o = _predecessors(wf, owner)
-        all_of, one_of = all_of + a, one_of + o
-    return all_of, one_of
-
-
-def _must_have_run(wf: Any) -> dict[str, frozenset[str]]:
-    """For each step, the steps that have finished on every path to its start (loop back edges left out)."""
-    must: dict[str, frozenset[str]] = {}
-
-    def of(sid: str, seen: frozenset[str]) -> frozenset[str]:
-        if sid in must:
-            return must[sid]
-        all_of, one_of = _predecessors(wf, sid)
-        got: set[str] = set()
-        for u in all_of:
-            if u not in seen:
-                got |= of(u, seen | {sid}) | {u}
-        alts = [of(u, seen | {sid}) | {u} for u in one_of if u not in seen]
-        if alts:
-            got |= frozenset.intersection(*alts)
-        must[sid] = frozenset(got)
-        return must[sid]
-
-    for sid in wf.step_ids:
-        of(sid, frozenset())
-    return must
-
-
-def _path_without(wf: Any, must: dict[str, frozenset[str]], sid: str, missing: str) -> list[str]:
-    """A chain of steps that reaches ``sid`` without running ``missing``: the witness, first step first."""
-    path: list[str] = []
-    cur, seen = sid, {sid}
-    while True:
-        all_of, one_of = _predecessors(wf, cur)
-        nxt = next((u for u in (*all_of, *one_of) if u != missing and missing not in must.get(u, frozenset())
-                    and u not in seen), None)
-        if nxt is None:
-            return list(reversed(path))
-        path.append(nxt)
-        seen.add(nxt)
-        cur = nxt
+    missing = problems(state["wf"])
+    if missing:
+        ref = missing[0]
+        raise _Refused("references", f"step '{ref.step}' reads '{{{ref.missing}}}' in its {ref.what}, which does "
+                       "not run on every path to it", tuple(f"`{p}` runs" for p in ref.path[:-1])
+                       + (f"-> `{ref.step}` starts without `{ref.missing}`",))
 
 
 def _cost(state: dict[str, Any], doc: Any, catalog: Catalog, budget: float | None, max_states: int) -> None:
