@@ -132,14 +132,20 @@ def heard(inputs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def facts(inputs: Mapping[str, Any]) -> str:
-    """What the tools found, in one line the reply and the ticket note both use (after whichever tool ran)."""
-    if "lookup" in inputs:
-        o = inputs["lookup"]
-        if not o.get("found"):
-            return f"No order {o.get('order_id')} was found on this account."
-        eta = f", expected {o['eta']}" if o.get("eta") else ""
-        return f"Order {o['order_id']} ({o['quantity']} x {o['product']}) is {o['status']}{eta}."
-    matches = inputs.get("stock", {}).get("matches", [])
+    """What the tools found, in one line the reply and the ticket note both use.
+
+    In customer_support.yaml ``facts`` joins ``lookup`` and ``stock`` with ``after_any``: it reads
+    whichever ran as ``inputs["after_any"]``, and which one it was as ``inputs["after_any_step"]``; a
+    generated workflow may put it ``after`` one of them, read by its id.
+    """
+    step = inputs.get("after_any_step") or ("lookup" if "lookup" in inputs else "stock")
+    found = inputs.get("after_any", inputs.get(step, {}))
+    if step == "lookup":
+        if not found.get("found"):
+            return f"No order {found.get('order_id')} was found on this account."
+        eta = f", expected {found['eta']}" if found.get("eta") else ""
+        return f"Order {found['order_id']} ({found['quantity']} x {found['product']}) is {found['status']}{eta}."
+    matches = found.get("matches", [])
     if not matches:
         return "We could not find that product in our catalogue."
     return " ".join(f"{m['name']}: {m['in_stock']} in stock" + (f", restock {m['restock_date']}"
