@@ -59,6 +59,8 @@ class Round:
     output_tokens: int
     cost: float
     model_seconds: float
+    finish_reason: str | None = None
+    """``length`` when the answer stopped at the token limit or the end of the model's context."""
 
     def to_json(self) -> dict[str, Any]:
         from petriflow.execute.redact import redact
@@ -67,6 +69,7 @@ class Round:
         return {"round": self.number, "ok": v.ok, "check": v.check, "reason": redact(v.reason or "") or None,
                 "witness": [redact(w) for w in v.witness], "model": self.model, "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens, "cost": self.cost, "model_seconds": self.model_seconds,
+                "finish_reason": self.finish_reason,
                 "gate_seconds": v.seconds, "answer_chars": len(self.text),
                 "cost_bound": None if v.bound is None else v.bound.usd}
 
@@ -164,7 +167,8 @@ async def generate(request: str, catalog: Catalog, *, endpoint: Any = None, clie
                         raise
             took = time.perf_counter() - t0
             verdict = await asyncio.to_thread(gate, res.text, catalog, budget=budget)
-            rnd = Round(n, res.text, verdict, res.model, res.input_tokens, res.output_tokens, res.cost, took)
+            rnd = Round(n, res.text, verdict, res.model, res.input_tokens, res.output_tokens, res.cost, took,
+                        res.finish_reason)
             done.append(rnd)
             if log is not None:
                 log(rnd)

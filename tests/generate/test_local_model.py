@@ -2,7 +2,7 @@
 
 Asserted for shape, never for quality: SmolLM2-135M answers under the
 catalog's strict JSON Schema, so its answer must parse and fit that schema
-(unless it ran out of tokens, which the gate then calls a ``parse`` refusal),
+(unless it ran out of tokens or context, which the gate then calls a ``parse`` refusal),
 and every round carries a verdict naming a known check.
 """
 
@@ -41,4 +41,4 @@ def test_generate_returns_schema_valid_json_on_the_local_model(local_models: Any
         schema = generation_schema(load_catalog(CATALOG), strict=True)
         jsonschema.validate(doc["answer"], schema)
     else:
-        assert rnd["output_tokens"] >= 590  # only a cut-off answer is not JSON
+        assert rnd["finish_reason"] == "length"  # only a cut-off answer (tokens or context spent) is not JSON
