@@ -8,13 +8,15 @@ query still only matches that customer's rows. Every query is parameterised
 (``?``); no argument is ever part of the SQL text.
 
 The database is ``$PETRIFLOW_SUPPORT_DB`` when set (the tests point it at a
-copy), else the shipped ``support.sqlite`` next to this file.
+copy), else a copy of the shipped ``support.sqlite`` made on first use under
+``$PETRIFLOW_HOME/customer_support/``, so a demo never writes the shipped file.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,7 +33,16 @@ class DatabaseBusy(Exception):
 
 
 def db_path() -> Path:
-    return Path(os.environ.get("PETRIFLOW_SUPPORT_DB") or HERE / "support.sqlite")
+    """Where the tools read and write (see the module docstring)."""
+    if os.environ.get("PETRIFLOW_SUPPORT_DB"):
+        return Path(os.environ["PETRIFLOW_SUPPORT_DB"])
+    from petriflow.execute.servers import home
+
+    copy = home() / "customer_support" / "support.sqlite"
+    if not copy.exists():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(HERE / "support.sqlite", copy)
+    return copy
 
 
 @contextmanager
