@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from petriflow.net.lower import lower
     from petriflow.net.pnml import read_pnml, write_pnml
     from petriflow.profile import Profile, fit
+    from petriflow.profile.bound import CostBound, cost_bound
     from petriflow.simulate import Load, SimResult, simulate, sweep
     from petriflow.spec import Workflow, WorkflowBuilder, load, loads
     from petriflow.verify.report import Report, Witness, check
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 
 _OWNER = {
     "BudgetExceeded": "petriflow.errors",
+    "CostBound": "petriflow.profile.bound",
     "ExecutionError": "petriflow.errors",
     "FatalCallError": "petriflow.errors",
     "InputError": "petriflow.errors",
@@ -73,6 +75,7 @@ _OWNER = {
     "WorkflowBuilder": "petriflow.spec",
     "WorkflowNet": "petriflow.net",
     "check": "petriflow.verify.report",
+    "cost_bound": "petriflow.profile.bound",
     "explore": "petriflow.verify.statespace",
     "fit": "petriflow.profile",
     "load": "petriflow.spec",
@@ -121,6 +124,7 @@ sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "BudgetExceeded",
+    "CostBound",
     "ExecutionError",
     "FatalCallError",
     "InputError",
@@ -148,6 +152,7 @@ __all__ = [
     "WorkflowNet",
     "__version__",
     "check",
+    "cost_bound",
     "explore",
     "fit",
     "load",

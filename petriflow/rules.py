@@ -31,11 +31,13 @@ them. Only a fatal failure stops the retries at once.
 from __future__ import annotations
 
 import enum
-from typing import Final, Literal, get_args
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Literal, get_args
 
 from petriflow.errors import RetryableCallError
 
 __all__ = [
+    "DEFAULT_MAX_TOKENS",
     "ERROR_KINDS",
     "Bucket",
     "ErrorKind",
@@ -44,7 +46,10 @@ __all__ = [
     "attempt_timeout",
     "backoff_delay",
     "error_kind",
+    "estimate_tokens",
     "may_retry",
+    "output_limit",
+    "prompt_limit",
     "within_budget",
 ]
 
@@ -135,6 +140,44 @@ def attempt_timeout(timeout: float | None, *, step_timeout: float | None, elapse
         return timeout
     left = step_timeout - elapsed
     return left if timeout is None else min(timeout, left)
+
+
+_CHARS_PER_TOKEN = 3.0  # conservative (real tokenisers average ~4 for English): estimates err high
+
+
+def estimate_tokens(messages: Iterable[Mapping[str, Any]] | str) -> int:
+    """A pessimistic token count for a prompt, from its length (no tokenizer needed).
+
+    The budget check before a call, the ``max_input_tokens`` check and the
+    worst-case cost bound all count a prompt this one way.
+    """
+    if isinstance(messages, str):
+        chars = len(messages)
+        extra = 0
+    else:
+        msgs = list(messages)
+        chars = sum(len(str(m.get("content", ""))) for m in msgs)
+        extra = 4 * len(msgs)  # role markers of a chat template
+    return int(chars / _CHARS_PER_TOKEN) + 1 + extra
+
+
+DEFAULT_MAX_TOKENS: Final = 256
+"""The ``max_tokens`` a chat call sends when its step's ``config`` names none: a server never answers more."""
+
+
+def output_limit(config: Mapping[str, Any]) -> int:
+    """The most output tokens one chat call of a step with this ``config`` can be billed: its ``max_tokens``."""
+    return int(config.get("max_tokens", DEFAULT_MAX_TOKENS))
+
+
+def prompt_limit(config: Mapping[str, Any]) -> int | None:
+    """The most prompt tokens a model call of this step may send (``config.max_input_tokens``), None: no bound.
+
+    The executor refuses (a fatal failure, before any request) a call whose
+    prompt it estimates above it, so a worst-case cost may count the limit.
+    """
+    raw = config.get("max_input_tokens")
+    return None if raw is None else int(raw)
 
 
 def within_budget(*, spent: float, worst: float, budget: float | None) -> bool:

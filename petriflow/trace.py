@@ -7,7 +7,7 @@ of :data:`TRACE_FIELDS`::
 
     {"run_id": "r1", "case": 17, "step": "code", "start": 1732572000.12, "end": 1732572002.31,
      "attempt": 1, "outcome": "ok", "model": "smollm2", "input_tokens": 61, "output_tokens": 144,
-     "cost": 0.0000493, "branch": null, "error": null, "item": null, "loop_pass": 1}
+     "cost": 0.0000493, "branch": null, "error": null, "item": null, "loop_pass": 1, "retry_after": null}
 
 ``outcome`` is ``ok`` (the attempt produced the step's output), ``error``
 (it failed and the step was retried or the run failed), ``timeout`` (it ran
@@ -20,7 +20,11 @@ when a loop went back, else null. ``item`` is the position of the map item
 the attempt belongs to (null outside a map), ``loop_pass`` which run of the
 step in its case it is (pass n round a loop is n). Null token counts and
 costs (a record from another tool) read as 0, a missing ``loop_pass`` (a
-trace written before it existed) as 1.
+trace written before it existed) as 1. ``retry_after`` is the wait in
+seconds a failed attempt's server asked for (its ``Retry-After`` header),
+null when it asked for none: ``fit`` turns it into the step's
+``retry_after`` distribution, so the simulator waits what the executor
+waited (:func:`petriflow.rules.backoff_delay`).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class TraceRecord:
     error: str | None = None
     item: int | None = None  # the map item's position in its list (None: not a map item)
     loop_pass: int = 1  # which run of the step in its case: pass n round a loop is n
+    retry_after: float | None = None  # the server's Retry-After on a failed attempt, seconds (None: none asked)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,13 +75,13 @@ TRACE_FIELDS: Mapping[str, tuple[type, ...]] = MappingProxyType({
     "run_id": (str,), "case": (str, int), "step": (str,), "start": (int, float), "end": (int, float),
     "attempt": (int,), "outcome": (str,), "model": (str, _NONE), "input_tokens": (int, _NONE),
     "output_tokens": (int, _NONE), "cost": (int, float, _NONE), "branch": (str, _NONE), "error": (str, _NONE),
-    "item": (int, _NONE), "loop_pass": (int, _NONE),
+    "item": (int, _NONE), "loop_pass": (int, _NONE), "retry_after": (int, float, _NONE),
 })
 """The JSON types each key of a line may carry (a null count or cost reads as 0)."""
 assert tuple(TRACE_FIELDS) == tuple(f.name for f in fields(TraceRecord)), "one schema: fields and types agree"
 _DEFAULT_IF_NULL = {"input_tokens": 0, "output_tokens": 0, "cost": 0.0, "loop_pass": 1}  # older traces lack loop_pass
 _RANGES = (("start", -MAX_NUMBER, MAX_NUMBER), ("end", -MAX_NUMBER, MAX_NUMBER), ("attempt", 1, MAX_COUNT),
-           ("input_tokens", 0, MAX_COUNT), ("output_tokens", 0, MAX_COUNT), ("cost", 0, MAX_NUMBER),
+           ("input_tokens", 0, MAX_COUNT), ("output_tokens", 0, MAX_COUNT), ("cost", 0, MAX_NUMBER), ("retry_after", 0, MAX_NUMBER),
            ("case", 0, MAX_COUNT))
 """What a number in a record may be: a negative token count or cost would give a profile ``simulate`` refuses."""
 

@@ -48,6 +48,8 @@ PUBLIC = {
     "explore": "petriflow.verify.statespace",
     "Profile": "petriflow.profile",
     "fit": "petriflow.profile",
+    "CostBound": "petriflow.profile.bound",
+    "cost_bound": "petriflow.profile.bound",
     "Load": "petriflow.simulate",
     "SimResult": "petriflow.simulate",
     "simulate": "petriflow.simulate",

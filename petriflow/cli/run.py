@@ -111,11 +111,14 @@ def _show(value: Any) -> str:
               help="Answer repeated model requests from this response cache (keyed by the request's content).")
 @click.option("--metrics", "metrics_path", metavar="OUT.prom", type=click.Path(dir_okay=False),
               help="Write per-step totals in Prometheus' text format when the run ends.")
+@click.option("--catalog", "catalog_path", metavar="CATALOG.yaml", type=click.Path(dir_okay=False),
+              help="Gate the workflow against this catalog first (petriflow generate's output); its tools "
+                   "and models are the catalog's. A refusal exits 1 before anything runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None, concurrency: int,
         trace_path: str | None, db_path: str | None, resume_id: str | None, run_id: str | None,
         answer: tuple[str, str, str] | None, budget: float | None, cache_path: str | None, metrics_path: str | None,
-        as_json: bool, from_saved: bool = False) -> None:
+        as_json: bool, from_saved: bool = False, catalog_path: str | None = None) -> None:
     """Run the workflow at PATH on its models (local servers start when needed).
 
     The workflow is verified first: an unsound one is refused with the
@@ -139,6 +142,7 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
         if budget is None:
             budget = row.options.get("budget")
         trace_path = trace_path or row.options.get("trace")
+        catalog_path = catalog_path or row.options.get("catalog")
     if path is None:
         raise InputError("no workflow given", hint="petriflow run WORKFLOW.yaml --input TEXT")
     if not resume_id and bool(input_texts) == (inputs_path is not None):
@@ -152,18 +156,24 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
     values = _cases(input_texts) if input_texts else (_read_inputs(inputs_path) if inputs_path else [])
     sys.exit(_execute(path, values, store=store, concurrency=concurrency, trace_path=trace_path,
                       resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json, cache_path=cache_path,
-                      metrics_path=metrics_path, from_saved=from_saved))
+                      metrics_path=metrics_path, from_saved=from_saved, catalog_path=catalog_path))
 
 
 def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trace_path: str | None,
              resume_id: str | None, run_id: str | None, budget: float | None, as_json: bool,
-             cache_path: str | None = None, metrics_path: str | None = None, from_saved: bool = False) -> int:
+             cache_path: str | None = None, metrics_path: str | None = None, from_saved: bool = False,
+             catalog_path: str | None = None) -> int:
     from petriflow.execute.executor import Executor, new_run_id
     from petriflow.execute.plan import plan
     from petriflow.execute.trace import TraceWriter
     from petriflow.spec import load
 
-    wf = load(path)
+    if catalog_path is not None:
+        from petriflow.cli.generate import gated_workflow
+
+        wf = gated_workflow(path, catalog_path)  # only what passed every check is planned
+    else:
+        wf = load(path)
     dag = plan(wf)
     trace = TraceWriter(trace_path)
     if trace.error:  # refused before any call is paid for
@@ -211,7 +221,7 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
                 return await executor.resume(rid, concurrency=concurrency, progress=progress)
             return await executor.run_many(values, run_id=rid, concurrency=concurrency, progress=progress,
                                            options={"budget": budget, "trace": trace_path,
-                                                    "workflow": str(Path(path))})
+                                                    "workflow": str(Path(path)), "catalog": catalog_path})
 
     async def run_and_close() -> list[Any]:
         try:

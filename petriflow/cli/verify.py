@@ -60,9 +60,17 @@ def _final(spec: str, net: Any) -> Any:
               help="Check only these properties (repeatable). Default: all.")
 @click.option("--full", is_flag=True, help="No reductions: explore every reachable marking.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+@click.option("--budget", type=click.FloatRange(min=0), default=None, metavar="USD",
+              help="Exit 1 unless the worst-case cost of one case (every loop, map and token limit at its "
+                   "bound, the dearest branch of every route) is known and at most USD dollars.")
+@click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False), metavar="CATALOG.yaml",
+              help="The generation gate: schema, catalog (tools, functions, models, prompts), arguments, "
+                   "limits, spec, verify, references and worst-case cost (--budget, else the catalog's); "
+                   "exit 1 names the check and its witness (docs/generate.md).")
 def check(path: str, as_json: bool, max_states: int, max_memory: int | None, final: str | None,
-          props: tuple[str, ...], full: bool, progress: bool | None) -> None:
-    """Check deadlock-freedom, boundedness, soundness and liveness of PATH.
+          props: tuple[str, ...], full: bool, progress: bool | None, budget: float | None,
+          catalog_path: str | None = None) -> None:
+    """Check deadlock-freedom, boundedness, soundness and liveness of PATH, and bound the cost of one case.
 
     A failing property comes with its witness: the shortest firing sequence,
     told as workflow steps, and what is stuck where it ends. A workflow's
@@ -71,22 +79,38 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
     a path on which it did not run), and every tool the file declares must
     import as module:callable (exit 2 if not). `--property
     deadlock` alone searches a stubborn-set reduced state space (states is
-    null, states_reduced counts) unless --full.
+    null, states_reduced counts) unless --full. For a workflow file the
+    report adds its worst-case cost (`cost_bound` in --json, docs/verify.md);
+    --budget refuses one whose bound passes USD or is unknown, naming the path.
     """
     from petriflow.verify.report import PROPERTIES
     from petriflow.verify.report import check as run_check
 
-    net = load_net(path)
+    if catalog_path is not None:
+        from petriflow.cli.generate import check_with_catalog
+
+        check_with_catalog(path, catalog_path, budget=budget, as_json=as_json)
+    wf = None
+    if Path(path).suffix.lower() == ".pnml":
+        net = load_net(path)
+    else:
+        from petriflow.net.lower import lower
+        from petriflow.spec import load
+
+        wf = load(path)
+        net = lower(wf)
     if final:
         net = _final(final, net)
     show = sys.stderr.isatty() if progress is None else progress
     report = run_check(net, properties=props or PROPERTIES, max_states=max_states, full=full,
                        max_bytes=max_memory * 2**20 if max_memory else None, progress=show and not as_json)
-    refs = _references(path)
+    bound = _cost_bound(wf)
+    over = _over_budget(bound, budget)
+    refs = _references(wf)
     if as_json:
-        doc = report.to_json()
+        doc = {**report.to_json(), "cost_bound": bound}
         if refs is not None:
-            doc["references"] = refs is not None and not refs
+            doc["references"] = not refs
             doc["reference_problems"] = [r.to_json() for r in refs]
         click.echo(json.dumps(doc, indent=2))
     else:
@@ -95,20 +119,46 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
             click.echo("references: a step reads a step that may not have run")
             for r in refs:
                 click.echo(f"  {r.message}")
-    sys.exit(1 if refs and report.exit_code != 1 else report.exit_code)
+        if bound["usd"] is not None:
+            click.echo(f"worst-case cost of one case: ${bound['usd']:.6g} along {' -> '.join(bound['path'])}")
+        else:
+            click.echo(f"worst-case cost of one case: unknown ({bound['reason']})")
+    if over:
+        click.echo(f"petriflow: {over}", err=True)
+    sys.exit(report.exit_code or (1 if over or refs else 0))
 
 
-def _references(path: str) -> list[Any] | None:
+def _references(wf: Any) -> list[Any] | None:
     """What a workflow's templates read that may be missing (:mod:`petriflow.spec.visibility`); None for PNML."""
-    if Path(path).suffix.lower() == ".pnml":
+    if wf is None:
         return None
     from petriflow.execute.tools import DEFAULT_TOOLS, KindRunner
-    from petriflow.spec import load
     from petriflow.spec.visibility import problems
 
-    wf = load(path)
     KindRunner._with_declared(DEFAULT_TOOLS, wf)  # every declared tool resolves (a SpecError, exit 2, if not)
     return problems(wf)
+
+
+def _cost_bound(wf: Any) -> dict[str, Any]:
+    """The ``cost_bound`` of the report: ``{"usd", "path"}``, or ``{"usd": null, "reason"}`` (a PNML net has no prices)."""
+    if wf is None:
+        return {"usd": None, "reason": "a PNML net has no models or prices; check the workflow file"}
+    from petriflow.profile.bound import cost_bound
+
+    return cost_bound(wf).to_json()
+
+
+def _over_budget(bound: dict[str, Any], budget: float | None) -> str | None:
+    """Why ``--budget`` refuses the workflow, or None when its bound is known and within it."""
+    if budget is None:
+        return None
+    if bound["usd"] is None:
+        return f"budget ${budget:g}: the worst-case cost is unknown: {bound['reason']}"
+    if bound["usd"] > budget:
+        return (f"budget ${budget:g}: one case can cost up to ${bound['usd']:.6g}, along "
+                f"{' -> '.join(bound['path'])}; lower max_tokens, max_input_tokens, loop or map bounds "
+                "on that path, or raise --budget")
+    return None
 
 
 @click.command()

@@ -205,8 +205,9 @@ class StepPolicies:
                                                    item=index, loop_pass=call.loop_pass)
                 cause = failed  # a failed attempt keeps its token reservation, as the simulator charges it
             kind = error_kind(cause)
+            retry_after: float | None = getattr(cause, "retry_after", None)
             rec = TraceRecord(c.run_id, c.index, sp.id, t0, t1, attempt, _outcome(kind), self.kinds.model_name(sp),
-                              0, 0, 0.0, None, kind, item=index, loop_pass=call.loop_pass)
+                              0, 0, 0.0, None, kind, item=index, loop_pass=call.loop_pass, retry_after=retry_after)
             retries_left = c.marking[sp.retry_budget] if sp.fail is not None and sp.retry_budget else 0
             verdict = after_failure(kind, attempt=attempt, max_attempts=policy.max_attempts,
                                     retries_left=retries_left, has_fallback=has_fallback,
@@ -220,7 +221,7 @@ class StepPolicies:
                 await self.sleep(backoff_delay(attempt, backoff=policy.backoff, backoff_max=policy.backoff_max,
                                                jitter=policy.jitter,
                                                uniform=self.rng.random() if policy.jitter else 0.0,
-                                               retry_after=getattr(cause, "retry_after", None)))
+                                               retry_after=retry_after))
                 continue
             if verdict is Verdict.FALLBACK:
                 rec = TraceRecord(**{**rec.to_json(), "outcome": "fallback"})

@@ -17,28 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from petriflow.rules import estimate_tokens
 from petriflow.spec.model import Priced, price_of
 
 __all__ = ["Priced", "call_cost", "estimate_cost", "estimate_tokens"]
 
-_CHARS_PER_TOKEN = 3.0  # conservative (real tokenisers average ~4 for English): estimates err high
-
-
 def call_cost(prices: Priced, *, input_tokens: int, output_tokens: int) -> float:
     """Dollars for one call that used these tokens, by :func:`petriflow.spec.model.price_of` (the one formula)."""
     return float(price_of(prices, input_tokens, output_tokens))
-
-
-def estimate_tokens(messages: Iterable[Mapping[str, Any]] | str) -> int:
-    """A pessimistic token count for a prompt, from its length (no tokenizer needed)."""
-    if isinstance(messages, str):
-        chars = len(messages)
-        extra = 0
-    else:
-        msgs = list(messages)
-        chars = sum(len(str(m.get("content", ""))) for m in msgs)
-        extra = 4 * len(msgs)  # role markers of a chat template
-    return int(chars / _CHARS_PER_TOKEN) + 1 + extra
 
 
 def estimate_cost(prices: Priced, messages: Iterable[Mapping[str, Any]] | str, *, max_tokens: int) -> float:

@@ -34,8 +34,16 @@ class Tool:
 
     @property
     def wants_key(self) -> bool:
+        return self._takes("idempotency_key")
+
+    @property
+    def wants_case(self) -> bool:
+        """Whether the tool reads the case variables (``case=``): what the caller is, never what a model wrote."""
+        return self._takes("case")
+
+    def _takes(self, name: str) -> bool:
         try:
-            return "idempotency_key" in inspect.signature(self.fn).parameters
+            return name in inspect.signature(self.fn).parameters
         except (TypeError, ValueError):
             return False
 
@@ -84,12 +92,25 @@ class ToolRegistry:
             raise InputError(f"tool '{name}': bad arguments: {exc.message}",
                              hint="fix the step's `config.args`") from None
 
-    async def call(self, name: str, args: Mapping[str, Any], *, idempotency_key: str | None = None) -> Any:
+    async def call(self, name: str, args: Mapping[str, Any], *, idempotency_key: str | None = None,
+                   case: Mapping[str, Any] | None = None) -> Any:
+        """Validate ``args`` and call the tool; a tool taking ``case`` gets the case variables.
+
+        ``case`` and ``idempotency_key`` are the caller's, so arguments may not name them: a step's
+        arguments (which a model may have written) cannot pose as the authenticated case.
+        """
         t = self.get(name)
+        reserved = sorted({"case", "idempotency_key"} & set(args))
+        if reserved:
+            raise InputError(f"tool '{name}': the arguments name {', '.join(reserved)}, which only the "
+                             "executor passes", hint="remove it from `config.args`; a tool reads the case "
+                             "from its `case` parameter")
         self.check_args(name, args)
         kwargs = dict(args)
         if idempotency_key is not None and t.wants_key:
             kwargs["idempotency_key"] = idempotency_key
+        if t.wants_case:
+            kwargs["case"] = dict(case or {})
         with retryable(t.retry_on, f"tool '{name}'"):
             out = t.fn(**kwargs)
             if inspect.isawaitable(out):

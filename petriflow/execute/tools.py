@@ -36,6 +36,7 @@ from typing import Any
 
 from petriflow.errors import InputError, SpecError
 from petriflow.execute.imports import resolve, resolve_exceptions
+from petriflow.rules import output_limit, prompt_limit
 from petriflow.spec.model import Retry
 
 __all__ = [
@@ -300,7 +301,7 @@ class KindRunner:
         step = sp.step
         if step.kind == "chat":
             return estimate_cost(self.endpoint(step), self._messages(step, call),
-                                 max_tokens=int(step.config.get("max_tokens", 256)))
+                                 max_tokens=output_limit(step.config))
         if step.kind in ("embed", "classify"):
             extra = sum(len(v) for v in step.labels.values()) if step.id not in self._centroids else 0
             return estimate_cost(self.endpoint(step), self._query(step, call) * (1 + extra), max_tokens=0)
@@ -314,10 +315,23 @@ class KindRunner:
 
     async def run(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
         kind = sp.step.kind
+        limit = prompt_limit(sp.step.config)
+        if limit is not None and kind in ("chat", "embed", "classify"):
+            self._check_prompt(sp.step, call, limit)
         out: KindResult = await getattr(self, f"_{kind}")(sp, call, timeout)
         if kind != "chat":
             self._check_output(sp, out)
         return out
+
+    def _check_prompt(self, step: Any, call: StepCall, limit: int) -> None:
+        """Refuse a call whose prompt passes the step's ``max_input_tokens`` (a fatal failure: no request is
+        made), so a worst-case cost that counts the limit holds (:func:`petriflow.rules.prompt_limit`)."""
+        from petriflow.execute.pricing import estimate_tokens
+
+        n = estimate_tokens(self._messages(step, call) if step.kind == "chat" else self._query(step, call))
+        if n > limit:
+            raise ValueError(f"step '{step.id}': the prompt is about {n} tokens, more than its max_input_tokens "
+                             f"({limit}); shorten the input or raise config.max_input_tokens")
 
     @staticmethod
     def _check_output(sp: Any, out: KindResult) -> None:
@@ -383,7 +397,7 @@ class KindRunner:
         if hit:
             return KindResult(value)
         with retryable(self._step_retry_on(sp.step), f"tool '{name}'"):  # the step's own retry.on, too
-            out = await self.tools.call(name, args, idempotency_key=key)
+            out = await self.tools.call(name, args, idempotency_key=key, case=call.vars)
         self.store.save_tool_result(key, out)
         return KindResult(out)
 
@@ -392,7 +406,7 @@ class KindRunner:
         cfg = step.config
         res = await self.client.chat(
             ep, self._messages(step, call), json_schema=dict(step.output_schema) if step.output_schema else None,
-            max_tokens=int(cfg.get("max_tokens", 256)), temperature=float(cfg.get("temperature", 0.0)),
+            max_tokens=output_limit(cfg), temperature=float(cfg.get("temperature", 0.0)),
             timeout=timeout, stream=bool(cfg.get("stream", False)), step=sp.id,
             use_cache=bool(cfg.get("cache", True)))
         out = res.parsed if step.output_schema else res.text

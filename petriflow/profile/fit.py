@@ -32,6 +32,10 @@ What is fitted, per step:
   without one (a trace from before kinds were written) counts as
   ``timeout`` when its outcome is ``timeout`` and as ``retryable``
   otherwise, which is what the simulator took every failure for;
+* the server's ``Retry-After``: when some retryable failure recorded one
+  (the trace's ``retry_after``), the step's ``retry_after`` is the
+  measured waits of all its retryable failures (0 for those without one,
+  ``empirical``), which the simulator draws per retryable failure;
 * branch probabilities: frequencies of ``branch`` over the step's ``ok``
   records; with a workflow, a loop's probability from the passes per case
   (maximum likelihood, passes after the budget is spent left out), and the
@@ -270,7 +274,10 @@ def _fit_step(recs: list[dict[str, Any]], min_samples: int) -> tuple[StepProfile
     kinds = Counter(_error_kind(r) for r in attempts if r["outcome"] != "ok")
     share = {kind: kinds[kind] / len(attempts) if attempts else 0.0 for kind in ERROR_KINDS}
     models = Counter(r["model"] for r in ok if r["model"])
+    waits = [float(r.get("retry_after") or 0.0) for r in attempts
+             if r["outcome"] != "ok" and _error_kind(r) == "retryable"]
     return StepProfile(
+        retry_after=Empirical(tuple(waits)) if any(waits) else None,
         latency=latency, input_tokens=tokens["input"], output_tokens=tokens["output"],
         retryable_rate=share["retryable"], fatal_rate=share["fatal"], timeout_rate=share["timeout"],
         model=models.most_common(1)[0][0] if models else None,

@@ -9,6 +9,7 @@ A profile is one YAML or JSON file beside the workflow::
         retryable_rate: 0.02                               # failures per attempt, by kind (petriflow.rules):
         timeout_rate: 0.01                                 #   retried while the retry budget lasts,
         fatal_rate: 0.001                                  #   or (fatal) handed to the fallback at once
+        retry_after: {dist: empirical, samples: [0, 0, 0.25]}  # the server's Retry-After per retryable failure
         cost: 0.0                                          # dollars per call, on top of tokens
         models:                                            # alternatives for `sweep`
           gpt4o: {latency: {dist: lognormal, mu: 0.2, sigma: 0.4}, retryable_rate: 0.005}
@@ -77,7 +78,10 @@ class StepProfile:
     because what follows a failure depends on its kind: a retryable one or a
     timeout is tried again while the retry rules allow, a fatal one gives up
     at once. A timeout drawn this way lasts the step's ``timeout`` (a latency
-    draw beyond it is a timeout too).
+    draw beyond it is a timeout too). ``retry_after`` is what the server asks
+    a retryable failure to wait (its ``Retry-After``, seconds; a draw of 0 is
+    a failure without one): the back-off is never shorter
+    (:func:`petriflow.rules.backoff_delay`), in the simulator as in the executor.
     """
 
     latency: Dist = ZERO
@@ -90,6 +94,7 @@ class StepProfile:
     by_model: Mapping[str, StepProfile] = field(default_factory=lambda: _ro(None))
     fatal_rate: float = 0.0
     timeout_rate: float = 0.0
+    retry_after: Dist | None = None
 
     @property
     def failure_rate(self) -> float:
@@ -395,7 +400,7 @@ def _nonneg(v: Any, where: str) -> float:
 
 
 _RATE_KEYS = tuple(f"{kind}_rate" for kind in ERROR_KINDS)
-_STEP_KEYS = {"latency", "tokens", "failure_rate", *_RATE_KEYS, "cost", "model", "items", "models"}
+_STEP_KEYS = {"latency", "tokens", "failure_rate", *_RATE_KEYS, "retry_after", "cost", "model", "items", "models"}
 
 
 def _step(raw: Any, old: StepProfile, where: str) -> StepProfile:
@@ -424,6 +429,9 @@ def _step(raw: Any, old: StepProfile, where: str) -> StepProfile:
     if total > 1 + 1e-9:
         raise ProfileError(f"failure rates add up to {total:g}, more than every attempt", where=where,
                            hint=f"{', '.join(_RATE_KEYS)} are shares of all attempts")
+    if "retry_after" in raw:
+        changes["retry_after"] = None if raw["retry_after"] is None else parse_dist(raw["retry_after"],
+                                                                                  where=f"{where}.retry_after")
     if "cost" in raw:
         changes["cost"] = _nonneg(raw["cost"], f"{where}.cost")
     if "model" in raw:
@@ -450,6 +458,8 @@ def _step_doc(sp: StepProfile) -> dict[str, Any]:
     for key in _RATE_KEYS:
         if getattr(sp, key):
             doc[key] = getattr(sp, key)
+    if sp.retry_after is not None:
+        doc["retry_after"] = sp.retry_after.to_doc()
     if sp.cost:
         doc["cost"] = sp.cost
     if sp.model is not None:

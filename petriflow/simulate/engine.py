@@ -103,10 +103,12 @@ class _Engine(Arrivals):
         self.firings = 0
         self._init_arrivals(load, cases, seed)
         self.records: list[tuple[int, float, float, float, int]] = []
-        # numbers of the failed attempts whose s.fail is firing, read by back_off; a stack, as a fail's
+        # (number, Retry-After) of the failed attempts whose s.fail is firing, read by back_off; a stack, as a fail's
         # released units may start (and instantly fail) other calls before its own back-off is scheduled
-        self.failed_attempts: list[int] = []
+        self.failed_attempts: list[tuple[int, float]] = []
         self.precost: float | None = None
+        self.instant: deque[tuple[Case, int, int, Any]] = deque()  # instant steps to complete (see drain)
+        self.draining = False
         self.push = self._push_heap
         self.fast = True
         self.heap: list[tuple[Any, ...]] = []
@@ -345,18 +347,20 @@ class _Engine(Arrivals):
         """A token entered ``s.running`` for its ``attempt``-th attempt: latency, outcome and cost are drawn now.
 
         The completion event carries ``fail``: 0 if the attempt succeeds, else
-        ``(attempt, kind)``, the attempt's number and its error kind, which
-        decide whether the token may retry. A timeout lasts the timeout.
+        ``(attempt, kind, retry_after)``, the attempt's number and its error
+        kind, which decide whether the token may retry, and the server's
+        ``Retry-After`` (drawn for a retryable failure, else 0), which the
+        back-off may not undercut. A timeout lasts the timeout.
         """
         st = self.steps[s]
         d = next(st.latency)
         fail: Any = 0
         if d > st.timeout:
-            d, fail = st.timeout, (attempt, "timeout")
+            d, fail = st.timeout, (attempt, "timeout", 0.0)
         elif st.failing is not None:
             kind = next(st.failing)
             if kind is not None:
-                fail = (attempt, kind)
+                fail = (attempt, kind, next(st.retry_after) if kind == "retryable" and st.retry_after else 0.0)
                 if kind == "timeout" and st.timeout < _INF:
                     d = st.timeout
         # drawn for every attempt (so the streams stay aligned), billed only when it succeeds: the executor
@@ -376,17 +380,38 @@ class _Engine(Arrivals):
                 c.pending -= 1  # push counts it
                 self.push(d, COMPLETE, c, s, mask | st.bit, fail)
         else:  # an instant step (a join, a python glue step) completes without an event
-            self.complete(c, s, mask | st.bit, fail)
+            self.instant.append((c, s, mask | st.bit, fail))
+            if not self.draining:
+                self.drain()
+
+    def drain(self) -> None:
+        """Complete the instant steps in the order they started, here and not inside the firing that started them.
+
+        Completing one inside :meth:`run_step` would fire its successor, which
+        starts the next instant step, and so on: a chain of a few hundred
+        instant steps would overflow Python's stack. The outermost
+        :meth:`run_step` completes them one after the other instead, so the
+        depth stays that of one step whatever the chain's length.
+        """
+        self.draining = True
+        instant, complete = self.instant, self.complete
+        try:
+            while instant:
+                complete(*instant.popleft())
+        finally:
+            self.draining = False
 
     def back_off(self, c: Case, s: int, p: int, mask: int) -> None:
         """Wait what the executor sleeps after the k-th failed attempt of this call (:func:`~petriflow.rules.backoff_delay`).
 
-        The profile has no ``Retry-After``: the delay is the back-off alone.
+        Never less than the ``Retry-After`` drawn with the failure (the profile's
+        ``retry_after``), as the executor never waits less than the server asked.
         """
         st = self.steps[s]
-        k = self.failed_attempts.pop()
+        k, retry_after = self.failed_attempts.pop()
         delay = backoff_delay(k, backoff=st.backoff, backoff_max=st.backoff_max, jitter=st.jitter,
-                              uniform=next(st.uniform) if st.jitter else 0.0)  # type: ignore[arg-type]
+                              uniform=next(st.uniform) if st.jitter else 0.0,  # type: ignore[arg-type]
+                              retry_after=retry_after or None)
         self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1))
 
     def complete(self, c: Case, s: int, mask: int, fail: Any) -> None:
@@ -401,12 +426,12 @@ class _Engine(Arrivals):
         if c.dead:
             self.release(st.release)
         elif fail:
-            attempt, kind = fail
+            attempt, kind, retry_after = fail
             verdict = after_failure(kind, attempt=attempt, max_attempts=st.max_attempts,
                                     retries_left=c.m[st.retries] if st.fail >= 0 else 0,
                                     has_fallback=st.give_up >= 0)
             if verdict is Verdict.RETRY:
-                self.failed_attempts.append(attempt)
+                self.failed_attempts.append((attempt, retry_after))
                 self.fire(c, st.fail, mask)
             elif verdict is Verdict.FALLBACK:
                 self.fire(c, st.give_up, mask)

@@ -88,6 +88,7 @@ class StepTable:
     tpm: bool = False
     latency: Iterator[float] = field(default_factory=lambda: iter(()))
     failing: Iterator[str | None] | None = None  # per attempt: the kind of its failure (rules.ERROR_KINDS), or None
+    retry_after: Iterator[float] | None = None  # per retryable failure: the server's Retry-After (0: none)
     cost: Iterator[float] = field(default_factory=lambda: iter(()))
     call_tokens: Iterator[list[float]] | None = None
     branch: Iterator[int] | None = None
@@ -195,6 +196,9 @@ def _open_streams(st: StepTable, profile: Profile, sid: str, *, seed: int, probs
         cuts = np.cumsum([sp.rate_of(kind) for kind in ERROR_KINDS])
         kinds = np.array([*ERROR_KINDS, None], dtype=object)
         st.failing = stream(lambda n: kinds[np.searchsorted(cuts, g_fail.random(n), side="right")])
+        if sp.retry_after is not None:
+            waits, g_wait = sp.retry_after, gen("retry_after")
+            st.retry_after = stream(lambda n: np.maximum(waits.sample(g_wait, n), 0.0))
     cost, paired = _call_cost(profile, sid, gen("cost"))
     st.cost = stream(cost)
     if st.tpm:
@@ -221,6 +225,15 @@ def _open_streams(st: StepTable, profile: Profile, sid: str, *, seed: int, probs
         st.uniform = stream(lambda n: g_jitter.random(n))
 
 
+def _arcs(matrix: np.ndarray) -> list[list[tuple[int, int]]]:
+    """Per row (transition) of a dense arc matrix its ``(place, weight)`` pairs with a weight, places ascending."""
+    rows: list[list[tuple[int, int]]] = [[] for _ in range(matrix.shape[0])]
+    ts, ps = np.nonzero(matrix)
+    for t, p, w in zip(ts.tolist(), ps.tolist(), matrix[ts, ps].tolist()):
+        rows[t].append((p, w))
+    return rows
+
+
 def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: int) -> Tables:
     """Flatten ``net`` for the loop and open one random stream per step and quantity."""
     P, T = len(net.places), len(net.transitions)
@@ -238,17 +251,16 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
             kind[pix(w.retry.backoff)], place_step[pix(w.retry.backoff)] = BACKOFF, sidx[sid]
     kind[pix(wiring.sink)] = SINK
 
-    pre = net.pre.tolist()
-    post = net.post.tolist()
+    pre, post = _arcs(net.pre), _arcs(net.post)  # per transition its (place, weight) arcs: the matrices are sparse
     pre_flow, pre_res, post_plain, post_res, post_timed, post_sink = [], [], [], [], [], []
     for t in range(T):
-        pre_flow.append(tuple((p, w) for p, w in enumerate(pre[t]) if w and p not in res_of and kind[p] != RUNNING))
-        pre_res.append(tuple((res_of[p], w) for p, w in enumerate(pre[t]) if w and p in res_of))
-        post_plain.append(tuple((p, w) for p, w in enumerate(post[t]) if w and p not in res_of and kind[p] == PLAIN))
-        post_res.append(tuple((res_of[p], w) for p, w in enumerate(post[t]) if w and p in res_of))
-        post_timed.append(tuple((kind[p], place_step[p], p) for p, w in enumerate(post[t])
+        pre_flow.append(tuple((p, w) for p, w in pre[t] if p not in res_of and kind[p] != RUNNING))
+        pre_res.append(tuple((res_of[p], w) for p, w in pre[t] if p in res_of))
+        post_plain.append(tuple((p, w) for p, w in post[t] if p not in res_of and kind[p] == PLAIN))
+        post_res.append(tuple((res_of[p], w) for p, w in post[t] if p in res_of))
+        post_timed.append(tuple((kind[p], place_step[p], p) for p, w in post[t]
                                 for _ in range(w) if kind[p] in (RUNNING, BACKOFF)))
-        post_sink.append(any(w and kind[p] == SINK for p, w in enumerate(post[t])))
+        post_sink.append(any(kind[p] == SINK for p, _ in post[t]))
 
     # completions: the transitions that end an attempt (finish, a route branch, the loop back, fail, give up),
     # picked by the profile when the latency draw is over; spawns grouped by the way into the map step

@@ -2,10 +2,9 @@
 
 Latencies are tens of milliseconds (50-150 ms means) so the executor's own
 per-call time is a small share; cases are a few hundred so a test takes
-seconds. Every case is written to the executor's semantics (the reference):
-where the simulator cannot follow (``Retry-After``, which the profile does
-not carry; the cost of failed attempts, which it bills) the test reports by
-how much they differ rather than hiding it.
+seconds. Every case is written to the executor's semantics (the reference);
+the simulator follows each of them from the profile alone (a 429's
+``Retry-After`` included, as the profile's ``retry_after``).
 """
 
 from __future__ import annotations
@@ -158,7 +157,7 @@ _CASES: tuple[tuple[str, str, Callable[[str], Workflow], dict[str, Behaviour], L
     ("fatal", "ask fails 10% with 400 (fatal: given up at once) and 10% with 500 (retried)", fatal,
      {"ask": _ok(0.06, errors={"400": 0.1, "500": 0.1}), "polish": _ok(0.05)}, CLOSED, 300),
     ("retry_after", "20% of calls get 429 with Retry-After 0.25 s (the executor waits it; back-off is "
-     "20 ms); the profile has no Retry-After", retry_after,
+     "20 ms); the profile's retry_after carries it", retry_after,
      {"ask": _ok(0.06, errors={"429:0.25": 0.2})}, CLOSED, 300),
 )
 

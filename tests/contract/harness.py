@@ -43,6 +43,7 @@ import numpy as np
 
 from petriflow.execute import Executor, ModelClient, TraceWriter, plan
 from petriflow.profile.distributions import Dist, Empirical, Fixed, Gamma, Mixture
+from petriflow.profile.fit import fit
 from petriflow.profile.model import Profile, StepProfile
 from petriflow.simulate import Load, simulate
 from petriflow.simulate.result import SimResult
@@ -286,15 +287,15 @@ def kind_of(fault: str) -> str:
     return "retryable" if status >= 500 or status in (408, 409, 425, 429) else "fatal"
 
 
-def _step_profile(step: Step, b: Behaviour, overhead: Dist) -> StepProfile:
+def _step_profile(step: Step, b: Behaviour, overhead: Dist, retry_after: Dist | None) -> StepProfile:
     """What the simulator draws for a model step: the behaviour's distributions, its failures as rates.
 
     A hang is a latency past any timeout (so the simulator times it out, as
     the executor does, whatever the latency draw); every other fault is a
     failed attempt after its latency, at its rate among the attempts that did
-    not hang, by the kind the executor gives it. The profile has no
-    ``Retry-After``: there the simulator cannot follow the executor, and the
-    contract says so.
+    not hang, by the kind the executor gives it. ``retry_after`` (the waits
+    the servers asked for) is what :func:`petriflow.profile.fit.fit` read from
+    the executed trace: the executor records each 429's ``Retry-After``.
     """
     hang = b.share("hang")
     if hang and step.timeout is None:
@@ -306,19 +307,23 @@ def _step_profile(step: Step, b: Behaviour, overhead: Dist) -> StepProfile:
             rates[kind_of(fault)] += p / (1 - hang)
     return StepProfile(latency=Plus(latency, overhead), input_tokens=b.input_tokens,
                        output_tokens=b.output_tokens, model=step.model, retryable_rate=rates["retryable"],
-                       fatal_rate=rates["fatal"])
+                       fatal_rate=rates["fatal"], retry_after=retry_after)
 
 
-def profile_for(wf: Workflow, behaviours: Mapping[str, Behaviour], extra: Mapping[str, Dist]) -> Profile:
-    """The workflow's profile with every model step, route and map drawn from the server's behaviours, and
-    ``extra[step]`` (the executor's measured overhead) added to each model step's latency."""
+def profile_for(wf: Workflow, behaviours: Mapping[str, Behaviour], extra: Mapping[str, Dist],
+                trace: Sequence[TraceRecord] = ()) -> Profile:
+    """The workflow's profile with every model step, route and map drawn from the server's behaviours,
+    ``extra[step]`` (the executor's measured overhead) added to each model step's latency, and each
+    step's ``retry_after`` fitted from the executed ``trace``."""
+    waits = {sid: sp.retry_after for sid, sp in fit(trace).steps.items()} if trace else {}
     base = Profile.from_workflow(wf)
     steps = dict(base.steps)
     routes = dict(base.routes)
     for s in wf.steps:
         b = behaviour_for(behaviours, s.id, _model_name(wf, s))
         if b is not None and s.kind in ("chat", "embed", "classify"):
-            steps[s.id] = replace(_step_profile(s, b, extra.get(s.id, Fixed(0.0))), items=steps[s.id].items)
+            steps[s.id] = replace(_step_profile(s, b, extra.get(s.id, Fixed(0.0)), waits.get(s.id)),
+                                  items=steps[s.id].items)
         if s.route and not (b is not None and b.scores is not None and all(br.match is None for br in s.route)):
             if b is None or set(b.choices) != {br.when for br in s.route}:
                 raise ValueError(f"route '{s.id}' needs a behaviour whose choices are its branch labels "
@@ -392,7 +397,7 @@ def compare(case: ContractCase, server: Server, *, cases: int | None = None, rep
     run = execute(case, server, cases=n, seed=seed)
     wf = case.build(server.base_url)
     extra = overheads(wf, run)
-    profile = profile_for(wf, case.behaviours, extra)
+    profile = profile_for(wf, case.behaviours, extra, run.trace)
     sims = [of_simulation(r) for r in simulate_runs(wf, profile, load_as_run(case.load, run), cases=n,
                                                     reps=reps, warmup=case.warmup)]
     got = figures(run.records, warmup=case.warmup)

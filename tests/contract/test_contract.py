@@ -25,11 +25,9 @@ thinking on a loaded machine, is measured in the same run and added to the
 simulation (see the harness): the comparison is of everything else. No test
 here asserts a speed; each takes some seconds of wall time, mostly waiting.
 
-One case the simulator cannot follow today is marked as a *strict* expected
-failure, with its reason: ``retry_after`` (a profile carries no
-``Retry-After``, so the simulator backs off for tens of milliseconds where
-the executor waits what the server asked). Strict: the day the simulator
-follows it, the mark makes this test fail until the mark goes.
+A 429's ``Retry-After`` reaches the simulation as the profile's
+``retry_after`` (the executor records it in the trace, ``fit`` reads it
+back), and both sides wait it through :func:`petriflow.rules.backoff_delay`.
 """
 
 from __future__ import annotations
@@ -50,12 +48,7 @@ def server() -> Iterator[FaultServer]:
         yield fs
 
 
-KNOWN_GAPS = {"retry_after": "the profile carries no Retry-After: the simulator backs off 20-40 ms where the "
-                             "executor waits the 250 ms the server asked (issue 8, left open)"}
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(reason=KNOWN_GAPS[c.name], strict=True))
-                                  if c.name in KNOWN_GAPS else c for c in CASES], ids=[c.name for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_executed_and_simulated_agree(case: ContractCase, server: FaultServer) -> None:
     contract = compare(case, server)
     print(contract.table())

@@ -12,7 +12,9 @@ import asyncio
 import itertools
 import json
 import socket
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -212,9 +214,11 @@ def test_chat_ok_records_usage(fault_server: Any) -> None:
 
 def test_429_waits_at_least_retry_after(fault_server: Any) -> None:
     fault_server.add_rule("ask", ["429:2"])
-    r, sleeps, _ = run_chat(chat_wf(), fault_server.base_url)
+    r, sleeps, trace = run_chat(chat_wf(), fault_server.base_url)
     assert r.ok and fault_server.counts()["steps"]["ask"] == 2
     assert sleeps.delays and sleeps.delays[0] >= 2.0  # the server's Retry-After beats the 0.01 s back-off
+    # the trace keeps what the server asked, so fit can give the simulator the same wait
+    assert [(t.outcome, t.retry_after) for t in trace.records] == [("error", 2.0), ("ok", None)]
 
 
 def test_500s_are_retried_until_attempts_run_out(fault_server: Any) -> None:
@@ -398,3 +402,16 @@ def test_the_trace_schema_is_the_one_fit_reads(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="unknown outcome") as err:
         read_traces(path)
     assert err.value.where.endswith("t.jsonl:2")
+
+
+@pytest.mark.parametrize(("limit", "called"), [(4, False), (100, True)])
+def test_a_prompt_over_max_input_tokens_is_refused_before_any_request(fault_server: Any, limit: int,
+                                                                      called: bool) -> None:
+    """"Say hi to bob" estimates at 4 + 4 (role markers) + 1 tokens: over 4 it is a fatal failure without a call,
+    so a cost bound that counts max_input_tokens holds."""
+    wf = chat_wf()
+    wf = replace(wf, steps=(replace(wf.steps[0], config=MappingProxyType({"max_input_tokens": limit})),))
+    r, sleeps, trace = run_chat(wf, fault_server.base_url)
+    assert r.ok is called and fault_server.counts()["steps"].get("ask", 0) == (1 if called else 0)
+    if not called:
+        assert [(t.outcome, t.error) for t in trace.records] == [("error", "fatal")] and not sleeps.delays

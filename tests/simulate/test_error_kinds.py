@@ -120,3 +120,38 @@ def test_fit_reads_the_kinds_and_counts_old_records_as_before() -> None:
 def test_fit_refuses_an_unknown_error_kind() -> None:
     with pytest.raises(ProfileError, match="unknown error kind"):
         fit([_rec(0, 1, "error", "flaky"), _rec(1, 1, "ok", None)])
+
+
+# -- Retry-After ------------------------------------------------------------------------
+
+
+def test_a_retry_after_longer_than_the_back_off_is_waited() -> None:
+    """Every failure asks 7 s: each back-off (2 s, then 4 s) is stretched to 7 s, as the executor sleeps it."""
+    wf = two_steps(fallback=True)
+    prof = failing(wf, retryable_rate=1.0, retry_after=7)
+    res = simulate(wf, prof, cases=50, seed=1, warmup=0)
+    assert set(np.round(res.latencies, 9)) == {1 + 7 + 1 + 7 + 1 + 1}
+
+
+def test_a_retry_after_shorter_than_the_back_off_changes_nothing() -> None:
+    wf = two_steps(fallback=True)
+    res = simulate(wf, failing(wf, retryable_rate=1.0, retry_after=0.5), cases=50, seed=1, warmup=0)
+    assert set(np.round(res.latencies, 9)) == {1 + 2 + 1 + 4 + 1 + 1}
+
+
+def test_retry_after_applies_to_retryable_failures_only() -> None:
+    """A timeout draws no Retry-After: the waits stay the back-off's."""
+    wf = two_steps(fallback=True)
+    res = simulate(wf, failing(wf, timeout_rate=1.0, retry_after=7), cases=50, seed=1, warmup=0)
+    assert set(np.round(res.latencies, 9)) == {5 + 2 + 5 + 4 + 5 + 1}
+
+
+def test_fit_reads_retry_after_per_retryable_failure_and_round_trips() -> None:
+    recs = [TraceRecord("r", 0, "a", 0.0, 1.0, 1, "error", None, 0, 0, 0.0, None, "retryable", retry_after=0.25),
+            TraceRecord("r", 0, "a", 0.0, 1.0, 2, "error", None, 0, 0, 0.0, None, "retryable"),
+            TraceRecord("r", 0, "a", 0.0, 1.0, 3, "error", None, 0, 0, 0.0, None, "fatal"),
+            _rec(1, 1, "ok", None)]
+    sp = fit(recs).steps["a"]
+    assert sp.retry_after is not None and sorted(sp.retry_after.to_doc()["samples"]) == [0.0, 0.25]
+    assert Profile.from_doc(Profile(steps={"a": sp}).to_doc()).steps["a"].retry_after.to_doc() == sp.retry_after.to_doc()  # type: ignore[union-attr]
+    assert fit([_rec(0, 1, "error", "retryable"), _rec(1, 1, "ok", None)]).steps["a"].retry_after is None
