@@ -58,7 +58,7 @@ from petriflow.limits import check_cases, failing
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
 from petriflow.profile.model import Profile
-from petriflow.rules import Bucket, Verdict, after_failure, backoff_delay
+from petriflow.rules import Bucket, TokenLedger, Verdict, after_failure, backoff_delay
 from petriflow.simulate.arrivals import ARRIVE, BACKOFF_DONE, COMPLETE, Arrivals, Case
 from petriflow.simulate.guard import refuse_deadlock, unpriced_steps
 from petriflow.simulate.load import Load
@@ -70,6 +70,8 @@ from petriflow.spec.model import Workflow
 __all__ = ["Load", "simulate"]
 
 _INF = float("inf")
+SETTLE = 3
+"""An event kind: a successful call's tokens are settled with its token buckets (:class:`~petriflow.rules.TokenLedger`)."""
 
 class _Engine(Arrivals):
     """Holds the run's mutable state; every handler is a method with its tables in attributes.
@@ -95,6 +97,8 @@ class _Engine(Arrivals):
         self.requests = [Bucket.for_requests(rpm, capacity=cap, now=0.0) if rpm is not None else None
                          for rpm, cap in zip(tab.rpm, tab.capacity)]
         self.tokens = [Bucket.for_tokens(tpm, now=0.0) if tpm is not None else None for tpm in tab.tpm]
+        self.ledger = TokenLedger()
+        self.reserved: tuple[int, int, int] | None = None  # (reserved, drawn tokens, transition) of the admitted call
         self.rate_wait = 0.0
         self.busy_area = [0.0] * R
         self.queue_area = [0.0] * R
@@ -169,6 +173,10 @@ class _Engine(Arrivals):
                 self.settle(c)  # type: ignore[arg-type]
         elif kind == ARRIVE:
             self.arrive()
+        elif kind == SETTLE:  # f is (step, reserved, used); a is the transition that admitted the call
+            sid, reserved, used = f
+            buckets = [b for b in (self.tokens[r] for r, _ in self.pre_res[a]) if b is not None]
+            self.ledger.settle(sid, buckets, now=self.now, reserved=reserved, used=used)
         else:  # BACKOFF_DONE; f is (step, next attempt)
             c.pending -= 1  # type: ignore[union-attr]
             if c.dead:  # type: ignore[union-attr]
@@ -284,13 +292,16 @@ class _Engine(Arrivals):
         As the executor does: it acquires the resource's units, then
         reserves one request from the request bucket and the call's tokens
         from the token bucket (:class:`~petriflow.rules.Bucket`), sleeping
-        until both are there. The simulator knows the tokens when it admits
-        the call (input + output, drawn now together with its cost), so it
-        reserves exactly them; reservations queue in arrival order at the
-        bucket's rate.
+        until both are there. The simulator draws the call's tokens now
+        (input + output, with its cost), but reserves what the executor
+        would, the estimate of :class:`~petriflow.rules.TokenLedger` (the
+        step's last successful call's tokens), and settles the difference
+        when a successful call returns (a ``SETTLE`` event); reservations
+        queue in arrival order at the bucket's rate.
         """
         st = self.steps[self.tab.step_of_transition[t]]
         pair = next(st.call_tokens) if st.call_tokens is not None else None
+        estimate = self.ledger.estimate(st.name) if pair is not None else 0
         wait, now = 0.0, self.now
         for r, _ in self.pre_res[t]:
             bucket = self.requests[r]
@@ -300,12 +311,13 @@ class _Engine(Arrivals):
                     wait = w
             bucket = self.tokens[r]
             if bucket is not None and pair is not None:
-                w = bucket.reserve(now, pair[1])
+                w = bucket.reserve(now, estimate)
                 if w > wait:
                     wait = w
         self.rate_wait = wait
         if pair is not None:
             self.precost = pair[0]
+            self.reserved = (estimate, round(pair[1]), t)
 
     def enqueue(self, r: int, entry: tuple[Case, int, int]) -> None:
         entry[0].pending += 1
@@ -372,6 +384,11 @@ class _Engine(Arrivals):
         if self.rate_wait:  # waiting for a rate-limit permit, holding the units
             d += self.rate_wait
             self.rate_wait = 0.0
+        if self.reserved is not None:  # a token-limited call: settled when it returns, if it succeeds
+            reserved, used, t = self.reserved
+            self.reserved = None
+            if not fail:
+                self.push(d, SETTLE, None, t, 0, (st.name, reserved, used))
         if d > 0.0:
             c.pending += 1
             if self.fast:

@@ -36,7 +36,7 @@ from petriflow.net.petrinet import WorkflowNet
 from petriflow.net.wiring import TransitionRole, Way
 from petriflow.profile.distributions import Dist
 from petriflow.profile.model import ModelProfile, Profile
-from petriflow.rules import ERROR_KINDS
+from petriflow.rules import ERROR_KINDS, billed
 from petriflow.spec.model import Workflow, price_of
 
 __all__ = ["BACKOFF", "PLAIN", "RUNNING", "SINK", "StepTable", "Tables", "compile_tables", "given", "stream"]
@@ -143,11 +143,11 @@ def _call_cost(profile: Profile, sid: str, rng: np.random.Generator) -> tuple[Ca
     def both(n: int) -> tuple[np.ndarray, np.ndarray]:
         a = tin.sample(rng, n) if tin is not None else np.zeros(n)
         b = tout.sample(rng, n) if tout is not None else np.zeros(n)
-        return sp.cost + price_of(m, a, b), a + b
+        return billed(price_of(m, a, b), sp.cost), a + b
 
     def cost(n: int) -> np.ndarray:
         if tin is None and tout is None:
-            return np.full(n, sp.cost + price_of(m, 0.0, 0.0))
+            return np.full(n, billed(price_of(m, 0.0, 0.0), sp.cost))
         return both(n)[0]
 
     def paired(n: int) -> np.ndarray:
