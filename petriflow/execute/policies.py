@@ -177,7 +177,7 @@ class StepPolicies:
         raw_deadline = step.config.get("step_timeout")
         step_timeout = float(raw_deadline) if raw_deadline is not None else None
         has_fallback = sp.fallback is not None and sp.give_up is not None
-        t_begin = self.clock()
+        t_begin: float | None = None  # the step_timeout clock: from the first attempt's start (units, rate permits held)
         call = StepCall(c.run_id, c.index, key, c.vars, c.outputs, item, index,
                         c.loop_pass(self.dag.workflow.root_of(sp.id)), c.previous)
         attempt = 0
@@ -185,8 +185,11 @@ class StepPolicies:
             attempt += 1
             if attempt == 1 and first is not None:
                 cause, t0, t1 = first
+                t_begin = self.clock()  # an inline first attempt: a step with a step_timeout is never inline
             else:
                 reserved = await self.acquire(sp)
+                if t_begin is None:
+                    t_begin = self.clock()
                 c.events.append(start if attempt == 1 else sp.retry or start)
                 t0 = time.time()
                 failed, res = await self._attempt(c, sp, call, step_timeout, t_begin)

@@ -58,7 +58,7 @@ from petriflow.limits import check_cases, failing
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
 from petriflow.profile.model import Profile
-from petriflow.rules import Bucket, TokenLedger, Verdict, after_failure, backoff_delay
+from petriflow.rules import Bucket, TokenLedger, Verdict, after_failure, attempt_timeout, backoff_delay
 from petriflow.simulate.arrivals import ARRIVE, BACKOFF_DONE, COMPLETE, Arrivals, Case
 from petriflow.simulate.guard import refuse_deadlock, unpriced_steps
 from petriflow.simulate.load import Load
@@ -109,7 +109,7 @@ class _Engine(Arrivals):
         self.records: list[tuple[int, float, float, float, int]] = []
         # (number, Retry-After) of the failed attempts whose s.fail is firing, read by back_off; a stack, as a fail's
         # released units may start (and instantly fail) other calls before its own back-off is scheduled
-        self.failed_attempts: list[tuple[int, float]] = []
+        self.failed_attempts: list[tuple[int, float, float | None]] = []
         self.precost: float | None = None
         self.instant: deque[tuple[Case, int, int, Any]] = deque()  # instant steps to complete (see drain)
         self.draining = False
@@ -181,10 +181,10 @@ class _Engine(Arrivals):
             c.pending -= 1  # type: ignore[union-attr]
             if c.dead:  # type: ignore[union-attr]
                 return
-            s, attempt = f
+            s, attempt, began = f
             if c.retrying is None:  # type: ignore[union-attr]
                 c.retrying = {}  # type: ignore[union-attr]
-            c.retrying.setdefault(s, deque()).append(attempt)  # type: ignore[union-attr]
+            c.retrying.setdefault(s, deque()).append((attempt, began))  # type: ignore[union-attr]
             c.m[a] += 1  # type: ignore[union-attr]
             for u in self.steps[s].backoff_candidates:
                 self.offer(c, u, b)  # type: ignore[arg-type]
@@ -251,10 +251,10 @@ class _Engine(Arrivals):
                     self.serve(r)
         for kind, s, p in timed:
             if kind == RUNNING:
-                attempt = 1
                 if t == self.steps[s].retry and c.retrying and c.retrying.get(s):
-                    attempt = c.retrying[s].popleft()
-                self.run_step(c, s, mask, attempt)
+                    self.run_step(c, s, mask, *c.retrying[s].popleft())
+                else:
+                    self.run_step(c, s, mask)
             else:
                 self.back_off(c, s, p, mask)
 
@@ -355,7 +355,7 @@ class _Engine(Arrivals):
         finally:
             self.serving[r] = False
 
-    def run_step(self, c: Case, s: int, mask: int, attempt: int = 1) -> None:
+    def run_step(self, c: Case, s: int, mask: int, attempt: int = 1, began: float | None = None) -> None:
         """A token entered ``s.running`` for its ``attempt``-th attempt: latency, outcome and cost are drawn now.
 
         The completion event carries ``fail``: 0 if the attempt succeeds, else
@@ -367,14 +367,24 @@ class _Engine(Arrivals):
         st = self.steps[s]
         d = next(st.latency)
         fail: Any = 0
-        if d > st.timeout:
-            d, fail = st.timeout, (attempt, "timeout", 0.0)
+        timeout = st.timeout
+        if st.step_timeout is not None:  # the step's clock runs from its first attempt's start, rate wait passed
+            if began is None:
+                began = self.now + self.rate_wait
+            left = attempt_timeout(None if timeout == _INF else timeout, step_timeout=st.step_timeout,
+                                   elapsed=self.now + self.rate_wait - began)
+            timeout = max(left, 0.0) if left is not None else _INF
+        if timeout <= 0.0:  # the step's time ran out before this attempt: a timeout without a call, as executed
+            d, fail = 0.0, (attempt, "timeout", 0.0, began)
+        elif d > timeout:
+            d, fail = timeout, (attempt, "timeout", 0.0, began)
         elif st.failing is not None:
             kind = next(st.failing)
             if kind is not None:
-                fail = (attempt, kind, next(st.retry_after) if kind == "retryable" and st.retry_after else 0.0)
-                if kind == "timeout" and st.timeout < _INF:
-                    d = st.timeout
+                fail = (attempt, kind, next(st.retry_after) if kind == "retryable" and st.retry_after else 0.0,
+                        began)
+                if kind == "timeout" and timeout < _INF:
+                    d = timeout
         # drawn for every attempt (so the streams stay aligned), billed only when it succeeds: the executor
         # charges what the endpoint's usage reports, and a 500, 429, 400 or timeout reports none
         spent = self.precost if self.precost is not None else next(st.cost)
@@ -425,11 +435,11 @@ class _Engine(Arrivals):
         ``retry_after``), as the executor never waits less than the server asked.
         """
         st = self.steps[s]
-        k, retry_after = self.failed_attempts.pop()
+        k, retry_after, began = self.failed_attempts.pop()
         delay = backoff_delay(k, backoff=st.backoff, backoff_max=st.backoff_max, jitter=st.jitter,
                               uniform=next(st.uniform) if st.jitter else 0.0,  # type: ignore[arg-type]
                               retry_after=retry_after or None)
-        self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1))
+        self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1, began))
 
     def complete(self, c: Case, s: int, mask: int, fail: Any) -> None:
         """The attempt in ``s.running`` ended (``fail``: 0, or ``(attempt, kind)``): consume the token.
@@ -443,12 +453,13 @@ class _Engine(Arrivals):
         if c.dead:
             self.release(st.release)
         elif fail:
-            attempt, kind, retry_after = fail
+            attempt, kind, retry_after, began = fail
             verdict = after_failure(kind, attempt=attempt, max_attempts=st.max_attempts,
                                     retries_left=c.m[st.retries] if st.fail >= 0 else 0,
-                                    has_fallback=st.give_up >= 0)
+                                    has_fallback=st.give_up >= 0, step_timeout=st.step_timeout,
+                                    elapsed=self.now - began if began is not None else 0.0)
             if verdict is Verdict.RETRY:
-                self.failed_attempts.append((attempt, retry_after))
+                self.failed_attempts.append((attempt, retry_after, began))
                 self.fire(c, st.fail, mask)
             elif verdict is Verdict.FALLBACK:
                 self.fire(c, st.give_up, mask)

@@ -81,6 +81,7 @@ class StepTable:
     give_up: int = -1
     release: tuple[tuple[int, int], ...] = ()  # resources held while running (returned if the case dies)
     timeout: float = float("inf")
+    step_timeout: float | None = None  # config.step_timeout: over all attempts of one call (rules.attempt_timeout)
     max_attempts: int = 1
     backoff: float = 0.0
     backoff_max: float = 0.0
@@ -345,6 +346,8 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
         main = wf.root_of(sid)  # a fallback routes and loops as the step it finally stands in for
         st.release = pre_res[tix(wiring.steps[sid].attempts[0])]
         st.timeout = float(step.timeout) if step.timeout else float("inf")
+        raw_deadline = step.config.get("step_timeout")
+        st.step_timeout = float(raw_deadline) if raw_deadline is not None else None
         st.max_attempts = step.retry.max_attempts
         st.backoff, st.backoff_max, st.jitter = step.retry.backoff, step.retry.backoff_max, step.retry.jitter
         st.tpm = any(tpm[r] is not None for r, _ in st.release)
