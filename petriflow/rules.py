@@ -41,10 +41,12 @@ __all__ = [
     "ERROR_KINDS",
     "Bucket",
     "ErrorKind",
+    "TokenLedger",
     "Verdict",
     "after_failure",
     "attempt_timeout",
     "backoff_delay",
+    "billed",
     "error_kind",
     "estimate_tokens",
     "may_retry",
@@ -140,6 +142,19 @@ def attempt_timeout(timeout: float | None, *, step_timeout: float | None, elapse
         return timeout
     left = step_timeout - elapsed
     return left if timeout is None else min(timeout, left)
+
+
+def billed(usage_cost: Any, declared: float | None) -> Any:
+    """What one successful attempt of a step is billed: its calls' usage priced, plus the step's ``cost:``.
+
+    The ``cost:`` annotation is a price per successful attempt of any step
+    (a tool that calls a paid API, a python step that rents a GPU), on top of
+    the tokens of a model call. The executor adds it to what the attempt's
+    calls reported, the simulator to each drawn call's price (numpy arrays
+    work), and the worst-case cost bound counts it; a failed attempt is
+    billed nothing, as it reports no usage.
+    """
+    return usage_cost + float(declared or 0.0)
 
 
 _CHARS_PER_TOKEN = 3.0  # conservative (real tokenisers average ~4 for English): estimates err high
@@ -246,3 +261,40 @@ class Bucket:
         level -= amount
         self.level, self.at = level, now
         return -level / self.rate if level < 0.0 else 0.0
+
+
+class TokenLedger:
+    """How a call is charged to token buckets before its usage is known: the executor's rule, the simulator's too.
+
+    A call cannot know its tokens before it is made, so it reserves an
+    estimate, what its step's last successful call used (0 before the
+    first), and once its usage is known the buckets are charged the
+    difference (:meth:`settle`, at the time the call returns; a negative
+    difference gives units back). A failed attempt keeps what it reserved
+    and teaches the ledger nothing. The simulator draws a call's tokens when
+    it admits it, but reserves and settles by this same rule, so the queue a
+    token limit builds is the executor's queue (one ledger per executor or
+    simulation, shared by all cases).
+
+        >>> ledger, b = TokenLedger(), Bucket.for_tokens(600, now=0.0)
+        >>> ledger.estimate("ask"), b.reserve(0.0, ledger.estimate("ask"))
+        (0, 0.0)
+        >>> ledger.settle("ask", [b], now=1.0, reserved=0, used=100); ledger.estimate("ask")
+        100
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+
+    def estimate(self, step: str) -> int:
+        """What the next call of ``step`` reserves: the tokens its last successful call used."""
+        return self.last.get(step, 0)
+
+    def settle(self, step: str, buckets: Iterable[Bucket], *, now: float, reserved: int, used: int) -> None:
+        """A call of ``step`` that reserved ``reserved`` used ``used``: remember it, charge the difference."""
+        self.last[step] = used
+        if used != reserved:
+            for b in buckets:
+                b.reserve(now, used - reserved)

@@ -376,7 +376,8 @@ class Executor:
             first = (exc, t0, time.time())
             self._spawn(c, self._step(c, sp, start, key, first))
             return None
-        rec = TraceRecord(c.run_id, c.index, sp.id, t0, time.time(), 1, "ok", None, 0, 0, 0.0, None,
+        c.cost += res.cost  # its `cost:` annotation, if any (rules.billed)
+        rec = TraceRecord(c.run_id, c.index, sp.id, t0, time.time(), 1, "ok", None, 0, 0, res.cost, None,
                           loop_pass=call.loop_pass)
         return Done(sp.id, sp.id, key, res.output, attempt=rec)
 

@@ -43,6 +43,7 @@ from petriflow.execute.trace import TraceWriter
 from petriflow.rules import (
     Bucket,
     ErrorKind,
+    TokenLedger,
     Verdict,
     after_failure,
     attempt_timeout,
@@ -83,7 +84,7 @@ class StepPolicies:
         self.rng = rng if rng is not None else random.Random()
         self.limits: dict[str, Limits] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._usage: dict[str, int] = {}  # tokens of each step's last call: what its next call reserves
+        self.ledger = TokenLedger()  # what each call reserves of a token bucket, and how it settles
 
     # -- shared resources ---------------------------------------------------------
     def bind(self) -> None:
@@ -109,7 +110,7 @@ class StepPolicies:
                 for _ in range(n):
                     await sem.acquire()
                     held.append(sem)
-            estimate, wait, now = self._usage.get(sp.id, 0), 0.0, self.clock()
+            estimate, wait, now = self.ledger.estimate(sp.id), 0.0, self.clock()
             for rid, _ in sp.uses:
                 lim = self.limits[rid]
                 if lim.requests is not None:
@@ -125,14 +126,9 @@ class StepPolicies:
             raise
 
     def settle(self, sp: StepPlan, reserved: int, used: int) -> None:
-        """Charge the token buckets what the call used instead of the estimate it reserved."""
-        self._usage[sp.id] = used
-        if used != reserved:
-            now = self.clock()
-            for rid, _ in sp.uses:
-                tokens = self.limits[rid].tokens
-                if tokens is not None:
-                    tokens.reserve(now, used - reserved)
+        """Charge the token buckets what the call used instead of the estimate it reserved (:class:`TokenLedger`)."""
+        buckets = [b for b in (self.limits[rid].tokens for rid, _ in sp.uses) if b is not None]
+        self.ledger.settle(sp.id, buckets, now=self.clock(), reserved=reserved, used=used)
 
     def release(self, sp: StepPlan) -> None:
         """Give the step's units back (rate permits are spent: a bucket refills with time, not with releases)."""
@@ -181,7 +177,7 @@ class StepPolicies:
         raw_deadline = step.config.get("step_timeout")
         step_timeout = float(raw_deadline) if raw_deadline is not None else None
         has_fallback = sp.fallback is not None and sp.give_up is not None
-        t_begin = self.clock()
+        t_begin: float | None = None  # the step_timeout clock: from the first attempt's start (units, rate permits held)
         call = StepCall(c.run_id, c.index, key, c.vars, sp.view(c.outputs), item, index,
                         c.loop_pass(self.dag.workflow.root_of(sp.id)), c.previous)
         attempt = 0
@@ -189,8 +185,11 @@ class StepPolicies:
             attempt += 1
             if attempt == 1 and first is not None:
                 cause, t0, t1 = first
+                t_begin = self.clock()  # an inline first attempt: a step with a step_timeout is never inline
             else:
                 reserved = await self.acquire(sp)
+                if t_begin is None:
+                    t_begin = self.clock()
                 c.events.append(start if attempt == 1 else sp.retry or start)
                 t0 = time.time()
                 failed, res = await self._attempt(c, sp, call, step_timeout, t_begin)

@@ -31,12 +31,12 @@ import json
 import re
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from petriflow.errors import InputError, SpecError
 from petriflow.execute.imports import resolve, resolve_exceptions
-from petriflow.rules import output_limit, prompt_limit
+from petriflow.rules import billed, output_limit, prompt_limit
 from petriflow.spec.model import Retry
 
 __all__ = [
@@ -106,6 +106,11 @@ class KindResult:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float = 0.0
+
+
+def _with_declared_cost(sp: Any, out: KindResult) -> KindResult:
+    """``out`` billed the step's ``cost:`` on top of its calls' usage (:func:`petriflow.rules.billed`)."""
+    return replace(out, cost=billed(out.cost, sp.step.cost)) if sp.step.cost else out
 
 
 def as_text(value: Any) -> str:
@@ -299,13 +304,14 @@ class KindRunner:
         from petriflow.execute.pricing import estimate_cost
 
         step = sp.step
+        declared = float(step.cost or 0.0)
         if step.kind == "chat":
-            return estimate_cost(self.endpoint(step), self._messages(step, call),
-                                 max_tokens=output_limit(step.config))
+            return declared + estimate_cost(self.endpoint(step), self._messages(step, call),
+                                            max_tokens=output_limit(step.config))
         if step.kind in ("embed", "classify"):
             extra = sum(len(v) for v in step.labels.values()) if step.id not in self._centroids else 0
-            return estimate_cost(self.endpoint(step), self._query(step, call) * (1 + extra), max_tokens=0)
-        return 0.0
+            return declared + estimate_cost(self.endpoint(step), self._query(step, call) * (1 + extra), max_tokens=0)
+        return declared
 
     def _query(self, step: Any, call: StepCall) -> str:
         if step.prompt:
@@ -321,7 +327,7 @@ class KindRunner:
         out: KindResult = await getattr(self, f"_{kind}")(sp, call, timeout)
         if kind != "chat":
             self._check_output(sp, out)
-        return out
+        return _with_declared_cost(sp, out)
 
     def _check_prompt(self, step: Any, call: StepCall, limit: int) -> None:
         """Refuse a call whose prompt passes the step's ``max_input_tokens`` (a fatal failure: no request is
@@ -357,7 +363,7 @@ class KindRunner:
         with retryable(self.retry_on(sp.step), f"function '{sp.step.function}'"):
             out = KindResult(fn(self._inputs(sp, call), **self._kwargs(sp, call, takes_case)))
         self._check_output(sp, out)
-        return out
+        return _with_declared_cost(sp, out)
 
     @staticmethod
     def _inputs(sp: Any, call: StepCall) -> dict[str, Any]:

@@ -34,7 +34,8 @@ class Case:
     (``done`` marks a case that reached the sink or was found stuck).
 
     ``retrying[s]`` holds, first in first out, the number of the next attempt
-    of each token of step ``s`` that came out of back-off: the executor counts
+    of each token of step ``s`` that came out of back-off, with the time its
+    ``step_timeout`` clock started (None without one): the executor counts
     attempts per call (per map item and per loop pass), so a token carries its
     own count although the net's tokens are alike.
     """
@@ -45,7 +46,7 @@ class Case:
         self.m, self.t0, self.cost, self.dead, self.idx = m, t0, 0.0, False, idx
         self.done, self.pending = False, 0
         self.failed = False  # a step failed for good and its on_failure handler took over: counted failed at the sink
-        self.retrying: dict[int, deque[int]] | None = None
+        self.retrying: dict[int, deque[tuple[int, float | None]]] | None = None
 
 
 class Arrivals:

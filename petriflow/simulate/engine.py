@@ -58,7 +58,7 @@ from petriflow.limits import check_cases, failing
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
 from petriflow.profile.model import Profile
-from petriflow.rules import Bucket, Verdict, after_failure, backoff_delay
+from petriflow.rules import Bucket, TokenLedger, Verdict, after_failure, attempt_timeout, backoff_delay
 from petriflow.simulate.arrivals import ARRIVE, BACKOFF_DONE, COMPLETE, Arrivals, Case
 from petriflow.simulate.guard import refuse_deadlock, unpriced_steps
 from petriflow.simulate.load import Load
@@ -70,6 +70,8 @@ from petriflow.spec.model import Workflow
 __all__ = ["Load", "simulate"]
 
 _INF = float("inf")
+SETTLE = 3
+"""An event kind: a successful call's tokens are settled with its token buckets (:class:`~petriflow.rules.TokenLedger`)."""
 
 class _Engine(Arrivals):
     """Holds the run's mutable state; every handler is a method with its tables in attributes.
@@ -95,6 +97,8 @@ class _Engine(Arrivals):
         self.requests = [Bucket.for_requests(rpm, capacity=cap, now=0.0) if rpm is not None else None
                          for rpm, cap in zip(tab.rpm, tab.capacity)]
         self.tokens = [Bucket.for_tokens(tpm, now=0.0) if tpm is not None else None for tpm in tab.tpm]
+        self.ledger = TokenLedger()
+        self.reserved: tuple[int, int, int] | None = None  # (reserved, drawn tokens, transition) of the admitted call
         self.rate_wait = 0.0
         self.busy_area = [0.0] * R
         self.queue_area = [0.0] * R
@@ -105,7 +109,7 @@ class _Engine(Arrivals):
         self.records: list[tuple[int, float, float, float, int]] = []
         # (number, Retry-After) of the failed attempts whose s.fail is firing, read by back_off; a stack, as a fail's
         # released units may start (and instantly fail) other calls before its own back-off is scheduled
-        self.failed_attempts: list[tuple[int, float]] = []
+        self.failed_attempts: list[tuple[int, float, float | None]] = []
         self.precost: float | None = None
         self.instant: deque[tuple[Case, int, int, Any]] = deque()  # instant steps to complete (see drain)
         self.draining = False
@@ -169,14 +173,18 @@ class _Engine(Arrivals):
                 self.settle(c)  # type: ignore[arg-type]
         elif kind == ARRIVE:
             self.arrive()
+        elif kind == SETTLE:  # f is (step, reserved, used); a is the transition that admitted the call
+            sid, reserved, used = f
+            buckets = [b for b in (self.tokens[r] for r, _ in self.pre_res[a]) if b is not None]
+            self.ledger.settle(sid, buckets, now=self.now, reserved=reserved, used=used)
         else:  # BACKOFF_DONE; f is (step, next attempt)
             c.pending -= 1  # type: ignore[union-attr]
             if c.dead:  # type: ignore[union-attr]
                 return
-            s, attempt = f
+            s, attempt, began = f
             if c.retrying is None:  # type: ignore[union-attr]
                 c.retrying = {}  # type: ignore[union-attr]
-            c.retrying.setdefault(s, deque()).append(attempt)  # type: ignore[union-attr]
+            c.retrying.setdefault(s, deque()).append((attempt, began))  # type: ignore[union-attr]
             c.m[a] += 1  # type: ignore[union-attr]
             for u in self.steps[s].backoff_candidates:
                 self.offer(c, u, b)  # type: ignore[arg-type]
@@ -243,10 +251,10 @@ class _Engine(Arrivals):
                     self.serve(r)
         for kind, s, p in timed:
             if kind == RUNNING:
-                attempt = 1
                 if t == self.steps[s].retry and c.retrying and c.retrying.get(s):
-                    attempt = c.retrying[s].popleft()
-                self.run_step(c, s, mask, attempt)
+                    self.run_step(c, s, mask, *c.retrying[s].popleft())
+                else:
+                    self.run_step(c, s, mask)
             else:
                 self.back_off(c, s, p, mask)
 
@@ -284,13 +292,16 @@ class _Engine(Arrivals):
         As the executor does: it acquires the resource's units, then
         reserves one request from the request bucket and the call's tokens
         from the token bucket (:class:`~petriflow.rules.Bucket`), sleeping
-        until both are there. The simulator knows the tokens when it admits
-        the call (input + output, drawn now together with its cost), so it
-        reserves exactly them; reservations queue in arrival order at the
-        bucket's rate.
+        until both are there. The simulator draws the call's tokens now
+        (input + output, with its cost), but reserves what the executor
+        would, the estimate of :class:`~petriflow.rules.TokenLedger` (the
+        step's last successful call's tokens), and settles the difference
+        when a successful call returns (a ``SETTLE`` event); reservations
+        queue in arrival order at the bucket's rate.
         """
         st = self.steps[self.tab.step_of_transition[t]]
         pair = next(st.call_tokens) if st.call_tokens is not None else None
+        estimate = self.ledger.estimate(st.name) if pair is not None else 0
         wait, now = 0.0, self.now
         for r, _ in self.pre_res[t]:
             bucket = self.requests[r]
@@ -300,12 +311,13 @@ class _Engine(Arrivals):
                     wait = w
             bucket = self.tokens[r]
             if bucket is not None and pair is not None:
-                w = bucket.reserve(now, pair[1])
+                w = bucket.reserve(now, estimate)
                 if w > wait:
                     wait = w
         self.rate_wait = wait
         if pair is not None:
             self.precost = pair[0]
+            self.reserved = (estimate, round(pair[1]), t)
 
     def enqueue(self, r: int, entry: tuple[Case, int, int]) -> None:
         entry[0].pending += 1
@@ -343,7 +355,7 @@ class _Engine(Arrivals):
         finally:
             self.serving[r] = False
 
-    def run_step(self, c: Case, s: int, mask: int, attempt: int = 1) -> None:
+    def run_step(self, c: Case, s: int, mask: int, attempt: int = 1, began: float | None = None) -> None:
         """A token entered ``s.running`` for its ``attempt``-th attempt: latency, outcome and cost are drawn now.
 
         The completion event carries ``fail``: 0 if the attempt succeeds, else
@@ -355,14 +367,24 @@ class _Engine(Arrivals):
         st = self.steps[s]
         d = next(st.latency)
         fail: Any = 0
-        if d > st.timeout:
-            d, fail = st.timeout, (attempt, "timeout", 0.0)
+        timeout = st.timeout
+        if st.step_timeout is not None:  # the step's clock runs from its first attempt's start, rate wait passed
+            if began is None:
+                began = self.now + self.rate_wait
+            left = attempt_timeout(None if timeout == _INF else timeout, step_timeout=st.step_timeout,
+                                   elapsed=self.now + self.rate_wait - began)
+            timeout = max(left, 0.0) if left is not None else _INF
+        if timeout <= 0.0:  # the step's time ran out before this attempt: a timeout without a call, as executed
+            d, fail = 0.0, (attempt, "timeout", 0.0, began)
+        elif d > timeout:
+            d, fail = timeout, (attempt, "timeout", 0.0, began)
         elif st.failing is not None:
             kind = next(st.failing)
             if kind is not None:
-                fail = (attempt, kind, next(st.retry_after) if kind == "retryable" and st.retry_after else 0.0)
-                if kind == "timeout" and st.timeout < _INF:
-                    d = st.timeout
+                fail = (attempt, kind, next(st.retry_after) if kind == "retryable" and st.retry_after else 0.0,
+                        began)
+                if kind == "timeout" and timeout < _INF:
+                    d = timeout
         # drawn for every attempt (so the streams stay aligned), billed only when it succeeds: the executor
         # charges what the endpoint's usage reports, and a 500, 429, 400 or timeout reports none
         spent = self.precost if self.precost is not None else next(st.cost)
@@ -372,6 +394,11 @@ class _Engine(Arrivals):
         if self.rate_wait:  # waiting for a rate-limit permit, holding the units
             d += self.rate_wait
             self.rate_wait = 0.0
+        if self.reserved is not None:  # a token-limited call: settled when it returns, if it succeeds
+            reserved, used, t = self.reserved
+            self.reserved = None
+            if not fail:
+                self.push(d, SETTLE, None, t, 0, (st.name, reserved, used))
         if d > 0.0:
             c.pending += 1
             if self.fast:
@@ -408,11 +435,11 @@ class _Engine(Arrivals):
         ``retry_after``), as the executor never waits less than the server asked.
         """
         st = self.steps[s]
-        k, retry_after = self.failed_attempts.pop()
+        k, retry_after, began = self.failed_attempts.pop()
         delay = backoff_delay(k, backoff=st.backoff, backoff_max=st.backoff_max, jitter=st.jitter,
                               uniform=next(st.uniform) if st.jitter else 0.0,  # type: ignore[arg-type]
                               retry_after=retry_after or None)
-        self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1))
+        self.push(delay, BACKOFF_DONE, c, p, mask, (s, k + 1, began))
 
     def complete(self, c: Case, s: int, mask: int, fail: Any) -> None:
         """The attempt in ``s.running`` ended (``fail``: 0, or ``(attempt, kind)``): consume the token.
@@ -426,12 +453,13 @@ class _Engine(Arrivals):
         if c.dead:
             self.release(st.release)
         elif fail:
-            attempt, kind, retry_after = fail
+            attempt, kind, retry_after, began = fail
             verdict = after_failure(kind, attempt=attempt, max_attempts=st.max_attempts,
                                     retries_left=c.m[st.retries] if st.fail >= 0 else 0,
-                                    has_fallback=st.give_up >= 0)
+                                    has_fallback=st.give_up >= 0, step_timeout=st.step_timeout,
+                                    elapsed=self.now - began if began is not None else 0.0)
             if verdict is Verdict.RETRY:
-                self.failed_attempts.append((attempt, retry_after))
+                self.failed_attempts.append((attempt, retry_after, began))
                 self.fire(c, st.fail, mask)
             elif verdict is Verdict.FALLBACK:
                 self.fire(c, st.give_up, mask)

@@ -36,7 +36,7 @@ from petriflow.net.petrinet import WorkflowNet
 from petriflow.net.wiring import TransitionRole, Way
 from petriflow.profile.distributions import Dist
 from petriflow.profile.model import ModelProfile, Profile
-from petriflow.rules import ERROR_KINDS
+from petriflow.rules import ERROR_KINDS, billed
 from petriflow.spec.model import Workflow, price_of
 
 __all__ = ["BACKOFF", "PLAIN", "RUNNING", "SINK", "StepTable", "Tables", "compile_tables", "given", "stream"]
@@ -81,6 +81,7 @@ class StepTable:
     give_up: int = -1
     release: tuple[tuple[int, int], ...] = ()  # resources held while running (returned if the case dies)
     timeout: float = float("inf")
+    step_timeout: float | None = None  # config.step_timeout: over all attempts of one call (rules.attempt_timeout)
     max_attempts: int = 1
     backoff: float = 0.0
     backoff_max: float = 0.0
@@ -143,11 +144,11 @@ def _call_cost(profile: Profile, sid: str, rng: np.random.Generator) -> tuple[Ca
     def both(n: int) -> tuple[np.ndarray, np.ndarray]:
         a = tin.sample(rng, n) if tin is not None else np.zeros(n)
         b = tout.sample(rng, n) if tout is not None else np.zeros(n)
-        return sp.cost + price_of(m, a, b), a + b
+        return billed(price_of(m, a, b), sp.cost), a + b
 
     def cost(n: int) -> np.ndarray:
         if tin is None and tout is None:
-            return np.full(n, sp.cost + price_of(m, 0.0, 0.0))
+            return np.full(n, billed(price_of(m, 0.0, 0.0), sp.cost))
         return both(n)[0]
 
     def paired(n: int) -> np.ndarray:
@@ -345,6 +346,8 @@ def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: in
         main = wf.root_of(sid)  # a fallback routes and loops as the step it finally stands in for
         st.release = pre_res[tix(wiring.steps[sid].attempts[0])]
         st.timeout = float(step.timeout) if step.timeout else float("inf")
+        raw_deadline = step.config.get("step_timeout")
+        st.step_timeout = float(raw_deadline) if raw_deadline is not None else None
         st.max_attempts = step.retry.max_attempts
         st.backoff, st.backoff_max, st.jitter = step.retry.backoff, step.retry.backoff_max, step.retry.jitter
         st.tpm = any(tpm[r] is not None for r, _ in st.release)

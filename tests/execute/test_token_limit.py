@@ -73,3 +73,18 @@ def test_the_executor_waits_for_tokens_exactly_as_the_simulator_does(fault_serve
     assert executed == pytest.approx(simulated)
     assert (n - TPM // CALL_TOKENS) / time_.now == pytest.approx(0.10, rel=1e-9)
     assert math.isclose(simulated[-1], 10.0)
+
+
+def test_the_simulator_reserves_the_executors_estimate_not_the_exact_draw() -> None:
+    """Before any call has returned, a call reserves 0 tokens (the executor cannot know more): 20 calls of
+    100 tokens all start at once under 600 tokens/min, and once they settle (2,000 tokens, 1,400 over the
+    minute's burst) the next call waits the debt plus its own estimate out at 10 tokens/s: 150 s."""
+    wf = (WorkflowBuilder("burst").model("m", name="fault-model", base_url="http://unused/v1")
+          .resource("api", capacity=20, tokens_per_minute=TPM)
+          .step("ask", kind="chat", model="m", uses=["api"], tokens={"input": 4, "output": CALL_TOKENS - 4},
+                latency=1.0)
+          .build())
+    first = simulate(wf, cases=20, load=Load.closed(20), warmup=0.0)
+    assert sorted(first.latencies.tolist()) == [1.0] * 20  # reserving the draw would let only 6 start at once
+    more = simulate(wf, cases=21, load=Load.closed(20), warmup=0.0)
+    assert max(more.latencies.tolist()) == pytest.approx(1.0 + (20 * CALL_TOKENS - TPM + CALL_TOKENS) / (TPM / 60))
