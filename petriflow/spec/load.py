@@ -141,10 +141,16 @@ def _schema_error(doc: Mapping[str, Any], file: str, lines: _Lines | None) -> No
             step = steps[path[1]].get("id")
     where = ".".join(str(x) for x in path) or "the document"
     msg = err.message
+    if err.validator == "maxItems" and isinstance(err.instance, list):  # jsonschema quotes the whole list back
+        msg = f"{len(err.instance):,} items, more than the {err.validator_value:,} allowed"
+    elif len(msg) > 300:
+        msg = msg[:200] + " ... " + msg[-60:]
     if err.validator == "additionalProperties":
         hint = "remove it or fix its spelling; `petriflow schema` lists the allowed keys"
     elif err.validator == "required":
         hint = "add it"
+    elif err.validator == "maxItems" and path == ("steps",):
+        hint = "split the workflow, or map one step over items (`map:`) instead of writing a step per item"
     elif err.validator in ("enum", "type", "pattern", "minimum", "maximum", "exclusiveMinimum", "minItems"):
         hint = "`petriflow schema` gives the allowed values"
     else:

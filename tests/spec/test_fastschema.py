@@ -91,3 +91,15 @@ def test_json_types_and_equality_as_jsonschema_has_them(value: Any, schema: dict
 def test_an_unknown_keyword_gives_up_instead_of_guessing() -> None:
     with pytest.raises(Unsupported):
         is_valid("x", {"format": "email"})
+
+
+def test_too_many_steps_is_one_short_line_that_names_the_limit() -> None:
+    from petriflow.errors import SpecError
+    from petriflow.limits import MAX_STEPS
+    from petriflow.spec.load import from_document
+
+    doc = {"name": "long", "steps": [{"id": f"s{i}", "kind": "tool"} for i in range(MAX_STEPS + 1)]}
+    with pytest.raises(SpecError) as err:
+        from_document(doc)
+    text = str(err.value)
+    assert f"{MAX_STEPS + 1:,} items, more than the {MAX_STEPS:,} allowed" in text and len(text) < 300, text
