@@ -65,9 +65,12 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
     """Check deadlock-freedom, boundedness, soundness and liveness of PATH.
 
     A failing property comes with its witness: the shortest firing sequence,
-    told as workflow steps, and what is stuck where it ends. `--property
-    deadlock` alone searches a stubborn-set reduced state space (states is
-    null, states_reduced counts) unless --full.
+    told as workflow steps, and what is stuck where it ends. A workflow too
+    big for a quick exact search is first reduced structurally (rules that
+    keep every verdict: docs/verify.md); its witnesses are replayed on the
+    original net (reduced_net gives the reduced size, states is null).
+    `--property deadlock` alone searches a stubborn-set reduced state space
+    (states is null, states_reduced counts). --full turns both off.
     """
     from petriflow.verify.report import PROPERTIES
     from petriflow.verify.report import check as run_check

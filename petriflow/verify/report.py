@@ -12,10 +12,11 @@ with a reason from :data:`REASONS` (``report.unknown_reasons``, and
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from petriflow.net.petrinet import PetriNet, WorkflowNet
 from petriflow.verify import properties as props
 from petriflow.verify.explain import choices_made, never_lines, tell_sequence, why_stuck
 from petriflow.verify.statespace import StateSpace, explore, explore_small
+
+if TYPE_CHECKING:
+    from petriflow.net.reduce import Reduction
 
 __all__ = ["PROPERTIES", "Report", "Witness", "check"]
 
@@ -249,13 +253,12 @@ def check(
             reduce = big or (checked != ("deadlock",) and probe is None)
     if reduce:
         from petriflow.net.reduce import reduce_net
-        from petriflow.verify.lift import lift
 
         red = reduce_net(net)
         if red.changed:
             inner = check(red.net, properties=properties, max_states=max_states, max_bytes=max_bytes, full=full,
                           progress=progress, reduce=False)
-            return lift(red, inner, time.perf_counter() - t0)
+            return _lift(red, inner, time.perf_counter() - t0)
     if checked == ("deadlock",) and not full:
         return _reduced_deadlock(net, max_states=max_states, max_bytes=max_bytes, t0=t0)
     space = probe or explore(net, max_states=max_states, max_bytes=max_bytes, store_edges=need_edges,
@@ -429,3 +432,45 @@ def _soundness(net: WorkflowNet, space: StateSpace, dead_ts: tuple[str, ...], wi
         witnesses.append(Witness(property="sound", summary="dead transitions: no run ever gets to "
                                  + ", ".join(dead_ts), stuck=tuple(never_lines(net, dead_ts))))
     return sound
+
+
+def _lift_witness(red: Reduction, w: Witness, dead: list[str]) -> Witness:
+    net = red.original
+    if w.summary.startswith("dead transitions:"):
+        return Witness(property=w.property, summary="dead transitions: no run ever gets to " + ", ".join(dead),
+                       stuck=tuple(never_lines(net, dead)))
+    if not w.trace and not w.marking:
+        return w
+    trace = red.expand(w.trace)
+    m = net.replay(trace)  # raises NetError if the expansion were wrong: never shown as a verdict
+    marking = {net.place_labels[i]: int(m[i]) for i in np.flatnonzero(m)}
+    stuck = tuple(why_stuck(net, m)) if w.stuck and w.property != "bounded" else w.stuck
+    return dataclasses.replace(w, trace=tuple(trace), told=tuple(tell_sequence(net, trace)),
+                               choices=tuple(choices_made(net, trace)), marking=marking, stuck=stuck)
+
+
+def _lift(red: Reduction, inner: Report, seconds: float) -> Report:
+    """The report of the reduced net ``red.net`` told about ``red.original``.
+
+    Each witness's firing sequence is expanded and replayed on the original net (its marking and words are
+    that replay's), dead transitions are mapped back, and the bound is kept only where the reduction kept it.
+    """
+    dead = red.dead_in_original(inner.dead_transitions) if inner.dead_transitions is not None else None
+    reasons = dict(inner.unknown_reasons)
+    bound, safe = inner.bound, inner.safe
+    if inner.bounded and bound is not None:
+        if red.exact_bound:
+            bound = max(bound, red.extra_bound)
+            safe = bound <= 1
+        else:
+            bound = safe = None
+            reasons["safe"] = "reduced_bound"
+    states = inner.states if inner.states is not None else inner.states_reduced
+    return dataclasses.replace(
+        inner, net=red.original, states=None, edges=None, dead_markings=None,
+        deadlock_trace=tuple(red.expand(inner.deadlock_trace)) if inner.deadlock_trace is not None else None,
+        bound=bound, safe=safe, dead_transitions=tuple(dead) if dead is not None else None,
+        witnesses=tuple(_lift_witness(red, w, dead or []) for w in inner.witnesses),
+        states_reduced=states, unknown_reasons=reasons, seconds=seconds,
+        reduced_net=(len(red.net.places), len(red.net.transitions)),
+    )
