@@ -8,9 +8,12 @@ own with a wall-clock ``--timeout`` and a ``--max-bytes`` cap, so that a case
 that runs out of time or memory is reported as such and the run goes on.
 Per workflow, side by side in the same run:
 
-* ``reduced``: ``check(net, properties=("deadlock",))``, the stubborn-set
-  reduced search (the only reduction ``check`` applies today);
-* ``full``: ``check(net)``, every property on the full state space;
+* ``reduced``: ``check(net, reduce=True)``, every property, on the net after
+  the structural reductions of ``petriflow/net/reduce.py`` (what ``check``
+  does by default for a workflow net too big for the quick plain search);
+* ``full``: ``check(net, reduce=False)``, every property on the full state space;
+* ``stubborn``: ``check(net, properties=("deadlock",), reduce=False)``, the
+  stubborn-set reduced deadlock search on the unreduced net;
 * ``bfs``: the plain-Python BFS over tuples of ``nets.py`` on the same net
   (the obvious way to write it), with the same state budget: the reference
   every petriflow time is divided by.
@@ -50,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 SMOKE_ARGS = ["--quick", "--timeout", "20", "--repeat", "1"]
 """The smallest run, for tests/test_bench_scripts.py."""
 
-MODES = ("reduced", "full", "bfs")
+MODES = ("reduced", "full", "stubborn", "bfs")
 
 
 # -- the workflows ---------------------------------------------------------------------
@@ -116,10 +119,10 @@ CASES = (
     Case("2 maps x 4 items, retries", "maps", (2, 4)),
     Case("2 maps x 6 items, retries", "maps", (2, 6)),
     Case("2 maps x 8 items, retries", "maps", (2, 8)),
-    Case("3 maps x 20 items, retries", "maps", (3, 20), ("reduced", "full")),
-    Case("3 maps x 50 items, retries", "maps", (3, 50), ("reduced", "full")),
-    Case("map.max 50", "maps", (1, 50), ("reduced", "full")),
-    Case("map.max 1000", "maps", (1, 1000), ("reduced", "full")),
+    Case("3 maps x 20 items, retries", "maps", (3, 20), ("reduced", "full", "stubborn")),
+    Case("3 maps x 50 items, retries", "maps", (3, 50), ("reduced", "full", "stubborn")),
+    Case("map.max 50", "maps", (1, 50), ("reduced", "full", "stubborn")),
+    Case("map.max 1000", "maps", (1, 1000), ("reduced", "full", "stubborn")),
     Case("60-way router", "router", (60,)),
     Case("chain of 1,000 steps (MAX_STEPS)", "chain", (1000,)),
     Case("chain of 3,000 steps", "chain", (3000,)),
@@ -131,6 +134,7 @@ QUICK = (
     Case("10-way router", "router", (10,)),
     Case("chain of 30 steps", "chain", (30,)),
     Case("chain of 3,000 steps", "chain", (3000,), ("reduced",)),
+    Case("map.max 50", "maps", (1, 50), ("reduced",)),
     Case("loop.max 20", "loop", (20,)),
 )
 
@@ -161,11 +165,11 @@ def child(kind: str, args: list[int], mode: str, budget: int, max_bytes: int, bf
         else:
             from petriflow.verify import check
 
-            props = ("deadlock",) if mode == "reduced" else ("deadlock", "bounded", "sound", "live")
-            rep = check(net, properties=props, max_states=budget, max_bytes=max_bytes)
+            props = ("deadlock",) if mode == "stubborn" else ("deadlock", "bounded", "sound", "live")
+            rep = check(net, properties=props, max_states=budget, max_bytes=max_bytes, reduce=mode == "reduced")
             words = {"deadlock": rep.deadlock, "bounded": rep.bounded, "sound": rep.sound, "live": rep.live}
-            out |= {"states": rep.states_reduced if mode == "reduced" and rep.states_reduced else rep.states_explored,
-                    "complete": rep.complete,
+            out |= {"states": rep.states_reduced if mode != "full" and rep.states_reduced else rep.states_explored,
+                    "complete": rep.complete, "reduced_net": rep.reduced_net,
                     "verdict": " ".join(f"{k}={_word(v)}" for k, v in words.items() if k in props)}
     except PetriflowError as e:
         out["refused"] = f"{type(e).__name__}: {_short(str(e))}"
@@ -202,7 +206,8 @@ def run_case(case: Case, mode: str, a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    """The children's environment: this clone first, and .pyc files written and used as in an installation."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
 
 
 def wall(cmd: list[str], repeat: int) -> float:
@@ -220,7 +225,8 @@ def cell(r: dict[str, Any] | None) -> str:
         return "-"
     if "refused" in r and "verdict" not in r:
         return f"{r['refused']}"
-    return f"{r['verdict']} ({r['states']:,} st{'' if r['complete'] else ', incomplete'}) {r['check_s']:.3f} s"
+    net = f", net {r['reduced_net'][0]}x{r['reduced_net'][1]}" if r.get("reduced_net") else ""
+    return f"{r['verdict']} ({r['states']:,} st{'' if r['complete'] else ', incomplete'}{net}) {r['check_s']:.3f} s"
 
 
 def main() -> None:
@@ -250,8 +256,9 @@ def main() -> None:
           f"(target <= 0.6 s and <= 3x: {'met' if qa_s <= 0.6 and qa_s <= 3 * numpy_s else 'not met'})")
     print(f"\nper case: verdict (states) check time; timeout {a.timeout:g} s, budget {a.budget:,} states ({a.bfs_budget:,} for the BFS); "
           "the plain BFS counts every dead marking, the final one included\n")
-    print("| workflow | places x transitions | reduced (deadlock) | full (all properties) | plain BFS (reference) | full/BFS |")
-    print("|---|---|---|---|---|---|")
+    print("| workflow | places x transitions | reduced net (all properties) | full (all properties) "
+          "| stubborn (deadlock) | plain BFS (reference) | full/BFS |")
+    print("|---|---|---|---|---|---|---|")
     for case in QUICK if a.quick else CASES:
         rows: dict[str, dict[str, Any]] = {}
         for m in case.modes:
@@ -263,7 +270,8 @@ def main() -> None:
         f, b = rows.get("full"), rows.get("bfs")
         ratio = (f"{f['check_s'] / b['check_s']:.2f}x" if f and b and "check_s" in f and "check_s" in b
                  and b.get("complete") else "-")
-        print(f"| {case.label} | {size} | {cell(rows.get('reduced'))} | {cell(f)} | {cell(b)} | {ratio} |", flush=True)
+        print(f"| {case.label} | {size} | {cell(rows.get('reduced'))} | {cell(f)} | {cell(rows.get('stubborn'))} "
+              f"| {cell(b)} | {ratio} |", flush=True)
     print("\ntargets (issue 10): 3 maps x 50, 60-way router, chain of 3,000, map.max 1000 each <= 1 s of check time; "
           "every schema size a verdict or a clear refusal; x = ratio of full to the same-run plain BFS")
 

@@ -10,7 +10,6 @@ step of a waiting run. Exit codes: 0 every case succeeded, 1 a case failed,
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
@@ -229,6 +228,8 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
         finally:
             if client is not None:
                 await client.aclose()
+
+    import asyncio  # on use: `petriflow check` does not pay for the event loop
 
     results = asyncio.run(run_and_close())
     wall = time.perf_counter() - t0

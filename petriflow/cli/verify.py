@@ -73,15 +73,19 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
     """Check deadlock-freedom, boundedness, soundness and liveness of PATH, and bound the cost of one case.
 
     A failing property comes with its witness: the shortest firing sequence,
-    told as workflow steps, and what is stuck where it ends. A workflow's
-    templates are checked too: a step may read only the steps finished on
-    every path to it (a reference that may be missing fails the check, with
-    a path on which it did not run), and every tool the file declares must
-    import as module:callable (exit 2 if not). `--property
-    deadlock` alone searches a stubborn-set reduced state space (states is
-    null, states_reduced counts) unless --full. For a workflow file the
-    report adds its worst-case cost (`cost_bound` in --json, docs/verify.md);
-    --budget refuses one whose bound passes USD or is unknown, naming the path.
+    told as workflow steps, and what is stuck where it ends. A workflow too
+    big for a quick exact search is first reduced structurally (rules that
+    keep every verdict: docs/verify.md); its witnesses are replayed on the
+    original net (reduced_net gives the reduced size, states is null).
+    `--property deadlock` alone searches a stubborn-set reduced state space
+    (states is null, states_reduced counts). --full turns both off. A
+    workflow's templates are checked too: a step may read only the steps
+    finished on every path to it (a reference that may be missing fails the
+    check, with a path on which it did not run), and every tool the file
+    declares must import as module:callable (exit 2 if not). For a workflow
+    file the report adds its worst-case cost (`cost_bound` in --json,
+    docs/verify.md); --budget refuses one whose bound passes USD or is
+    unknown, naming the path.
     """
     from petriflow.verify.report import PROPERTIES
     from petriflow.verify.report import check as run_check

@@ -145,6 +145,12 @@ class _Lowering:
         self.wf = wf
         self.b = _Builder()
         self.owner = wf.fallback_owner
+        self.routers: dict[str, tuple[str, ...]] = {}  # wf.routers_of, read once: a scan per call is O(steps^2)
+        for u in wf.steps:
+            for br in u.route:
+                if u.id not in self.routers.get(br.to, ()):
+                    self.routers[br.to] = (*self.routers.get(br.to, ()), u.id)
+        self.handlers = wf.failure_handlers
         self.terminal = set(wf.terminal_steps())
         self.initial = set(wf.initial_steps())
         self.xor_end = wf.ends_exclusive()
@@ -152,7 +158,14 @@ class _Lowering:
         self.resource_places: dict[str, str] = {}
         self.wired: dict[str, StepWiring] = {}
 
+    def root_of(self, sid: str) -> str:
+        """``Workflow.root_of`` over the owner map built once (the property rebuilds it per call)."""
+        while sid in self.owner:
+            sid = self.owner[sid]
+        return sid
+
     # -- places ---------------------------------------------------------------
+
     def edge(self, u: str, v: str) -> str:
         """The place a token takes from ``u`` to ``v`` (``any.v`` for an XOR-join, ``any.end`` for exclusive ends)."""
         into = None if v == "end" else v
@@ -178,7 +191,7 @@ class _Lowering:
 
     def inputs(self, s: Step) -> list[tuple[Way, dict[str, int]]]:
         """Each way ``s`` can be entered, with the places it takes: ordinary inputs, one per loop coming back."""
-        if s.id in self.wf.failure_handlers:
+        if s.id in self.handlers:
             return [(Way(EntryKind.FAILURE, f, self.failed_place(f, s.id)), {self.failed_place(f, s.id): 1})
                     for f in self.wf.step_ids if self.fails_to(f) == s.id]
         if s.id in self.owner:
@@ -188,7 +201,7 @@ class _Lowering:
         ordinary: dict[str, int] = {}
         if s.id in self.initial:
             ordinary[self.edge("begin", s.id)] = 1
-        for u in (*s.after, *self.wf.routers_of(s.id)):
+        for u in (*s.after, *self.routers.get(s.id, ())):
             ordinary[self.edge(u, s.id)] = 1
         if s.after_any:
             ordinary[self.edge(s.after_any[0], s.id)] = 1
@@ -201,7 +214,7 @@ class _Lowering:
 
     def fails_to(self, sid: str) -> str | None:
         """The handler ``sid`` hands over to when it fails for good: only the end of a fallback chain fails out."""
-        return self.wf.handler_of(sid) if self.wf.step(sid).fallback is None else None
+        return self.wf.step(self.root_of(sid)).on_failure if self.wf.step(sid).fallback is None else None
 
     def failed_place(self, sid: str, handler: str) -> str:
         return self.b.place(f"{sid}.fails.to.{handler}", Origin("failure", handler, "input", sid))
@@ -225,8 +238,8 @@ class _Lowering:
 
     def outcomes(self, sid: str) -> list[_Out]:
         """Each way ``sid`` can finish. A fallback finishes as its owner would; a map item finishes into ``done``."""
-        sid = self.wf.root_of(sid)
-        if sid in self.wf.failure_handlers:  # a handler ends the case: straight to the sink
+        sid = self.root_of(sid)
+        if sid in self.handlers:  # a handler ends the case: straight to the sink
             return [_Out(TransitionRole.FINISH, {}, {self.b.place("sink", Origin("end", None, "sink")): 1})]
         s = self.wf.step(sid)
         routed = {b.to for b in s.route}
@@ -259,7 +272,7 @@ class _Lowering:
             if v == target:
                 continue
             step = self.wf.step(v)
-            feeders = (*step.after, *self.wf.routers_of(v))
+            feeders = (*step.after, *self.routers.get(v, ()))
             out.update({self.edge(u, v): 1 for u in feeders if u not in inside})
             if step.after_any and not inside & set(step.after_any):
                 out[self.edge(step.after_any[0], v)] = 1
@@ -270,7 +283,7 @@ class _Lowering:
         b = self.b
         res = self.resources(s)
         running = b.place(f"{s.id}.running", Origin("step", s.id, "running"))
-        owner = self.wf.root_of(s.id)
+        owner = self.root_of(s.id)
         starts: list[Start] = []
         finishes: list[Finish] = []
         map_wiring = None
@@ -374,7 +387,8 @@ class _Lowering:
             else:
                 pre[tix[dst], pix[src]] += w
         resources = tuple(wiring.resources.values())
-        budgets = tuple(p for p in pids if p in wiring.budgets)
+        budget_set = wiring.budgets  # a property that scans every place: read it once
+        budgets = tuple(p for p in pids if p in budget_set)
         final = np.zeros(len(pids), dtype=np.int64)
         final[pix[wiring.sink]] = 1
         for r in resources:

@@ -18,6 +18,8 @@ import yaml
 from petriflow.errors import SpecError
 from petriflow.limits import MAX_DOCUMENT_BYTES, Fail, check_tree, compose_yaml, load_json, read_text
 from petriflow.spec import conditions
+from petriflow.spec._fastschema import Unsupported, is_valid
+from petriflow.spec._graph import adjacency, find_cycle, has_path
 from petriflow.spec.model import (
     Branch,
     Loop,
@@ -120,7 +122,12 @@ def load(path: str | Path) -> Workflow:
 
 
 def _schema_error(doc: Mapping[str, Any], file: str, lines: _Lines | None) -> None:
-    import jsonschema  # imported on use, like networkx below: `import petriflow` stays light
+    try:
+        if is_valid(doc, WORKFLOW_SCHEMA):  # the common case, without importing jsonschema (0.1-0.2 s)
+            return
+    except Unsupported:
+        pass
+    import jsonschema  # imported on use: `import petriflow` stays light
 
     validator = jsonschema.Draft202012Validator(WORKFLOW_SCHEMA)
     errors = sorted(validator.iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
@@ -135,10 +142,16 @@ def _schema_error(doc: Mapping[str, Any], file: str, lines: _Lines | None) -> No
             step = steps[path[1]].get("id")
     where = ".".join(str(x) for x in path) or "the document"
     msg = err.message
+    if err.validator == "maxItems" and isinstance(err.instance, list):  # jsonschema quotes the whole list back
+        msg = f"{len(err.instance):,} items, more than the {err.validator_value:,} allowed"
+    elif len(msg) > 300:
+        msg = msg[:200] + " ... " + msg[-60:]
     if err.validator == "additionalProperties":
         hint = "remove it or fix its spelling; `petriflow schema` lists the allowed keys"
     elif err.validator == "required":
         hint = "add it"
+    elif err.validator == "maxItems" and path == ("steps",):
+        hint = "split the workflow, or map one step over items (`map:`) instead of writing a step per item"
     elif err.validator in ("enum", "type", "pattern", "minimum", "maximum", "exclusiveMinimum", "minItems"):
         hint = "`petriflow schema` gives the allowed values"
     else:
@@ -274,8 +287,6 @@ def _retry(raw: Mapping[str, Any]) -> Retry:
 
 def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, int]) -> None:
     """What the schema cannot say: references, cycles, probabilities, loop and map targets."""
-    import networkx as nx
-
     ids = set(index)
     fallbacks = wf.fallback_owner
 
@@ -337,17 +348,9 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
             fail(s, "model", f"model '{s.model}' is not declared under `models:`",
                  f"declare it or use one of: {', '.join(wf.models)}")
 
-    graph = nx.DiGraph()
-    graph.add_nodes_from(s.id for s in wf.steps)
-    for s in wf.steps:
-        for r in s.inputs:
-            graph.add_edge(r, s.id)
-        for b in s.route:
-            graph.add_edge(s.id, b.to)
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        cycle = []
+    graph = adjacency((s.id for s in wf.steps),
+                      [(r, s.id) for s in wf.steps for r in s.inputs] + [(s.id, b.to) for s in wf.steps for b in s.route])
+    cycle = find_cycle(graph)
     if cycle:
         names = [u for u, _ in cycle] + [cycle[0][0]]
         last = wf.step(cycle[-1][1])
@@ -357,7 +360,7 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
         if s.loop is not None:
             if s.loop.to not in ids:
                 fail(s, "loop", f"loop goes back to unknown step '{s.loop.to}'", "name an earlier step")
-            if s.loop.to != s.id and not nx.has_path(graph, s.loop.to, s.id):
+            if s.loop.to != s.id and not has_path(graph, s.loop.to, s.id):
                 fail(s, "loop", f"loop target '{s.loop.to}' is not upstream of '{s.id}'",
                      "a loop goes back to a step this one (indirectly) waits on")
             _check_exhausted(s, fail)

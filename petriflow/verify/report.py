@@ -12,22 +12,29 @@ with a reason from :data:`REASONS` (``report.unknown_reasons``, and
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from petriflow.net.petrinet import PetriNet, WorkflowNet
 from petriflow.verify import properties as props
 from petriflow.verify.explain import choices_made, never_lines, tell_sequence, why_stuck
-from petriflow.verify.statespace import StateSpace, explore
+from petriflow.verify.statespace import StateSpace, explore, explore_small
+
+if TYPE_CHECKING:
+    from petriflow.net.reduce import Reduction
 
 __all__ = ["PROPERTIES", "Report", "Witness", "check"]
 
 PROPERTIES = ("deadlock", "bounded", "sound", "live")
 DEFAULT_MAX_STATES = 5_000_000
+REDUCE_FROM = 64
+"""Workflow nets with at least this many transitions (or a budget of this many tokens) are reduced structurally before they are explored
+(``check(reduce=None)``); smaller ones answer in milliseconds as they are, and keep their exact state count."""
 
 VERDICTS = ("deadlock", "bounded", "safe", "sound", "live")
 """The JSON keys that carry a verdict: each is true, false or null (not known), never a guess."""
@@ -39,6 +46,7 @@ REASONS = {
     "max_bytes": "the search stopped at the memory budget (--max-memory; default half the RAM) before it could decide",
     "coverability_budget": "the state space was too big, and the coverability set ran out of nodes (--max-states)",
     "structural_bound": "bounded by the net's structure (place invariants), which does not give the exact bound",
+    "reduced_bound": "bounded, checked on the structurally reduced net, which does not give the exact bound",
 }
 """Why a verdict is null: the codes of ``<verdict>_unknown`` (stable; new codes may be added)."""
 
@@ -85,6 +93,8 @@ class Report:
     witnesses: tuple[Witness, ...] = ()
     states_reduced: int | None = None
     unknown_reasons: Mapping[str, str] = field(default_factory=dict)
+    reduced_net: tuple[int, int] | None = None
+    """(places, transitions) of the structurally reduced net that was explored, when one was."""
 
     def verdicts(self) -> dict[str, bool | None]:
         """The five verdicts by JSON key; ``deadlock`` is True when a deadlock is reachable."""
@@ -136,6 +146,8 @@ class Report:
             "complete": self.complete, "stop_reason": self.stop_reason,
             "states_explored": self.states_explored, "states_reduced": self.states_reduced,
             "checked": list(self.checked),
+            "reduced_net": (None if self.reduced_net is None
+                            else {"places": self.reduced_net[0], "transitions": self.reduced_net[1]}),
             "witnesses": [w.to_json() for w in self.witnesses],
         }
 
@@ -153,14 +165,18 @@ class Report:
         if "bounded" in self.checked:
             extra = ""
             if self.bounded:
-                extra = (" (bound not computed: proved structurally)" if self.bound is None
+                how = "on the reduced net" if self.reduced_net is not None else "structurally"
+                extra = (f" (bound not computed: proved {how})" if self.bound is None
                          else f" ({'safe' if self.safe else f'{self.bound}-bounded'})")
             rows.append(("bounded", verdict("bounded", "yes", "NO", holds=self.bounded) + extra))
         if "sound" in self.checked and self.is_workflow:
             rows.append(("sound", verdict("sound", "yes", "NO", holds=self.sound)))
         if "live" in self.checked:
             rows.append(("live", verdict("live", "yes", "NO", holds=self.live)))
-        if self.states is not None:
+        if self.reduced_net is not None and self.complete and self.states_reduced is not None:
+            size = (f"reduced to {self.reduced_net[0]} places, {self.reduced_net[1]} transitions: "
+                    f"{self.states_reduced:,} states")
+        elif self.states is not None:
             size = f"{self.states:,} states" + (f", {self.edges:,} edges" if self.edges is not None else "")
         elif self.states_reduced is not None and self.complete:
             size = f"{self.states_reduced:,} states in the reduced (stubborn-set) search"
@@ -208,11 +224,16 @@ def check(
     max_bytes: int | None = None,
     full: bool = False,
     progress: bool = False,
+    reduce: bool | None = None,
 ) -> Report:
     """Explore ``net`` and decide ``properties`` (a subset of :data:`PROPERTIES`).
 
-    A deadlock check alone runs on a stubborn-set reduced state space unless
-    ``full`` asks for every marking. A budget that stops the search leaves
+    A workflow net of :data:`REDUCE_FROM` transitions or more (or any net,
+    with ``reduce=True``) is first reduced by the rules of
+    :mod:`petriflow.net.reduce`, which keep every verdict; its witnesses are
+    expanded back to firing sequences of ``net``. A deadlock check alone runs
+    on a stubborn-set reduced state space unless ``full`` asks for every
+    marking (``full`` also turns the structural reduction off by default). A budget that stops the search leaves
     undecided verdicts as None, each with its reason in
     ``Report.unknown_reasons``; what was found before it (a reachable
     deadlock, an unbounded place) still counts, with what follows from it
@@ -221,10 +242,27 @@ def check(
     t0 = time.perf_counter()
     is_wf = isinstance(net, WorkflowNet)
     checked = tuple(p for p in PROPERTIES if p in properties and (p != "sound" or is_wf))
+    need_edges = any(p in checked for p in ("sound", "live"))
+    probe: StateSpace | None = None
+    if reduce is None:  # reduce a workflow net unless it is small enough to answer exactly, as it is, at once
+        reduce = False
+        if is_wf and not full:
+            big = len(net.transitions) >= REDUCE_FROM or int(net.initial.max(initial=0)) >= REDUCE_FROM
+            if not big and checked != ("deadlock",):
+                probe = explore_small(net, max_states=max_states, store_edges=need_edges)
+            reduce = big or (checked != ("deadlock",) and probe is None)
+    if reduce:
+        from petriflow.net.reduce import reduce_net
+
+        red = reduce_net(net)
+        if red.changed:
+            inner = check(red.net, properties=properties, max_states=max_states, max_bytes=max_bytes, full=full,
+                          progress=progress, reduce=False)
+            return _lift(red, inner, time.perf_counter() - t0)
     if checked == ("deadlock",) and not full:
         return _reduced_deadlock(net, max_states=max_states, max_bytes=max_bytes, t0=t0)
-    need_edges = any(p in checked for p in ("sound", "live"))
-    space = explore(net, max_states=max_states, max_bytes=max_bytes, store_edges=need_edges, progress=progress)
+    space = probe or explore(net, max_states=max_states, max_bytes=max_bytes, store_edges=need_edges,
+                             progress=progress)
     complete = space.complete
     stop = space.stop_reason or "max_states"
     reasons: dict[str, str] = {}
@@ -394,3 +432,45 @@ def _soundness(net: WorkflowNet, space: StateSpace, dead_ts: tuple[str, ...], wi
         witnesses.append(Witness(property="sound", summary="dead transitions: no run ever gets to "
                                  + ", ".join(dead_ts), stuck=tuple(never_lines(net, dead_ts))))
     return sound
+
+
+def _lift_witness(red: Reduction, w: Witness, dead: list[str]) -> Witness:
+    net = red.original
+    if w.summary.startswith("dead transitions:"):
+        return Witness(property=w.property, summary="dead transitions: no run ever gets to " + ", ".join(dead),
+                       stuck=tuple(never_lines(net, dead)))
+    if not w.trace and not w.marking:
+        return w
+    trace = red.expand(w.trace)
+    m = net.replay(trace)  # raises NetError if the expansion were wrong: never shown as a verdict
+    marking = {net.place_labels[i]: int(m[i]) for i in np.flatnonzero(m)}
+    stuck = tuple(why_stuck(net, m)) if w.stuck and w.property != "bounded" else w.stuck
+    return dataclasses.replace(w, trace=tuple(trace), told=tuple(tell_sequence(net, trace)),
+                               choices=tuple(choices_made(net, trace)), marking=marking, stuck=stuck)
+
+
+def _lift(red: Reduction, inner: Report, seconds: float) -> Report:
+    """The report of the reduced net ``red.net`` told about ``red.original``.
+
+    Each witness's firing sequence is expanded and replayed on the original net (its marking and words are
+    that replay's), dead transitions are mapped back, and the bound is kept only where the reduction kept it.
+    """
+    dead = red.dead_in_original(inner.dead_transitions) if inner.dead_transitions is not None else None
+    reasons = dict(inner.unknown_reasons)
+    bound, safe = inner.bound, inner.safe
+    if inner.bounded and bound is not None:
+        if red.exact_bound:
+            bound = max(bound, red.extra_bound)
+            safe = bound <= 1
+        else:
+            bound = safe = None
+            reasons["safe"] = "reduced_bound"
+    states = inner.states if inner.states is not None else inner.states_reduced
+    return dataclasses.replace(
+        inner, net=red.original, states=None, edges=None, dead_markings=None,
+        deadlock_trace=tuple(red.expand(inner.deadlock_trace)) if inner.deadlock_trace is not None else None,
+        bound=bound, safe=safe, dead_transitions=tuple(dead) if dead is not None else None,
+        witnesses=tuple(_lift_witness(red, w, dead or []) for w in inner.witnesses),
+        states_reduced=states, unknown_reasons=reasons, seconds=seconds,
+        reduced_net=(len(red.net.places), len(red.net.transitions)),
+    )

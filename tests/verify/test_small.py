@@ -102,16 +102,28 @@ def test_a_reduced_search_begun_in_plain_python_resumes_in_the_compiled_kernel(n
                                                                     compiled[1].cycle)
 
 
-def test_checking_a_small_workflow_loads_neither_numba_nor_scipy() -> None:
+HEAVY = ("numba", "scipy", "matplotlib", "networkx", "jsonschema", "asyncio", "simpy", "openai", "pandas")
+"""What checking a small workflow must not import: each costs 0.05-1 s of start-up it does not need."""
+
+
+def test_checking_a_small_workflow_imports_nothing_heavy() -> None:
     code = ("import sys; from petriflow.cli import main\n"
             "try:\n    main(['check', 'models/qa_router.yaml', '--json'])\nexcept SystemExit as e:\n    code = e.code\n"
-            "print(code, 'numba' in sys.modules, 'scipy' in sys.modules, file=sys.stderr)")
+            f"print(code, sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert res.stderr.strip().splitlines()[-1] == "0 False False", res.stderr
+    assert res.stderr.strip().splitlines()[-1] == "0 []", res.stderr
     for props in (["--property", "deadlock"], ["--full"]):
         code2 = code.replace("'--json'", "'--json', " + ", ".join(repr(p) for p in props))
         res = subprocess.run([sys.executable, "-c", code2], cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert res.stderr.strip().splitlines()[-1] == "0 False False", res.stderr
+        assert res.stderr.strip().splitlines()[-1] == "0 []", res.stderr
+
+
+def test_a_workflow_with_a_schema_error_still_gets_jsonschemas_message(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: w\nsteps:\n  - id: a\n    kind: chat\n    retry: {max_attempts: 0}\n")
+    res = subprocess.run([sys.executable, "-m", "petriflow", "check", str(bad)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 2 and "max_attempts" in res.stderr and "Traceback" not in res.stderr, res.stderr
 
 
 def test_a_slow_compile_is_announced_and_a_fast_load_is_not(monkeypatch: pytest.MonkeyPatch,
