@@ -78,7 +78,7 @@ def build(out: Path) -> None:
     pdf.set_title(TITLE)
     pdf.set_author(AUTHOR)
     pdf.set_subject("Sample document for petriflow's research_assistant workflow; CC0 1.0")
-    pdf.set_creation_date(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    pdf.set_creation_date(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     pdf.set_auto_page_break(auto=False)
     pdf.set_margins(20, 20, 20)
     for blocks in PAGES:
