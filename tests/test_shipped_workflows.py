@@ -86,3 +86,15 @@ def test_the_research_tools_ground_search_and_check_citations() -> None:
     assert [c["id"] for c in out["citations"]] == [good] and out["unresolved"] == ["d99"]
     with pytest.raises(ValueError, match="no citation names"):
         tools.check_citations({"synthesize": {"summary": "s", "citations": ["p9c9"]}, "aggregate": agg})
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_python3_dev_py_demo_runs_each_shipped_workflow_once(folder: Path) -> None:
+    spec = importlib.util.spec_from_file_location("dev", ROOT / "dev.py")
+    assert spec is not None and spec.loader is not None
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    lines = [args for args in dev.demo_steps() if len(args) > 1 and args[1].startswith(f"models/{folder.name}/")]
+    wf = f"models/{folder.name}/{folder.name}.yaml"
+    assert [a[0] for a in lines if a[1] == wf].count("run") == 1
+    assert ["check", wf] in lines and ["check", f"models/{folder.name}/{folder.name}_broken.yaml"] in lines
