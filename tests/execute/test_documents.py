@@ -181,4 +181,6 @@ def test_the_cli_reads_a_pdf_named_relative_to_the_workflow_and_refuses_a_missin
     bad = _cli(flow / "wf.yaml", "--input", "pdf=data/nope.pdf", "--db", str(tmp_path / "r2.sqlite"),
                cwd=tmp_path / "elsewhere")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
-    assert re.search(r"no file 'data/nope\.pdf'", bad.stdout + bad.stderr)
+    told = bad.stdout + bad.stderr
+    assert re.search(r"no file 'data/nope\.pdf'", told)
+    assert "fix that input" in told and "add retries" not in told  # a retry would not find the file either
