@@ -84,6 +84,17 @@ def lint() -> int:
     return max(codes)
 
 
+def demo_steps() -> list[list[str]]:
+    """The demo lines of ``models/demo_steps.txt`` and of each shipped workflow's ``models/NAME/demo_steps.txt``.
+
+    Each workflow folder lists its own lines (check, its broken variant, simulate, one run), so adding a
+    workflow adds its demo without touching another file.
+    """
+    files = [ROOT / "models" / "demo_steps.txt", *sorted((ROOT / "models").glob("*/demo_steps.txt"))]
+    return [shlex.split(line) for f in files if f.exists()
+            for line in f.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
 def demo() -> int:
     """The main job, end to end, on the embedded default (local models, no API key)."""
     out = ROOT / "out"
@@ -94,9 +105,7 @@ def demo() -> int:
         ["draw", "models/qa_router.yaml", "-o", str(out / "qa_router.png")],
         ["draw", "models/qa_router_broken.yaml", "-o", str(out / "qa_router_broken.png")],
     ]
-    extra = ROOT / "models" / "demo_steps.txt"
-    if extra.exists():  # later stages (simulate, run) append their own demo lines
-        steps += [shlex.split(line) for line in extra.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    steps += demo_steps()
     failed = 0
     for args in steps:
         print(f"\n$ petriflow {' '.join(args)}", flush=True)

@@ -89,7 +89,9 @@ def _show(value: Any) -> str:
 @click.option("--input", "input_texts", metavar="TEXT|KEY=VALUE", multiple=True,
               help="TEXT: one case whose {question} is TEXT (repeat it for one case each). KEY=VALUE (KEY: "
                    "letters, digits, _): the case field {KEY}; then all --input options make one case, and a "
-                   "TEXT among them is its question. A question that looks like KEY=VALUE: --input question='a=b'.")
+                   "TEXT among them is its question. A question that looks like KEY=VALUE: --input question='a=b'. "
+                   "A file is a path: --input pdf=paper.pdf for the built-in PDF loader (looked up next to the "
+                   "workflow file first).")
 @click.option("--inputs", "inputs_path", metavar="FILE.jsonl", type=click.Path(dir_okay=False),
               help="A batch: one JSON string or object per line.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,

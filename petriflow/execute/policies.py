@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
-from petriflow.errors import BudgetExceeded, RetryableCallError, StepFailed
+from petriflow.errors import BudgetExceeded, InputError, RetryableCallError, StepFailed
 from petriflow.execute.case import Case, Done, message
 from petriflow.execute.plan import Dag, StepPlan
 from petriflow.execute.tools import KindRunner, StepCall
@@ -154,8 +154,10 @@ class StepPolicies:
             return Done(sp.id, sp.id, key, out, attempt=rec, holds=True)
         except _GiveUp as gu:
             if gu.verdict is not Verdict.FALLBACK:
+                bad_input = isinstance(gu.cause, InputError)  # its own hint says what to fix; a retry would not
                 err = StepFailed(f"failed after {gu.attempts} attempt(s): {message(gu.cause)}",
-                                 where=f"step '{sp.id}'", hint="add retries or a fallback step")
+                                 where=f"step '{sp.id}'",
+                                 hint="fix that input and run again" if bad_input else "add retries or a fallback step")
                 if sp.fail_out is not None:  # the case loop fires the fail-out; the handler runs next
                     self.release(sp)
                     err.__cause__ = gu.cause

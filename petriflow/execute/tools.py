@@ -32,6 +32,7 @@ import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from petriflow.errors import InputError, SpecError
@@ -66,6 +67,9 @@ from petriflow.execute.registry import (
 
 SCORE_TEMPERATURE = 0.05
 """The temperature of a classify step's score: a similarity lead of 0.05 over another label is e:1 odds."""
+
+_INJECTED = ("case", "workflow_dir")
+"""Parameters of a python step's callable that the executor fills: the case variables, the workflow file's folder."""
 
 _RESERVED = ("kwargs", "args", "max_tokens", "temperature", "stream", "step_timeout", "route_field",
              "loop_field", "thread", "poll", "cache", "input_type", "score_temperature")
@@ -191,7 +195,7 @@ class KindRunner:
         self.tools = self._with_declared(tools, dag.workflow)
         self.on_wait: Callable[[str, int, str, int], None] | None = None  # told once when a human step waits
         self.endpoints: dict[str, Any] = dict(endpoints or {})
-        self._functions: dict[str, tuple[Callable[..., Any], bool, bool]] = {}
+        self._functions: dict[str, tuple[Callable[..., Any], bool, frozenset[str]]] = {}
         self._retry_on: dict[str, tuple[type[BaseException], ...]] = {}
         self._centroids: dict[str, tuple[tuple[str, ...], Any]] = {}
         self._building: dict[str, asyncio.Future[tuple[int, float]]] = {}
@@ -277,7 +281,7 @@ class KindRunner:
         name: str | None = ep.model if ep is not None else sp.step.model
         return name
 
-    def _function(self, step: Any) -> tuple[Callable[..., Any], bool, bool]:
+    def _function(self, step: Any) -> tuple[Callable[..., Any], bool, frozenset[str]]:
         got = self._functions.get(step.id)
         if got is None:
             spec = step.function or ""
@@ -288,11 +292,10 @@ class KindRunner:
                                 line=step.line, step=step.id, hint="write it as module:callable; modules are "
                                 "looked up in the workflow file's directory first") from None
             try:
-                params = inspect.signature(fn).parameters
-                takes_case = "case" in params
+                wants = frozenset(_INJECTED) & frozenset(inspect.signature(fn).parameters)
             except (TypeError, ValueError):
-                takes_case = False
-            got = self._functions[step.id] = (fn, inspect.iscoroutinefunction(fn), takes_case)
+                wants = frozenset()
+            got = self._functions[step.id] = (fn, inspect.iscoroutinefunction(fn), wants)
         return got
 
     def _messages(self, step: Any, call: StepCall) -> list[dict[str, str]]:
@@ -359,9 +362,9 @@ class KindRunner:
                 and sp.map is None and sp.owner is None)
 
     def run_python_sync(self, sp: Any, call: StepCall) -> KindResult:
-        fn, _, takes_case = self._function(sp.step)
+        fn, _, wants = self._function(sp.step)
         with retryable(self.retry_on(sp.step), f"function '{sp.step.function}'"):
-            out = KindResult(fn(self._inputs(sp, call), **self._kwargs(sp, call, takes_case)))
+            out = KindResult(fn(self._inputs(sp, call), **self._kwargs(sp, call, wants)))
         self._check_output(sp, out)
         return _with_declared_cost(sp, out)
 
@@ -374,16 +377,18 @@ class KindRunner:
             inputs["loop_pass"], inputs["previous"] = call.loop_pass, dict(call.previous)
         return inputs
 
-    @staticmethod
-    def _kwargs(sp: Any, call: StepCall, takes_case: bool) -> dict[str, Any]:
+    def _kwargs(self, sp: Any, call: StepCall, wants: frozenset[str]) -> dict[str, Any]:
         kwargs = dict(sp.step.config.get("kwargs", {}))
-        if takes_case:
+        if "case" in wants:
             kwargs["case"] = dict(call.vars)
+        if "workflow_dir" in wants:
+            src = self.dag.workflow.source
+            kwargs["workflow_dir"] = str(Path(src).resolve().parent) if src and not src.startswith("<") else None
         return kwargs
 
     async def _python(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
-        fn, is_async, takes_case = self._function(sp.step)
-        inputs, kwargs = self._inputs(sp, call), self._kwargs(sp, call, takes_case)
+        fn, is_async, wants = self._function(sp.step)
+        inputs, kwargs = self._inputs(sp, call), self._kwargs(sp, call, wants)
         with retryable(self.retry_on(sp.step), f"function '{sp.step.function}'"):
             if is_async:
                 return KindResult(await fn(inputs, **kwargs))
