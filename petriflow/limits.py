@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import sqlite3
 
 __all__ = [
-    "MAX_ATTEMPTS", "MAX_CASES", "MAX_COUNT", "MAX_DEPTH", "MAX_DOCUMENT_BYTES", "MAX_LOOP", "MAX_MAP_ITEMS",
+    "MAX_ATTACHMENT_BYTES", "MAX_ATTEMPTS", "MAX_CASES", "MAX_COUNT", "MAX_DEPTH", "MAX_DOCUMENT_BYTES", "MAX_LOOP", "MAX_MAP_ITEMS",
     "MAX_MATRIX_CELLS", "MAX_NAME", "MAX_NODES", "MAX_NUMBER", "MAX_PNML_BYTES", "MAX_RECORDS_BYTES", "MAX_STEPS",
     "NAME_PATTERN", "Fail", "check_cases", "check_matrix", "check_name", "check_output", "check_tree",
     "compose_yaml", "failing", "load_json", "load_yaml", "number", "open_database", "read_bytes", "read_text",
@@ -50,6 +50,8 @@ MAX_DOCUMENT_BYTES = 8 * MiB
 """A workflow or profile file: :data:`MAX_STEPS` steps with long prompts; libyaml parses 8 MB in about a second."""
 MAX_RECORDS_BYTES = 256 * MiB
 """A JSON-lines file (traces, batch inputs, arrival times): about a million records."""
+MAX_ATTACHMENT_BYTES = 20 * MiB
+"""A file a case passes to a model (an image, a document): OpenAI's own limit for one image."""
 MAX_PNML_BYTES = 64 * MiB
 """A PNML file: larger nets are over :data:`MAX_MATRIX_CELLS` anyway, and expat reads 64 MB in seconds."""
 MAX_DEPTH = 64
@@ -115,12 +117,13 @@ def read_bytes(path: str | os.PathLike[str], *, what: str, max_bytes: int, fail:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
         raise fail(f"cannot read {what}: {err.strerror}", hint="check the path and its permissions") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # before fdopen, which refuses a directory with an OSError of its own
+        os.close(fd)
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise fail(f"cannot read {what}: not a regular file but {kind}", hint="give the path of a regular file")
     with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-            raise fail(f"cannot read {what}: not a regular file but {kind}", hint="give the path of a regular file")
         try:
             data = f.read(max_bytes + 1)
         except OSError as err:

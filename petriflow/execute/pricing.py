@@ -19,8 +19,11 @@ from typing import Any
 
 from petriflow.spec.model import Priced, price_of
 
-__all__ = ["Priced", "call_cost", "estimate_cost", "estimate_tokens"]
+__all__ = ["FILE_PART_TOKENS", "Priced", "call_cost", "estimate_cost", "estimate_tokens"]
 
+FILE_PART_TOKENS = 1500
+"""What an image or file content part is assumed to cost in input tokens (a large image at high detail
+is about 1,100 on OpenAI's models): the budget check errs high, never by the megabytes of base64."""
 _CHARS_PER_TOKEN = 3.0  # conservative (real tokenisers average ~4 for English): estimates err high
 
 
@@ -36,8 +39,16 @@ def estimate_tokens(messages: Iterable[Mapping[str, Any]] | str) -> int:
         extra = 0
     else:
         msgs = list(messages)
-        chars = sum(len(str(m.get("content", ""))) for m in msgs)
-        extra = 4 * len(msgs)  # role markers of a chat template
+        chars = extra = 0
+        for m in msgs:
+            content = m.get("content", "")
+            parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+            for p in parts:
+                if isinstance(p, Mapping) and p.get("type") == "text":
+                    chars += len(str(p.get("text", "")))
+                else:  # an image or a file: what providers charge for a large one, not its base64 length
+                    extra += FILE_PART_TOKENS
+        extra += 4 * len(msgs)  # role markers of a chat template
     return int(chars / _CHARS_PER_TOKEN) + 1 + extra
 
 

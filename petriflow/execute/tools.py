@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from petriflow.errors import InputError, SpecError
+from petriflow.execute.attachments import content_part, is_file_ref, part_kind
 from petriflow.execute.imports import resolve, resolve_exceptions
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "idempotency_key",
     "label_of",
     "render",
+    "render_content",
     "wants_loop",
 ]
 
@@ -111,9 +113,16 @@ def as_text(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+_MARK = "\x00part{}\x00"
+_MARKS = re.compile("\x00part(\\d+)\x00")
+
+
 class _Formatter(string.Formatter):
-    def __init__(self, step: str) -> None:
+    """Fills a template; a file field becomes a marker when ``parts`` collects content parts, else an error."""
+
+    def __init__(self, step: str, parts: list[Any] | None = None) -> None:
         self.step = step
+        self.parts = parts
 
     def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
         if isinstance(key, int) or key not in kwargs:
@@ -123,15 +132,52 @@ class _Formatter(string.Formatter):
         return kwargs[key]
 
     def format_field(self, value: Any, format_spec: str) -> str:
-        return as_text(value) if not format_spec else format(value, format_spec)
+        files = [value] if is_file_ref(value) else (
+            value if isinstance(value, list) and value and all(is_file_ref(v) for v in value) else None)
+        if files is None:
+            return as_text(value) if not format_spec else format(value, format_spec)
+        if self.parts is None:
+            raise InputError("the prompt names a file input, which only a chat step's prompt can carry",
+                             where=f"step '{self.step}'",
+                             hint="send it to a chat model that reads files, or read it in a python step "
+                                  "(case['FIELD']['path']), e.g. OCR first and template its text")
+        marks = ""
+        for f in files:
+            self.parts.append(content_part(f, where=f"step '{self.step}'"))
+            marks += _MARK.format(len(self.parts) - 1)
+        return marks
+
+
+def _context(call: StepCall) -> dict[str, Any]:
+    ctx: dict[str, Any] = {**call.vars, **call.outputs, "loop_pass": call.loop_pass, "previous": call.previous}
+    if call.item is not None:
+        ctx["item"] = call.item
+    return ctx
 
 
 def render(template: str, call: StepCall, step: str) -> str:
     """``template`` with ``{name}`` replaced by a case variable, a step's output, or ``{item}``."""
-    ctx: dict[str, Any] = {**call.vars, **call.outputs, "loop_pass": call.loop_pass, "previous": call.previous}
-    if call.item is not None:
-        ctx["item"] = call.item
-    return _Formatter(step).vformat(template, (), ctx)
+    return _Formatter(step).vformat(template, (), _context(call))
+
+
+def render_content(template: str, call: StepCall, step: str) -> str | list[dict[str, Any]]:
+    """A message's ``content``: the rendered text, or, when it names file inputs, OpenAI content parts.
+
+    Each file field becomes a part where the template names it, between the
+    text parts around it (``"Describe {image}"`` is a text part, then an
+    ``image_url`` part); see :mod:`petriflow.execute.attachments`.
+    """
+    parts: list[Any] = []
+    text = _Formatter(step, parts).vformat(template, (), _context(call))
+    if not parts:
+        return text
+    out: list[dict[str, Any]] = []
+    for i, piece in enumerate(_MARKS.split(text)):
+        if i % 2:
+            out.append(parts[int(piece)])
+        elif piece.strip():
+            out.append({"type": "text", "text": piece})
+    return out
 
 
 def _pick(output: Any, config: Mapping[str, Any], key: str, default: tuple[str, ...]) -> Any:
@@ -276,9 +322,29 @@ class KindRunner:
             got = self._functions[step.id] = (fn, inspect.iscoroutinefunction(fn), takes_case)
         return got
 
-    def _messages(self, step: Any, call: StepCall) -> list[dict[str, str]]:
-        msgs = [{"role": "system", "content": render(step.system, call, step.id)}] if step.system else []
-        return msgs + [{"role": "user", "content": render(step.prompt or "{question}", call, step.id)}]
+    def _messages(self, step: Any, call: StepCall) -> list[dict[str, Any]]:
+        msgs: list[dict[str, Any]] = []
+        if step.system:
+            msgs.append({"role": "system", "content": render_content(step.system, call, step.id)})
+        msgs.append({"role": "user", "content": render_content(step.prompt or "{question}", call, step.id)})
+        return msgs
+
+    @staticmethod
+    def _check_accepts(step: Any, ep: Any, messages: list[dict[str, Any]]) -> None:
+        """Refuse to send a part the model is declared unable to read, rather than let it be dropped."""
+        accepts = getattr(ep, "accepts", None)
+        if accepts is None:
+            return
+        for m in messages:
+            for part in m["content"] if isinstance(m["content"], list) else ():
+                kind = part_kind(part)
+                if kind not in accepts:
+                    raise InputError(
+                        f"the prompt carries {'an image' if kind == 'image' else 'a file'}, but model "
+                        f"'{ep.model}' is declared to read only {', '.join(accepts)}",
+                        where=f"step '{step.id}'",
+                        hint="give the step a model that reads it (models: NAME: {base_url: ..., accepts: "
+                             "[text, image]}), or turn it into text first (an OCR python step)")
 
     def worst_cost(self, sp: Any, call: StepCall) -> float:
         """The most the next attempt can cost (0 for steps that call no model)."""
@@ -375,9 +441,10 @@ class KindRunner:
 
     async def _chat(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
         step, ep = sp.step, await self._endpoint_async(sp.step)
-        cfg = step.config
+        cfg, messages = step.config, self._messages(step, call)
+        self._check_accepts(step, ep, messages)
         res = await self.client.chat(
-            ep, self._messages(step, call), json_schema=dict(step.output_schema) if step.output_schema else None,
+            ep, messages, json_schema=dict(step.output_schema) if step.output_schema else None,
             max_tokens=int(cfg.get("max_tokens", 256)), temperature=float(cfg.get("temperature", 0.0)),
             timeout=timeout, stream=bool(cfg.get("stream", False)), step=sp.id,
             use_cache=bool(cfg.get("cache", True)))
