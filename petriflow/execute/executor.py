@@ -38,14 +38,13 @@ from petriflow.execute.identity import Identity, human_passes, step_of_key, stil
 from petriflow.execute.ownership import Leases
 from petriflow.execute.plan import Dag, Entry, Outcome, StepPlan
 from petriflow.execute.policies import StepPolicies
+from petriflow.execute.routing import choose_branch, loops_again
 from petriflow.execute.store import Checkpoint, MemoryStore
 from petriflow.execute.tools import (
     DEFAULT_TOOLS,
     KindRunner,
     StepCall,
     ToolRegistry,
-    label_of,
-    wants_loop,
 )
 from petriflow.execute.trace import TraceWriter, record_of
 from petriflow.trace import TraceRecord
@@ -423,17 +422,18 @@ class Executor:
         and routes name one), or finishes plainly when the step does not route.
         """
         step = sp.step
-        if step.loop is not None and wants_loop(output, step.loop.when, step.config):
+        npass = c.loop_pass(sp.id)
+        if step.loop is not None and loops_again(step, output, case=c.vars, loop_pass=npass):
             loop = sp.outcome("loop")
             if all(c.marking[p] >= w for p, w in loop.consumes):
                 return "loop"
             return step.loop.exhausted or ""
-        labels = sp.labels
-        if not labels:
+        if not sp.labels:
             return ""
-        label = label_of(output, labels, step.config)
+        label = choose_branch(step, output, case=c.vars, loop_pass=npass)
         if label is None:
-            raise StepFailed(f"output {str(output)[:80]!r} names none of the branches {list(labels)}",
+            words = [b.match for b in step.route]
+            raise StepFailed(f"output {str(output)[:80]!r} names none of the branches {words}",
                              where=f"step '{sp.id}'", hint="make the step's output one of the route labels")
         return label
 

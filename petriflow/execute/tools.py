@@ -64,8 +64,11 @@ from petriflow.execute.registry import (
 
 # -- how each step kind calls out ---------------------------------------------------------
 
+SCORE_TEMPERATURE = 0.05
+"""The temperature of a classify step's score: a similarity lead of 0.05 over another label is e:1 odds."""
+
 _RESERVED = ("kwargs", "args", "max_tokens", "temperature", "stream", "step_timeout", "route_field",
-             "loop_field", "thread", "poll", "cache", "input_type")
+             "loop_field", "thread", "poll", "cache", "input_type", "score_temperature")
 
 
 @dataclass(frozen=True)
@@ -458,7 +461,15 @@ class KindRunner:
         return KindResult([float(x) for x in res.vectors[0]], res.model, res.input_tokens, 0, res.cost)
 
     async def _classify(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
-        """Nearest centroid: the label whose examples' mean embedding is most similar (cosine) to the input."""
+        """Nearest centroid: the label whose examples' mean embedding is most similar (cosine) to the input.
+
+        The output is ``{"label": LABEL, "score": S}``: ``S`` is the softmax of
+        the cosine similarities to every label's centroid at temperature
+        ``config.score_temperature`` (:data:`SCORE_TEMPERATURE`), the
+        classifier's confidence in its label: ``1/n`` for ``n`` labels when
+        all are equally near, towards 1 as the chosen one is nearer than
+        the others.
+        """
         import numpy as np
 
         step, ep = sp.step, await self._endpoint_async(sp.step)
@@ -476,8 +487,11 @@ class KindRunner:
         labels, cents = self._centroids[step.id]
         res = await self.client.embed(ep, [self._query(step, call)], timeout=timeout, step=sp.id, input_type="query")
         v = np.asarray(res.vectors[0], dtype=np.float64)
-        scores = cents @ (v / (np.linalg.norm(v) or 1.0))
-        return KindResult(labels[int(np.argmax(scores))], res.model, tokens + res.input_tokens, 0, cost + res.cost)
+        sims = cents @ (v / (np.linalg.norm(v) or 1.0))
+        best = int(np.argmax(sims))
+        z = np.exp((sims - sims[best]) / float(step.config.get("score_temperature", SCORE_TEMPERATURE)))
+        out = {"label": labels[best], "score": round(float(z[best] / z.sum()), 6)}
+        return KindResult(out, res.model, tokens + res.input_tokens, 0, cost + res.cost)
 
     async def _centroids_of(self, sp: Any, ep: Any, timeout: float | None) -> tuple[int, float]:
         import numpy as np

@@ -17,6 +17,7 @@ import yaml
 
 from petriflow.errors import SpecError
 from petriflow.limits import MAX_DOCUMENT_BYTES, Fail, check_tree, compose_yaml, load_json, read_text
+from petriflow.spec import conditions
 from petriflow.spec.model import (
     Branch,
     Loop,
@@ -179,8 +180,9 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
             kind=raw["kind"],
             after=tuple(raw.get("after", ())),
             after_any=tuple(raw.get("after_any", ())),
-            route=tuple(Branch(to=b["to"], p=float(b["p"]), when=str(b.get("when", b["to"]))) for b in raw.get("route", ())),
-            loop=Loop(**raw["loop"]) if "loop" in raw else None,
+            route=tuple(_branch(b, fail_at=_condition_fail(file, where(i, "route", j, "when"), sid))
+                        for j, b in enumerate(raw.get("route", ()))),
+            loop=_loop(raw["loop"], _condition_fail(file, where(i, "loop", "when"), sid)) if "loop" in raw else None,
             map=MapOver(**raw["map"]) if "map" in raw else None,
             uses=dict(uses),
             retry=_retry(raw["retry"]) if "retry" in raw else Retry(),
@@ -217,6 +219,39 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
                   description=doc.get("description", ""), source=file, tools=tools)
     _check_references(wf, file, where, seen)
     return wf
+
+
+def _condition_fail(file: str, line: int | None, step: str) -> Any:
+    """Parse a ``when`` expression, or raise a :class:`SpecError` at its line, for its step."""
+
+    def parsed(text: str) -> None:
+        try:
+            conditions.parse(text)
+        except conditions.ConditionError as exc:
+            raise SpecError(f"`when`: {exc}", file=file, line=line, step=step, hint=exc.hint) from None
+
+    return parsed
+
+
+def _branch(raw: Mapping[str, Any], *, fail_at: Any) -> Branch:
+    """A route branch: its label (name, bare label or target) and its test (label, expression or else)."""
+    to, name, when = raw["to"], raw.get("name"), raw.get("when")
+    if when is None:
+        return Branch(to=to, p=float(raw["p"]), when=name or to, match=to)
+    when = str(when)
+    if when == "else":
+        return Branch(to=to, p=float(raw["p"]), when=name or to, default=True)
+    if conditions.is_label(when):
+        return Branch(to=to, p=float(raw["p"]), when=name or when, match=when)
+    fail_at(when)
+    return Branch(to=to, p=float(raw["p"]), when=name or to, condition=when)
+
+
+def _loop(raw: Mapping[str, Any], fail_at: Any) -> Loop:
+    loop = Loop(**raw)
+    if loop.condition is not None:
+        fail_at(loop.condition)
+    return loop
 
 
 def _retry(raw: Mapping[str, Any]) -> Retry:
@@ -257,7 +292,9 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
                 fail(s, "route", f"route probabilities sum to {total:g}, not 1", "make the branch `p` values add up to 1")
             whens = [b.when for b in s.route]
             if len(set(whens)) != len(whens):
-                fail(s, "route", "two branches have the same label", "give each branch its own `when`")
+                fail(s, "route", "two branches have the same label",
+                     "give each branch its own `when`, or a `name` (routes to one step need names)")
+            _check_exclusive(s, fail)
             for b in s.route:
                 if b.to not in ids:
                     fail(s, "route", f"route goes to unknown step '{b.to}'", f"define a step '{b.to}'")
@@ -332,6 +369,37 @@ def _check_references(wf: Workflow, file: str, where: Any, index: Mapping[str, i
     if not wf.initial_steps():
         raise SpecError("no step can start: every step waits on another", file=file, line=1,
                         hint="give at least one step no `after`")
+
+
+def _check_exclusive(s: Step, fail: Any) -> None:
+    """A route whose branches test expressions: one default at most, and no two tests true at once, no gaps."""
+    defaults = [b for b in s.route if b.default]
+    if len(defaults) > 1:
+        fail(s, "route", "two branches say `when: else`", "keep one default branch")
+    tests = {b.when: conditions.parse(b.condition) for b in s.route if b.condition is not None}
+    if not tests:
+        return
+    labels = [b.when for b in s.route if b.match is not None]
+    names = ", ".join(f"'{b}'" for b in tests)
+    if labels and not defaults:
+        fail(s, "route", f"branches {', '.join(repr(x) for x in labels)} match labels while {names} test "
+             "expressions, and whether both can hold cannot be decided",
+             "add a default branch `{when: else, to: STEP, p: P}`, or write every branch as an expression")
+    if labels:
+        return
+    domains: dict[tuple[str, ...], conditions.Domain] | None = {("output", "label"): conditions.Domain(values=tuple(s.labels)),
+               ("output", "score"): conditions.Domain(low=0.0, high=1.0)} if s.kind == "classify" else None
+    verdict = conditions.exclusivity(tests, has_default=bool(defaults), domains=domains)
+    if verdict.problem == "overlap":
+        a, b = verdict.branches
+        fail(s, "route", f"the conditions of branches '{a}' and '{b}' both hold when {verdict.example}",
+             "make the conditions exclusive (a route takes exactly one branch)")
+    if verdict.problem == "gap":
+        fail(s, "route", f"no branch's condition holds when {verdict.example}",
+             "cover that case, or add a default branch `{when: else, to: STEP, p: P}`")
+    if verdict.problem == "undecided" and not defaults:
+        fail(s, "route", f"whether the conditions of {names} exclude each other and cover every output cannot "
+             f"be decided ({verdict.reason})", "add a default branch `{when: else, to: STEP, p: P}`")
 
 
 def _check_exhausted(s: Step, fail: Any) -> None:

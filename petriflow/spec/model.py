@@ -22,18 +22,33 @@ def _frozen_map(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 @dataclass(frozen=True)
 class Branch:
-    """One branch of a route: go to step ``to`` when the output says ``when``."""
+    """One branch of a route: go to step ``to`` when its test holds; ``p`` is its chance in simulation.
+
+    ``when`` is the branch's label, what traces, profiles (``given``),
+    explanations and drawings call it: the branch's ``name`` if the file
+    gives one, else its bare label, else the ``to`` step's id. The test is
+    exactly one of ``match`` (a bare label the output must name, as
+    :func:`~petriflow.execute.tools.label_of` reads it), ``condition`` (an
+    expression of :mod:`petriflow.spec.conditions`) or ``default`` (``when:
+    else``: taken when no other branch's test holds).
+    """
 
     to: str
     p: float
     when: str
+    match: str | None = None
+    condition: str | None = None
+    default: bool = False
 
 
 @dataclass(frozen=True)
 class Loop:
     """Go back to the earlier step ``to``, at most ``max`` times; ``p`` is the chance per pass.
 
-    ``exhausted`` names the route branch (its ``when``) a step that both
+    ``when`` is a label the output names (or a field of it that is true),
+    or an expression over ``output``, ``case`` and ``loop_pass``
+    (:mod:`petriflow.spec.conditions`).
+    ``exhausted`` names the route branch (its label) a step that both
     loops and routes takes when its output asks for another pass but the
     budget is spent; such a step must name it, so running out of passes is
     a decision written in the workflow, never a silent first branch.
@@ -44,6 +59,13 @@ class Loop:
     p: float = 0.5
     when: str = "retry"
     exhausted: str | None = None
+
+    @property
+    def condition(self) -> str | None:
+        """``when`` if it is an expression (not one word): the loop goes back while it is true."""
+        from petriflow.spec.conditions import is_label
+
+        return None if is_label(self.when) else self.when
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,14 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                         "type": "object",
                         "required": ["to", "p"],
                         "additionalProperties": False,
-                        "properties": {"to": {"$ref": "#/$defs/id"}, "p": _PROB, "when": _TEXT},
+                        "properties": {
+                            "to": {"$ref": "#/$defs/id"},
+                            "p": _PROB,
+                            "when": {**_TEXT, "description": "a label the output names (one word), `else` "
+                                     "(the default branch) or an expression over output, case and loop_pass"},
+                            "name": {**_ID, "description": "the branch's label in traces, profiles and "
+                                     "drawings (default: the bare label, else the `to` step)"},
+                        },
                     },
                 },
                 "loop": {
@@ -161,7 +168,8 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                         "to": {"$ref": "#/$defs/id"},
                         "max": {"type": "integer", "minimum": 1, "maximum": MAX_LOOP},
                         "p": _PROB,
-                        "when": _TEXT,
+                        "when": {**_TEXT, "description": "a label the output names (or a true field of that "
+                                 "name), or an expression over output, case and loop_pass"},
                         "exhausted": {"type": "string", "description": "on a step that also routes: the "
                                       "branch (its `when`) taken when the output asks for another pass but "
                                       "the budget is spent"},
