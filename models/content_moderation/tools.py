@@ -152,7 +152,7 @@ def hold(inputs: dict[str, Any]) -> dict[str, Any]:
     """A post queued for a person: the decision record and why it was not decided automatically."""
     d = inputs["decide"]
     why = ("the image could not be read" if d["unreadable"] else
-           f"low confidence ({d['confidence']})" if d["confidence"] < 0.7 else f"risk {d['risk']}")
+           f"low confidence ({d['confidence']})" if d["confidence"] < 0.6 else f"uncertain risk ({d['risk']})")
     return {**d, "why": why}
 
 
