@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from petriflow.trace import read_traces
+from tests.cli_in_process import petriflow
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOW = ROOT / "models" / "content_moderation"
@@ -53,15 +54,17 @@ def _harm(out: dict[str, Any], bad: str) -> float:
     return float(out["score"]) if out["label"] == bad else 1.0 - float(out["score"])
 
 
-def _cli(*args: str | Path, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "petriflow", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+def _cli(*args: str | int | Path) -> Any:
+    """``petriflow ARGS`` in this process (the store is the run's SQLite file; the run is another process)."""
+    return petriflow(*map(str, args))
 
 
-def _show(db: Path, cwd: Path, env: dict[str, str]) -> dict[str, Any]:
-    res = _cli("runs", "show", RUN, "--db", db, "--json", cwd=cwd, env=env)
-    assert res.returncode == 0, res.stderr
-    return dict(json.loads(res.stdout))
+def _show(db: Path) -> dict[str, Any]:
+    res = _cli("runs", "show", RUN, "--db", db, "--json")
+    if res.code == 2 and f"no run '{RUN}'" in res.err:  # the run has not recorded itself yet
+        return {"cases": []}
+    assert res.code == 0, res.err
+    return dict(json.loads(res.out))
 
 
 def _signs() -> dict[str, str]:
@@ -82,19 +85,20 @@ def test_every_post_is_routed_by_the_rule_reviewed_when_unsure_and_audited_once(
          "--trace", str(trace), "--run-id", RUN, "--json"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # wait until every case has finished or waits for a person
+        # wait until every case has finished or waits for a person (held, not yet reviewed)
         deadline = time.monotonic() + 120
         while True:
-            assert proc.poll() is None or proc.returncode is not None
-            shown = _show(db, tmp_path, env) if db.exists() else {"cases": []}
-            pending = _cli("runs", "pending", RUN, "--db", db, cwd=tmp_path, env=env) if db.exists() else None
-            waiting = {int(line.split(" case ")[1].split()[0]) for line in (pending.stdout if pending else "")
-                       .splitlines() if " step 'review' " in line}
-            settled = [c for c in shown["cases"] if c["status"] in ("ok", "failed") or c["case"] in waiting]
+            shown = _show(db) if db.exists() else {"cases": []}
+            held = {c["case"] for c in shown["cases"] if "hold#1" in c["steps"] and "review#1" not in c["steps"]}
+            settled = [c for c in shown["cases"] if c["status"] in ("ok", "failed") or c["case"] in held]
             if len(shown["cases"]) == len(posts) and len(settled) == len(posts):
                 break
-            assert time.monotonic() < deadline, (shown, proc.poll())
+            assert proc.poll() is None and time.monotonic() < deadline, (shown, proc.poll())
             time.sleep(0.5)
+        pending = _cli("runs", "pending", RUN, "--db", db)
+        waiting = {int(line.split(" case ")[1].split()[0]) for line in pending.out.splitlines()
+                   if " step 'review' " in line}
+        assert waiting == held  # what `runs pending` lists is what waits
         outputs = {c["case"]: c["steps"] for c in shown["cases"]}
         decided = {k: o["decide#1"] for k, o in outputs.items() if "decide#1" in o}
         routes = {k: _rule(d) for k, d in decided.items()}
@@ -102,10 +106,10 @@ def test_every_post_is_routed_by_the_rule_reviewed_when_unsure_and_audited_once(
         assert set(routes.values()) == {"approve", "reject", "review"}  # the sample data takes every branch
         # a person answers: one case by its number, the others all at once
         first = min(waiting)
-        said = _cli("answer", RUN, "review", "reject", "--case", first, "--db", db, cwd=tmp_path, env=env)
-        assert said.returncode == 0, said.stderr
-        said = _cli("answer", RUN, "review", "approve", "--db", db, cwd=tmp_path, env=env)
-        assert said.returncode == 0, said.stderr
+        said = _cli("answer", RUN, "review", "reject", "--case", first, "--db", db)
+        assert said.code == 0, said.err
+        said = _cli("answer", RUN, "review", "approve", "--db", db)
+        assert said.code == 0, said.err
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
