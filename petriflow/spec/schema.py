@@ -154,7 +154,7 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                             "p": _PROB,
                             "when": {**_TEXT, "description": "a label the output names (one word), `else` "
                                      "(the default branch) or an expression over output, case and loop_pass"},
-                            "name": {**_ID, "description": "the branch's label in traces, profiles and "
+                            "name": {**_TEXT, "minLength": 1, "description": "the branch's label in traces, profiles and "
                                      "drawings (default: the bare label, else the `to` step)"},
                         },
                     },

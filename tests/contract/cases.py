@@ -10,6 +10,7 @@ how much they differ rather than hiding it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -75,6 +76,19 @@ def route(base_url: str) -> Workflow:
             .step("answer", kind="python", function=FIRST, after_any=["simple", "code", "search"]).build())
 
 
+LOW, HIGH = -math.log(0.7), -math.log(0.3)
+"""Thresholds on an exponential score of mean 1: P(score < LOW) = 0.3, P(LOW <= score < HIGH) = 0.4."""
+
+
+def condition(base_url: str) -> Workflow:
+    branches = [{"to": "human", "p": 0.3, "when": f"output.score < {LOW!r}", "name": "low"},
+                {"to": "cheap", "p": 0.4, "when": f"output.score >= {LOW!r} and output.score < {HIGH!r}"},
+                {"to": "thorough", "p": 0.3, "when": f"output.score >= {HIGH!r}"}]
+    return (_builder("condition", base_url).step("score", route=branches, **_chat("fast"))
+            .step("human", **_chat("small")).step("cheap", **_chat("small")).step("thorough", **_chat("big"))
+            .step("answer", kind="python", function=FIRST, after_any=["human", "cheap", "thorough"]).build())
+
+
 def map_retries(base_url: str) -> Workflow:
     return (_builder("map", base_url)
             .step("split", **_chat("fast", output_schema={"type": "array", "items": {"type": "string"}}))
@@ -124,6 +138,11 @@ _CASES: tuple[tuple[str, str, Callable[[str], Workflow], dict[str, Behaviour], L
     ("route", "classify -> one of simple (50%), code (30%), search (20%) -> answer; Poisson arrivals", route,
      {"classify": _ok(0.05, choices={"simple": 0.5, "code": 0.3, "search": 0.2}),
       "simple": _ok(0.05), "code": _ok(0.15, sigma=0.4, out=gamma(400, 8)), "search": _ok(0.08)},
+     Load.poisson(40.0), 300),
+    ("condition", "score -> `output.score` against two thresholds picks human (30%), cheap (40%) or "
+     "thorough (30%, big-model) -> answer; the server's score is exponential, the simulator draws `p`",
+     condition, {"score": _ok(0.05, scores=parse_dist({"dist": "exponential", "mean": 1.0})),
+                 "human": _ok(0.05), "cheap": _ok(0.05), "thorough": _ok(0.12, sigma=0.4, out=gamma(400, 8))},
      Load.poisson(40.0), 300),
     ("map_retries", "split into 1-4 items -> answer each; 15% 500s retried (3 attempts, pooled budget)",
      map_retries, {"split": _ok(0.05, items=Empirical((1, 2, 2, 3, 4)), max_items=4),

@@ -319,10 +319,12 @@ def profile_for(wf: Workflow, behaviours: Mapping[str, Behaviour], extra: Mappin
         b = behaviour_for(behaviours, s.id, _model_name(wf, s))
         if b is not None and s.kind in ("chat", "embed", "classify"):
             steps[s.id] = replace(_step_profile(s, b, extra.get(s.id, Fixed(0.0))), items=steps[s.id].items)
-        if s.route:
+        if s.route and not (b is not None and b.scores is not None and all(br.match is None for br in s.route)):
             if b is None or set(b.choices) != {br.when for br in s.route}:
-                raise ValueError(f"route '{s.id}' needs a behaviour whose choices are its branch labels")
+                raise ValueError(f"route '{s.id}' needs a behaviour whose choices are its branch labels "
+                                 "(or scores that its conditions test)")
             routes[s.id] = MappingProxyType(dict(b.choices))
+        # a route on conditions keeps the workflow's `p`: the scores are drawn so that each condition holds that often
         if s.map is not None:
             up = behaviour_for(behaviours, s.map.over, _model_name(wf, wf.step(s.map.over)))
             if up is None or up.items is None:

@@ -167,3 +167,26 @@ def test_throughput_interval_is_over_the_times_between_completions() -> None:
     lo, hi = executed_intervals(records, warmup=0.1)["throughput"]
     point = figures(records, warmup=0.1)["throughput"]
     assert lo < point < hi and 8 < lo and hi < 12.5  # about 10 a second, known to ~10% from 360 gaps
+
+
+def test_the_condition_cases_scores_take_each_branch_as_often_as_its_p() -> None:
+    """The server's score, through the executor's own branch choice, hits each branch at its `p` (4 SE)."""
+    from petriflow.execute.routing import choose_branch
+    from tests.execute.synthetic import Synthetic
+
+    case = next(c for c in CASES if c.name == "condition")
+    wf = case.build("http://unused/v1")
+    step = wf.step("score")
+    syn = Synthetic(case.behaviours, seed=3)
+    n = 4000
+    hits: dict[str, int] = {}
+    for _ in range(n):
+        d = syn.draw("score", None)
+        assert d is not None and d.reply is not None
+        label = choose_branch(step, d.reply, case={}, loop_pass=1)
+        assert label is not None
+        hits[label] = hits.get(label, 0) + 1
+    for b in step.route:
+        se = (b.p * (1 - b.p) / n) ** 0.5
+        assert abs(hits.get(b.when, 0) / n - b.p) < 4 * se, (b.when, hits)
+    assert profile_for(wf, case.behaviours, {}).routes["score"] == {b.when: b.p for b in step.route}

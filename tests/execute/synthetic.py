@@ -58,7 +58,9 @@ class Behaviour:
     server counts words). ``choices`` makes the answer one label, drawn with
     these probabilities; ``items`` makes it a JSON list of
     ``clip(rint(draw), 1, max_items)`` strings, as the simulator draws a map's
-    item count.
+    item count; ``scores`` makes it the JSON object ``{"score": draw}``, for
+    a route whose conditions test ``output.score`` (drawn after everything
+    else, so the other draws of a key are the same with or without it).
     """
 
     latency: Dist = ZERO
@@ -68,6 +70,7 @@ class Behaviour:
     choices: Mapping[str, float] = field(default_factory=lambda: _ro(None))
     items: Dist | None = None
     max_items: int = 1
+    scores: Dist | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "errors", _ro(self.errors))
@@ -89,7 +92,7 @@ class Behaviour:
     def to_doc(self) -> dict[str, Any]:
         """The JSON form :meth:`from_doc` reads back (and ``/control/behaviours`` takes)."""
         doc: dict[str, Any] = {"latency": self.latency.to_doc()}
-        for key in ("input_tokens", "output_tokens", "items"):
+        for key in ("input_tokens", "output_tokens", "items", "scores"):
             d = getattr(self, key)
             if d is not None:
                 doc[key] = d.to_doc()
@@ -110,7 +113,7 @@ class Behaviour:
                    output_tokens=dist("output_tokens"), errors={str(k): float(v) for k, v in
                                                                 (doc.get("errors") or {}).items()},
                    choices={str(k): float(v) for k, v in (doc.get("choices") or {}).items()},
-                   items=dist("items"), max_items=int(doc.get("max_items", 1)))
+                   items=dist("items"), max_items=int(doc.get("max_items", 1)), scores=dist("scores"))
 
 
 def behaviour_for(behaviours: Mapping[str, Behaviour], step: str | None, model: str | None) -> Behaviour | None:
@@ -184,6 +187,8 @@ class Synthetic:
         n_items = _count(b.items, rng)
         if n_items is not None:
             reply = json.dumps([f"item {i + 1}" for i in range(min(max(n_items, 1), b.max_items))])
+        if b.scores is not None:
+            reply = json.dumps({"score": float(b.scores.sample(rng, 1)[0])})
         self.log.append({"key": key, "step": step, "model": model, "fault": fault, "delay": delay,
                          "input_tokens": n_in, "output_tokens": n_out})
         return Draw(fault, delay, reply, n_in, n_out)

@@ -56,7 +56,7 @@ def _corner_cases() -> dict[str, Workflow]:
         # a fallback of a looping router finishes as its owner: branches and the owner's loop budget
         "looping_router_fallback": b("lrf").step("a", kind="python")
         .step("pick", kind="python", after=["a"], fallback="pick_fb", retry={"max_attempts": 2},
-              route=[{"to": "x", "p": 0.5, "when": "x y"}, {"to": "y", "p": 0.5, "when": "x_y"}],
+              route=[{"to": "x", "p": 0.5, "when": "xy", "name": "x y"}, {"to": "y", "p": 0.5, "when": "x_y"}],
               loop={"to": "a", "max": 3, "exhausted": "x y"})
         .step("pick_fb", kind="python").step("x", kind="python").step("y", kind="python").build(),
     }
