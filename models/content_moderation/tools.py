@@ -184,6 +184,7 @@ def audit(inputs: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
 
 
 def audit_failure(inputs: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
-    """The ``on_failure`` handler: a step failed for good, and the post still gets its audit row."""
-    done = sorted(k for k in inputs if k not in ("loop_pass", "previous"))
-    return _write(case, "failed", "petriflow", {"finished": done}, "a step failed; see `petriflow runs show`")
+    """The ``on_failure`` handler: a step failed for good, and the post still gets its audit row, with why."""
+    failure = inputs.get("failure") or {}
+    return _write(case, "failed", "petriflow", {"step": failure.get("step")},
+                  failure.get("error") or "a step failed (see `petriflow runs show`)")

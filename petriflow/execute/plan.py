@@ -92,6 +92,7 @@ class StepPlan:
     fail_out: Outcome | None = None  # failing for good hands over to the on_failure handler (label "failed")
     loop_body: tuple[str, ...] = ()  # a step that loops: the steps each pass runs (their outputs become `previous`)
     in_loop: bool = False  # the step (or the step it stands in for) is inside some loop's body
+    handler: bool = False  # an on_failure handler: it starts when another step fails for good
 
     def outcome(self, label: str) -> Outcome:
         for o in self.outcomes:
@@ -184,6 +185,7 @@ def _step_plan(net: WorkflowNet, w: StepWiring, s: Step, *, upstream: tuple[str,
         give_up=w.give_up.transition if w.give_up else None, map=map_plan, loop_body=loop_body, in_loop=in_loop,
         fail_out=Outcome("failed", w.on_failure.transition, (), post(w.on_failure.transition)) if w.on_failure
         else None,
+        handler=any(st.way.kind is EntryKind.FAILURE for st in w.starts),
     )
 
 

@@ -81,6 +81,8 @@ class StepCall:
     while ``outputs`` has the latest output of each step. Templates read
     them as ``{loop_pass}`` and ``{previous[STEP]}``; Python steps inside a
     loop get them as ``inputs["loop_pass"]`` and ``inputs["previous"]``.
+    An ``on_failure`` handler is told what failed: ``failure`` is
+    ``{"step": STEP, "error": TEXT}`` (``inputs["failure"]``, ``{failure[error]}``).
     """
 
     run_id: str
@@ -92,6 +94,7 @@ class StepCall:
     index: int | None = None  # the map item's position, for the trace
     loop_pass: int = 1
     previous: Mapping[str, Any] = field(default_factory=dict)
+    failure: Mapping[str, str] | None = None  # in an on_failure handler: {"step", "error"} of the step that failed
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,8 @@ def _context(call: StepCall) -> dict[str, Any]:
     ctx: dict[str, Any] = {**call.vars, **call.outputs, "loop_pass": call.loop_pass, "previous": call.previous}
     if call.item is not None:
         ctx["item"] = call.item
+    if call.failure is not None:
+        ctx["failure"] = dict(call.failure)
     return ctx
 
 
@@ -408,6 +413,8 @@ class KindRunner:
             inputs["item"] = call.item
         if sp.in_loop:
             inputs["loop_pass"], inputs["previous"] = call.loop_pass, dict(call.previous)
+        if call.failure is not None and sp.handler:
+            inputs["failure"] = dict(call.failure)
         return inputs
 
     @staticmethod

@@ -121,16 +121,17 @@ def test_every_post_is_routed_by_the_rule_reviewed_when_unsure_and_audited_once(
     ids = {k: p["id"] for k, p in enumerate(posts)}
 
     # the audit log: one row per post, whatever path it took
-    rows = sqlite3.connect(audit_db).execute("SELECT post, verdict, by, record FROM audit").fetchall()
+    rows = sqlite3.connect(audit_db).execute("SELECT post, verdict, by, record, error FROM audit").fetchall()
     assert sorted(r[0] for r in rows) == sorted(ids.values())
     audit = {r[0]: r for r in rows}
     records = read_traces(trace)
     for k, post in enumerate(posts):
-        _, verdict, by, record = audit[post["id"]]
+        _, verdict, by, record, error = audit[post["id"]]
         ran = {r.step for r in records if r.case == k and r.outcome == "ok"}
         if k not in decided:  # the post whose image is no image: ingest failed, the handler audited it
             assert post["image"]["path"] == "not_an_image.png"
             assert not cases[k]["ok"] and verdict == "failed" and ran == {"audit_failed"}
+            assert json.loads(record) == {"step": "ingest"} and "is not an image" in error  # told why
             continue
         d, route = decided[k], routes[k]
         # the record agrees with the classifiers' stored outputs
