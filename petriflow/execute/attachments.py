@@ -2,12 +2,14 @@
 
 **The one rule.** A case field is a *file* when its value is an object with
 exactly one of ``path`` (a local file) or ``url`` (``http(s)://`` or a
-``data:`` URL), and optionally ``type`` (its MIME type); a list of such
+``data:`` URL), and optionally ``type`` (its MIME type) and ``sha256``; a list of such
 objects is a list of files. On the command line ``--input image=@photo.png``
 is short for ``{"path": "photo.png"}`` (``@@`` keeps a literal ``@``). A
 relative path is read from the directory of the ``--inputs`` file that names
 it (the current directory for ``--input``), and is stored absolute, so a
-resume or a Python step finds the same file.
+resume or a Python step finds the same file, with the ``sha256`` of its bytes,
+so the run's identity covers the content and a file changed before a resume
+is refused rather than sent.
 
 **Where it goes.** In a ``chat`` step's ``prompt`` (or ``system``), ``{image}``
 becomes a content part at that place in the message: an image as
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import mimetypes
 import os
 import re
@@ -45,7 +48,7 @@ from petriflow.limits import MAX_ATTACHMENT_BYTES, failing, read_bytes
 __all__ = ["FileRef", "content_part", "is_file_ref", "parse_ref", "part_kind", "read_file", "resolve_case",
            "shorthand"]
 
-_KEYS = frozenset({"path", "url", "type"})
+_KEYS = frozenset({"path", "url", "type", "sha256"})
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)", re.DOTALL)
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
           (b"GIF89a", "image/gif"), (b"%PDF-", "application/pdf"))
@@ -59,6 +62,7 @@ class FileRef:
     path: str | None
     url: str | None
     type: str
+    sha256: str | None = None  # of a local file's bytes when the run started: a changed file is refused
 
     @property
     def name(self) -> str:
@@ -66,7 +70,9 @@ class FileRef:
         return Path(self.path).name if self.path else "upload"
 
     def to_json(self) -> dict[str, str]:
-        return {"path": self.path, "type": self.type} if self.path else {"url": self.url or "", "type": self.type}
+        if self.path:
+            return {"path": self.path, "type": self.type, **({"sha256": self.sha256} if self.sha256 else {})}
+        return {"url": self.url or "", "type": self.type}
 
 
 def _meant_as_file(value: Any) -> bool:
@@ -116,7 +122,11 @@ def parse_ref(value: Any, *, where: str, base: Path | None = None) -> FileRef:
         data = read_bytes(p, what=f"the file {p}", max_bytes=MAX_ATTACHMENT_BYTES, fail=failing(InputError, where))
         if not data:
             raise InputError(f"the file {p} is empty", where=where, hint="give a file with content")
-        return FileRef(path=str(p.resolve()), url=None, type=declared or _sniff(data, p.name))
+        digest = hashlib.sha256(data).hexdigest()
+        if value.get("sha256") not in (None, digest):
+            raise InputError(f"the file {p} has changed since its sha256 was taken", where=where,
+                             hint="start a new run for the new file, or put the old file back")
+        return FileRef(path=str(p.resolve()), url=None, type=declared or _sniff(data, p.name), sha256=digest)
     url = value["url"]
     if url.startswith("data:"):
         mime, data = _data_url(url, where)
@@ -162,8 +172,12 @@ def read_file(ref: Any, *, where: str = "a file input") -> bytes:
     """The bytes of a file reference (a local path or a data: URL; an http(s) URL is not fetched)."""
     r = ref if isinstance(ref, FileRef) else parse_ref(ref, where=where)
     if r.path is not None:
-        return read_bytes(r.path, what=f"the file {r.path}", max_bytes=MAX_ATTACHMENT_BYTES,
+        data = read_bytes(r.path, what=f"the file {r.path}", max_bytes=MAX_ATTACHMENT_BYTES,
                           fail=failing(InputError, where))
+        if r.sha256 is not None and hashlib.sha256(data).hexdigest() != r.sha256:
+            raise InputError(f"the file {r.path} has changed since the run started", where=where,
+                             hint="start a new run for the new file, or put the old file back")
+        return data
     if r.url and r.url.startswith("data:"):
         return _data_url(r.url, where)[1]
     raise InputError(f"{r.url} is a remote URL, which petriflow does not fetch", where=where,

@@ -186,3 +186,13 @@ def test_an_image_costs_its_budget_estimate_in_tokens_not_in_base64(tmp_path: Pa
     assert len(part["image_url"]["url"]) > 200_000
     msgs = [{"role": "user", "content": [{"type": "text", "text": "x" * 30}, part]}]
     assert estimate_tokens(msgs) == 10 + 1 + FILE_PART_TOKENS + 4
+
+
+def test_a_file_changed_after_the_run_started_is_refused_not_sent(tmp_path: Path) -> None:
+    png = _png(tmp_path)
+    case = resolve_case({"image": {"path": "pic.png"}}, where="case 0", base=tmp_path)
+    assert case["image"]["path"] == str(png) and len(case["image"]["sha256"]) == 64
+    assert content_part(case["image"])["type"] == "image_url"  # unchanged: sent
+    _png(tmp_path, colour="blue")  # the same name, other pixels
+    with pytest.raises(InputError, match="has changed"):
+        content_part(case["image"])
