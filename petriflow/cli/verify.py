@@ -65,7 +65,10 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
     """Check deadlock-freedom, boundedness, soundness and liveness of PATH.
 
     A failing property comes with its witness: the shortest firing sequence,
-    told as workflow steps, and what is stuck where it ends. `--property
+    told as workflow steps, and what is stuck where it ends. A workflow's
+    templates are checked too: a step may read only the steps finished on
+    every path to it (a reference that may be missing fails the check, with
+    a path on which it did not run). `--property
     deadlock` alone searches a stubborn-set reduced state space (states is
     null, states_reduced counts) unless --full.
     """
@@ -78,8 +81,30 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
     show = sys.stderr.isatty() if progress is None else progress
     report = run_check(net, properties=props or PROPERTIES, max_states=max_states, full=full,
                        max_bytes=max_memory * 2**20 if max_memory else None, progress=show and not as_json)
-    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.explain())
-    sys.exit(report.exit_code)
+    refs = _references(path)
+    if as_json:
+        doc = report.to_json()
+        if refs is not None:
+            doc["references"] = refs is not None and not refs
+            doc["reference_problems"] = [r.to_json() for r in refs]
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        click.echo(report.explain())
+        if refs:
+            click.echo("references: a step reads a step that may not have run")
+            for r in refs:
+                click.echo(f"  {r.message}")
+    sys.exit(1 if refs and report.exit_code != 1 else report.exit_code)
+
+
+def _references(path: str) -> list[Any] | None:
+    """What a workflow's templates read that may be missing (:mod:`petriflow.spec.visibility`); None for PNML."""
+    if Path(path).suffix.lower() == ".pnml":
+        return None
+    from petriflow.spec import load
+    from petriflow.spec.visibility import problems
+
+    return problems(load(path))
 
 
 @click.command()

@@ -64,7 +64,13 @@ def _text(value: Any) -> str:
 
 
 def first_answer(inputs: Mapping[str, Any]) -> dict[str, str]:
-    """``{"answer": text of the answerer that ran, "route": its step id}`` (after an XOR-join)."""
+    """``{"answer": text of the answerer that ran, "route": its step id}`` (after an XOR-join).
+
+    The join's ``after_any``/``after_any_step`` inputs name it; without them (a call by hand), the first
+    input that is not None.
+    """
+    if "after_any_step" in inputs:
+        return {"answer": _text(inputs.get("after_any")), "route": str(inputs["after_any_step"])}
     for step, value in inputs.items():
         if value is not None:
             return {"answer": _text(value), "route": step}

@@ -369,8 +369,8 @@ class Executor:
         c.events.append(start)
         t0 = time.time()
         try:
-            call = StepCall(c.run_id, c.index, key, c.vars, c.outputs, loop_pass=c.loop_pass(sp.id), previous=c.previous,
-                            failure=c.failure_info())
+            call = StepCall(c.run_id, c.index, key, c.vars, sp.view(c.outputs), loop_pass=c.loop_pass(sp.id),
+                            previous=c.previous, failure=c.failure_info())
             res = self.kinds.run_python_sync(sp, call)
         except Exception as exc:
             first = (exc, t0, time.time())
@@ -406,6 +406,8 @@ class Executor:
                 if d.holds:
                     self.policies.release(sp)
                 raise
+        c.outputs.pop(d.step, None)  # re-inserted: the outputs stay in finish order (see StepPlan.view)
+        c.outputs.pop(d.ran, None)
         c.outputs[d.step] = c.outputs[d.ran] = d.output
         if d.attempt is not None:
             self.trace.write(d.attempt, stored=True)  # committed with the checkpoint above

@@ -29,11 +29,12 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from petriflow.errors import UnsoundWorkflowError
+from petriflow.errors import SpecError, UnsoundWorkflowError
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
 from petriflow.net.wiring import EntryKind, Finish, NetWiring, PlaceRole, StepWiring, TransitionRole
 from petriflow.spec.model import Resource, Step, Workflow
+from petriflow.spec.visibility import AFTER_ANY, AFTER_ANY_STEP, problems, visible_table
 
 __all__ = ["Dag", "Entry", "MapPlan", "Outcome", "StepPlan", "plan"]
 
@@ -93,6 +94,22 @@ class StepPlan:
     loop_body: tuple[str, ...] = ()  # a step that loops: the steps each pass runs (their outputs become `previous`)
     in_loop: bool = False  # the step (or the step it stands in for) is inside some loop's body
     handler: bool = False  # an on_failure handler: it starts when another step fails for good
+    sees: frozenset[str] = frozenset()  # the steps finished on every path to this one (petriflow.spec.visibility)
+    joins: tuple[str, ...] = ()  # its after_any steps: the one that ran is read as `after_any`
+
+    def view(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
+        """What this step reads of a case's outputs: the steps it sees, and which of its ``after_any`` ran.
+
+        ``outputs`` is in finish order (the executor re-inserts a step's
+        output when it finishes again), so the last of the joins in it is
+        the one that ran on this pass.
+        """
+        out = {u: outputs[u] for u in self.sees if u in outputs}
+        if self.joins:
+            ran = [u for u in outputs if u in self.joins]
+            if ran:
+                out[AFTER_ANY], out[AFTER_ANY_STEP] = outputs[ran[-1]], ran[-1]
+        return out
 
     def outcome(self, label: str) -> Outcome:
         for o in self.outcomes:
@@ -158,7 +175,7 @@ def _label(f: Finish) -> str:
 
 
 def _step_plan(net: WorkflowNet, w: StepWiring, s: Step, *, upstream: tuple[str, ...], owner: str | None,
-               loop_body: tuple[str, ...], in_loop: bool) -> StepPlan:
+               loop_body: tuple[str, ...], in_loop: bool, sees: frozenset[str], joins: tuple[str, ...]) -> StepPlan:
     """One step's plan: its wiring record, with the control places of each transition read off the net."""
     wiring = net.require_wiring()
 
@@ -183,6 +200,7 @@ def _step_plan(net: WorkflowNet, w: StepWiring, s: Step, *, upstream: tuple[str,
         owner=owner, fallback=s.fallback, fail=retry.fail if retry else None,
         retry_budget=retry.budget if retry else None, retry=retry.retry if retry else None,
         give_up=w.give_up.transition if w.give_up else None, map=map_plan, loop_body=loop_body, in_loop=in_loop,
+        sees=sees, joins=joins,
         fail_out=Outcome("failed", w.on_failure.transition, (), post(w.on_failure.transition)) if w.on_failure
         else None,
         handler=any(st.way.kind is EntryKind.FAILURE for st in w.starts),
@@ -197,16 +215,23 @@ def plan(workflow: Workflow, *, report: Any = None, net: WorkflowNet | None = No
     """
     net = lower(workflow) if net is None else net
     report = _check(net, report)
+    refs = problems(workflow)
+    if refs:
+        raise SpecError(refs[0].message, file=workflow.source, step=refs[0].step,
+                        hint="read it only where it ran on every path: after an XOR-join through {after_any}, "
+                             "or wait for it with `after`; `petriflow check` lists every such reference")
     wf = workflow
     wiring = net.require_wiring()
     owners = wf.fallback_owner
     steps: dict[str, StepPlan] = {}
     bodies = {s.id: wf.loop_region(s.id) for s in wf.steps if s.loop is not None}
     looped = {v for body in bodies.values() for v in body}
+    sees = visible_table(wf)
     for s in wf.steps:
         root = wf.root_of(s.id)  # a fallback (of a fallback) waits on what the step it stands in for waits on
         steps[s.id] = _step_plan(net, wiring.steps[s.id], s, upstream=wf.step(root).inputs + wf.routers_of(root),
-                                 owner=owners.get(s.id), loop_body=bodies.get(root, ()), in_loop=root in looped)
+                                 owner=owners.get(s.id), loop_body=bodies.get(root, ()), in_loop=root in looped,
+                                 sees=sees[s.id], joins=wf.step(root).after_any)
     begin = Outcome("", wiring.begin, (), _control(wiring, net.postset(wiring.begin)))
     end = Entry(wiring.end, _control(wiring, net.preset(wiring.end)))
     watchers: dict[str, list[str]] = {}

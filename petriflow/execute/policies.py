@@ -182,7 +182,7 @@ class StepPolicies:
         step_timeout = float(raw_deadline) if raw_deadline is not None else None
         has_fallback = sp.fallback is not None and sp.give_up is not None
         t_begin = self.clock()
-        call = StepCall(c.run_id, c.index, key, c.vars, c.outputs, item, index,
+        call = StepCall(c.run_id, c.index, key, c.vars, sp.view(c.outputs), item, index,
                         c.loop_pass(self.dag.workflow.root_of(sp.id)), c.previous, c.failure_info())
         attempt = 0
         while True:

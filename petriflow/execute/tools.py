@@ -75,6 +75,9 @@ _RESERVED = ("kwargs", "args", "max_tokens", "temperature", "stream", "step_time
 class StepCall:
     """What one step execution sees: the case's variables, the outputs so far, its map item, its loop pass.
 
+    ``outputs`` holds what the step sees (:meth:`~petriflow.execute.plan.StepPlan.view`): the
+    steps finished on every path to it, and after an XOR-join ``after_any``
+    and ``after_any_step``.
     ``loop_pass`` counts this step's runs in the case (1 on the first; the
     n-th pass round a loop is pass n); ``previous`` holds, for every step of
     a loop body, its output on the pass before (empty on the first pass),
@@ -132,8 +135,8 @@ class _Formatter(string.Formatter):
 
     def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
         if isinstance(key, int) or key not in kwargs:
-            raise InputError(f"the prompt names '{{{key}}}', which is neither a case variable nor a step that ran",
-                             where=f"step '{self.step}'",
+            raise InputError(f"the prompt names '{{{key}}}', which is neither a case variable nor a step this "
+                             "one sees (a step finished on every path to it)", where=f"step '{self.step}'",
                              hint=f"known here: {', '.join(sorted(kwargs)) or 'nothing'}") from None
         return kwargs[key]
 
@@ -408,7 +411,7 @@ class KindRunner:
 
     @staticmethod
     def _inputs(sp: Any, call: StepCall) -> dict[str, Any]:
-        inputs = {u: call.outputs[u] for u in sp.upstream if u in call.outputs}
+        inputs = dict(call.outputs)  # what the step sees (StepPlan.view): the same rule as its templates
         if call.item is not None:
             inputs["item"] = call.item
         if sp.in_loop:

@@ -161,7 +161,8 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
     seen: dict[str, int] = {}
     for i, raw in enumerate(doc["steps"]):
         sid = raw["id"]
-        if sid in ("begin", "end", "loop_pass", "previous"):  # the net's ends; the names a loop pass reads
+        if sid in ("begin", "end", "loop_pass", "previous", "after_any", "after_any_step"):
+            # the net's ends; the names a loop pass and an XOR-join read
             raise SpecError(f"'{sid}' is reserved", file=file, line=where(i, "id"), step=sid, hint="rename the step")
         if sid in seen:
             raise SpecError(f"duplicate step id '{sid}' (first defined on line {where(seen[sid])})",
