@@ -78,7 +78,8 @@ def test_the_reviewer_answer_must_be_approve_or_reject(tools: Any) -> None:
 
 
 def test_each_audit_call_is_one_row(tools: Any, tmp_path: Path) -> None:
-    tools.audit({"approve": {"verdict": "approved", "by": "rules", "risk": 0.1}}, case={"id": "a"})
+    tools.audit({"after_any": {"verdict": "approved", "by": "rules", "risk": 0.1}, "after_any_step": "approve"},
+                case={"id": "a"})
     tools.audit_failure({"failure": {"step": "ingest", "error": "boom"}}, case={"id": "b"})
     rows = sqlite3.connect(tmp_path / "audit.sqlite").execute("SELECT post, verdict, by, error FROM audit").fetchall()
     assert sorted(rows) == [("a", "approved", "rules", None), ("b", "failed", "petriflow", "boom")]

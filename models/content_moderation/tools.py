@@ -179,7 +179,7 @@ def _write(case: dict[str, Any], verdict: str, by: str, record: dict[str, Any], 
 
 def audit(inputs: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
     """One audit row for the verdict of whichever path ran (approve, reject, or a person's review)."""
-    (record,) = inputs.values()
+    record = inputs["after_any"]  # the verdict of the branch that ran (the XOR-join's output)
     return _write(case, record["verdict"], record["by"], record, None)
 
 
