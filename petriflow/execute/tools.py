@@ -186,7 +186,7 @@ def render_content(template: str, call: StepCall, step: str) -> str | list[dict[
     for i, piece in enumerate(_MARKS.split(text)):
         if i % 2:
             out.append(parts[int(piece)])
-        elif piece.strip():
+        elif piece:  # whitespace too: the text parts are exactly the template's text, nothing dropped
             out.append({"type": "text", "text": piece})
     return out
 

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from petriflow.errors import InputError
 from petriflow.execute.attachments import content_part, parse_ref, resolve_case
 from petriflow.execute.pricing import FILE_PART_TOKENS, estimate_tokens
+from petriflow.execute.tools import StepCall, render_content
 from tests.cli_in_process import petriflow
 from tests.execute.fault_server import FaultServer
 
@@ -196,3 +199,25 @@ def test_a_file_changed_after_the_run_started_is_refused_not_sent(tmp_path: Path
     _png(tmp_path, colour="blue")  # the same name, other pixels
     with pytest.raises(InputError, match="has changed"):
         content_part(case["image"])
+
+
+_TEXT = st.text(st.characters(blacklist_characters="{}\x00", blacklist_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pieces=st.lists(st.one_of(_TEXT, st.sampled_from(["{a}", "{b}", "{note}"])), max_size=8))
+def test_content_parts_are_the_template_in_order_with_each_file_in_its_place(pieces: list[str]) -> None:
+    """Property: the text parts, joined, are the template's text with the notes filled in; the files come
+    out in the order the template names them; nothing else is added or dropped."""
+    files = {"a": {"url": "data:image/png;base64,iVBORw0KGgo="}, "b": {"url": "data:image/gif;base64,R0lGODlh"}}
+    call = StepCall("r", 0, "k", {**files, "note": "n"}, {})
+    content = render_content("".join(pieces), call, "s")
+    text = "".join(p for p in pieces if p not in ("{a}", "{b}")).replace("{note}", "n")
+    named = [p[1] for p in pieces if p in ("{a}", "{b}")]
+    if not named:
+        assert content == text
+        return
+    assert isinstance(content, list)
+    assert "".join(p["text"] for p in content if p["type"] == "text") == text
+    assert all(p["text"] for p in content if p["type"] == "text")
+    assert [p["image_url"]["url"] for p in content if p["type"] == "image_url"] == [files[n]["url"] for n in named]
