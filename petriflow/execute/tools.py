@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import re
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from petriflow.errors import InputError, SpecError
-from petriflow.execute.attachments import content_part, is_file_ref, part_kind
+from petriflow.execute.attachments import part_kind
 from petriflow.execute.imports import resolve, resolve_exceptions
+from petriflow.execute.templates import as_text, render, render_content
 
 __all__ = [
     "DEFAULT_TOOLS",
@@ -109,86 +108,6 @@ class KindResult:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float = 0.0
-
-
-def as_text(value: Any) -> str:
-    """How an upstream output reads inside a prompt: text as is, a list of texts one per line, else JSON."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "\n".join(value)
-    return json.dumps(value, default=str)
-
-
-_MARK = "\x00part{}\x00"
-_MARKS = re.compile("\x00part(\\d+)\x00")
-
-
-class _Formatter(string.Formatter):
-    """Fills a template; a file field becomes a marker when ``parts`` collects content parts, else an error."""
-
-    def __init__(self, step: str, parts: list[Any] | None = None) -> None:
-        self.step = step
-        self.parts = parts
-
-    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
-        if isinstance(key, int) or key not in kwargs:
-            raise InputError(f"the prompt names '{{{key}}}', which is neither a case variable nor a step this "
-                             "one sees (a step finished on every path to it)", where=f"step '{self.step}'",
-                             hint=f"known here: {', '.join(sorted(kwargs)) or 'nothing'}") from None
-        return kwargs[key]
-
-    def format_field(self, value: Any, format_spec: str) -> str:
-        files = [value] if is_file_ref(value) else (
-            value if isinstance(value, list) and value and all(is_file_ref(v) for v in value) else None)
-        if files is None:
-            return as_text(value) if not format_spec else format(value, format_spec)
-        if self.parts is None:
-            raise InputError("the prompt names a file input, which only a chat step's prompt can carry",
-                             where=f"step '{self.step}'",
-                             hint="send it to a chat model that reads files, or read it in a python step "
-                                  "(case['FIELD']['path']), e.g. OCR first and template its text")
-        marks = ""
-        for f in files:
-            self.parts.append(content_part(f, where=f"step '{self.step}'"))
-            marks += _MARK.format(len(self.parts) - 1)
-        return marks
-
-
-def _context(call: StepCall) -> dict[str, Any]:
-    ctx: dict[str, Any] = {**call.vars, **call.outputs, "loop_pass": call.loop_pass, "previous": call.previous}
-    if call.item is not None:
-        ctx["item"] = call.item
-    if call.failure is not None:
-        ctx["failure"] = dict(call.failure)
-    return ctx
-
-
-def render(template: str, call: StepCall, step: str) -> str:
-    """``template`` with ``{name}`` replaced by a case variable, a step's output, or ``{item}``."""
-    return _Formatter(step).vformat(template, (), _context(call))
-
-
-def render_content(template: str, call: StepCall, step: str) -> str | list[dict[str, Any]]:
-    """A message's ``content``: the rendered text, or, when it names file inputs, OpenAI content parts.
-
-    Each file field becomes a part where the template names it, between the
-    text parts around it (``"Describe {image}"`` is a text part, then an
-    ``image_url`` part); see :mod:`petriflow.execute.attachments`.
-    """
-    parts: list[Any] = []
-    text = _Formatter(step, parts).vformat(template, (), _context(call))
-    if not parts:
-        return text
-    out: list[dict[str, Any]] = []
-    for i, piece in enumerate(_MARKS.split(text)):
-        if i % 2:
-            out.append(parts[int(piece)])
-        elif piece:  # whitespace too: the text parts are exactly the template's text, nothing dropped
-            out.append({"type": "text", "text": piece})
-    return out
 
 
 def _pick(output: Any, config: Mapping[str, Any], key: str, default: tuple[str, ...]) -> Any:
