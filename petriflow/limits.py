@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     import sqlite3
 
 __all__ = [
-    "MAX_ATTEMPTS", "MAX_CASES", "MAX_COUNT", "MAX_DEPTH", "MAX_DOCUMENT_BYTES", "MAX_LOOP", "MAX_MAP_ITEMS",
-    "MAX_MATRIX_CELLS", "MAX_NAME", "MAX_NODES", "MAX_NUMBER", "MAX_PDF_BYTES", "MAX_PDF_PAGES", "MAX_PNML_BYTES",
-    "MAX_RECORDS_BYTES", "MAX_STEPS",
+    "MAX_ATTACHMENT_BYTES", "MAX_ATTEMPTS", "MAX_CASES", "MAX_COUNT", "MAX_DEPTH", "MAX_DOCUMENT_BYTES",
+    "MAX_LOOP", "MAX_MAP_ITEMS", "MAX_MATRIX_CELLS", "MAX_NAME", "MAX_NODES", "MAX_NUMBER", "MAX_PDF_BYTES",
+    "MAX_PDF_PAGES", "MAX_PNML_BYTES", "MAX_RECORDS_BYTES", "MAX_STEPS",
     "NAME_PATTERN", "Fail", "check_cases", "check_matrix", "check_name", "check_output", "check_tree",
     "compose_yaml", "failing", "load_json", "load_yaml", "number", "open_database", "read_bytes", "read_text",
 ]
@@ -51,6 +51,8 @@ MAX_DOCUMENT_BYTES = 8 * MiB
 """A workflow or profile file: :data:`MAX_STEPS` steps with long prompts; libyaml parses 8 MB in about a second."""
 MAX_RECORDS_BYTES = 256 * MiB
 """A JSON-lines file (traces, batch inputs, arrival times): about a million records."""
+MAX_ATTACHMENT_BYTES = 20 * MiB
+"""A file a case passes to a model (an image, a document): OpenAI's own limit for one image."""
 MAX_PNML_BYTES = 64 * MiB
 """A PNML file: larger nets are over :data:`MAX_MATRIX_CELLS` anyway, and expat reads 64 MB in seconds."""
 MAX_PDF_BYTES = 64 * MiB

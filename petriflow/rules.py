@@ -160,6 +160,11 @@ def billed(usage_cost: Any, declared: float | None) -> Any:
 _CHARS_PER_TOKEN = 3.0  # conservative (real tokenisers average ~4 for English): estimates err high
 
 
+FILE_PART_TOKENS: Final = 1500
+"""What an image or file content part is assumed to cost in input tokens (a large image at high detail
+is about 1,100 on OpenAI's models): the budget check errs high, never by the megabytes of base64."""
+
+
 def estimate_tokens(messages: Iterable[Mapping[str, Any]] | str) -> int:
     """A pessimistic token count for a prompt, from its length (no tokenizer needed).
 
@@ -171,8 +176,16 @@ def estimate_tokens(messages: Iterable[Mapping[str, Any]] | str) -> int:
         extra = 0
     else:
         msgs = list(messages)
-        chars = sum(len(str(m.get("content", ""))) for m in msgs)
-        extra = 4 * len(msgs)  # role markers of a chat template
+        chars = extra = 0
+        for m in msgs:
+            content = m.get("content", "")
+            parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+            for p in parts:
+                if isinstance(p, Mapping) and p.get("type") == "text":
+                    chars += len(str(p.get("text", "")))
+                else:  # an image or a file: what providers charge for a large one, not its base64 length
+                    extra += FILE_PART_TOKENS
+        extra += 4 * len(msgs)  # role markers of a chat template
     return int(chars / _CHARS_PER_TOKEN) + 1 + extra
 
 

@@ -33,6 +33,8 @@ def _default_db() -> Path:
 
 
 def _read_inputs(path: str) -> list[Any]:
+    from petriflow.execute.attachments import resolve_case
+
     values: list[Any] = []
     lines = read_text(path, what="inputs", max_bytes=MAX_RECORDS_BYTES, fail=failing(InputError, path)).splitlines()
     for n, line in enumerate(lines, 1):
@@ -41,7 +43,7 @@ def _read_inputs(path: str) -> list[Any]:
         value = load_json(line, fail=failing(InputError, f"{path}:{n}"))
         if not isinstance(value, (str, dict)):
             raise InputError("each line must be a string or an object", where=f"{path}:{n}")
-        values.append(value)
+        values.append(resolve_case(value, where=f"{path}:{n}", base=Path(path).parent))
     if not values:
         raise InputError("no inputs", where=path, hint="put one JSON value per line")
     return values
@@ -55,9 +57,13 @@ def _cases(texts: tuple[str, ...]) -> list[Any]:
 
     A text is a field only when what comes before its first ``=`` is a
     plain name, so a question with spaces before an ``=`` stays a question;
-    ``question=...`` says so explicitly for one that would not.
+    ``question=...`` says so explicitly for one that would not. ``KEY=@FILE``
+    makes the field a file (an image for a chat prompt; see
+    :mod:`petriflow.execute.attachments`), ``KEY=@@x`` the text ``@x``.
     """
-    fields: dict[str, str] = {}
+    from petriflow.execute.attachments import resolve_case, shorthand
+
+    fields: dict[str, Any] = {}
     plain: list[str] = []
     for t in texts:
         m = _FIELD.fullmatch(t)
@@ -67,7 +73,7 @@ def _cases(texts: tuple[str, ...]) -> list[Any]:
         key, value = m.groups()
         if key in fields:
             raise InputError(f"--input sets field '{key}' twice", hint="give each field once")
-        fields[key] = value
+        fields[key] = shorthand(value)
     if not fields:
         return plain
     if len(plain) > 1 or (plain and "question" in fields):
@@ -75,7 +81,7 @@ def _cases(texts: tuple[str, ...]) -> list[Any]:
                          hint="write the question as --input question=TEXT, or use --inputs FILE.jsonl for many cases")
     if plain:
         fields["question"] = plain[0]
-    return [fields]
+    return [resolve_case(fields, where="--input")]
 
 
 def _show(value: Any) -> str:
@@ -89,11 +95,13 @@ def _show(value: Any) -> str:
 @click.option("--input", "input_texts", metavar="TEXT|KEY=VALUE", multiple=True,
               help="TEXT: one case whose {question} is TEXT (repeat it for one case each). KEY=VALUE (KEY: "
                    "letters, digits, _): the case field {KEY}; then all --input options make one case, and a "
-                   "TEXT among them is its question. A question that looks like KEY=VALUE: --input question='a=b'. "
-                   "A file is a path: --input pdf=paper.pdf for the built-in PDF loader (looked up next to the "
-                   "workflow file first).")
+                   "TEXT among them is its question. KEY=@FILE: the field is that file (an image a chat "
+                   "prompt's {KEY} sends as a content part). A question that looks like KEY=VALUE: "
+                   "--input question='a=b'. A plain path is text: --input pdf=paper.pdf for the built-in PDF "
+                   "loader (looked up next to the workflow file first).")
 @click.option("--inputs", "inputs_path", metavar="FILE.jsonl", type=click.Path(dir_okay=False),
-              help="A batch: one JSON string or object per line.")
+              help="A batch: one JSON string or object per line; a field {\"path\": FILE} or {\"url\": URL} "
+                   "is a file (a relative FILE is read next to FILE.jsonl).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
               help="Cases in flight at once (resources still cap each model endpoint).")
 @click.option("--trace", "trace_path", metavar="OUT.jsonl", type=click.Path(dir_okay=False),

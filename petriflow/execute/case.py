@@ -76,10 +76,17 @@ class Case:
         """Which run of ``step`` (or of the step a fallback stands in for) this is: pass n round a loop is n."""
         return max(1, self.occurrences.get(step, 1))
 
+    def failure_info(self) -> dict[str, str] | None:
+        """What an on_failure handler is told: the step that failed for good and its error (None: none did)."""
+        if self.failure is None:
+            return None
+        return {"step": self.failed_step or "", "error": message(self.failure)}
+
     __slots__ = (
         "cost",
         "deferred",
         "events",
+        "failed_step",
         "failure",
         "index",
         "input_tokens",
@@ -104,7 +111,8 @@ class Case:
         self.queue = Mailbox()
         self.outputs: dict[str, Any] = {}
         self.previous: dict[str, Any] = {}
-        self.failure: BaseException | None = None  # a step failed for good and its on_failure handler took over  # a loop body's outputs on the pass before (see StepCall)
+        self.failure: BaseException | None = None  # a step failed for good and its on_failure handler took over
+        self.failed_step: str | None = None  # which step that was  # a loop body's outputs on the pass before (see StepCall)
         self.occurrences: dict[str, int] = {}
         self.events: list[str] = []
         self.tasks: set[asyncio.Task[None]] = set()

@@ -370,7 +370,7 @@ class Executor:
         t0 = time.time()
         try:
             call = StepCall(c.run_id, c.index, key, c.vars, sp.view(c.outputs), loop_pass=c.loop_pass(sp.id),
-                            previous=c.previous)
+                            previous=c.previous, failure=c.failure_info())
             res = self.kinds.run_python_sync(sp, call)
         except Exception as exc:
             first = (exc, t0, time.time())
@@ -386,7 +386,7 @@ class Executor:
         sp = self.dag.steps[d.ran]
         if d.failed is not None:  # failed for good: the step that ran last hands over to the on_failure handler
             assert sp.fail_out is not None
-            c.failure = d.failed
+            c.failure, c.failed_step = d.failed, d.step
             self._fire(c, sp.fail_out)
             return
         if d.reused is not None:

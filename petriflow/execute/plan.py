@@ -93,6 +93,7 @@ class StepPlan:
     fail_out: Outcome | None = None  # failing for good hands over to the on_failure handler (label "failed")
     loop_body: tuple[str, ...] = ()  # a step that loops: the steps each pass runs (their outputs become `previous`)
     in_loop: bool = False  # the step (or the step it stands in for) is inside some loop's body
+    handler: bool = False  # an on_failure handler: it starts when another step fails for good
     sees: frozenset[str] = frozenset()  # the steps finished on every path to this one (petriflow.spec.visibility)
     joins: tuple[str, ...] = ()  # its after_any steps: the one that ran is read as `after_any`
 
@@ -202,6 +203,7 @@ def _step_plan(net: WorkflowNet, w: StepWiring, s: Step, *, upstream: tuple[str,
         sees=sees, joins=joins,
         fail_out=Outcome("failed", w.on_failure.transition, (), post(w.on_failure.transition)) if w.on_failure
         else None,
+        handler=any(st.way.kind is EntryKind.FAILURE for st in w.starts),
     )
 
 

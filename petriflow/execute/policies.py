@@ -181,7 +181,7 @@ class StepPolicies:
         has_fallback = sp.fallback is not None and sp.give_up is not None
         t_begin: float | None = None  # the step_timeout clock: from the first attempt's start (units, rate permits held)
         call = StepCall(c.run_id, c.index, key, c.vars, sp.view(c.outputs), item, index,
-                        c.loop_pass(self.dag.workflow.root_of(sp.id)), c.previous)
+                        c.loop_pass(self.dag.workflow.root_of(sp.id)), c.previous, c.failure_info())
         attempt = 0
         while True:
             attempt += 1

@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from petriflow.rules import estimate_tokens
+from petriflow.rules import FILE_PART_TOKENS, estimate_tokens
 from petriflow.spec.model import Priced, price_of
 
-__all__ = ["Priced", "call_cost", "estimate_cost", "estimate_tokens"]
+__all__ = ["FILE_PART_TOKENS", "Priced", "call_cost", "estimate_cost", "estimate_tokens"]
+
 
 def call_cost(prices: Priced, *, input_tokens: int, output_tokens: int) -> float:
     """Dollars for one call that used these tokens, by :func:`petriflow.spec.model.price_of` (the one formula)."""

@@ -40,7 +40,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from petriflow.errors import InputError, ServerError
 from petriflow.execute.redact import remember_secret
@@ -92,6 +92,11 @@ class Endpoint:
     price_input: float = 0.0
     price_output: float = 0.0
     price_call: float = 0.0
+    accepts: tuple[str, ...] | None = None  # what the model reads; None: not declared, nothing is refused
+
+
+LOCAL_ACCEPTS: dict[str, tuple[str, ...]] = {"chat": ("text",), "embedding": ("text",)}
+"""What the local models read: SmolLM2 is a text-only model (its server answers 500 to an image part)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,7 @@ class ServerInfo:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def endpoint(self) -> Endpoint:
-        return Endpoint(base_url=self.base_url, model=self.model, kind=self.kind)
+        return Endpoint(base_url=self.base_url, model=self.model, kind=self.kind, accepts=LOCAL_ACCEPTS[self.kind])
 
 
 # -- state --------------------------------------------------------------------
@@ -381,8 +386,10 @@ def resolve_endpoint(workflow: Workflow | None, model_id: str, *, kind: Literal[
                             api_key=key or "none")
         return _local(kind, model_id, env, {})
     kind = "embedding" if declared.kind in ("embedding", "embed") else "chat"
-    prices = {"price_input": declared.price_input, "price_output": declared.price_output,
-              "price_call": declared.price_call}
+    prices: dict[str, Any] = {"price_input": declared.price_input, "price_output": declared.price_output,
+                              "price_call": declared.price_call}
+    if declared.accepts is not None:
+        prices["accepts"] = declared.accepts
     if declared.base_url in ("local", "", None):
         return _local(kind, declared.name, env, prices)
     key = "none"
@@ -395,9 +402,10 @@ def resolve_endpoint(workflow: Workflow | None, model_id: str, *, kind: Literal[
     return Endpoint(base_url=declared.base_url, model=declared.name, kind=kind, api_key=key, **prices)
 
 
-def _local(kind: Literal["chat", "embedding"], name: str, env: Mapping[str, str], prices: Mapping[str, float]
+def _local(kind: Literal["chat", "embedding"], name: str, env: Mapping[str, str], prices: Mapping[str, Any]
            ) -> Endpoint:
     """The local server of ``kind`` (started if needed), or wherever PETRIFLOW_LOCAL_BASE_URL points."""
+    prices = {"accepts": LOCAL_ACCEPTS[kind], **prices}
     redirect = env.get("PETRIFLOW_LOCAL_BASE_URL")
     if redirect:
         return Endpoint(base_url=redirect, model=name, kind=kind, api_key="local", **prices)

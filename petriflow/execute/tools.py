@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import re
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from petriflow.errors import InputError, SpecError
+from petriflow.execute.attachments import part_kind
 from petriflow.execute.imports import resolve, resolve_exceptions
+from petriflow.execute.templates import as_text, render, render_content
 from petriflow.rules import billed, output_limit, prompt_limit
 from petriflow.spec.model import Retry
 
@@ -51,6 +51,7 @@ __all__ = [
     "idempotency_key",
     "label_of",
     "render",
+    "render_content",
     "wants_loop",
 ]
 
@@ -88,6 +89,8 @@ class StepCall:
     while ``outputs`` has the latest output of each step. Templates read
     them as ``{loop_pass}`` and ``{previous[STEP]}``; Python steps inside a
     loop get them as ``inputs["loop_pass"]`` and ``inputs["previous"]``.
+    An ``on_failure`` handler is told what failed: ``failure`` is
+    ``{"step": STEP, "error": TEXT}`` (``inputs["failure"]``, ``{failure[error]}``).
     """
 
     run_id: str
@@ -99,6 +102,7 @@ class StepCall:
     index: int | None = None  # the map item's position, for the trace
     loop_pass: int = 1
     previous: Mapping[str, Any] = field(default_factory=dict)
+    failure: Mapping[str, str] | None = None  # in an on_failure handler: {"step", "error"} of the step that failed
 
 
 @dataclass(frozen=True)
@@ -115,40 +119,6 @@ class KindResult:
 def _with_declared_cost(sp: Any, out: KindResult) -> KindResult:
     """``out`` billed the step's ``cost:`` on top of its calls' usage (:func:`petriflow.rules.billed`)."""
     return replace(out, cost=billed(out.cost, sp.step.cost)) if sp.step.cost else out
-
-
-def as_text(value: Any) -> str:
-    """How an upstream output reads inside a prompt: text as is, a list of texts one per line, else JSON."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return ""
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "\n".join(value)
-    return json.dumps(value, default=str)
-
-
-class _Formatter(string.Formatter):
-    def __init__(self, step: str) -> None:
-        self.step = step
-
-    def get_value(self, key: int | str, args: Any, kwargs: Mapping[str, Any]) -> Any:
-        if isinstance(key, int) or key not in kwargs:
-            raise InputError(f"the prompt names '{{{key}}}', which is neither a case variable nor a step this "
-                             "one sees (a step finished on every path to it)", where=f"step '{self.step}'",
-                             hint=f"known here: {', '.join(sorted(kwargs)) or 'nothing'}") from None
-        return kwargs[key]
-
-    def format_field(self, value: Any, format_spec: str) -> str:
-        return as_text(value) if not format_spec else format(value, format_spec)
-
-
-def render(template: str, call: StepCall, step: str) -> str:
-    """``template`` with ``{name}`` replaced by a case variable, a step's output, or ``{item}``."""
-    ctx: dict[str, Any] = {**call.vars, **call.outputs, "loop_pass": call.loop_pass, "previous": call.previous}
-    if call.item is not None:
-        ctx["item"] = call.item
-    return _Formatter(step).vformat(template, (), ctx)
 
 
 def _pick(output: Any, config: Mapping[str, Any], key: str, default: tuple[str, ...]) -> Any:
@@ -298,9 +268,29 @@ class KindRunner:
             got = self._functions[step.id] = (fn, inspect.iscoroutinefunction(fn), wants)
         return got
 
-    def _messages(self, step: Any, call: StepCall) -> list[dict[str, str]]:
-        msgs = [{"role": "system", "content": render(step.system, call, step.id)}] if step.system else []
-        return msgs + [{"role": "user", "content": render(step.prompt or "{question}", call, step.id)}]
+    def _messages(self, step: Any, call: StepCall) -> list[dict[str, Any]]:
+        msgs: list[dict[str, Any]] = []
+        if step.system:
+            msgs.append({"role": "system", "content": render_content(step.system, call, step.id)})
+        msgs.append({"role": "user", "content": render_content(step.prompt or "{question}", call, step.id)})
+        return msgs
+
+    @staticmethod
+    def _check_accepts(step: Any, ep: Any, messages: list[dict[str, Any]]) -> None:
+        """Refuse to send a part the model is declared unable to read, rather than let it be dropped."""
+        accepts = getattr(ep, "accepts", None)
+        if accepts is None:
+            return
+        for m in messages:
+            for part in m["content"] if isinstance(m["content"], list) else ():
+                kind = part_kind(part)
+                if kind not in accepts:
+                    raise InputError(
+                        f"the prompt carries {'an image' if kind == 'image' else 'a file'}, but model "
+                        f"'{ep.model}' is declared to read only {', '.join(accepts)}",
+                        where=f"step '{step.id}'",
+                        hint="give the step a model that reads it (models: NAME: {base_url: ..., accepts: "
+                             "[text, image]}), or turn it into text first (an OCR python step)")
 
     def worst_cost(self, sp: Any, call: StepCall) -> float:
         """The most the next attempt can cost (0 for steps that call no model)."""
@@ -375,6 +365,8 @@ class KindRunner:
             inputs["item"] = call.item
         if sp.in_loop:
             inputs["loop_pass"], inputs["previous"] = call.loop_pass, dict(call.previous)
+        if call.failure is not None and sp.handler:
+            inputs["failure"] = dict(call.failure)
         return inputs
 
     def _kwargs(self, sp: Any, call: StepCall, wants: frozenset[str]) -> dict[str, Any]:
@@ -414,9 +406,10 @@ class KindRunner:
 
     async def _chat(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
         step, ep = sp.step, await self._endpoint_async(sp.step)
-        cfg = step.config
+        cfg, messages = step.config, self._messages(step, call)
+        self._check_accepts(step, ep, messages)
         res = await self.client.chat(
-            ep, self._messages(step, call), json_schema=dict(step.output_schema) if step.output_schema else None,
+            ep, messages, json_schema=dict(step.output_schema) if step.output_schema else None,
             max_tokens=output_limit(cfg), temperature=float(cfg.get("temperature", 0.0)),
             timeout=timeout, stream=bool(cfg.get("stream", False)), step=sp.id,
             use_cache=bool(cfg.get("cache", True)))

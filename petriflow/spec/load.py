@@ -219,8 +219,12 @@ def from_document(doc: Any, *, file: str = "<document>", lines: _Lines | None = 
             line=where(i),
         ))
     resources = {rid: Resource(id=rid, **r) for rid, r in doc.get("resources", {}).items()}
-    models = {mid: ModelEndpoint(id=mid, name=m.get("name", mid), **{k: v for k, v in m.items() if k != "name"})
-              for mid, m in doc.get("models", {}).items()}
+    models: dict[str, ModelEndpoint] = {}
+    for mid, m in doc.get("models", {}).items():
+        fields: dict[str, Any] = {k: v for k, v in m.items() if k != "name"}
+        if "accepts" in fields:
+            fields["accepts"] = tuple(fields["accepts"])
+        models[mid] = ModelEndpoint(id=mid, name=m.get("name", mid), **fields)
     tools = {name: ToolDecl(name=name, function=t["function"], schema=t.get("schema", {"type": "object"}),
                             retry_on=tuple(t.get("retry_on", ToolDecl.retry_on)), description=t.get("description", ""),
                             line=lines.line(("tools", name, "function")) if lines else None)

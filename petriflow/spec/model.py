@@ -163,6 +163,8 @@ class ModelEndpoint:
     price_input: float = 0.0
     price_output: float = 0.0
     price_call: float = 0.0
+    accepts: tuple[str, ...] | None = None
+    """What a chat model reads (``text``, ``image``, ``file``); None: not declared, every part is sent."""
 
     def cost(self, input_tokens: Any, output_tokens: Any, calls: Any = 1.0) -> Any:
         """Dollars for ``calls`` calls that used these tokens in all (see :func:`price_of`)."""

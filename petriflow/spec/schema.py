@@ -101,6 +101,10 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                 "price_input": {**_AMOUNT, "description": "dollars per 1M input tokens"},
                 "price_output": {**_AMOUNT, "description": "dollars per 1M output tokens"},
                 "price_call": {**_AMOUNT, "description": "dollars per call"},
+                "accepts": {"type": "array", "minItems": 1, "uniqueItems": True,
+                            "items": {"enum": ["text", "image", "file"]},
+                            "description": "what the model reads; a prompt part it cannot read fails the step "
+                                           "(default: the local chat model reads text, others are not checked)"},
             },
         },
         "tool": {

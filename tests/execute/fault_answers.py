@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -65,6 +65,16 @@ class State:
             self.faults: Counter[str] = Counter()
             self.total = 0
             self.peak_in_flight = self.in_flight
+            self.chats: deque[list[Any]] = deque(maxlen=64)  # the messages of the last chat requests, as sent
+
+    def record_chat(self, messages: list[Any]) -> None:
+        with self.lock:
+            self.chats.append(messages)
+
+    def chat_messages(self) -> list[list[Any]]:
+        """The ``messages`` of the last 64 chat requests, oldest first (what a test asserts a request carried)."""
+        with self.lock:
+            return list(self.chats)
 
     def counts(self) -> dict[str, Any]:
         with self.lock:
@@ -135,6 +145,13 @@ class State:
 # -- answers --------------------------------------------------------------------
 
 
+def message_text(content: Any) -> str:
+    """A message's text: the string, or the text parts of a list of content parts joined by spaces."""
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return str(content or "")
+
+
 def word_count(text: str) -> int:
     """The server's token count: whitespace-separated words."""
     return len(text.split())
@@ -161,7 +178,7 @@ def example(schema: dict[str, Any]) -> Any:
 
 def chat_reply(req: dict[str, Any], fixed: str | None) -> tuple[str, str]:
     messages = req.get("messages") or []
-    last_user = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+    last_user = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
     if fixed is not None:
         text = fixed
     else:
@@ -178,7 +195,7 @@ def chat_reply(req: dict[str, Any], fixed: str | None) -> tuple[str, str]:
 def usage(req: dict[str, Any], reply: str, tokens: tuple[int | None, int | None] = (None, None)) -> dict[str, int]:
     """Words of the messages and of the reply, unless ``tokens`` (drawn by a behaviour) says otherwise;
     the completion never reports more than ``max_tokens``, as a real server would not."""
-    prompt = sum(word_count(str(m.get("content", ""))) for m in req.get("messages") or [])
+    prompt = sum(word_count(message_text(m.get("content"))) for m in req.get("messages") or [])
     completion = word_count(reply)
     prompt = prompt if tokens[0] is None else tokens[0]
     completion = completion if tokens[1] is None else tokens[1]

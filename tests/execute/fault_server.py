@@ -70,6 +70,8 @@ Control (JSON, same port)
     (every request to /v1 is counted when it arrives, whatever its fate; it is in flight from
     then until its answer is written or the connection ends, and the peak is the most at once
     since the last reset: the oracle for limits on concurrent calls)
+    ``GET  /control/chats``   ``{"chats": [messages, ...]}``: the ``messages`` of the last 64 chat
+    requests as received (content parts included)
     ``POST /control/reset``   forget counts, rules and behaviours (the delay stays)
     ``POST /control/rules``   ``{"rules": [{"match": str, "faults": [str], "reply": str|null,
     "delay": float|null}]}`` appends rules; a rule without faults (or whose faults are used up)
@@ -105,6 +107,7 @@ from .fault_answers import (
     chat_reply,
     embedding,
     example,
+    message_text,
     usage,
     word_count,
 )
@@ -195,7 +198,9 @@ class _Server:
             return True
         if path == "/v1/chat/completions":
             messages = req.get("messages") or []
-            prompt = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+            self.state.record_chat(messages)
+            prompt = next((message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"),
+                          "")
             text = prompt
         elif path == "/v1/embeddings":
             inp = req.get("input", "")
@@ -253,6 +258,8 @@ class _Server:
             self.state.set_synthetic(Synthetic.from_doc(data) if data.get("behaviours") else None)
         elif path == "/control/draws":
             return _response(200, json.dumps({"draws": self.state.draws()}).encode())
+        elif path == "/control/chats":
+            return _response(200, json.dumps({"chats": self.state.chat_messages()}).encode())
         else:
             return _error(404, f"unknown control {path}")
         return _response(200, b'{"ok": true}')
@@ -400,6 +407,10 @@ class FaultServer:
     def draws(self) -> list[dict[str, Any]]:
         return self.state.draws()
 
+    def chats(self) -> list[list[Any]]:
+        """The ``messages`` of the last 64 chat requests, as the server received them."""
+        return self.state.chat_messages()
+
 
 class FaultControl:
     """The same control methods as :class:`FaultServer`, over HTTP (for a server in another process)."""
@@ -437,6 +448,9 @@ class FaultControl:
 
     def draws(self) -> list[dict[str, Any]]:
         return list(self._call("draws")["draws"])
+
+    def chats(self) -> list[list[Any]]:
+        return list(self._call("chats")["chats"])
 
     def close(self) -> None:
         if self.proc is not None:

@@ -350,7 +350,9 @@ def test_local_can_be_redirected_to_another_server() -> None:
     redirect = {"PETRIFLOW_LOCAL_BASE_URL": "http://127.0.0.1:9/v1"}
     got = resolve_endpoint(wf, "chat", env=redirect)
     assert got == Endpoint(base_url="http://127.0.0.1:9/v1", model="SmolLM2", kind="chat", api_key="local",
-                           price_input=0.1)
+                           price_input=0.1, accepts=("text",))  # the local SmolLM2 reads text only
+    vision = _wf(chat=ModelEndpoint(id="chat", name="llava", accepts=("text", "image")))
+    assert resolve_endpoint(vision, "chat", env=redirect).accepts == ("text", "image")  # unless declared
     undeclared = resolve_endpoint(wf, "default-embedding", env=redirect)
     assert undeclared.base_url == "http://127.0.0.1:9/v1" and undeclared.kind == "embedding"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from typing import Any
 
 import pytest
@@ -121,3 +122,14 @@ def test_executor_and_simulator_fail_out_as_often_on_the_fault_server(fault_serv
     n = sim.cases + sim.failed  # `cases` counts the completed ones
     share, se = sim.failed / n, (0.3 * 0.7 / n) ** 0.5
     assert sim.unfinished == 0 and abs(share - 0.3) < 4 * se
+
+
+def test_the_handler_is_told_which_step_failed_and_why() -> None:
+    """An audit on the failure path records what failed: the handler's inputs carry ``failure``."""
+    wf = loads(audited().replace("{id: audit_fail, kind: python, function: builtins:len",
+                                 "{id: audit_fail, kind: python, function: json:dumps"))
+    res = asyncio.run(Executor(plan(wf)).run("q"))
+    told = json.loads(res.outputs["audit_fail"])
+    assert set(told) == {"failure"} and told["failure"]["step"] == "ocr"
+    assert told["failure"]["error"] in (res.error or "")  # the error the case reports, the handler was told
+    assert "ocr" in told["failure"]["error"]
