@@ -8,7 +8,7 @@ Each stage's commands live in a module of this package and are imported
 here by name: :mod:`~petriflow.cli.verify` (check, schema, lower, draw),
 :mod:`~petriflow.cli.simulate` (simulate, fit, sweep),
 :mod:`~petriflow.cli.run` (run), :mod:`~petriflow.cli.runs` (runs, answer)
-and :mod:`~petriflow.cli.models` (models).
+:mod:`~petriflow.cli.models` (models) and :mod:`~petriflow.cli.ui` (ui).
 Each imports its stage only when the command runs, so ``petriflow --help``
 stays fast.
 """
@@ -21,7 +21,7 @@ import sys
 
 import click
 
-from petriflow.cli import models, run, runs, simulate, verify
+from petriflow.cli import models, run, runs, simulate, ui, verify
 from petriflow.cli.verify import load_net
 from petriflow.errors import PetriflowError, printable
 
@@ -37,7 +37,7 @@ def cli() -> None:
     """
 
 
-for _module in (verify, simulate, run, runs, models):
+for _module in (verify, simulate, run, runs, models, ui):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

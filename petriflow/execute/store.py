@@ -224,6 +224,18 @@ class MemoryStore:
         """Every run, newest first."""
         return sorted(self._runs.values(), key=lambda r: -r.created)
 
+    def run_page(self, *, status: str | None = None, text: str | None = None, limit: int = 50,
+                 offset: int = 0) -> tuple[list[RunRow], int]:
+        """One page of runs, newest first, with the number that match: ``status`` exactly, ``text`` in the
+        run id or workflow (what the console's runs list filters by)."""
+        rows = [r for r in self.runs() if status in (None, r.status)
+                and (not text or text in r.run_id or text in r.workflow)]
+        return rows[offset:offset + limit], len(rows)
+
+    def trace_since(self, seq: int, *, limit: int = 100_000) -> list[tuple[int, str]]:
+        """Trace lines committed after position ``seq``, with their positions, oldest first (none in memory)."""
+        return []
+
     def tool_result(self, key: str) -> tuple[bool, Any]:
         return (True, self._tools[key]) if key in self._tools else (False, None)
 
@@ -246,6 +258,8 @@ CREATE TABLE IF NOT EXISTS leases (run_id TEXT PRIMARY KEY, owner TEXT, expires 
 CREATE TABLE IF NOT EXISTS waiting (run_id TEXT, ncase INTEGER, step TEXT, npass INTEGER, since REAL,
                                     PRIMARY KEY (run_id, ncase, step, npass));
 CREATE TABLE IF NOT EXISTS trace (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, ncase INTEGER, line TEXT);
+CREATE INDEX IF NOT EXISTS trace_by_run ON trace (run_id, seq);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created);
 """
 
 
@@ -389,6 +403,19 @@ class SqliteStore(MemoryStore):
         rows = self._db.execute("SELECT run_id, workflow, created, status, options FROM runs "
                                 "ORDER BY created DESC").fetchall()
         return [RunRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def run_page(self, *, status: str | None = None, text: str | None = None, limit: int = 50,
+                 offset: int = 0) -> tuple[list[RunRow], int]:
+        where = "WHERE (? IS NULL OR status=?) AND (? IS NULL OR instr(run_id, ?) > 0 OR instr(workflow, ?) > 0)"
+        args = (status, status, text or None, text, text)
+        total = int(self._db.execute(f"SELECT count(*) FROM runs {where}", args).fetchone()[0])
+        rows = self._db.execute(f"SELECT run_id, workflow, created, status, options FROM runs {where} "
+                                "ORDER BY created DESC LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
+        return [RunRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows], total
+
+    def trace_since(self, seq: int, *, limit: int = 100_000) -> list[tuple[int, str]]:
+        rows = self._db.execute("SELECT seq, line FROM trace WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+        return [(int(r[0]), str(r[1])) for r in rows]
 
     def tool_result(self, key: str) -> tuple[bool, Any]:
         row = self._db.execute("SELECT result FROM tool_calls WHERE key=?", (key,)).fetchone()
