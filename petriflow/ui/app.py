@@ -35,7 +35,10 @@ from petriflow.ui.live import STATES, live_state
 from petriflow.ui.metrics import MetricsFeed
 from petriflow.ui.views import Workflows, ago, review_queue, run_detail, run_summaries
 
-__all__ = ["Console", "make_app"]
+__all__ = ["FRESH", "Console", "make_app"]
+
+FRESH = 15.0
+"""Seconds a predicted-vs-measured comparison is shown before it is simulated again."""
 
 
 class Console:
@@ -49,6 +52,7 @@ class Console:
         self.fitted: dict[str, str] = {}  # workflow path -> the profile refitted from its runs
         self._nets: dict[str, tuple[float, Any, Any]] = {}
         self._svgs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._comparisons: dict[tuple[str, str | None], tuple[float, Any]] = {}
         self.env = Environment(loader=PackageLoader("petriflow.ui", "templates"), autoescape=True)
         self.env.globals.update(ago=ago, STATES=STATES, csrf=guard.csrf, fmt_time=_fmt_time)
 
@@ -93,6 +97,18 @@ class Console:
         while len(self._svgs) > 64:
             self._svgs.popitem(last=False)
         return data
+
+
+    async def comparison(self, path: str, wf: Any) -> tuple[float, Any]:
+        """Predicted vs measured for the workflow's shown runs and when it was made: simulated again when it is
+        older than :data:`FRESH` seconds or the profile was refitted (a simulation takes about half a second)."""
+        key = (path, self.fitted.get(path))
+        hit = self._comparisons.get(key)
+        if hit is None or time.time() - hit[0] > FRESH:
+            made = time.time()
+            hit = self._comparisons[key] = (made, await run_in_threadpool(
+                cmp.compare, self.store, wf, path, _workflow_runs(self, path), fitted=self.fitted.get(path)))
+        return hit
 
 
 def _fmt_time(t: float | None) -> str:
@@ -228,15 +244,14 @@ async def compare_page(request: Request) -> Response:
     choices = sorted({r.workflow for r in c.store.run_page(limit=500)[0]})
     if path is None and choices:
         path = choices[0]
-    comparison, why = None, None
+    comparison, why, made = None, None, None
     if path is not None:
         wf, why = c.workflows.get(path)
         if wf is not None:
-            comparison = await run_in_threadpool(cmp.compare, c.store, wf, path, _workflow_runs(c, path),
-                                                 fitted=c.fitted.get(path))
+            made, comparison = await c.comparison(path, wf)
             if comparison is None:
                 why = "none of its runs has a finished case yet"
-    return c.page("compare.html", path=path, choices=choices, cmp=comparison, why=why, nav="compare",
+    return c.page("compare.html", path=path, choices=choices, cmp=comparison, why=why, nav="compare", made=made,
                   done=request.query_params.get("done"), t=int(time.time() * 1000))
 
 
@@ -246,8 +261,7 @@ async def compare_png(request: Request) -> Response:
     wf, why = c.workflows.get(path)
     if wf is None:
         return Response(why or "", status_code=409)
-    comparison = await run_in_threadpool(cmp.compare, c.store, wf, path, _workflow_runs(c, path),
-                                         fitted=c.fitted.get(path))
+    _, comparison = await c.comparison(path, wf)
     if comparison is None:
         return Response("no finished case", status_code=409)
     return Response(await run_in_threadpool(cmp.plot_png, comparison), media_type="image/png",

@@ -33,7 +33,7 @@ PLOT_LOCK = threading.Lock()  # matplotlib's pyplot state is not thread-safe
 
 @dataclass(frozen=True)
 class Gap:
-    """measured mean − predicted mean, and its 95% interval (Welch, normal quantile)."""
+    """measured mean − predicted mean, and its 95% interval (Welch's t, Welch–Satterthwaite degrees of freedom)."""
 
     predicted: float
     measured: float
@@ -45,12 +45,19 @@ class Gap:
 
 
 def gap(predicted: np.ndarray, measured: np.ndarray) -> Gap:
+    """The gap of the means; with fewer than two values on a side its interval is unbounded."""
+    from petriflow.simulate.result import t_quantile
+
     mp, mm = float(np.mean(predicted)), float(np.mean(measured))
-    se = math.sqrt(float(np.var(predicted, ddof=1)) / predicted.size + float(np.var(measured, ddof=1)) / measured.size
-                   ) if predicted.size > 1 and measured.size > 1 else math.inf
-    d = mm - mp
-    return Gap(mp, mm, d, d - 1.96 * se, d + 1.96 * se, float(np.percentile(predicted, 95)),
-               float(np.percentile(measured, 95)))
+    d, half = mm - mp, math.inf
+    if predicted.size > 1 and measured.size > 1:
+        a, b = float(np.var(predicted, ddof=1)) / predicted.size, float(np.var(measured, ddof=1)) / measured.size
+        if a + b == 0:
+            half = 0.0
+        else:
+            df = (a + b) ** 2 / (a * a / (predicted.size - 1) + b * b / (measured.size - 1))
+            half = t_quantile(max(1, int(df))) * math.sqrt(a + b)
+    return Gap(mp, mm, d, d - half, d + half, float(np.percentile(predicted, 95)), float(np.percentile(measured, 95)))
 
 
 @dataclass(frozen=True)

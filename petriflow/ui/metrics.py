@@ -54,6 +54,11 @@ class MetricsFeed:
             name = self._workflow_of[run_id] = Path(row.workflow).stem if row is not None else "?"
         return name
 
+    @property
+    def seq(self) -> int:
+        """The position of the last trace line folded in: it grows exactly when the store has new attempts."""
+        return self._seq
+
     def update(self) -> None:
         """Fold in the trace lines committed since the last call."""
         with self._lock:

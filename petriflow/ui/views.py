@@ -20,7 +20,7 @@ from typing import Any
 
 from petriflow.execute.identity import step_of_key
 from petriflow.execute.redact import redact
-from petriflow.execute.store import RunRow, SqliteStore
+from petriflow.execute.store import RunRow, RunTotals, SqliteStore
 from petriflow.execute.trace import record_of
 from petriflow.spec.model import Workflow
 from petriflow.trace import TraceRecord
@@ -67,7 +67,7 @@ def _records(store: SqliteStore, run_id: str) -> list[TraceRecord]:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """One row of the runs list."""
+    """One row of the runs list: the run and what the store summed for it."""
 
     run: RunRow
     cases: int
@@ -81,20 +81,21 @@ class RunSummary:
     seconds: float | None  # first attempt's start to the last one's end
 
 
+def _summary(row: RunRow, t: RunTotals) -> RunSummary:
+    span = None if t.first_start is None or t.last_end is None else t.last_end - t.first_start
+    return RunSummary(row, t.cases, t.ok, t.failed, t.waiting, t.attempts, t.failures, t.cost, t.tokens, span)
+
+
 def summarize(store: SqliteStore, row: RunRow) -> RunSummary:
-    cases = store.cases(row.run_id)
-    recs = _records(store, row.run_id)
-    span = (max(r.end for r in recs) - min(r.start for r in recs)) if recs else None
-    return RunSummary(row, len(cases), sum(c.status == "ok" for c in cases), sum(c.status == "failed" for c in cases),
-                      len(store.waiting(row.run_id)), len(recs), sum(r.outcome != "ok" for r in recs),
-                      sum(r.cost for r in recs), sum(r.input_tokens + r.output_tokens for r in recs), span)
+    return _summary(row, store.run_totals([row.run_id])[row.run_id])
 
 
 def run_summaries(store: SqliteStore, *, status: str | None, text: str | None, page: int,
                   per_page: int = 50) -> tuple[list[RunSummary], int]:
     """One page of the runs list and the number of runs that match the filter."""
     rows, total = store.run_page(status=status, text=text, limit=per_page, offset=page * per_page)
-    return [summarize(store, r) for r in rows], total
+    totals = store.run_totals([r.run_id for r in rows])
+    return [_summary(r, totals[r.run_id]) for r in rows], total
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def petriflow(*args: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def petriflow(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "petriflow", *args], capture_output=True, text=True, cwd=cwd,
                           env=ENV, timeout=timeout)
 
@@ -61,7 +61,7 @@ def start_run(db: Path, run_id: str, *inputs: str, workflow: Path = WORKFLOW) ->
                             text=True)
 
 
-def wait_waiting(db: Path, run_id: str, n: int, timeout: float = 60) -> None:
+def wait_waiting(db: Path, run_id: str, n: int, timeout: float = 300) -> None:
     """Until ``n`` cases of the run wait for a reviewer."""
     from petriflow.execute.store import SqliteStore
 
@@ -96,7 +96,7 @@ def console(db: Path) -> Iterator[Console]:
         line = proc.stderr.readline()
         m = re.search(r"(http://127\.0\.0\.1:\d+)/\?token=(\S+)", line)
         assert m, f"petriflow ui printed {line!r}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -117,12 +117,13 @@ def browser() -> Iterator[Any]:
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS,
                                                     headless=True, viewport={"width": 1360, "height": 900})
+        ctx.set_default_timeout(180_000)  # patience on a loaded machine; no assertion is about time
         try:
             yield ctx
         finally:
             ctx.close()
 
 
-def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str, str]:
+def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err

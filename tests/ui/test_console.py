@@ -132,18 +132,18 @@ def test_the_live_net_changes_while_the_run_goes_on(tmp_path: Path) -> None:
             page.goto(f"{ui.url}/runs/R/net?token={ui.token}")
             img = page.locator("img#net")
             before = img.get_attribute("src")
-            page.wait_for_function("document.getElementById('net').naturalWidth > 0", timeout=60_000)
+            page.wait_for_function("document.getElementById('net').naturalWidth > 0", timeout=180_000)
             review = page.locator("tr[data-step=review] td")
             assert review.nth(3).inner_text() == "1", "review waits for a human"
             assert "waiting for a human" in page.locator("#title").inner_text()
             assert petriflow("answer", "R", "review", "approve", "--db", str(db)).returncode == 0
             page.wait_for_function(f"document.getElementById('net').getAttribute('src') !== {json.dumps(before)}",
-                                   timeout=30_000)
+                                   timeout=180_000)
             page.wait_for_function("document.getElementById('title').textContent.includes('1/1 case(s) finished')",
-                                   timeout=30_000)
+                                   timeout=180_000)
             assert page.locator("tr[data-step=audit] td").nth(5).inner_text() == "1"
             page.wait_for_function("document.getElementById('net').complete && "
-                                   "document.getElementById('net').naturalWidth > 0", timeout=60_000)
+                                   "document.getElementById('net').naturalWidth > 0", timeout=180_000)
         code, _, err = finish(run)
         assert code == 0, err
     finally:
@@ -236,3 +236,43 @@ def test_metrics_parse_and_match_the_store(tmp_path: Path) -> None:
     assert queue == {"review": 2.0}
     runs = {s.labels["status"]: s.value for s in families["petriflow_runs"].samples}
     assert runs == {"running": 1.0, "ok": 1.0, "failed": 0.0}
+
+
+def test_predicted_against_measured_and_the_refit_button(tmp_path: Path) -> None:
+    import numpy as np
+
+    from petriflow.ui.compare import measured_cases
+
+    db = tmp_path / "runs.sqlite"
+    run = start_run(db, "A", "one", "two", "three", "four")
+    try:
+        wait_waiting(db, "A", 4)
+        assert petriflow("answer", "A", "review", "approve", "--db", str(db)).returncode == 0
+        assert finish(run)[0] == 0
+    finally:
+        run.kill()
+    recs = _records(db, "A")
+    spans: dict[int | str, list[float]] = {}
+    for r in recs:
+        spans.setdefault(r.case, []).extend([r.start, r.end])
+    want = float(np.mean([max(v) - min(v) for v in spans.values()]))  # the oracle: the cases' spans, by hand
+    store = SqliteStore(db)
+    row = store.get_run("A")
+    assert row is not None
+    assert float(np.mean(measured_cases(store, [row])[0])) == pytest.approx(want)
+    store.close()
+    with console(db) as ui, browser() as ctx:
+        page = ctx.new_page()
+        page.goto(f"{ui.url}/compare?token={ui.token}")
+        cells = page.locator("#gap-latency td")
+        assert float(cells.nth(2).inner_text()) == pytest.approx(want, rel=1e-3)
+        predicted, measured, gap = (float(cells.nth(i).inner_text()) for i in (1, 2, 3))
+        assert gap == pytest.approx(measured - predicted, rel=1e-3, abs=1e-3)
+        low, high = (float(x) for x in cells.nth(4).inner_text().strip("[]").split(","))
+        assert low <= gap <= high
+        page.wait_for_function("document.querySelector('img.plot').naturalWidth > 0", timeout=180_000)
+        assert "annotations" in page.locator("p.meta").inner_text()
+        page.locator("#refit").click()
+        assert "refitted into" in page.locator("#message").inner_text()
+        assert "refitted from the runs" in page.locator("p.meta").inner_text()
+    assert (tmp_path / "review_flow.fitted.profile.yaml").is_file()
