@@ -285,6 +285,7 @@ CREATE TABLE IF NOT EXISTS waiting (run_id TEXT, ncase INTEGER, step TEXT, npass
 CREATE TABLE IF NOT EXISTS trace (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, ncase INTEGER, line TEXT);
 CREATE INDEX IF NOT EXISTS trace_by_run ON trace (run_id, seq);
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created);
 """
 
 

@@ -10,6 +10,7 @@ drawing and simulating go to a worker thread, one at a time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -53,6 +54,8 @@ class Console:
         self._nets: dict[str, tuple[float, Any, Any]] = {}
         self._svgs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._comparisons: dict[tuple[str, str | None], tuple[float, Any]] = {}
+        self._refreshing: set[tuple[str, str | None]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self.env = Environment(loader=PackageLoader("petriflow.ui", "templates"), autoescape=True)
         self.env.globals.update(ago=ago, STATES=STATES, csrf=guard.csrf, fmt_time=_fmt_time)
 
@@ -100,14 +103,29 @@ class Console:
 
 
     async def comparison(self, path: str, wf: Any) -> tuple[float, Any]:
-        """Predicted vs measured for the workflow's shown runs and when it was made: simulated again when it is
-        older than :data:`FRESH` seconds or the profile was refitted (a simulation takes about half a second)."""
+        """Predicted vs measured for the workflow's shown runs and when it was made.
+
+        Made on the first visit (and after a refit); older than :data:`FRESH`
+        seconds, it is shown as it is while a new one is simulated in the
+        background (a simulation takes about half a second), so no visit waits for it.
+        """
         key = (path, self.fitted.get(path))
         hit = self._comparisons.get(key)
-        if hit is None or time.time() - hit[0] > FRESH:
+
+        async def make() -> tuple[float, Any]:
             made = time.time()
-            hit = self._comparisons[key] = (made, await run_in_threadpool(
-                cmp.compare, self.store, wf, path, _workflow_runs(self, path), fitted=self.fitted.get(path)))
+            result = await run_in_threadpool(cmp.compare, self.store, wf, path, _workflow_runs(self, path),
+                                             fitted=key[1])
+            self._comparisons[key] = (made, result)
+            self._refreshing.discard(key)
+            return made, result
+
+        if hit is None:
+            return await make()
+        if time.time() - hit[0] > FRESH and key not in self._refreshing:
+            self._refreshing.add(key)
+            self._background.add(task := asyncio.ensure_future(make()))
+            task.add_done_callback(self._background.discard)
         return hit
 
 

@@ -46,7 +46,7 @@ class Gap:
 
 def gap(predicted: np.ndarray, measured: np.ndarray) -> Gap:
     """The gap of the means; with fewer than two values on a side its interval is unbounded."""
-    from petriflow.simulate.result import t_quantile
+    from scipy import stats
 
     mp, mm = float(np.mean(predicted)), float(np.mean(measured))
     d, half = mm - mp, math.inf
@@ -56,7 +56,7 @@ def gap(predicted: np.ndarray, measured: np.ndarray) -> Gap:
             half = 0.0
         else:
             df = (a + b) ** 2 / (a * a / (predicted.size - 1) + b * b / (measured.size - 1))
-            half = t_quantile(max(1, int(df))) * math.sqrt(a + b)
+            half = float(stats.t.ppf(0.975, df)) * math.sqrt(a + b)
     return Gap(mp, mm, d, d - half, d + half, float(np.percentile(predicted, 95)), float(np.percentile(measured, 95)))
 
 

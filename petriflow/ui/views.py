@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from petriflow.execute.identity import step_of_key
-from petriflow.execute.redact import redact
+from petriflow.execute.redact import redact, redactor
 from petriflow.execute.store import RunRow, RunTotals, SqliteStore
 from petriflow.execute.trace import record_of
 from petriflow.spec.model import Workflow
@@ -29,10 +29,11 @@ __all__ = ["Attempt", "ReviewItem", "RunDetail", "RunSummary", "Workflows", "rev
            "run_summaries", "shown"]
 
 
-def shown(value: Any) -> str:
-    """A stored value as text for a page: strings as they are, anything else as indented JSON, credentials out."""
+def shown(value: Any, red: Callable[[str], str] = redact) -> str:
+    """A stored value as text for a page: strings as they are, anything else as indented JSON, credentials out
+    (``red``: a :func:`~petriflow.execute.redact.redactor` made once for the page)."""
     text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str, ensure_ascii=False)
-    return redact(text)
+    return red(text)
 
 
 class Workflows:
@@ -140,11 +141,12 @@ def run_detail(store: SqliteStore, row: RunRow, workflows: Workflows) -> RunDeta
     scale = 100.0 / span if span > 0 else 0.0
     attempts = [Attempt(r, r.start - t0, (r.start - t0) * scale, max((r.end - r.start) * scale, 0.4),
                         r.attempt > 1, owners.get(r.step)) for r in recs]
-    cases = []
+    cases, red = [], redactor()
     for c in store.cases(row.run_id):
-        steps = [(key, cp.label, shown(cp.output)) for key, cp in sorted(store.load_steps(row.run_id, c.case).items())]
-        cases.append(CaseDetail(c.case, c.status, shown(c.input), None if c.output is None else shown(c.output),
-                                None if c.error is None else redact(c.error), steps))
+        steps = [(key, cp.label, shown(cp.output, red))
+                 for key, cp in sorted(store.load_steps(row.run_id, c.case).items())]
+        cases.append(CaseDetail(c.case, c.status, shown(c.input, red), None if c.output is None else
+                                shown(c.output, red), None if c.error is None else red(c.error), steps))
     return RunDetail(summarize(store, row), attempts, cases, span, why, store.lease(row.run_id))
 
 
@@ -168,7 +170,7 @@ class ReviewItem:
 
 def review_queue(store: SqliteStore, workflows: Workflows) -> list[ReviewItem]:
     """Every pending human step across runs, nearest deadline first, then oldest first."""
-    items = []
+    items, red = [], redactor()
     inputs: dict[str, dict[int, Any]] = {}
     for w in store.waiting():
         row = store.get_run(w.run_id)
@@ -178,14 +180,14 @@ def review_queue(store: SqliteStore, workflows: Workflows) -> list[ReviewItem]:
         step = wf.step(w.step) if wf is not None and w.step in wf.step_ids else None
         if w.run_id not in inputs:
             inputs[w.run_id] = {c.case: c.input for c in store.cases(w.run_id)}
-        upstream = [(key, shown(cp.output)) for key, cp in sorted(store.load_steps(w.run_id, w.case).items())
+        upstream = [(key, shown(cp.output, red)) for key, cp in sorted(store.load_steps(w.run_id, w.case).items())
                     if step_of_key(key) != w.step]
         items.append(ReviewItem(
             w.run_id, row.workflow, w.case, w.step, w.npass, w.since,
             None if step is None or step.timeout is None else w.since + step.timeout,
             None if step is None else step.fallback,
             () if step is None else tuple(dict.fromkeys(b.when for b in step.route)),
-            "" if step is None else step.description, shown(inputs[w.run_id].get(w.case)), upstream))
+            "" if step is None else step.description, shown(inputs[w.run_id].get(w.case), red), upstream))
     return sorted(items, key=lambda i: (math.inf if i.deadline is None else i.deadline, i.since))
 
 
