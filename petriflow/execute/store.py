@@ -427,7 +427,7 @@ class SqliteStore(MemoryStore):
 
     def runs(self) -> list[RunRow]:
         rows = self._db.execute("SELECT run_id, workflow, created, status, options FROM runs "
-                                "ORDER BY created DESC").fetchall()
+                                "ORDER BY created DESC, run_id DESC").fetchall()
         return [RunRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
     def run_page(self, *, status: str | None = None, text: str | None = None, limit: int = 50,
@@ -436,7 +436,7 @@ class SqliteStore(MemoryStore):
         args = (status, status, text or None, text, text)
         total = int(self._db.execute(f"SELECT count(*) FROM runs {where}", args).fetchone()[0])
         rows = self._db.execute(f"SELECT run_id, workflow, created, status, options FROM runs {where} "
-                                "ORDER BY created DESC LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
+                                "ORDER BY created DESC, run_id DESC LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
         return [RunRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows], total
 
     def trace_since(self, seq: int, *, limit: int = 100_000) -> list[tuple[int, str]]:

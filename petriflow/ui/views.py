@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,7 +198,3 @@ def ago(t: float, now: float | None = None) -> str:
     d = abs(d)
     amount = f"{d:.0f} s" if d < 90 else f"{d / 60:.0f} min" if d < 5400 else f"{d / 3600:.1f} h"
     return f"in {amount}" if word == "from now" else f"{amount} ago"
-
-
-def statuses(rows: Iterable[RunSummary]) -> list[str]:
-    return sorted({r.run.status for r in rows})
