@@ -38,7 +38,7 @@ from petriflow.ui.views import Workflows, ago, review_queue, run_detail, run_sum
 
 __all__ = ["FRESH", "Console", "make_app"]
 
-FRESH = 15.0
+FRESH = 60.0
 """Seconds a predicted-vs-measured comparison is shown before it is simulated again."""
 
 

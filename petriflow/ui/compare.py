@@ -102,7 +102,7 @@ def profile_for(wf: Workflow, path: str, fitted: str | None) -> tuple[Profile, s
 
 
 def compare(store: SqliteStore, wf: Workflow, path: str, rows: list[RunRow], *, fitted: str | None = None,
-            cases: int = 2000, seed: int = 1) -> Comparison | None:
+            cases: int = 1000, seed: int = 1) -> Comparison | None:
     """The comparison for the runs ``rows`` of workflow ``wf`` at ``path``; None when no case has finished."""
     from petriflow.simulate import simulate
 
