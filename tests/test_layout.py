@@ -2,7 +2,7 @@
 
 The order (``docs/layout.md``, DESIGN's data flow)::
 
-    errors < limits < spec < net < verify < trace < rules < profile < {simulate, execute} < {generate, viz} < {cli, ui}
+    errors < limits < spec < net < verify < trace < rules < profile < {simulate, execute} < {generate, viz} < ui < cli
 
 Every ``import`` of a petriflow module counts: at the top, inside a function,
 and under ``TYPE_CHECKING``, because each of them is a dependency someone
@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "petriflow"
 ORDER: dict[str, int] = {
     "errors": 0, "limits": 1, "spec": 2, "net": 3, "verify": 4, "trace": 5, "rules": 6, "profile": 7,
-    "simulate": 8, "execute": 8, "generate": 9, "viz": 9, "cli": 10, "ui": 10, "__main__": 11,
+    "simulate": 8, "execute": 8, "generate": 9, "viz": 9, "ui": 10, "cli": 11, "__main__": 12,
 }
 
 

@@ -42,17 +42,15 @@ def _store(db_path: str | None) -> Any:
 
 
 def _run_row(store: Any, run_id: str) -> Any:
-    row = store.get_run(run_id)
-    if row is None:
-        raise InputError(f"no run '{_short(run_id)}' in {store.path}", hint="petriflow runs list shows the runs")
-    return row
+    from petriflow.execute.answers import run_row
+
+    return run_row(store, run_id)
 
 
 def _short(value: Any, width: int = 60) -> str:
-    """One line of at most ``width`` printable characters (control characters shown escaped)."""
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    text = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
-    return text if len(text) <= width else text[:width - 3] + "..."
+    from petriflow.execute.answers import short
+
+    return short(value, width)
 
 
 def answer_command(run_id: str, step: str, value: str, store: Any) -> str:
@@ -60,17 +58,6 @@ def answer_command(run_id: str, step: str, value: str, store: Any) -> str:
     import shlex
 
     return f"petriflow answer {shlex.quote(run_id)} {shlex.quote(step)} {shlex.quote(value)} --db {store.path}"
-
-
-def _human_passes(row: Any) -> dict[str, int]:
-    """The run's human steps and their passes: recorded with the run, else read from its workflow file."""
-    recorded = row.options.get("human")
-    if isinstance(recorded, dict):
-        return {str(k): int(v) for k, v in recorded.items()}
-    from petriflow.execute.identity import human_passes
-    from petriflow.spec import load
-
-    return human_passes(load(row.workflow))
 
 
 @click.group("runs")
@@ -151,21 +138,10 @@ def pending(run_id: str | None, db_path: str | None) -> None:
 
 def record_answer(store: Any, run_id: str, step: str, value: str, *, npass: int | None = 1,
                   case: int | None = None) -> str:
-    """Check an answer against the run (a human step it has, a pass and case it can reach) and store it."""
-    row = _run_row(store, run_id)
-    passes = _human_passes(row)
-    if step not in passes:
-        can = ", ".join(f"'{s}'" for s in sorted(passes)) or "none"
-        raise InputError(f"run '{_short(run_id)}' has no human step '{_short(step)}'",
-                         hint=f"the steps it can be answered for: {can}")
-    if npass is not None and not 1 <= npass <= passes[step]:
-        raise InputError(f"step '{step}' has passes 1 to {passes[step]}, not {npass}",
-                         hint="pass --pass N within the loop's bound")
-    if case is not None and case not in {c.case for c in store.cases(run_id)}:
-        raise InputError(f"run '{_short(run_id)}' has no case {case}", hint="petriflow runs show RUN lists its cases")
-    store.answer(run_id, step, value, case=case, npass=npass)
-    which = (f" pass {npass}" if npass else "") + (f" of case {case}" if case is not None else "")
-    return f"answered step '{step}'{which} of run {run_id}"
+    """Check an answer against the run and store it (:func:`petriflow.execute.answers.record_answer`)."""
+    from petriflow.execute.answers import record_answer as record
+
+    return record(store, run_id, step, value, npass=npass, case=case)
 
 
 @click.command("answer")

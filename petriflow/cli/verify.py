@@ -199,24 +199,16 @@ def draw(path: str, output: str, witness: bool) -> None:
     from petriflow.viz import draw as draw_net
 
     net = load_net(path)
-    highlight: list[str] = []
-    marking = None
-    title = None
-    trail: list[str] | None = None
-    if witness and len(net.places) + len(net.transitions) <= 400:
-        from petriflow.verify.explain import choices_made, waiting
-        from petriflow.verify.report import check as run_check
+    overlay = None
+    if witness:
+        from petriflow.viz.witness import deadlock_overlay
 
-        report = run_check(net, properties=("deadlock",), max_states=200_000, full=True)
-        if report.deadlock and report.deadlock_trace is not None:
-            trail = list(report.deadlock_trace)
-            marking = net.replay(trail)
-            for t, missing in waiting(net, marking):
-                highlight += [t, *missing]
-            choices = "; ".join(choices_made(net, list(report.deadlock_trace)))
-            title = (f"{net.name}: DEADLOCK" + (f" after {choices}" if choices else "")
-                     + " (the path taken in bold, where it is stuck in red)")
-    out = draw_net(net, output, highlight=sorted(set(highlight)) or None, marking=marking, title=title, trail=trail)
+        overlay = deadlock_overlay(net)
+    if overlay is None:
+        out = draw_net(net, output)
+    else:
+        out = draw_net(net, output, highlight=overlay.highlight or None, marking=overlay.marking,
+                       title=overlay.title, trail=overlay.trail)
     click.echo(f"wrote {out}")
 
 

@@ -28,7 +28,7 @@ from petriflow.execute.ownership import owner_alive
 from petriflow.limits import failing, open_database
 from petriflow.trace import TraceRecord, dumps
 
-__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "SqliteStore", "Waiting", "open_store", "output_json"]
+__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "RunTotals", "SqliteStore", "Waiting", "open_store", "output_json"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,22 @@ class Waiting:
     step: str
     npass: int
     since: float
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """What a run's list row shows, summed by the store (so a page of runs costs three queries, not 150)."""
+
+    cases: int = 0
+    ok: int = 0
+    failed: int = 0
+    waiting: int = 0
+    attempts: int = 0
+    failures: int = 0  # attempts whose outcome is not ok
+    cost: float = 0.0
+    tokens: int = 0
+    first_start: float | None = None
+    last_end: float | None = None
 
 
 def _dump(value: Any) -> str:
@@ -224,6 +240,27 @@ class MemoryStore:
         """Every run, newest first."""
         return sorted(self._runs.values(), key=lambda r: -r.created)
 
+    def run_page(self, *, status: str | None = None, text: str | None = None, limit: int = 50,
+                 offset: int = 0) -> tuple[list[RunRow], int]:
+        """One page of runs, newest first, with the number that match: ``status`` exactly, ``text`` in the
+        run id or workflow (what the console's runs list filters by)."""
+        rows = [r for r in self.runs() if status in (None, r.status)
+                and (not text or text in r.run_id or text in r.workflow)]
+        return rows[offset:offset + limit], len(rows)
+
+    def trace_since(self, seq: int, *, limit: int = 100_000) -> list[tuple[int, str]]:
+        """Trace lines committed after position ``seq``, with their positions, oldest first (none in memory)."""
+        return []
+
+    def run_totals(self, run_ids: list[str]) -> dict[str, RunTotals]:
+        """Each run's case counts, waiting steps and attempt totals (memory keeps no trace: attempts are 0)."""
+        out = {}
+        for rid in run_ids:
+            cases = self.cases(rid)
+            out[rid] = RunTotals(len(cases), sum(c.status == "ok" for c in cases),
+                                 sum(c.status == "failed" for c in cases), len(self.waiting(rid)))
+        return out
+
     def tool_result(self, key: str) -> tuple[bool, Any]:
         return (True, self._tools[key]) if key in self._tools else (False, None)
 
@@ -246,6 +283,9 @@ CREATE TABLE IF NOT EXISTS leases (run_id TEXT PRIMARY KEY, owner TEXT, expires 
 CREATE TABLE IF NOT EXISTS waiting (run_id TEXT, ncase INTEGER, step TEXT, npass INTEGER, since REAL,
                                     PRIMARY KEY (run_id, ncase, step, npass));
 CREATE TABLE IF NOT EXISTS trace (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, ncase INTEGER, line TEXT);
+CREATE INDEX IF NOT EXISTS trace_by_run ON trace (run_id, seq);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created);
 """
 
 
@@ -387,8 +427,43 @@ class SqliteStore(MemoryStore):
 
     def runs(self) -> list[RunRow]:
         rows = self._db.execute("SELECT run_id, workflow, created, status, options FROM runs "
-                                "ORDER BY created DESC").fetchall()
+                                "ORDER BY created DESC, run_id DESC").fetchall()
         return [RunRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def run_page(self, *, status: str | None = None, text: str | None = None, limit: int = 50,
+                 offset: int = 0) -> tuple[list[RunRow], int]:
+        where = "WHERE (? IS NULL OR status=?) AND (? IS NULL OR instr(run_id, ?) > 0 OR instr(workflow, ?) > 0)"
+        args = (status, status, text or None, text, text)
+        total = int(self._db.execute(f"SELECT count(*) FROM runs {where}", args).fetchone()[0])
+        rows = self._db.execute(f"SELECT run_id, workflow, created, status, options FROM runs {where} "
+                                "ORDER BY created DESC, run_id DESC LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
+        return [RunRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows], total
+
+    def trace_since(self, seq: int, *, limit: int = 100_000) -> list[tuple[int, str]]:
+        rows = self._db.execute("SELECT seq, line FROM trace WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def run_totals(self, run_ids: list[str]) -> dict[str, RunTotals]:
+        if not run_ids:
+            return {}
+        marks = ",".join("?" * len(run_ids))
+        cases = {r[0]: r[1:] for r in self._db.execute(
+            f"SELECT run_id, count(*), total(status='ok'), total(status='failed') FROM cases "
+            f"WHERE run_id IN ({marks}) GROUP BY run_id", run_ids)}
+        waits = dict(self._db.execute(f"SELECT run_id, count(*) FROM waiting WHERE run_id IN ({marks}) "
+                                      "GROUP BY run_id", run_ids).fetchall())
+        attempts = {r[0]: r[1:] for r in self._db.execute(
+            "SELECT run_id, count(*), total(json_extract(line, '$.outcome') != 'ok'), "
+            "total(json_extract(line, '$.cost')), total(json_extract(line, '$.input_tokens')) "
+            "+ total(json_extract(line, '$.output_tokens')), min(json_extract(line, '$.start')), "
+            f"max(json_extract(line, '$.end')) FROM trace WHERE run_id IN ({marks}) GROUP BY run_id", run_ids)}
+        out = {}
+        for rid in run_ids:
+            n, ok, failed = cases.get(rid, (0, 0, 0))
+            a, bad, cost, tokens, start, end = attempts.get(rid, (0, 0, 0.0, 0, None, None))
+            out[rid] = RunTotals(int(n), int(ok), int(failed), int(waits.get(rid, 0)), int(a), int(bad), float(cost),
+                                 int(tokens), start, end)
+        return out
 
     def tool_result(self, key: str) -> tuple[bool, Any]:
         row = self._db.execute("SELECT result FROM tool_calls WHERE key=?", (key,)).fetchone()

@@ -19,6 +19,10 @@ import numpy as np
 
 from petriflow.errors import InputError
 from petriflow.net.petrinet import PetriNet, WorkflowNet
+
+# imported here, before `def draw`: a first import of the submodule later would rebind `petriflow.viz.draw`
+# from this function to the module (a second drawing in one process then failed)
+from petriflow.viz.draw import render
 from petriflow.viz.text import scene, to_dot, to_mermaid
 
 __all__ = ["SUFFIXES", "draw", "to_dot", "to_mermaid"]
@@ -57,8 +61,6 @@ def draw(
         elif suffix == ".dot":
             out.write_text(to_dot(net, **options), encoding="utf-8")
         else:
-            from petriflow.viz.draw import render
-
             render(scene(net, **options), out, fmt=suffix[1:], workflow=isinstance(net, WorkflowNet))
     except OSError as err:
         raise InputError(f"cannot write '{out}': {err.strerror or err}",

@@ -1,0 +1,278 @@
+"""The console in a real browser (issue 13): review, runs with retries, the live net, escaping, tokens, metrics.
+
+Every run is a real ``petriflow run`` process on ``tests/data/ui/review_flow.yaml``
+(its ``fetch`` step fails once and is retried; ``review`` is a human step
+that routes on approve / reject / escalate), the console the real
+``petriflow ui`` process, the browser Debian's chromium. The oracles are the
+store itself (read through :class:`SqliteStore`) and the processes' exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from petriflow.execute.store import SqliteStore
+from petriflow.trace import TraceRecord
+from tests.ui.harness import browser, console, finish, petriflow, start_run, wait_waiting
+
+pytestmark = pytest.mark.browser
+XSS = "hello <script>window.__xss = 1</script><img src=x onerror='window.__xss = 2'>"
+
+
+def _records(db: Path, run_id: str) -> list[TraceRecord]:
+    from petriflow.execute.trace import record_of
+
+    store = SqliteStore(db)
+    try:
+        return [record_of(line) for line in store.trace_lines(run_id)]
+    finally:
+        store.close()
+
+
+def test_a_run_waits_for_review_is_answered_in_the_page_and_finishes(tmp_path: Path) -> None:
+    db = tmp_path / "runs.sqlite"
+    run = start_run(db, "R", "is this post fine?")
+    try:
+        wait_waiting(db, "R", 1)
+        with console(db) as ui, browser() as ctx:
+            page = ctx.new_page()
+            page.goto(f"{ui.url}/?token={ui.token}")
+            assert page.url == f"{ui.url}/review", "the token is traded for a cookie and dropped from the URL"
+            card = page.locator("section.review")
+            assert card.count() == 1
+            assert "is this post fine?" in card.locator("pre.value").first.inner_text()
+            assert "fetch#1" in card.inner_text() and "looks fine" in card.inner_text()  # the upstream outputs
+            assert "deadline" in card.inner_text() and "auto_escalate" in card.inner_text()
+            card.locator("button", has_text="reject").click()
+            assert "answered step 'review' pass 1 of case 0 of run R" in page.locator("#message").inner_text()
+            code, _, err = finish(run)
+            assert code == 0, err
+            page.goto(f"{ui.url}/review")
+            assert page.locator("section.review").count() == 0
+    finally:
+        run.kill()
+    store = SqliteStore(db)
+    try:
+        [case] = store.cases("R")
+        steps = store.load_steps("R", 0)
+        assert case.status == "ok" and steps["review#1"].output == "reject" and steps["review#1"].label == "reject"
+        assert steps["audit#1"].output == {"audited": True, "decision": {"discard": "discarded"}}  # the audit row
+        assert "publish#1" not in steps
+    finally:
+        store.close()
+
+
+def test_an_answer_is_recorded_once_and_validated(tmp_path: Path) -> None:
+    db = tmp_path / "runs.sqlite"
+    run = start_run(db, "R", "a post")
+    try:
+        wait_waiting(db, "R", 1)
+        with console(db) as ui, browser() as ctx:
+            page = ctx.new_page()
+            page.goto(f"{ui.url}/?token={ui.token}")
+            form = page.locator("form.answer")
+            csrf = form.locator("input[name=csrf]").get_attribute("value")
+            post = {"csrf": csrf, "run_id": "R", "step": "review", "case": "0", "npass": "1"}
+            bad = page.request.post(f"{ui.url}/review/answer", form={**post, "value": "maybe"})
+            assert "answer one of approve, reject, escalate" in bad.text()
+            first = page.request.post(f"{ui.url}/review/answer", form={**post, "value": "approve"})
+            second = page.request.post(f"{ui.url}/review/answer", form={**post, "value": "escalate"})
+            assert "answered step" in first.text() and "already answered" in second.text()
+        code, _, err = finish(run)
+        assert code == 0, err
+    finally:
+        run.kill()
+    store = SqliteStore(db)
+    try:
+        assert store.load_steps("R", 0)["review#1"].output == "approve"
+    finally:
+        store.close()
+
+
+def test_the_run_page_shows_every_attempt_with_its_retries(tmp_path: Path) -> None:
+    db = tmp_path / "runs.sqlite"
+    run = start_run(db, "R", "first post", "second post")
+    try:
+        wait_waiting(db, "R", 2)
+        assert petriflow("answer", "R", "review", "approve", "--db", str(db)).returncode == 0
+        code, _, err = finish(run)
+        assert code == 0, err
+    finally:
+        run.kill()
+    recs = _records(db, "R")
+    retried = [r for r in recs if r.attempt > 1]
+    assert retried, "the workflow's fetch step fails once, so some attempt is a retry"
+    with console(db) as ui, browser() as ctx:
+        page = ctx.new_page()
+        page.goto(f"{ui.url}/runs/R?token={ui.token}")
+        rows = page.locator("tr.attempt")
+        assert rows.count() == len(recs)
+        shown = sorted((r.inner_text().split("\t")[0].strip(), r.locator("td").nth(1).inner_text().split()[0],
+                        r.locator("td").nth(4).inner_text().split()[0]) for r in rows.all())
+        assert shown == sorted((str(r.case), r.step, str(r.attempt)) for r in recs)
+        assert page.locator("tr.attempt.retry").count() == len(retried)
+        assert page.locator("tr.attempt.outcome-error").count() == sum(r.outcome == "error" for r in recs)
+        page.goto(f"{ui.url}/runs")
+        row = page.locator("tr", has=page.locator("a", has_text="R")).first
+        assert f"{sum(r.outcome != 'ok' for r in recs)}" in row.locator("td").nth(8).inner_text()
+
+
+def test_the_live_net_changes_while_the_run_goes_on(tmp_path: Path) -> None:
+    db = tmp_path / "runs.sqlite"
+    run = start_run(db, "R", "a post")
+    try:
+        wait_waiting(db, "R", 1)
+        with console(db) as ui, browser() as ctx:
+            page = ctx.new_page()
+            page.goto(f"{ui.url}/runs/R/net?token={ui.token}")
+            img = page.locator("img#net")
+            before = img.get_attribute("src")
+            page.wait_for_function("document.getElementById('net').naturalWidth > 0", timeout=180_000)
+            review = page.locator("tr[data-step=review] td")
+            assert review.nth(3).inner_text() == "1", "review waits for a human"
+            assert "waiting for a human" in page.locator("#title").inner_text()
+            assert petriflow("answer", "R", "review", "approve", "--db", str(db)).returncode == 0
+            page.wait_for_function(f"document.getElementById('net').getAttribute('src') !== {json.dumps(before)}",
+                                   timeout=180_000)
+            page.wait_for_function("document.getElementById('title').textContent.includes('1/1 case(s) finished')",
+                                   timeout=180_000)
+            assert page.locator("tr[data-step=audit] td").nth(5).inner_text() == "1"
+            page.wait_for_function("document.getElementById('net').complete && "
+                                   "document.getElementById('net').naturalWidth > 0", timeout=180_000)
+        code, _, err = finish(run)
+        assert code == 0, err
+    finally:
+        run.kill()
+
+
+def test_a_script_in_a_step_output_is_shown_as_text(tmp_path: Path) -> None:
+    db = tmp_path / "runs.sqlite"
+    run = start_run(db, "R", XSS)
+    try:
+        wait_waiting(db, "R", 1)
+        with console(db) as ui, browser() as ctx:
+            page = ctx.new_page()
+            page.goto(f"{ui.url}/review?token={ui.token}")
+            text = page.locator("section.review").inner_text()
+            assert "<script>window.__xss = 1</script>" in text and "onerror=" in text
+            page.goto(f"{ui.url}/runs/R")
+            assert "<script>window.__xss = 1</script>" in page.locator("pre.step-output").first.inner_text() or \
+                any("<script>" in p.inner_text() for p in page.locator("pre.value").all())
+            assert page.evaluate("window.__xss") is None
+            assert page.locator("main script, main img[src=x]").count() == 0
+    finally:
+        run.kill()
+
+
+def _get(url: str, headers: dict[str, str] | None = None, data: bytes | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url, headers=headers or {}, data=data)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_a_request_without_the_token_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "runs.sqlite"
+    SqliteStore(db).close()
+    with console(db) as ui:
+        for path in ("/", "/review", "/runs", "/metrics", "/runs/R/net.svg", "/static/ui.css"):
+            assert _get(ui.url + path)[0] == 401, path
+        assert _get(ui.url + "/review?token=wrong")[0] == 401
+        assert _get(ui.url + "/review", {"Cookie": "petriflow_ui=wrong"})[0] == 401
+        assert _get(ui.url + "/review/answer", data=b"run_id=R&step=review&case=0&value=approve")[0] == 401
+        cookie = {"Cookie": f"petriflow_ui={ui.token}"}
+        assert _get(ui.url + "/review", cookie)[0] == 200
+        status, body = _get(ui.url + "/review/answer", cookie, data=b"run_id=R&step=review&case=0&value=approve")
+        assert status == 403 and "CSRF" in body
+        assert _get(ui.url + "/review", {**cookie, "Host": "evil.example:80"})[0] == 403
+        assert ui.token not in _get(ui.url + "/review", cookie)[1]
+
+
+def test_metrics_parse_and_match_the_store(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    db = tmp_path / "runs.sqlite"
+    done = start_run(db, "A", "one", "two", "three")
+    try:
+        wait_waiting(db, "A", 3)
+        assert petriflow("answer", "A", "review", "approve", "--db", str(db)).returncode == 0
+        assert finish(done)[0] == 0
+    finally:
+        done.kill()
+    waiting = start_run(db, "B", "four", "five")
+    try:
+        wait_waiting(db, "B", 2)
+        with console(db) as ui:
+            status, text = _get(ui.url + "/metrics", {"Authorization": f"Bearer {ui.token}"})
+        assert status == 200
+    finally:
+        waiting.kill()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    recs = _records(db, "A") + _records(db, "B")
+    by_step: dict[str, list[TraceRecord]] = {}
+    for r in recs:
+        by_step.setdefault(r.step, []).append(r)
+    attempts = {(s.labels["step"], s.labels["outcome"]): s.value for s in families["petriflow_step_attempts"].samples}
+    assert attempts == {(step, o): float(sum(r.outcome == o for r in rs))
+                        for step, rs in by_step.items() for o in {r.outcome for r in rs}}
+    counts = {s.labels["step"]: s.value for s in families["petriflow_step_latency_seconds"].samples
+              if s.name.endswith("_count")}
+    assert counts == {step: float(len(rs)) for step, rs in by_step.items()}
+    sums = {s.labels["step"]: s.value for s in families["petriflow_step_latency_seconds"].samples
+            if s.name.endswith("_sum")}
+    for step, rs in by_step.items():
+        assert sums[step] == pytest.approx(sum(r.end - r.start for r in rs))
+    failures = {s.labels["step"]: s.value for s in families["petriflow_step_failures"].samples}
+    assert failures == {step: float(sum(r.outcome != "ok" for r in rs)) for step, rs in by_step.items()}
+    assert failures["fetch"] >= 1
+    queue = {s.labels["step"]: s.value for s in families["petriflow_review_queue_length"].samples}
+    assert queue == {"review": 2.0}
+    runs = {s.labels["status"]: s.value for s in families["petriflow_runs"].samples}
+    assert runs == {"running": 1.0, "ok": 1.0, "failed": 0.0}
+
+
+def test_predicted_against_measured_and_the_refit_button(tmp_path: Path) -> None:
+    import numpy as np
+
+    from petriflow.ui.compare import measured_cases
+
+    db = tmp_path / "runs.sqlite"
+    run = start_run(db, "A", "one", "two", "three", "four")
+    try:
+        wait_waiting(db, "A", 4)
+        assert petriflow("answer", "A", "review", "approve", "--db", str(db)).returncode == 0
+        assert finish(run)[0] == 0
+    finally:
+        run.kill()
+    recs = _records(db, "A")
+    spans: dict[int | str, list[float]] = {}
+    for r in recs:
+        spans.setdefault(r.case, []).extend([r.start, r.end])
+    want = float(np.mean([max(v) - min(v) for v in spans.values()]))  # the oracle: the cases' spans, by hand
+    store = SqliteStore(db)
+    row = store.get_run("A")
+    assert row is not None
+    assert float(np.mean(measured_cases(store, [row])[0])) == pytest.approx(want)
+    store.close()
+    with console(db) as ui, browser() as ctx:
+        page = ctx.new_page()
+        page.goto(f"{ui.url}/compare?token={ui.token}")
+        cells = page.locator("#gap-latency td")
+        assert float(cells.nth(2).inner_text()) == pytest.approx(want, rel=1e-3)
+        predicted, measured, gap = (float(cells.nth(i).inner_text()) for i in (1, 2, 3))
+        assert gap == pytest.approx(measured - predicted, rel=1e-3, abs=1e-3)
+        low, high = (float(x) for x in cells.nth(4).inner_text().strip("[]").split(","))
+        assert low <= gap <= high
+        page.wait_for_function("document.querySelector('img.plot').naturalWidth > 0", timeout=180_000)
+        assert "annotations" in page.locator("p.meta").inner_text()
+        page.locator("#refit").click()
+        assert "refitted into" in page.locator("#message").inner_text()
+        assert "refitted from the runs" in page.locator("p.meta").inner_text()
+    assert (tmp_path / "review_flow.fitted.profile.yaml").is_file()
