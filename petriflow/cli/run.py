@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from petriflow.cli.params import Amount
+from petriflow.cli.runs import DB_HELP
 from petriflow.errors import InputError
 from petriflow.limits import MAX_RECORDS_BYTES, check_output, failing, load_json, read_text
 
@@ -97,8 +98,7 @@ def _show(value: Any) -> str:
               help="Cases in flight at once (resources still cap each model endpoint).")
 @click.option("--trace", "trace_path", metavar="OUT.jsonl", type=click.Path(dir_okay=False),
               help="Append one JSON line per step attempt (what `petriflow fit` reads).")
-@click.option("--db", "db_path", metavar="FILE.sqlite", type=click.Path(dir_okay=False),
-              help="Checkpoint store [default: $PETRIFLOW_HOME/runs.sqlite].")
+@click.option("--db", "db_path", metavar="FILE|URL", help=DB_HELP)
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an interrupted run; nothing done is redone.")
 @click.option("--run-id", "run_id", metavar="RUN_ID", help="Name the run (default: a fresh id).")
 @click.option("--from-saved", "from_saved", is_flag=True,
@@ -123,9 +123,9 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
     step sees it, so `--resume RUN_ID` after a crash (kill -9 included) redoes
     no finished step.
     """
-    from petriflow.execute.store import SqliteStore
+    from petriflow.execute.store import open_store
 
-    store = SqliteStore(db_path or _default_db())
+    store = open_store(db_path or _default_db())
     if answer:
         from petriflow.cli.runs import record_answer
 
