@@ -111,11 +111,19 @@ def _show(value: Any) -> str:
               help="Answer repeated model requests from this response cache (keyed by the request's content).")
 @click.option("--metrics", "metrics_path", metavar="OUT.prom", type=click.Path(dir_okay=False),
               help="Write per-step totals in Prometheus' text format when the run ends.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: every case in this process. ray: a batch's cases spread over Ray workers "
+                   "(the ray extra); give a --db every worker reaches (postgresql://... across machines).")
+@click.option("--address", metavar="HOST:PORT", help="With --backend ray: the Ray cluster [default: $RAY_ADDRESS, "
+                                                     "else a new local instance].")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="With --backend ray: worker processes, each running --concurrency cases at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None, concurrency: int,
         trace_path: str | None, db_path: str | None, resume_id: str | None, run_id: str | None,
         answer: tuple[str, str, str] | None, budget: float | None, cache_path: str | None, metrics_path: str | None,
-        as_json: bool, from_saved: bool = False) -> None:
+        as_json: bool, from_saved: bool = False, backend: str = "local", address: str | None = None,
+        workers: int = 2) -> None:
     """Run the workflow at PATH on its models (local servers start when needed).
 
     The workflow is verified first: an unsound one is refused with the
@@ -149,15 +157,26 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
                          fail=failing(InputError, flag))
     if from_saved and not resume_id:
         raise InputError("--from-saved goes with --resume RUN_ID", hint="petriflow run --resume RUN --from-saved")
+    if backend == "ray" and (from_saved or cache_path):
+        raise InputError("--backend ray runs a batch or its --resume; --from-saved and --cache are local only",
+                         hint="leave out --backend ray")
+    if backend == "local" and (address or workers != 2):
+        raise InputError("--address and --workers go with --backend ray", hint="add --backend ray")
     values = _cases(input_texts) if input_texts else (_read_inputs(inputs_path) if inputs_path else [])
+    from petriflow.execute.store import is_url
+
+    db = str(db_path or _default_db())  # what every worker opens: a server's URL, or the one SQLite file by its full path
+    ray = {"db": db if is_url(db) else str(Path(db.removeprefix("sqlite:///")).resolve()), "address": address,
+           "workers": workers} if backend == "ray" else None
     sys.exit(_execute(path, values, store=store, concurrency=concurrency, trace_path=trace_path,
                       resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json, cache_path=cache_path,
-                      metrics_path=metrics_path, from_saved=from_saved))
+                      metrics_path=metrics_path, from_saved=from_saved, ray=ray))
 
 
 def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trace_path: str | None,
              resume_id: str | None, run_id: str | None, budget: float | None, as_json: bool,
-             cache_path: str | None = None, metrics_path: str | None = None, from_saved: bool = False) -> int:
+             cache_path: str | None = None, metrics_path: str | None = None, from_saved: bool = False,
+             ray: dict[str, Any] | None = None) -> int:
     from petriflow.execute.executor import Executor, new_run_id
     from petriflow.execute.plan import plan
     from petriflow.execute.trace import TraceWriter
@@ -203,6 +222,10 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
     async def main() -> list[Any]:
         nonlocal rid
         async with executor:
+            if ray is not None:
+                return await _on_ray(executor, path, rid, values, ray, resume=bool(resume_id), concurrency=concurrency,
+                                     budget=budget, progress=progress,
+                                     options={"budget": budget, "trace": trace_path, "workflow": str(Path(path))})
             if resume_id and from_saved:
                 rid, results = await executor.rerun(resume_id, as_run_id=rid, concurrency=concurrency,
                                                     progress=progress)
@@ -252,6 +275,30 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
     if all(r.ok for r in results):
         return 2 if failed_outputs else 0
     return 3 if any(r.exit_code == 3 for r in results) else 1
+
+
+async def _on_ray(executor: Any, path: str, rid: str, values: list[Any], ray: dict[str, Any], *, resume: bool,
+                  concurrency: int, budget: float | None, progress: Any, options: dict[str, Any]) -> list[Any]:
+    """A batch on Ray workers: this process owns the run and records it; the workers run its cases."""
+    from petriflow.execute.distributed import run_on_ray
+
+    store = executor.store
+    async with executor.leases.hold(rid):
+        if resume:
+            executor.check_unchanged(rid)
+        else:
+            executor.open_run(rid, values, options)
+        todo = [(r.case, r.input) for r in store.cases(rid) if r.status != "ok"]
+        before = {r.case for r in store.cases(rid) if r.status == "ok"}
+        ran = await run_on_ray(executor, str(Path(path).resolve()), ray["db"], rid, todo, workers=ray["workers"],
+                               concurrency=concurrency, budget=budget, address=ray["address"], progress=progress,
+                               on_worker=lambda slot, pid: click.echo(f"ray worker {slot}: process {pid}", err=True))
+        earlier = executor.finished(rid)  # the trace file and totals, from every worker's committed records
+        for case in before:
+            progress(earlier[case])
+        merged = {**{c: earlier[c] for c in before}, **{r.case: r for r in ran}}
+        store.set_run_status(rid, "ok" if all(r.ok for r in merged.values()) else "failed")
+        return [merged[k] for k in sorted(merged)]
 
 
 COMMANDS = [run]

@@ -33,7 +33,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from petriflow.errors import BudgetExceeded, RetryableCallError, StepFailed
 from petriflow.execute.case import Case, Done, message
@@ -66,6 +66,14 @@ class Limits(NamedTuple):
     tokens: Bucket | None
 
 
+class SharedLimits(Protocol):
+    """Resources held across processes by one owner (a Ray actor): what :class:`StepPolicies` delegates to."""
+
+    async def acquire(self, uses: tuple[tuple[str, int], ...], estimate: int) -> None: ...
+    def settle(self, uses: tuple[tuple[str, int], ...], tokens: int) -> None: ...
+    def release(self, uses: tuple[tuple[str, int], ...]) -> None: ...
+
+
 class StepPolicies:
     """The policies of one step execution (see the module docstring).
 
@@ -84,6 +92,7 @@ class StepPolicies:
         self.limits: dict[str, Limits] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._usage: dict[str, int] = {}  # tokens of each step's last call: what its next call reserves
+        self.shared: SharedLimits | None = None  # set: units and rates are held there, across workers
 
     # -- shared resources ---------------------------------------------------------
     def bind(self) -> None:
@@ -102,6 +111,11 @@ class StepPolicies:
 
     async def acquire(self, sp: StepPlan) -> int:
         """Take the step's units, then its rate permits; returns the tokens reserved (settled after the call)."""
+        if self.shared is not None:
+            estimate = self._usage.get(sp.id, 0)
+            if sp.uses:
+                await self.shared.acquire(sp.uses, estimate)
+            return estimate
         held: list[asyncio.Semaphore] = []
         try:
             for rid, n in sp.uses:  # sorted order: no two steps wait on each other
@@ -127,6 +141,10 @@ class StepPolicies:
     def settle(self, sp: StepPlan, reserved: int, used: int) -> None:
         """Charge the token buckets what the call used instead of the estimate it reserved."""
         self._usage[sp.id] = used
+        if self.shared is not None:
+            if used != reserved and sp.uses:
+                self.shared.settle(sp.uses, used - reserved)
+            return
         if used != reserved:
             now = self.clock()
             for rid, _ in sp.uses:
@@ -136,6 +154,10 @@ class StepPolicies:
 
     def release(self, sp: StepPlan) -> None:
         """Give the step's units back (rate permits are spent: a bucket refills with time, not with releases)."""
+        if self.shared is not None:
+            if sp.uses:
+                self.shared.release(sp.uses)
+            return
         for rid, n in sp.uses:
             for _ in range(n):
                 self.limits[rid].units.release()
