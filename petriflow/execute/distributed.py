@@ -27,7 +27,9 @@ file must not be joined). Ray's own servers listen on every interface; see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -179,6 +181,15 @@ async def run_on_ray(executor: Executor, workflow: str, db: str, run_id: str, to
     its cases offered again (they go on from their checkpoints once their
     lease is taken over). ``on_worker(slot, pid)`` is told each worker's process.
     """
+    with contextlib.redirect_stdout(sys.stderr):  # Ray prints worker deaths to stdout, which is the results'
+        return await _run(executor, workflow, db, run_id, todo, workers=workers, concurrency=concurrency,
+                          budget=budget, address=address, progress=progress, on_worker=on_worker)
+
+
+async def _run(executor: Executor, workflow: str, db: str, run_id: str, todo: list[tuple[int, Any]], *,
+               workers: int, concurrency: int, budget: float | None, address: str | None,
+               progress: Callable[[RunResult], None] | None,
+               on_worker: Callable[[int, int], None] | None) -> list[RunResult]:
     ray = _ray()
     started = False
     if not ray.is_initialized():
