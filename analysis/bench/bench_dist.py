@@ -7,7 +7,8 @@ server, a subprocess on 127.0.0.1 answering every call after a fixed
 ``--delay``; its ``llm`` resource widened to ``--capacity`` calls in flight and
 its rate limit dropped, so the figure is the executor's, not the limit's) runs
 ``--cases`` cases in one run: first on the local backend (one asyncio
-executor, ``--concurrency`` cases at once), then on Ray with 1, 2 and 4
+executor, ``--concurrency`` cases at once, after 50 untimed cases that warm
+up the server and the classifier), then on Ray with 1, 2 and 4
 workers (each ``--concurrency`` cases at once; the ``llm`` capacity is held
 across all of them by the limiter actor). Each batch has its own SQLite
 store; the Ray time counts the workers' start (actors, imports) but not
@@ -37,6 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPER = ROOT.parent / "shared" / "tools" / "in-netns.sh"
+TARGET = 1.2
 SMOKE_ARGS = ["--cases", "40", "--workers", "1", "--commits", "50"]
 QUESTIONS = ["hi, how are you?", "how do I reverse a list in python?", "who won the 2018 world cup?",
              "tell me a joke", "fix this TypeError", "what is the population of France?"]
@@ -64,6 +66,7 @@ def _batches(args: argparse.Namespace, ray_ok: bool) -> None:
 
         async def local() -> float:
             async with Executor(dag, store=SqliteStore(tmp / "local.sqlite")) as ex:
+                await ex.run_many(values[:50], run_id="warm", concurrency=args.concurrency)  # first calls, untimed
                 t0 = time.perf_counter()
                 res = await ex.run_many(values, run_id="local", concurrency=args.concurrency)
                 wall = time.perf_counter() - t0
@@ -71,12 +74,14 @@ def _batches(args: argparse.Namespace, ray_ok: bool) -> None:
             return wall
 
         base = args.cases / asyncio.run(local())
-        print(f"| backend | workers | cases/s | ratio to local |\n|---|---|---|---|\n| local | - | {base:.1f} | 1.00 |")
+        print(f"| backend | workers | cases/s | local/this |\n|---|---|---|---|\n| local | - | {base:.1f} | 1.00x |")
         if not ray_ok:
             return
         import ray
 
         from petriflow.execute.distributed import run_on_ray
+
+        ratios: list[float] = []
 
         ray.init(address="local", num_cpus=max(max(args.workers), os.cpu_count() or 1), include_dashboard=False,
                  log_to_driver=False)
@@ -96,9 +101,14 @@ def _batches(args: argparse.Namespace, ray_ok: bool) -> None:
                     return wall
 
                 rate = args.cases / asyncio.run(on_ray())
-                print(f"| ray | {n} | {rate:.1f} | {base / rate:.2f} |")
+                print(f"| ray | {n} | {rate:.1f} | {base / rate:.2f}x |")
+                if n == 1:
+                    ratios.append(base / rate)
         finally:
             ray.shutdown()
+        for r in ratios:
+            print(f"\ntarget (issue 14): Ray on 1 worker within {TARGET}x of local: "
+                  f"{'met' if r <= TARGET else 'missed'} ({r:.2f}x)")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -151,9 +161,13 @@ def main() -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.cases} cases of the QA router, server delay "
           f"{args.delay * 1000:.0f} ms, concurrency {args.concurrency} per executor, llm capacity {args.capacity}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-          + (f"; Ray left out: {no_ray}" if no_ray else "") + "\n")
+          + (f"; Ray left out: {no_ray}" if no_ray else "")
+          + f"; target: Ray on 1 worker within {TARGET}x of local's cases/s\n")
     _batches(args, ray_ok=no_ray is None)
     _commits(args.commits)
+    if args.inside:  # Ray's native atexit handlers sometimes abort an exiting process; what it printed is complete
+        sys.stdout.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
