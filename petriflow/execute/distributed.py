@@ -115,13 +115,23 @@ class _Shared:
 
     def __init__(self, limiter: Any, holder: str) -> None:
         self.limiter, self.holder = limiter, holder
+        self._returning: set[asyncio.Future[None]] = set()
+
+    async def _give_back(self, ref: Any, uses: tuple[tuple[str, int], ...]) -> None:
+        try:
+            await ref
+        except Exception:  # the limiter is gone: nothing is held there
+            return
+        self.limiter.release.remote(self.holder, uses)
 
     async def acquire(self, uses: tuple[tuple[str, int], ...], estimate: int) -> None:
         ref = self.limiter.acquire.remote(self.holder, uses, estimate)
         try:
             wait = await ref
-        except asyncio.CancelledError:  # the units may be granted after all: hand them straight back
-            self.limiter.release.remote(self.holder, uses)
+        except asyncio.CancelledError:  # the limiter may still grant them: give them back once it has
+            task = asyncio.ensure_future(self._give_back(ref, uses))
+            self._returning.add(task)
+            task.add_done_callback(self._returning.discard)
             raise
         if wait > 0:
             await asyncio.sleep(wait)
