@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from petriflow.cli.params import Amount
+from petriflow.cli.runs import DB_HELP
 from petriflow.errors import InputError
 from petriflow.limits import MAX_RECORDS_BYTES, check_output, failing, load_json, read_text
 
@@ -106,8 +107,7 @@ def _show(value: Any) -> str:
               help="Cases in flight at once (resources still cap each model endpoint).")
 @click.option("--trace", "trace_path", metavar="OUT.jsonl", type=click.Path(dir_okay=False),
               help="Append one JSON line per step attempt (what `petriflow fit` reads).")
-@click.option("--db", "db_path", metavar="FILE.sqlite", type=click.Path(dir_okay=False),
-              help="Checkpoint store [default: $PETRIFLOW_HOME/runs.sqlite].")
+@click.option("--db", "db_path", metavar="FILE|URL", help=DB_HELP)
 @click.option("--resume", "resume_id", metavar="RUN_ID", help="Finish an interrupted run; nothing done is redone.")
 @click.option("--run-id", "run_id", metavar="RUN_ID", help="Name the run (default: a fresh id).")
 @click.option("--from-saved", "from_saved", is_flag=True,
@@ -123,11 +123,19 @@ def _show(value: Any) -> str:
 @click.option("--catalog", "catalog_path", metavar="CATALOG.yaml", type=click.Path(dir_okay=False),
               help="Gate the workflow against this catalog first (petriflow generate's output); its tools "
                    "and models are the catalog's. A refusal exits 1 before anything runs.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: every case in this process. ray: a batch's cases spread over Ray workers "
+                   "(the ray extra); give a --db every worker reaches (postgresql://... across machines).")
+@click.option("--address", metavar="HOST:PORT", help="With --backend ray: the Ray cluster [default: $RAY_ADDRESS, "
+                                                     "else a new local instance].")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="With --backend ray: worker processes, each running --concurrency cases at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None, concurrency: int,
         trace_path: str | None, db_path: str | None, resume_id: str | None, run_id: str | None,
         answer: tuple[str, str, str] | None, budget: float | None, cache_path: str | None, metrics_path: str | None,
-        as_json: bool, from_saved: bool = False, catalog_path: str | None = None) -> None:
+        as_json: bool, from_saved: bool = False, catalog_path: str | None = None, backend: str = "local",
+        address: str | None = None, workers: int = 2) -> None:
     """Run the workflow at PATH on its models (local servers start when needed).
 
     The workflow is verified first: an unsound one is refused with the
@@ -135,9 +143,9 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
     step sees it, so `--resume RUN_ID` after a crash (kill -9 included) redoes
     no finished step.
     """
-    from petriflow.execute.store import SqliteStore
+    from petriflow.execute.store import open_store
 
-    store = SqliteStore(db_path or _default_db())
+    store = open_store(db_path or _default_db())
     if answer:
         from petriflow.cli.runs import record_answer
 
@@ -162,16 +170,26 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
                          fail=failing(InputError, flag))
     if from_saved and not resume_id:
         raise InputError("--from-saved goes with --resume RUN_ID", hint="petriflow run --resume RUN --from-saved")
+    if backend == "ray" and (from_saved or cache_path):
+        raise InputError("--backend ray runs a batch or its --resume; --from-saved and --cache are local only",
+                         hint="leave out --backend ray")
+    if backend == "local" and (address or workers != 2):
+        raise InputError("--address and --workers go with --backend ray", hint="add --backend ray")
     values = _cases(input_texts) if input_texts else (_read_inputs(inputs_path) if inputs_path else [])
+    from petriflow.execute.store import is_url
+
+    db = str(db_path or _default_db())  # what every worker opens: a server's URL, or the one SQLite file by its full path
+    ray = {"db": db if is_url(db) else str(Path(db.removeprefix("sqlite:///")).resolve()), "address": address,
+           "workers": workers} if backend == "ray" else None
     sys.exit(_execute(path, values, store=store, concurrency=concurrency, trace_path=trace_path,
                       resume_id=resume_id, run_id=run_id, budget=budget, as_json=as_json, cache_path=cache_path,
-                      metrics_path=metrics_path, from_saved=from_saved, catalog_path=catalog_path))
+                      metrics_path=metrics_path, from_saved=from_saved, catalog_path=catalog_path, ray=ray))
 
 
 def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trace_path: str | None,
              resume_id: str | None, run_id: str | None, budget: float | None, as_json: bool,
              cache_path: str | None = None, metrics_path: str | None = None, from_saved: bool = False,
-             catalog_path: str | None = None) -> int:
+             catalog_path: str | None = None, ray: dict[str, Any] | None = None) -> int:
     from petriflow.execute.executor import Executor, new_run_id
     from petriflow.execute.plan import plan
     from petriflow.execute.trace import TraceWriter
@@ -222,6 +240,11 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
     async def main() -> list[Any]:
         nonlocal rid
         async with executor:
+            if ray is not None:
+                return await _on_ray(executor, path, rid, values, ray, resume=bool(resume_id), concurrency=concurrency,
+                                     budget=budget, progress=progress,
+                                     options={"budget": budget, "trace": trace_path, "workflow": str(Path(path)),
+                                              "catalog": catalog_path})
             if resume_id and from_saved:
                 rid, results = await executor.rerun(resume_id, as_run_id=rid, concurrency=concurrency,
                                                     progress=progress)
@@ -273,6 +296,30 @@ def _execute(path: str, values: list[Any], *, store: Any, concurrency: int, trac
     if all(r.ok for r in results):
         return 2 if failed_outputs else 0
     return 3 if any(r.exit_code == 3 for r in results) else 1
+
+
+async def _on_ray(executor: Any, path: str, rid: str, values: list[Any], ray: dict[str, Any], *, resume: bool,
+                  concurrency: int, budget: float | None, progress: Any, options: dict[str, Any]) -> list[Any]:
+    """A batch on Ray workers: this process owns the run and records it; the workers run its cases."""
+    from petriflow.execute.distributed import run_on_ray
+
+    store = executor.store
+    async with executor.leases.hold(rid):
+        if resume:
+            executor.check_unchanged(rid)
+        else:
+            executor.open_run(rid, values, options)
+        todo = [(r.case, r.input) for r in store.cases(rid) if r.status != "ok"]
+        before = {r.case for r in store.cases(rid) if r.status == "ok"}
+        ran = await run_on_ray(executor, str(Path(path).resolve()), ray["db"], rid, todo, workers=ray["workers"],
+                               concurrency=concurrency, budget=budget, address=ray["address"], progress=progress,
+                               on_worker=lambda slot, pid: click.echo(f"ray worker {slot}: process {pid}", err=True))
+        earlier = executor.finished(rid)  # the trace file and totals, from every worker's committed records
+        for case in before:
+            progress(earlier[case])
+        merged = {**{c: earlier[c] for c in before}, **{r.case: r for r in ran}}
+        store.set_run_status(rid, "ok" if all(r.ok for r in merged.values()) else "failed")
+        return [merged[k] for k in sorted(merged)]
 
 
 COMMANDS = [run]

@@ -19,10 +19,11 @@ import click
 
 from petriflow.errors import InputError
 
-__all__ = ["COMMANDS", "answer", "answer_command", "default_db", "record_answer", "runs"]
+__all__ = ["COMMANDS", "DB_HELP", "answer", "answer_command", "default_db", "record_answer", "runs"]
 
-_DB = click.option("--db", "db_path", metavar="FILE.sqlite", type=click.Path(dir_okay=False),
-                   help="Checkpoint store [default: $PETRIFLOW_HOME/runs.sqlite].")
+DB_HELP = ("Checkpoint store: FILE.sqlite, sqlite:///FILE or postgresql://USER@HOST/DB "
+           "[default: $PETRIFLOW_HOME/runs.sqlite].")
+_DB = click.option("--db", "db_path", metavar="FILE|URL", help=DB_HELP)
 
 
 def default_db() -> Path:
@@ -33,12 +34,14 @@ def default_db() -> Path:
 
 
 def _store(db_path: str | None) -> Any:
-    from petriflow.execute.store import SqliteStore
+    from petriflow.execute.store import is_url, open_store
 
-    path = Path(db_path) if db_path else default_db()
+    if db_path and is_url(db_path):
+        return open_store(db_path)
+    path = Path(db_path.removeprefix("sqlite:///")) if db_path else default_db()
     if not path.is_file():
         raise InputError(f"no checkpoint store at {path}", hint="pass the --db the run used")
-    return SqliteStore(path)
+    return open_store(path)
 
 
 def _run_row(store: Any, run_id: str) -> Any:

@@ -137,22 +137,27 @@ class Executor:
         """Run many cases, at most ``concurrency`` at once; failures are results, never exceptions."""
         run_id = run_id or new_run_id()
         values = list(values)
-        identity = workflow_identity(self.dag.workflow, values)
         async with self.leases.hold(run_id):
-            row = self.store.get_run(run_id)
-            if row is not None:  # the same run again is its resume; anything else would mix two runs
-                self._same_run(run_id, Identity.from_json(row.options.get("identity")), identity)
+            if not self.open_run(run_id, values, options):  # the same run again is its resume
                 return await self._resume(run_id, concurrency, progress)
-            opts = {**(options or {}), "identity": identity.to_json(), "human": human_passes(self.dag.workflow)}
-            self.store.create_run(run_id, workflow=str(opts.get("workflow") or self.dag.workflow.source or
-                                                       self.dag.name), options=opts)
-            add_many = getattr(self.store, "add_cases", None)
-            if add_many is not None:
-                add_many(run_id, values)
-            else:
-                for i, v in enumerate(values):
-                    self.store.add_case(run_id, i, v)
             return await self._many(run_id, list(enumerate(values)), concurrency, progress, resume=False)
+
+    def open_run(self, run_id: str, values: list[Any], options: Mapping[str, Any] | None = None) -> bool:
+        """Record a new run of ``values`` (True), or find it there already made of the same (False).
+
+        A run id taken by other inputs or another workflow is refused (exit 2):
+        reusing it would mix two runs. The caller holds the run's lease.
+        """
+        identity = workflow_identity(self.dag.workflow, values)
+        row = self.store.get_run(run_id)
+        if row is not None:
+            self._same_run(run_id, Identity.from_json(row.options.get("identity")), identity)
+            return False
+        opts = {**(options or {}), "identity": identity.to_json(), "human": human_passes(self.dag.workflow)}
+        self.store.create_run(run_id, workflow=str(opts.get("workflow") or self.dag.workflow.source or
+                                                   self.dag.name), options=opts)
+        self.store.add_cases(run_id, values)
+        return True
 
     @staticmethod
     def _same_run(run_id: str, old: Identity | None, new: Identity) -> None:
@@ -172,20 +177,36 @@ class Executor:
         if self.store.get_run(run_id) is None:
             raise ExecutionError(f"no run '{run_id}' in the checkpoint store", hint="pass the --db the run used")
         async with self.leases.hold(run_id):
-            row = self.store.get_run(run_id)
-            assert row is not None
-            old = Identity.from_json(row.options.get("identity"))
-            if old is not None:
-                new = workflow_identity(self.dag.workflow, [])
-                changed = sorted(s for s, d in new.steps.items() if old.steps.get(s) != d)
-                changed += sorted(set(old.steps) - set(new.steps))
-                if changed:
-                    raise InputError(f"the workflow of run '{run_id}' changed since it was made "
-                                     f"(steps {', '.join(repr(s) for s in changed)}); resuming it would mix "
-                                     "outputs of both versions",
-                                     hint="pass --from-saved to start a new run from the saved outputs "
-                                          "that still apply")
+            self.check_unchanged(run_id)
             return await self._resume(run_id, concurrency, progress)
+
+    def check_unchanged(self, run_id: str) -> None:
+        """Refuse (exit 2) to resume ``run_id`` when its workflow changed since it was made."""
+        row = self.store.get_run(run_id)
+        if row is None:
+            raise ExecutionError(f"no run '{run_id}' in the checkpoint store", hint="pass the --db the run used")
+        old = Identity.from_json(row.options.get("identity"))
+        if old is not None:
+            new = workflow_identity(self.dag.workflow, [])
+            changed = sorted(s for s, d in new.steps.items() if old.steps.get(s) != d)
+            changed += sorted(set(old.steps) - set(new.steps))
+            if changed:
+                raise InputError(f"the workflow of run '{run_id}' changed since it was made "
+                                 f"(steps {', '.join(repr(s) for s in changed)}); resuming it would mix "
+                                 "outputs of both versions",
+                                 hint="pass --from-saved to start a new run from the saved outputs "
+                                      "that still apply")
+
+    async def run_leased_case(self, run_id: str, case: int, value: Any) -> RunResult:
+        """Run one case of a batch another process drives, from its checkpoints, under the case's own lease.
+
+        A worker of a distributed batch owns the case, not the run: while it
+        renews the lease no other worker runs the case; when it dies the lease
+        is taken over and the case goes on from its saved steps. A case whose
+        lease a live worker holds is refused with :class:`InputError`.
+        """
+        async with self.leases.hold(f"{run_id}#{case}"):
+            return await self._run_case(run_id, case, value, resume=True)
 
     async def rerun(self, run_id: str, *, as_run_id: str | None = None, concurrency: int = 16,
                     progress: Callable[[RunResult], None] | None = None) -> tuple[str, list[RunResult]]:
@@ -219,6 +240,20 @@ class Executor:
                       progress: Callable[[RunResult], None] | None) -> list[RunResult]:
         rows = self.store.cases(run_id)
         todo = [(r.case, r.input) for r in rows if r.status != "ok"]
+        done = self.finished(run_id)
+        for r in done.values():
+            if progress:
+                progress(r)
+        out = await self._many(run_id, todo, concurrency, progress, resume=True)
+        merged = {**done, **{r.case: r for r in out}}
+        return [merged[k] for k in sorted(merged)]
+
+    def finished(self, run_id: str) -> dict[int, RunResult]:
+        """The run's finished cases as results, their cost counted from the committed trace records.
+
+        Brings the trace file and totals up to the whole run first (the records a crash kept from the file).
+        """
+        rows = self.store.cases(run_id)
         lines = self.store.trace_lines(run_id)
         self.trace.catch_up(lines)  # the records a crash kept from the file, and the totals of the whole run
         spent: dict[int | str, list[int | float]] = {}
@@ -227,14 +262,8 @@ class Executor:
             tot[0] += rec.cost
             tot[1] += rec.input_tokens
             tot[2] += rec.output_tokens
-        done = {r.case: RunResult(run_id, r.case, True, r.output, {}, None, (), *_spent(spent, r.case), 0.0)
+        return {r.case: RunResult(run_id, r.case, True, r.output, {}, None, (), *_spent(spent, r.case), 0.0)
                 for r in rows if r.status == "ok"}
-        for r in done.values():
-            if progress:
-                progress(r)
-        out = await self._many(run_id, todo, concurrency, progress, resume=True)
-        merged = {**done, **{r.case: r for r in out}}
-        return [merged[k] for k in sorted(merged)]
 
     async def _many(self, run_id: str, todo: list[tuple[int, Any]], concurrency: int,
                     progress: Callable[[RunResult], None] | None, *, resume: bool) -> list[RunResult]:

@@ -33,7 +33,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from petriflow.errors import BudgetExceeded, InputError, RetryableCallError, StepFailed
 from petriflow.execute.case import Case, Done, message
@@ -67,6 +67,14 @@ class Limits(NamedTuple):
     tokens: Bucket | None
 
 
+class SharedLimits(Protocol):
+    """Resources held across processes by one owner (a Ray actor): what :class:`StepPolicies` delegates to."""
+
+    async def acquire(self, uses: tuple[tuple[str, int], ...], estimate: int) -> None: ...
+    def settle(self, uses: tuple[tuple[str, int], ...], tokens: int) -> None: ...
+    def release(self, uses: tuple[tuple[str, int], ...]) -> None: ...
+
+
 class StepPolicies:
     """The policies of one step execution (see the module docstring).
 
@@ -85,6 +93,7 @@ class StepPolicies:
         self.limits: dict[str, Limits] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ledger = TokenLedger()  # what each call reserves of a token bucket, and how it settles
+        self.shared: SharedLimits | None = None  # set: units and rates are held there, across workers
 
     # -- shared resources ---------------------------------------------------------
     def bind(self) -> None:
@@ -103,6 +112,11 @@ class StepPolicies:
 
     async def acquire(self, sp: StepPlan) -> int:
         """Take the step's units, then its rate permits; returns the tokens reserved (settled after the call)."""
+        if self.shared is not None:
+            estimate = self.ledger.estimate(sp.id)
+            if sp.uses:
+                await self.shared.acquire(sp.uses, estimate)
+            return estimate
         held: list[asyncio.Semaphore] = []
         try:
             for rid, n in sp.uses:  # sorted order: no two steps wait on each other
@@ -127,11 +141,20 @@ class StepPolicies:
 
     def settle(self, sp: StepPlan, reserved: int, used: int) -> None:
         """Charge the token buckets what the call used instead of the estimate it reserved (:class:`TokenLedger`)."""
+        if self.shared is not None:
+            self.ledger.settle(sp.id, [], now=self.clock(), reserved=reserved, used=used)  # remember the usage
+            if used != reserved and sp.uses:
+                self.shared.settle(sp.uses, used - reserved)
+            return
         buckets = [b for b in (self.limits[rid].tokens for rid, _ in sp.uses) if b is not None]
         self.ledger.settle(sp.id, buckets, now=self.clock(), reserved=reserved, used=used)
 
     def release(self, sp: StepPlan) -> None:
         """Give the step's units back (rate permits are spent: a bucket refills with time, not with releases)."""
+        if self.shared is not None:
+            if sp.uses:
+                self.shared.release(sp.uses)
+            return
         for rid, n in sp.uses:
             for _ in range(n):
                 self.limits[rid].units.release()

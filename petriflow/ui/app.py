@@ -297,7 +297,7 @@ async def refit(request: Request) -> Response:
     wf, why = c.workflows.get(path)
     if wf is None:
         return c.page("error.html", 409, title="Cannot refit", text=why or "")
-    out = c.store.path.with_name(f"{Path(path).stem}.fitted.profile.yaml")
+    out = Path(str(c.store.path or ".")).with_name(f"{Path(path).stem}.fitted.profile.yaml")
     try:
         await run_in_threadpool(cmp.refit, c.store, wf, _workflow_runs(c, path), out)
     except PetriflowError as err:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from .fault_server import FaultServer
+from .pg_server import PgServer, missing
 
 _OWN_HOME: str | None = None
 
@@ -65,3 +66,24 @@ def fault_server(_fault_server_session: FaultServer) -> FaultServer:
     _fault_server_session.reset()
     _fault_server_session.set_delay(0.0)
     return _fault_server_session
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A private PostgreSQL server for the session (skipped, with the reason, where PostgreSQL is missing)."""
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    server = PgServer().start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    """What ``--db`` takes, once for each durable store: an SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path) + "/runs.sqlite"
+    return str(request.getfixturevalue("pg_server").database())

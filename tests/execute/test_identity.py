@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from petriflow.errors import InputError
-from petriflow.execute import Executor, SqliteStore, plan
+from petriflow.execute import Executor, plan
 from petriflow.execute.identity import still_valid, workflow_identity
+from petriflow.execute.store import RunStore, open_store
 from petriflow.spec import WorkflowBuilder
 from petriflow.spec.model import Workflow
 
@@ -41,20 +42,20 @@ def _wf(name: str) -> Workflow:
             .build())
 
 
-def _run(store: SqliteStore, wf: Workflow, values: list[str], run_id: str) -> list[object]:
+def _run(store: RunStore, wf: Workflow, values: list[str], run_id: str) -> list[object]:
     return asyncio.run(Executor(plan(wf), store=store).run_many(values, run_id=run_id))
 
 
-def test_reusing_a_run_id_with_other_inputs_is_refused(tmp_path: Path, module: tuple[str, Path]) -> None:
-    store = SqliteStore(tmp_path / "r.sqlite")
+def test_reusing_a_run_id_with_other_inputs_is_refused(store_url: str, module: tuple[str, Path]) -> None:
+    store = open_store(store_url)
     _run(store, _wf(module[0]), ["first", "second"], "X")
     with pytest.raises(InputError, match="run id 'X' was used with other inputs"):
         _run(store, _wf(module[0]), ["NEW"], "X")
     assert [c.input for c in store.cases("X")] == ["first", "second"]
 
 
-def test_the_same_run_again_is_its_resume(tmp_path: Path, module: tuple[str, Path]) -> None:
-    store = SqliteStore(tmp_path / "r.sqlite")
+def test_the_same_run_again_is_its_resume(store_url: str, module: tuple[str, Path]) -> None:
+    store = open_store(store_url)
     _run(store, _wf(module[0]), ["q"], "X")
     calls = importlib.import_module(module[0]).CALLS
     again = _run(store, _wf(module[0]), ["q"], "X")
@@ -62,9 +63,9 @@ def test_the_same_run_again_is_its_resume(tmp_path: Path, module: tuple[str, Pat
 
 
 def test_resuming_an_edited_workflow_is_refused_and_from_saved_reuses_what_applies(
-        tmp_path: Path, module: tuple[str, Path]) -> None:
+        store_url: str, module: tuple[str, Path]) -> None:
     name, path = module
-    store = SqliteStore(tmp_path / "r.sqlite")
+    store = open_store(store_url)
     store.create_run("R", workflow="w", options={"identity": workflow_identity(_wf(name), ["q"]).to_json()})
     store.add_case("R", 0, "q")
     from petriflow.execute.store import Checkpoint

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from petriflow.execute import Executor, SqliteStore, TraceWriter, plan
+from petriflow.execute import Executor, TraceWriter, plan
 from petriflow.execute.servers import Endpoint
+from petriflow.execute.store import open_store
 from petriflow.spec import WorkflowBuilder
 from petriflow.trace import read_traces
 
@@ -34,27 +35,27 @@ def _chain() -> Any:
     return plan(b.build())
 
 
-def _executor(fs: Any, db: Path, trace: TraceWriter) -> Executor:
+def _executor(fs: Any, db: str, trace: TraceWriter) -> Executor:
     ep = {"m": Endpoint(base_url=fs.base_url, model="fault-model", api_key="x", price_input=PRICE,
                         price_output=PRICE)}
-    return Executor(_chain(), store=SqliteStore(db), trace=trace, endpoints=ep)
+    return Executor(_chain(), store=open_store(db), trace=trace, endpoints=ep)
 
 
-def test_trace_file_and_store_agree_after_a_crash_and_cost_counts_earlier_cases(fault_server: Any,
+def test_trace_file_and_store_agree_after_a_crash_and_cost_counts_earlier_cases(fault_server: Any, store_url: str,
                                                                                 tmp_path: Path) -> None:
-    db, out = tmp_path / "r.sqlite", tmp_path / "t.jsonl"
+    db, out = store_url, tmp_path / "t.jsonl"
     fault_server.add_rule(match="B echo: A two", faults=["400"])  # case 1 fails at b, after a was paid
     first = asyncio.run(_executor(fault_server, db, TraceWriter(out)).run_many(["one", "two"], run_id="R"))
     assert first[0].ok and not first[1].ok and first[0].cost > 0
     lines = out.read_text().splitlines()
-    assert lines == SqliteStore(db).trace_lines("R")  # every record committed, in order
+    assert lines == open_store(db).trace_lines("R")  # every record committed, in order
     out.write_text("\n".join(lines[:1]) + "\n")  # a crash kept only the first line in the file
     trace = TraceWriter(out)
     again = asyncio.run(_executor(fault_server, db, trace).resume("R"))
     trace.close()
     assert all(r.ok for r in again)
     assert again[0].cost == first[0].cost and again[0].input_tokens == first[0].input_tokens
-    assert out.read_text().splitlines() == SqliteStore(db).trace_lines("R")  # no record lost, none twice
+    assert out.read_text().splitlines() == open_store(db).trace_lines("R")  # no record lost, none twice
     records = read_traces(out)
     assert sum(st.cost for st in trace.stats.values()) == sum(r.cost for r in records)
     assert sum(r.cost for r in again) == sum(r.cost for r in records)

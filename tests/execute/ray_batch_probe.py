@@ -1,0 +1,71 @@
+"""Inside a loopback-only namespace: one batch run locally and on Ray, a Ray worker killed mid-case.
+
+``python -m tests.execute.ray_batch_probe DB_LOCAL DB_RAY OUT.json`` is what
+``test_ray_batch.py`` runs under ``in-netns.sh`` (the fault servers must live
+in the namespace, where the Ray workers can reach them). It only gathers the
+facts and writes them to OUT.json; the test makes every assertion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.execute.fault_server import FaultServer
+from tests.execute.test_durability import _committed, _workflow, rows
+
+ROOT = Path(__file__).resolve().parents[2]
+CASES = 120
+
+
+def _cli(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "petriflow", "run", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def main(db_local: str, db_ray: str, out: str) -> None:
+    tmp = Path(out).parent
+    inputs = tmp / "in.jsonl"
+    inputs.write_text("".join(json.dumps(f"case-{i}") + "\n" for i in range(CASES)))
+    facts: dict[str, object] = {}
+    for name, db in (("local", db_local), ("ray", db_ray)):
+        with FaultServer(delay=0.02) as fs:
+            wf = tmp / f"{name}.yaml"
+            wf.write_text(_workflow(fs.base_url))
+            args = [str(wf), "--inputs", str(inputs), "--db", db, "--run-id", "R", "--concurrency", "4", "--json",
+                    "--trace", str(tmp / f"{name}.trace.jsonl")]
+            if name == "ray":
+                args += ["--backend", "ray", "--workers", "2"]
+            proc = _cli(*args)
+            if name == "ray":  # kill worker 0 once some of its steps are committed, mid-run
+                assert proc.stderr is not None
+                pids = []
+                while len(pids) < 2:
+                    line = proc.stderr.readline()
+                    if not line:
+                        break
+                    if line.startswith("ray worker "):
+                        pids.append(int(line.rsplit(" ", 1)[1]))
+                while len(_committed(db)) < CASES // 2 and proc.poll() is None:
+                    time.sleep(0.01)
+                os.kill(pids[0], signal.SIGKILL)
+                facts["saved_at_kill"] = [list(k) for k in _committed(db)]
+                facts["counts_at_kill"] = dict(fs.counts()["prompts"])
+                facts["killed_while_running"] = proc.poll() is None
+            stdout, stderr = proc.communicate(timeout=300)
+            facts[name] = {"rc": proc.returncode, "stdout": stdout, "stderr": stderr[-3000:],
+                           "counts": dict(fs.counts()["prompts"]),
+                           "trace": (tmp / f"{name}.trace.jsonl").read_text().splitlines(),
+                           "stored": [r[0] for r in rows(db, "SELECT line FROM trace WHERE run_id='R'")],
+                           "steps": [list(k) + [v] for k, v in _committed(db).items()]}
+    Path(out).write_text(json.dumps(facts))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
