@@ -120,6 +120,18 @@ def retry_after(base_url: str) -> Workflow:
                                                    **_chat("fast")).build())
 
 
+def loop(base_url: str) -> Workflow:
+    again = {"to": "draft", "max": 2, "p": 0.3, "when": f"output.score < {LOW!r}"}
+    return (_builder("loop", base_url).step("draft", **_chat("fast"))
+            .step("review", after=["draft"], loop=again, **_chat("small")).build())
+
+
+def on_failure(base_url: str) -> Workflow:
+    return (_builder("on-failure", base_url).step("ask", on_failure="audit", **_chat("fast"))
+            .step("polish", after=["ask"], **_chat("small"))
+            .step("audit", kind="python", function=ECHO, config={"kwargs": {"value": 1}}).build())
+
+
 def _ok(mean: float, *, sigma: float = 0.3, out: Dist = OUT, **extra: Any) -> Behaviour:
     """A step or model that answers after a lognormal latency with ordinary token counts."""
     return Behaviour(latency=lognormal(mean, sigma), input_tokens=IN, output_tokens=out, **extra)
@@ -156,6 +168,12 @@ _CASES: tuple[tuple[str, str, Callable[[str], Workflow], dict[str, Behaviour], L
       "fast-model": _ok(0.05)}, CLOSED, 300),
     ("fatal", "ask fails 10% with 400 (fatal: given up at once) and 10% with 500 (retried)", fatal,
      {"ask": _ok(0.06, errors={"400": 0.1, "500": 0.1}), "polish": _ok(0.05)}, CLOSED, 300),
+    ("loop", "draft -> review, which sends the case back to draft while `output.score` is low (30% a pass, "
+     "at most 2 passes back); the server's score is exponential, the simulator draws `p`", loop,
+     {"draft": _ok(0.05), "review": _ok(0.04, scores=parse_dist({"dist": "exponential", "mean": 1.0}))},
+     CLOSED, 300),
+    ("on_failure", "ask fails 10% with 400 (fatal): its on_failure handler audit runs and the case fails; "
+     "else polish", on_failure, {"ask": _ok(0.06, errors={"400": 0.1}), "polish": _ok(0.05)}, CLOSED, 300),
     ("retry_after", "20% of calls get 429 with Retry-After 0.25 s (the executor waits it; back-off is "
      "20 ms); the profile's retry_after carries it", retry_after,
      {"ask": _ok(0.06, errors={"429:0.25": 0.2})}, CLOSED, 300),
