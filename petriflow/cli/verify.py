@@ -136,10 +136,12 @@ def _references(wf: Any) -> list[Any] | None:
     """What a workflow's templates read that may be missing (:mod:`petriflow.spec.visibility`); None for PNML."""
     if wf is None:
         return None
-    from petriflow.execute.tools import DEFAULT_TOOLS, KindRunner
     from petriflow.spec.visibility import problems
 
-    KindRunner._with_declared(DEFAULT_TOOLS, wf)  # every declared tool resolves (a SpecError, exit 2, if not)
+    if wf.tools:  # every declared tool resolves (a SpecError, exit 2, if not); no tools, no executor import
+        from petriflow.execute.tools import DEFAULT_TOOLS, KindRunner
+
+        KindRunner._with_declared(DEFAULT_TOOLS, wf)
     return problems(wf)
 
 

@@ -12,6 +12,5 @@ def draft(inputs: Mapping[str, Any], case: Mapping[str, Any]) -> dict[str, str]:
 
 
 def audit(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """The audit row: which branch ran and what it said."""
-    decided = {step: out for step, out in inputs.items() if out is not None}
-    return {"audited": True, "decision": decided}
+    """The audit row: which branch ran and what it said (the XOR-join's ``after_any_step`` and ``after_any``)."""
+    return {"audited": True, "decision": {inputs["after_any_step"]: inputs["after_any"]}}
