@@ -27,6 +27,7 @@ from typing import Literal
 
 __all__ = [
     "BudgetExceeded",
+    "Escalated",
     "ExecutionError",
     "FatalCallError",
     "InputError",
@@ -205,3 +206,12 @@ class StepFailed(ExecutionError):
     """A step failed for good: no attempts left and no fallback (or the fallback failed too)."""
 
     held: str | None = None
+
+
+class Escalated(TimeoutError):
+    """A person escalated a waiting human step before its deadline: the deadline, brought forward.
+
+    A ``TimeoutError`` on purpose: the step's policies treat it as the
+    deadline passing (:func:`petriflow.rules.error_kind` says ``timeout``),
+    so its fallback or its ``on_failure`` handler takes over by the same rule.
+    """

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple, Protocol
 from petriflow.errors import BudgetExceeded, InputError, RetryableCallError, StepFailed
 from petriflow.execute.case import Case, Done, message
 from petriflow.execute.plan import Dag, StepPlan
+from petriflow.execute.signals import clear_queued, set_queued
 from petriflow.execute.tools import KindRunner, StepCall
 from petriflow.execute.trace import TraceWriter
 from petriflow.rules import (
@@ -110,34 +111,51 @@ class StepPolicies:
                 for rid, r in self.dag.resources.items()
             }
 
-    async def acquire(self, sp: StepPlan) -> int:
-        """Take the step's units, then its rate permits; returns the tokens reserved (settled after the call)."""
+    async def acquire(self, sp: StepPlan, at: tuple[Case, str] | None = None) -> int:
+        """Take the step's units, then its rate permits; returns the tokens reserved (settled after the call).
+
+        ``at`` is the case and execution key of the attempt: while it has to
+        wait for a unit or a permit, the store says so (:func:`~petriflow.execute.signals.set_queued`).
+        """
         if self.shared is not None:
             estimate = self.ledger.estimate(sp.id)
             if sp.uses:
                 await self.shared.acquire(sp.uses, estimate)
             return estimate
         held: list[asyncio.Semaphore] = []
+        queued = False
         try:
             for rid, n in sp.uses:  # sorted order: no two steps wait on each other
                 sem = self.limits[rid].units
                 for _ in range(n):
+                    if sem.locked() and not queued:
+                        queued = self._queued(at, sp, rid)
                     await sem.acquire()
                     held.append(sem)
-            estimate, wait, now = self.ledger.estimate(sp.id), 0.0, self.clock()
+            estimate, wait, now, why = self.ledger.estimate(sp.id), 0.0, self.clock(), ""
             for rid, _ in sp.uses:
                 lim = self.limits[rid]
-                if lim.requests is not None:
-                    wait = max(wait, lim.requests.reserve(now, 1))
-                if lim.tokens is not None:
-                    wait = max(wait, lim.tokens.reserve(now, estimate))
+                for bucket, units in ((lim.requests, 1), (lim.tokens, estimate)):
+                    if bucket is not None and (w := bucket.reserve(now, units)) > wait:
+                        wait, why = w, rid
             if wait > 0:
+                queued = self._queued(at, sp, why) or queued
                 await self.sleep(wait)
             return estimate
         except asyncio.CancelledError:
             for sem in held:
                 sem.release()
             raise
+        finally:
+            if queued and at is not None:
+                clear_queued(self.kinds.store, at[0].run_id, at[0].index, at[1])
+
+    def _queued(self, at: tuple[Case, str] | None, sp: StepPlan, rid: str) -> bool:
+        """Record that the attempt waits for ``rid`` (True), when it is known which attempt it is."""
+        if at is None:
+            return False
+        set_queued(self.kinds.store, at[0].run_id, at[0].index, at[1], sp.id, rid)
+        return True
 
     def settle(self, sp: StepPlan, reserved: int, used: int) -> None:
         """Charge the token buckets what the call used instead of the estimate it reserved (:class:`TokenLedger`)."""
@@ -212,7 +230,7 @@ class StepPolicies:
                 cause, t0, t1 = first
                 t_begin = self.clock()  # an inline first attempt: a step with a step_timeout is never inline
             else:
-                reserved = await self.acquire(sp)
+                reserved = await self.acquire(sp, (c, key))
                 if t_begin is None:
                     t_begin = self.clock()
                 c.events.append(start if attempt == 1 else sp.retry or start)
