@@ -155,7 +155,10 @@ def run(path: str | None, input_texts: tuple[str, ...], inputs_path: str | None,
         row = store.get_run(resume_id)
         if row is None:
             raise InputError(f"no run '{resume_id}' in {store.path}", hint="pass the --db the run used")
-        path = path or row.workflow
+        if path is None:
+            from petriflow.execute.identity import workflow_file
+
+            path = str(workflow_file(row.workflow, store, run_id=resume_id))
         if budget is None:
             budget = row.options.get("budget")
         trace_path = trace_path or row.options.get("trace")

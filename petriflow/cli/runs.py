@@ -150,14 +150,28 @@ def record_answer(store: Any, run_id: str, step: str, value: str, *, npass: int 
 @click.command("answer")
 @click.argument("run_id")
 @click.argument("step")
-@click.argument("value")
+@click.argument("value", required=False)
 @click.option("--pass", "npass", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="The loop pass to answer: pass N of a loop never reads another pass's answer.")
 @click.option("--case", "case", type=int, metavar="K", help="The case to answer [default: every case].")
+@click.option("--escalate", is_flag=True,
+              help="Instead of answering, escalate the waiting step now: its fallback (or on_failure step) "
+                   "takes over, exactly as when its timeout passes.")
 @_DB
-def answer(run_id: str, step: str, value: str, npass: int, case: int | None, db_path: str | None) -> None:
-    """Answer human step STEP of run RUN_ID with VALUE (a waiting run picks it up at once)."""
-    click.echo(record_answer(_store(db_path), run_id, step, value, npass=npass, case=case))
+def answer(run_id: str, step: str, value: str | None, npass: int, case: int | None, escalate: bool,
+           db_path: str | None) -> None:
+    """Answer human step STEP of run RUN_ID with VALUE (a waiting run picks it up at once), or --escalate it."""
+    if escalate == (value is not None):
+        raise InputError("give an answer VALUE or --escalate, not both and not neither",
+                         hint=f"petriflow answer {run_id} {step} VALUE, or petriflow answer {run_id} {step} --escalate")
+    store = _store(db_path)
+    if escalate:
+        from petriflow.execute.answers import record_escalation
+
+        click.echo(record_escalation(store, run_id, step, npass=npass, case=case))
+        return
+    assert value is not None
+    click.echo(record_answer(store, run_id, step, value, npass=npass, case=case))
 
 
 COMMANDS = [runs, answer]

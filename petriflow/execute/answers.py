@@ -33,21 +33,21 @@ def run_row(store: Any, run_id: str) -> Any:
     return row
 
 
-def human_passes_of(row: Any) -> dict[str, int]:
+def human_passes_of(row: Any, store: Any = None) -> dict[str, int]:
     """The run's human steps and their passes: recorded with the run, else read from its workflow file."""
     recorded = row.options.get("human")
     if isinstance(recorded, dict):
         return {str(k): int(v) for k, v in recorded.items()}
-    from petriflow.execute.identity import human_passes
+    from petriflow.execute.identity import human_passes, workflow_file
     from petriflow.spec import load
 
-    return human_passes(load(row.workflow))
+    return human_passes(load(workflow_file(row.workflow, store, run_id=row.run_id)))
 
 
 def _check(store: Any, run_id: str, step: str, npass: int | None, case: int | None) -> None:
     """Refuse (:class:`InputError`) a step the run has no human step of, a pass it cannot reach, a case it lacks."""
     row = run_row(store, run_id)
-    passes = human_passes_of(row)
+    passes = human_passes_of(row, store)
     if step not in passes:
         can = ", ".join(f"'{s}'" for s in sorted(passes)) or "none"
         raise InputError(f"run '{short(run_id)}' has no human step '{short(step)}'",

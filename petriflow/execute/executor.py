@@ -31,7 +31,14 @@ from typing import Any, Self
 
 from petriflow.errors import ExecutionError, InputError, StepFailed
 from petriflow.execute.game import CaseGame, RunResult
-from petriflow.execute.identity import Identity, human_passes, step_of_key, still_valid, workflow_identity
+from petriflow.execute.identity import (
+    Identity,
+    human_passes,
+    recorded_path,
+    step_of_key,
+    still_valid,
+    workflow_identity,
+)
 from petriflow.execute.ownership import Leases
 from petriflow.execute.plan import Dag
 from petriflow.execute.policies import StepPolicies
@@ -91,7 +98,7 @@ class Executor(CaseGame):
         async with self.leases.hold(run_id):
             existed = self.store.get_run(run_id) is not None
             if not existed:
-                self.store.create_run(run_id, workflow=self.dag.workflow.source or self.dag.name)
+                self.store.create_run(run_id, workflow=recorded_path(self.dag.workflow.source or self.dag.name))
             self.store.add_case(run_id, case, value)
             return await self._run_case(run_id, case, value, existed)
 
@@ -125,8 +132,10 @@ class Executor(CaseGame):
             self._same_run(run_id, Identity.from_json(row.options.get("identity")), identity)
             return False
         opts = {**(options or {}), "identity": identity.to_json(), "human": human_passes(self.dag.workflow)}
-        self.store.create_run(run_id, workflow=str(opts.get("workflow") or self.dag.workflow.source or
-                                                   self.dag.name), options=opts)
+        name = recorded_path(str(opts.get("workflow") or self.dag.workflow.source or self.dag.name))
+        if "workflow" in opts:
+            opts["workflow"] = name
+        self.store.create_run(run_id, workflow=name, options=opts)
         self.store.add_cases(run_id, values)
         return True
 

@@ -27,7 +27,8 @@ from typing import Any
 
 from petriflow.spec.model import Step, Workflow
 
-__all__ = ["Identity", "human_passes", "inputs_digest", "step_of_key", "still_valid", "workflow_identity"]
+__all__ = ["Identity", "human_passes", "inputs_digest", "recorded_path", "step_of_key", "still_valid", "workflow_file",
+           "workflow_identity"]
 
 _NOT_BEHAVIOUR = ("line", "description", "latency", "failure_rate", "cost", "tokens")
 
@@ -130,3 +131,31 @@ def human_passes(wf: Workflow) -> dict[str, int]:
         for sid in {*wf.loop_region(looper.id), looper.id} & passes.keys():
             passes[sid] *= 1 + looper.loop.max
     return passes
+
+
+def recorded_path(workflow: str) -> str:
+    """The workflow as a run records it: a file's absolute path (any directory finds it again), else as given."""
+    p = Path(workflow)
+    return str(p.resolve()) if workflow and p.is_file() else workflow
+
+
+def workflow_file(stored: str, store: Any, *, run_id: str = "") -> Path:
+    """The workflow file a run recorded, or one clear :class:`~petriflow.errors.InputError` saying where it looked.
+
+    Runs record absolute paths (:func:`recorded_path`); a relative one comes
+    from a run made before they did and is looked for beside the store's
+    file first (where a project keeps its runs), then in the current directory.
+    """
+    from petriflow.errors import InputError
+
+    p = Path(stored)
+    tried = [p] if p.is_absolute() else []
+    if not p.is_absolute():
+        db = getattr(store, "path", None)
+        tried = ([Path(str(db)).resolve().parent / p] if db is not None else []) + [p.resolve()]
+    for candidate in tried:
+        if candidate.is_file():
+            return candidate
+    looked = " or ".join(str(t) for t in dict.fromkeys(tried))
+    raise InputError(f"the workflow file {stored!r} of run {run_id or '?'} is not there (looked for {looked})",
+                     hint="pass the workflow again: petriflow run WORKFLOW.yaml --resume RUN")

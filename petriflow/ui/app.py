@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from petriflow.errors import PetriflowError
-from petriflow.execute.answers import record_answer
+from petriflow.execute.answers import record_answer, record_escalation
 from petriflow.execute.redact import redact
 from petriflow.execute.store import RunRow, SqliteStore
 from petriflow.ui import compare as cmp
@@ -48,7 +49,7 @@ class Console:
     def __init__(self, store: SqliteStore, guard: Guard) -> None:
         self.store = store
         self.guard = guard
-        self.workflows = Workflows()
+        self.workflows = Workflows(store)
         self.metrics = MetricsFeed(store)
         self.fitted: dict[str, str] = {}  # workflow path -> the profile refitted from its runs
         self._nets: dict[str, tuple[float, Any, Any]] = {}
@@ -70,7 +71,8 @@ class Console:
         from petriflow.net.lower import lower
         from petriflow.viz.witness import deadlock_overlay
 
-        mtime = Path(path).stat().st_mtime
+        found = self.workflows.file(path)
+        mtime = found.stat().st_mtime if found is not None else 0.0
         hit = self._nets.get(path)
         if hit is None or hit[0] != mtime:
             net = lower(wf)
@@ -114,7 +116,8 @@ class Console:
 
         async def make() -> tuple[float, Any]:
             made = time.time()
-            result = await run_in_threadpool(cmp.compare, self.store, wf, path, _workflow_runs(self, path),
+            where = str(self.workflows.file(path) or path)  # a profile beside the workflow is found there
+            result = await run_in_threadpool(cmp.compare, self.store, wf, where, _workflow_runs(self, path),
                                              fitted=key[1])
             self._comparisons[key] = (made, result)
             self._refreshing.discard(key)
@@ -146,31 +149,48 @@ async def review(request: Request) -> Response:
 
 
 async def answer(request: Request) -> Response:
-    """Answer, reject or escalate a waiting step: the checks and the write of ``petriflow answer``, once."""
+    """Answer or reject a waiting step: the checks and the write of ``petriflow answer``, once."""
     c = _console(request)
-    form = await request.form()
-    if not c.guard.check_csrf(form.get("csrf")):
-        return c.page("error.html", 403, title="Forbidden", text="The form lacked this console's CSRF token; "
-                                                                   "reload the review page and answer again.")
-    value = form.get("value")
-    try:
-        run_id, step = str(form.get("run_id", "")), str(form.get("step", ""))
-        case, npass = int(str(form.get("case", ""))), int(str(form.get("npass", "1")))
+
+    def record(form: Any, run_id: str, step: str, case: int, npass: int) -> str:
+        value = form.get("value")
         if not isinstance(value, str) or not value.strip():
             raise PetriflowError("the answer is empty", hint="type an answer or press one of the choices")
         choices = _choices(c, run_id, step)
         if choices and value.strip() not in choices:
             raise PetriflowError(f"step '{step}' routes on its answer: answer one of {', '.join(choices)}",
                                  hint="press one of the buttons")
-        done = record_answer(c.store, run_id, step, value.strip(), npass=npass, case=case, once=True)
+        return record_answer(c.store, run_id, step, value.strip(), npass=npass, case=case, once=True)
+
+    return await _review_post(c, request, record)
+
+
+async def escalate(request: Request) -> Response:
+    """Escalate a waiting step now: what its deadline would do (``petriflow answer --escalate``)."""
+    c = _console(request)
+
+    def record(form: Any, run_id: str, step: str, case: int, npass: int) -> str:
+        return record_escalation(c.store, run_id, step, npass=npass, case=case)
+
+    return await _review_post(c, request, record)
+
+
+async def _review_post(c: Console, request: Request, record: Callable[[Any, str, str, int, int], str]) -> Response:
+    """A review form's post: its CSRF token checked, its fields read, ``record`` called; back to the queue."""
+    from urllib.parse import urlencode
+
+    form = await request.form()
+    if not c.guard.check_csrf(form.get("csrf")):
+        return c.page("error.html", 403, title="Forbidden", text="The form lacked this console's CSRF token; "
+                                                                   "reload the review page and answer again.")
+    try:
+        run_id, step = str(form.get("run_id", "")), str(form.get("step", ""))
+        case, npass = int(str(form.get("case", ""))), int(str(form.get("npass", "1")))
+        done = record(form, run_id, step, case, npass)
     except ValueError:
         return RedirectResponse("/review?error=the+form+was+incomplete", status_code=303)
     except PetriflowError as err:
-        from urllib.parse import urlencode
-
         return RedirectResponse("/review?" + urlencode({"error": redact(str(err))}), status_code=303)
-    from urllib.parse import urlencode
-
     return RedirectResponse("/review?" + urlencode({"done": done}), status_code=303)
 
 
@@ -212,38 +232,44 @@ async def run_page(request: Request) -> Response:
     return c.page("run.html", d=run_detail(c.store, row, c.workflows), row=row, nav="runs")
 
 
-async def net_page(request: Request) -> Response:
-    c = _console(request)
-    row = _row(c, request.path_params["run_id"])
+def _live(c: Console, run_id: str) -> tuple[RunRow, Any, str | None] | Response:
+    """The run, its live state (None when its workflow cannot be read) and why not; or the 404 page."""
+    row = _row(c, run_id)
     if isinstance(row, Response):
         return row
     wf, why = c.workflows.get(row.workflow)
-    state = None if wf is None else live_state(c.store, row, wf, c.net_of(row.workflow)[0])
+    return row, None if wf is None else live_state(c.store, row, wf, c.net_of(row.workflow)[0]), why
+
+
+async def net_page(request: Request) -> Response:
+    c = _console(request)
+    live = _live(c, request.path_params["run_id"])
+    if isinstance(live, Response):
+        return live
+    row, state, why = live
     return c.page("net.html", row=row, state=state, why=why, nav="runs")
 
 
 async def state_json(request: Request) -> Response:
     c = _console(request)
-    row = _row(c, request.path_params["run_id"])
-    if isinstance(row, Response):
-        return row
-    wf, why = c.workflows.get(row.workflow)
-    if wf is None:
+    live = _live(c, request.path_params["run_id"])
+    if isinstance(live, Response):
+        return live
+    _, s, why = live
+    if s is None:
         return JSONResponse({"error": why}, status_code=409)
-    s = live_state(c.store, row, wf, c.net_of(row.workflow)[0])
     return JSONResponse({"key": s.key, "status": s.status, "driven": s.driven, "title": s.title(),
                          "finished": s.finished, "cases": s.cases, "counts": s.counts})
 
 
 async def net_svg(request: Request) -> Response:
     c = _console(request)
-    row = _row(c, request.path_params["run_id"])
-    if isinstance(row, Response):
-        return row
-    wf, why = c.workflows.get(row.workflow)
-    if wf is None:
+    live = _live(c, request.path_params["run_id"])
+    if isinstance(live, Response):
+        return live
+    row, s, why = live
+    if s is None:
         return Response(why or "", status_code=409)
-    s = live_state(c.store, row, wf, c.net_of(row.workflow)[0])
     data = await run_in_threadpool(c.svg, row.workflow, s)
     # a picture in an <img> cannot run script; the policy says so to a browser that opens it directly
     return Response(data, media_type="image/svg+xml",
@@ -321,6 +347,7 @@ def make_app(store: SqliteStore, *, token: str, hosts: tuple[str, ...] = ()) -> 
     guard = Guard(token, hosts)
     app = Starlette(routes=[
         Route("/", home), Route("/review", review), Route("/review/answer", answer, methods=["POST"]),
+        Route("/review/escalate", escalate, methods=["POST"]),
         Route("/runs", runs), Route("/runs/{run_id:path}/net", net_page), Route("/runs/{run_id:path}/state.json",
                                                                                  state_json),
         Route("/runs/{run_id:path}/net.svg", net_svg), Route("/runs/{run_id:path}", run_page),

@@ -3,10 +3,9 @@
 Read from what the store has while the run goes on: a step with a
 checkpoint is done (its label says which route branch it took), a human
 step in the ``waiting`` table waits for its reviewer, and a step whose
-inputs are done but that has no checkpoint yet is running. Of the running
-steps that hold a resource, those past its capacity wait for it (the
-executor starts at most ``capacity`` of them at once, as the net's resource
-place allows). A run marked running whose lease has lapsed, or whose driver
+inputs are done but that has no checkpoint yet is running, unless the
+executor recorded that its attempt waits for a resource's unit or rate
+permit (:func:`petriflow.execute.signals.queued`). A run marked running whose lease has lapsed, or whose driver
 is gone, has nobody to move it on: its would-be running steps are stuck.
 
 The counts become a marking of the workflow's net (tokens on each step's
@@ -23,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from petriflow.execute import signals
 from petriflow.execute.identity import step_of_key
 from petriflow.execute.ownership import owner_alive
 from petriflow.execute.store import RunRow, SqliteStore
@@ -87,8 +87,8 @@ def live_state(store: SqliteStore, row: RunRow, wf: Workflow, net: WorkflowNet |
     lease = store.lease(row.run_id)
     driven = lease is not None and lease[1] > time.time() and owner_alive(lease[0])
     humans = {(w.case, w.step) for w in store.waiting(row.run_id)}
+    queued = {(q.case, q.step) for q in signals.queued(store, row.run_id)}
     counts: dict[str, Counter[str]] = {s.id: Counter() for s in wf.steps}
-    held: Counter[str] = Counter()
     cases = store.cases(row.run_id)
     finished = 0
     for c in cases:
@@ -108,11 +108,10 @@ def live_state(store: SqliteStore, row: RunRow, wf: Workflow, net: WorkflowNet |
                 state = "waiting for a human"
             elif row.status != "running" or not driven:
                 state = "stuck"
-            elif s.uses and any(held[r] >= wf.resources[r].capacity for r in s.uses if r in wf.resources):
+            elif (c.case, s.id) in queued:
                 state = "waiting for a resource"
             else:
                 state = "running"
-                held.update({r: n for r, n in s.uses.items()})
             counts[s.id][state] += 1
     marking, highlight = _marking(wf, net, counts, finished, len(cases))
     return LiveState(row.run_id, row.status, driven, {k: dict(v) for k, v in counts.items()}, finished, len(cases),

@@ -37,25 +37,42 @@ def shown(value: Any, red: Callable[[str], str] = redact) -> str:
 
 
 class Workflows:
-    """The workflows runs name, loaded once per file version (a run stores its workflow's path)."""
+    """The workflows runs name, loaded once per file version (a run stores its workflow's path).
 
-    def __init__(self) -> None:
+    Runs record absolute paths; a relative one (a run made before they did)
+    is looked for beside the store, as :func:`~petriflow.execute.identity.workflow_file` says.
+    """
+
+    def __init__(self, store: Any = None) -> None:
+        self.store = store
         self._cache: dict[str, tuple[float, Workflow | None, str | None]] = {}
+
+    def file(self, stored: str) -> Path | None:
+        """The workflow file a run recorded as ``stored``, or None when it is not there."""
+        from petriflow.errors import InputError
+        from petriflow.execute.identity import workflow_file
+
+        try:
+            return workflow_file(stored, self.store)
+        except InputError:
+            return None
 
     def get(self, path: str) -> tuple[Workflow | None, str | None]:
         """The workflow at ``path`` and None, or None and why it cannot be read (it moved, it no longer loads)."""
-        from petriflow.errors import PetriflowError
+        from petriflow.errors import InputError, PetriflowError
+        from petriflow.execute.identity import workflow_file
         from petriflow.spec import load
 
         try:
-            mtime = Path(path).stat().st_mtime
-        except OSError:
-            return None, f"the workflow file {path} is not there (the run was made elsewhere?)"
+            found = workflow_file(path, self.store)
+            mtime = found.stat().st_mtime
+        except (InputError, OSError) as err:
+            return None, str(err)
         hit = self._cache.get(path)
         if hit is not None and hit[0] == mtime:
             return hit[1], hit[2]
         try:
-            wf, why = load(path), None
+            wf, why = load(found), None
         except PetriflowError as err:
             wf, why = None, redact(str(err))
         self._cache[path] = (mtime, wf, why)
@@ -162,6 +179,7 @@ class ReviewItem:
     since: float
     deadline: float | None  # the step's timeout after it began waiting; then its fallback takes over
     escalates_to: str | None  # that fallback step
+    handler: str | None  # its on_failure step: what runs at the deadline (or an escalation) without a fallback
     choices: tuple[str, ...]  # the route's labels, when the step routes on its answer
     description: str
     input: str
@@ -185,7 +203,7 @@ def review_queue(store: SqliteStore, workflows: Workflows) -> list[ReviewItem]:
         items.append(ReviewItem(
             w.run_id, row.workflow, w.case, w.step, w.npass, w.since,
             None if step is None or step.timeout is None else w.since + step.timeout,
-            None if step is None else step.fallback,
+            None if step is None else step.fallback, None if step is None else step.on_failure,
             () if step is None else tuple(dict.fromkeys(b.when for b in step.route)),
             "" if step is None else step.description, shown(inputs[w.run_id].get(w.case), red), upstream))
     return sorted(items, key=lambda i: (math.inf if i.deadline is None else i.deadline, i.since))
