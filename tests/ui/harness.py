@@ -25,6 +25,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "tests" / "data" / "ui" / "review_flow.yaml"
+MODERATION = ROOT / "models" / "content_moderation"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -53,12 +54,13 @@ def petriflow(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.
                           env=ENV, timeout=timeout)
 
 
-def start_run(db: Path, run_id: str, *inputs: str, workflow: Path = WORKFLOW) -> subprocess.Popen[str]:
+def start_run(db: Path, run_id: str, *inputs: str, workflow: Path = WORKFLOW,
+              env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """A real run in the background; it waits at the review step until someone answers."""
     args = [a for text in inputs for a in ("--input", text)]
     return subprocess.Popen([sys.executable, "-m", "petriflow", "run", str(workflow), *args, "--run-id", run_id,
-                             "--db", str(db)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             "--db", str(db)], cwd=ROOT, env={**ENV, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def wait_waiting(db: Path, run_id: str, n: int, timeout: float = 300) -> None:

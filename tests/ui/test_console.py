@@ -1,8 +1,11 @@
 """The console in a real browser (issue 13): review, runs with retries, the live net, escaping, tokens, metrics.
 
-Every run is a real ``petriflow run`` process on ``tests/data/ui/review_flow.yaml``
-(its ``fetch`` step fails once and is retried; ``review`` is a human step
-that routes on approve / reject / escalate), the console the real
+Every run is a real ``petriflow run`` process: of the shipped
+``models/content_moderation`` workflow (its real classifiers, OCR and SQLite
+audit table) for the review that ends in an audit row, else of
+``tests/data/ui/review_flow.yaml`` (its ``fetch`` step fails once and is
+retried; ``review`` is a human step that routes on approve / reject /
+escalate, with a fallback at its deadline). The console is the real
 ``petriflow ui`` process, the browser Debian's chromium. The oracles are the
 store itself (read through :class:`SqliteStore`) and the processes' exit codes.
 """
@@ -13,12 +16,13 @@ import json
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from petriflow.execute.store import SqliteStore
 from petriflow.trace import TraceRecord
-from tests.ui.harness import browser, console, finish, petriflow, start_run, wait_waiting
+from tests.ui.harness import MODERATION, browser, console, finish, petriflow, start_run, wait_waiting
 
 pytestmark = pytest.mark.browser
 XSS = "hello <script>window.__xss = 1</script><img src=x onerror='window.__xss = 2'>"
@@ -34,60 +38,82 @@ def _records(db: Path, run_id: str) -> list[TraceRecord]:
         store.close()
 
 
-def test_a_run_waits_for_review_is_answered_in_the_page_and_finishes(tmp_path: Path) -> None:
-    db = tmp_path / "runs.sqlite"
-    run = start_run(db, "R", "is this post fine?")
-    try:
-        wait_waiting(db, "R", 1)
-        with console(db) as ui, browser() as ctx:
-            page = ctx.new_page()
-            page.goto(f"{ui.url}/?token={ui.token}")
-            assert page.url == f"{ui.url}/review", "the token is traded for a cookie and dropped from the URL"
-            card = page.locator("section.review")
-            assert card.count() == 1
-            assert "is this post fine?" in card.locator("pre.value").first.inner_text()
-            assert "fetch#1" in card.inner_text() and "looks fine" in card.inner_text()  # the upstream outputs
-            assert "deadline" in card.inner_text() and "auto_escalate" in card.inner_text()
-            card.locator("button", has_text="reject").click()
-            assert "answered step 'review' pass 1 of case 0 of run R" in page.locator("#message").inner_text()
-            code, _, err = finish(run)
-            assert code == 0, err
-            page.goto(f"{ui.url}/review")
-            assert page.locator("section.review").count() == 0
-    finally:
-        run.kill()
-    store = SqliteStore(db)
+@pytest.mark.local_models
+def test_a_moderation_run_waits_for_review_is_answered_in_the_page_and_audited(
+        waiting: Any, embedding_server: Any, tmp_path: Path) -> None:
+    """The shipped content_moderation workflow: a post whose image cannot be read is held for a person."""
+    audit_db = tmp_path / "audit.sqlite"
+    w = waiting("id=p8", "text=my holiday picture", f"image=@{MODERATION / 'data' / 'truncated.png'}",
+                workflow=MODERATION / "content_moderation.yaml", env={"MODERATION_AUDIT_DB": str(audit_db)})
+    page, ui = w.page, w.ui
+    assert page.url == f"{ui.url}/review", "the token is traded for a cookie and dropped from the URL"
+    card = page.locator("section.review")
+    assert card.count() == 1
+    assert "my holiday picture" in card.locator("pre.value").first.inner_text()
+    assert "hold#1" in card.inner_text() and "the image could not be read" in card.inner_text()  # upstream
+    assert "deadline" in card.inner_text() and "audit_failed" in card.inner_text()
+    assert not audit_db.exists() or _audit_rows(audit_db) == []  # nothing is audited before the review
+    card.locator("input[name=value]").fill("approve")
+    card.locator("button", has_text="Answer").click()
+    assert "answered step 'review' pass 1 of case 0 of run R" in page.locator("#message").inner_text()
+    code, _, err = finish(w.run)
+    assert code == 0, err
+    page.goto(f"{ui.url}/review")
+    assert page.locator("section.review").count() == 0
+    store = SqliteStore(w.db)
     try:
         [case] = store.cases("R")
         steps = store.load_steps("R", 0)
-        assert case.status == "ok" and steps["review#1"].output == "reject" and steps["review#1"].label == "reject"
-        assert steps["audit#1"].output == {"audited": True, "decision": {"discard": "discarded"}}  # the audit row
-        assert "publish#1" not in steps
+        assert case.status == "ok" and steps["review#1"].output == "approve"
+        assert steps["reviewed#1"].output["verdict"] == "approved" and "approve#1" not in steps
+    finally:
+        store.close()
+    [(post, verdict, by)] = _audit_rows(audit_db)  # the audit row, in the workflow's own SQLite table
+    assert (post, verdict, by) == ("p8", "approved", "human")
+
+
+def _audit_rows(path: Path) -> list[tuple[str, str, str]]:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return [tuple(r) for r in db.execute("SELECT post, verdict, by FROM audit ORDER BY n")]
+
+
+def test_escalate_in_the_page_hands_over_to_the_fallback_before_the_deadline(waiting: Any) -> None:
+    w = waiting("an unsure post")
+    card = w.page.locator("section.review")
+    assert "escalating hands it to its fallback auto_escalate" in card.inner_text()
+    card.locator("button.escalate").click()
+    assert "escalated step 'review' pass 1 of case 0 of run R" in w.page.locator("#message").inner_text()
+    code, _, err = finish(w.run)
+    assert code == 0, err
+    store = SqliteStore(w.db)
+    try:
+        steps = store.load_steps("R", 0)
+        assert steps["review#1"].step == "auto_escalate" and steps["review#1"].label == "escalate"
+        assert steps["audit#1"].output == {"audited": True, "decision": {"senior": "escalated"}}
+        [review] = [r for r in _records(w.db, "R") if r.step == "review"]
+        assert (review.outcome, review.error) == ("fallback", "timeout")  # what its deadline would have written
     finally:
         store.close()
 
 
-def test_an_answer_is_recorded_once_and_validated(tmp_path: Path) -> None:
-    db = tmp_path / "runs.sqlite"
-    run = start_run(db, "R", "a post")
-    try:
-        wait_waiting(db, "R", 1)
-        with console(db) as ui, browser() as ctx:
-            page = ctx.new_page()
-            page.goto(f"{ui.url}/?token={ui.token}")
-            form = page.locator("form.answer")
-            csrf = form.locator("input[name=csrf]").get_attribute("value")
-            post = {"csrf": csrf, "run_id": "R", "step": "review", "case": "0", "npass": "1"}
-            bad = page.request.post(f"{ui.url}/review/answer", form={**post, "value": "maybe"})
-            assert "answer one of approve, reject, escalate" in bad.text()
-            first = page.request.post(f"{ui.url}/review/answer", form={**post, "value": "approve"})
-            second = page.request.post(f"{ui.url}/review/answer", form={**post, "value": "escalate"})
-            assert "answered step" in first.text() and "already answered" in second.text()
-        code, _, err = finish(run)
-        assert code == 0, err
-    finally:
-        run.kill()
-    store = SqliteStore(db)
+def test_an_answer_is_recorded_once_and_validated(waiting: Any) -> None:
+    w = waiting("a post")
+    page, ui = w.page, w.ui
+    form = page.locator("form.answer")
+    csrf = form.locator("input[name=csrf]").get_attribute("value")
+    post = {"csrf": csrf, "run_id": "R", "step": "review", "case": "0", "npass": "1"}
+    bad = page.request.post(f"{ui.url}/review/answer", form={**post, "value": "maybe"})
+    assert "answer one of approve, reject, escalate" in bad.text()
+    first = page.request.post(f"{ui.url}/review/answer", form={**post, "value": "approve"})
+    second = page.request.post(f"{ui.url}/review/answer", form={**post, "value": "escalate"})
+    assert "answered step" in first.text() and "already answered" in second.text()
+    code, _, err = finish(w.run)
+    assert code == 0, err
+    late = page.request.post(f"{ui.url}/review/escalate", form=post)  # answered and gone on: nothing waits
+    assert "is not waiting" in late.text()
+    store = SqliteStore(w.db)
     try:
         assert store.load_steps("R", 0)["review#1"].output == "approve"
     finally:
@@ -122,51 +148,37 @@ def test_the_run_page_shows_every_attempt_with_its_retries(tmp_path: Path) -> No
         assert f"{sum(r.outcome != 'ok' for r in recs)}" in row.locator("td").nth(8).inner_text()
 
 
-def test_the_live_net_changes_while_the_run_goes_on(tmp_path: Path) -> None:
-    db = tmp_path / "runs.sqlite"
-    run = start_run(db, "R", "a post")
-    try:
-        wait_waiting(db, "R", 1)
-        with console(db) as ui, browser() as ctx:
-            page = ctx.new_page()
-            page.goto(f"{ui.url}/runs/R/net?token={ui.token}")
-            img = page.locator("img#net")
-            before = img.get_attribute("src")
-            page.wait_for_function("document.getElementById('net').naturalWidth > 0", timeout=180_000)
-            review = page.locator("tr[data-step=review] td")
-            assert review.nth(3).inner_text() == "1", "review waits for a human"
-            assert "waiting for a human" in page.locator("#title").inner_text()
-            assert petriflow("answer", "R", "review", "approve", "--db", str(db)).returncode == 0
-            page.wait_for_function(f"document.getElementById('net').getAttribute('src') !== {json.dumps(before)}",
-                                   timeout=180_000)
-            page.wait_for_function("document.getElementById('title').textContent.includes('1/1 case(s) finished')",
-                                   timeout=180_000)
-            assert page.locator("tr[data-step=audit] td").nth(5).inner_text() == "1"
-            page.wait_for_function("document.getElementById('net').complete && "
-                                   "document.getElementById('net').naturalWidth > 0", timeout=180_000)
-        code, _, err = finish(run)
-        assert code == 0, err
-    finally:
-        run.kill()
+def test_the_live_net_changes_while_the_run_goes_on(waiting: Any) -> None:
+    w = waiting("a post", path="/runs/R/net")
+    page = w.page
+    img = page.locator("img#net")
+    before = img.get_attribute("src")
+    page.wait_for_function("document.getElementById('net').naturalWidth > 0", timeout=180_000)
+    review = page.locator("tr[data-step=review] td")
+    assert review.nth(3).inner_text() == "1", "review waits for a human"
+    assert "waiting for a human" in page.locator("#title").inner_text()
+    assert petriflow("answer", "R", "review", "approve", "--db", str(w.db)).returncode == 0
+    page.wait_for_function(f"document.getElementById('net').getAttribute('src') !== {json.dumps(before)}",
+                           timeout=180_000)
+    page.wait_for_function("document.getElementById('title').textContent.includes('1/1 case(s) finished')",
+                           timeout=180_000)
+    assert page.locator("tr[data-step=audit] td").nth(5).inner_text() == "1"
+    page.wait_for_function("document.getElementById('net').complete && "
+                           "document.getElementById('net').naturalWidth > 0", timeout=180_000)
+    code, _, err = finish(w.run)
+    assert code == 0, err
 
 
-def test_a_script_in_a_step_output_is_shown_as_text(tmp_path: Path) -> None:
-    db = tmp_path / "runs.sqlite"
-    run = start_run(db, "R", XSS)
-    try:
-        wait_waiting(db, "R", 1)
-        with console(db) as ui, browser() as ctx:
-            page = ctx.new_page()
-            page.goto(f"{ui.url}/review?token={ui.token}")
-            text = page.locator("section.review").inner_text()
-            assert "<script>window.__xss = 1</script>" in text and "onerror=" in text
-            page.goto(f"{ui.url}/runs/R")
-            assert "<script>window.__xss = 1</script>" in page.locator("pre.step-output").first.inner_text() or \
-                any("<script>" in p.inner_text() for p in page.locator("pre.value").all())
-            assert page.evaluate("window.__xss") is None
-            assert page.locator("main script, main img[src=x]").count() == 0
-    finally:
-        run.kill()
+def test_a_script_in_a_step_output_is_shown_as_text(waiting: Any) -> None:
+    w = waiting(XSS)
+    page, ui = w.page, w.ui
+    text = page.locator("section.review").inner_text()
+    assert "<script>window.__xss = 1</script>" in text and "onerror=" in text
+    page.goto(f"{ui.url}/runs/R")
+    assert "<script>window.__xss = 1</script>" in page.locator("pre.step-output").first.inner_text() or \
+        any("<script>" in p.inner_text() for p in page.locator("pre.value").all())
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("main script, main img[src=x]").count() == 0
 
 
 def _get(url: str, headers: dict[str, str] | None = None, data: bytes | None = None) -> tuple[int, str]:
