@@ -125,3 +125,26 @@ def test_an_attempt_waiting_for_a_resource_is_recorded_while_it_waits(kind: str,
     assert len({q.case for q in waits}) == 2  # two of the three cases wait; one holds the unit
     assert state.counts["work"] == {"running": 1, "waiting for a resource": 2}
     assert signals.queued(store, "R") == []  # each wait is cleared once its unit is held
+
+
+def test_petriflow_answer_escalate_is_the_same_escalation(tmp_path: Path) -> None:
+    from tests.cli_in_process import petriflow
+
+    db = tmp_path / "runs.sqlite"
+    store = SqliteStore(db)
+    both = petriflow("answer", "R", "review", "approve", "--escalate", "--db", db)
+    assert "give an answer VALUE or --escalate, not both and not neither" in both.refusal
+
+    async def main() -> Any:
+        async with Executor(plan(_wf(3600, fallback=True)), store=store) as ex:
+            task = asyncio.ensure_future(ex.run_many(["post"], run_id="R"))
+            while not store.waiting("R"):
+                await asyncio.sleep(0.01)
+            said = petriflow("answer", "R", "review", "--escalate", "--db", db)
+            assert said.code == 0 and "escalated step 'review' pass 1 of case 0 of run R" in said.out, said.err
+            return (await task)[0]
+
+    r = asyncio.run(main())
+    assert r.ok and r.output == "escalated"
+    again = petriflow("answer", "R", "review", "--escalate", "--db", db)
+    assert "is not waiting" in again.refusal
