@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from petriflow.errors import (
         BudgetExceeded,
+        Escalated,
         ExecutionError,
         FatalCallError,
         InputError,
@@ -48,6 +49,7 @@ __version__ = "0.1.0"
 
 _OWNER = {
     "BudgetExceeded": "petriflow.errors",
+    "Escalated": "petriflow.errors",
     "CostBound": "petriflow.profile.bound",
     "ExecutionError": "petriflow.errors",
     "FatalCallError": "petriflow.errors",
@@ -125,6 +127,7 @@ sys.modules[__name__].__class__ = _Package
 __all__ = [
     "BudgetExceeded",
     "CostBound",
+    "Escalated",
     "ExecutionError",
     "FatalCallError",
     "InputError",

@@ -17,6 +17,7 @@ turns any of them into one line on stderr and an exit code, never a traceback.
         │   ├── RetryableCallError 429, 5xx, timeout, connection, malformed: another attempt may work
         │   └── FatalCallError     any other refusal (400, 401, 404, ...): not retried
         ├── StepFailed             a step failed after its retries and fallback
+        ├── Escalated              a person escalated a waiting human step (a TimeoutError too)
         └── ServerError            a local model server could not be started
 """
 
@@ -208,7 +209,7 @@ class StepFailed(ExecutionError):
     held: str | None = None
 
 
-class Escalated(TimeoutError):
+class Escalated(ExecutionError, TimeoutError):
     """A person escalated a waiting human step before its deadline: the deadline, brought forward.
 
     A ``TimeoutError`` on purpose: the step's policies treat it as the

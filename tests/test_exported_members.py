@@ -17,6 +17,7 @@ import petriflow
 
 PUBLIC = {
     "BudgetExceeded": "petriflow.errors",
+    "Escalated": "petriflow.errors",
     "ExecutionError": "petriflow.errors",
     "FatalCallError": "petriflow.errors",
     "InputError": "petriflow.errors",
