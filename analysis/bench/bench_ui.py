@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import os
 import random
 import statistics
 import subprocess
@@ -124,7 +125,8 @@ def reads(db: Path, live: str, hist: str) -> dict[str, float]:
     from petriflow.execute.store import SqliteStore
     from petriflow.ui.views import Workflows, review_queue, run_detail, run_summaries
 
-    store, wfs = SqliteStore(db), Workflows()
+    store = SqliteStore(db)
+    wfs = Workflows(store)
     jobs = {"/review": lambda: review_queue(store, wfs),
             "/runs": lambda: run_summaries(store, status=None, text=None, page=0),
             "/runs/ID": lambda: run_detail(store, store.get_run(hist), wfs)}  # type: ignore[arg-type]
@@ -185,7 +187,10 @@ def main() -> None:
             driver.kill()
             driver.wait()
         ref = reads(db, live, hist)
-    print(f"\n{args.runs} runs in the store, {args.live} going at once, {args.requests} requests a page\n")
+    load = os.getloadavg()  # the machine is shared: the figures are read against this
+    print(f"\n{args.runs} runs in the store, {args.live} going at once, {args.requests} requests a page; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {load[0]:.1f} / {load[1]:.1f} "
+          f"(1 / 5 min) on {os.cpu_count()} cores\n")
     print(f"{'page':<28}{'p50 ms':>9}{'p95 ms':>9}{'reads p95':>11}{'page/reads':>12}{'p95/target':>12}")
     worst = 0.0
     for p, xs in ms.items():
