@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from petriflow.execute.redact import redact
 from petriflow.execute.store import RunRow, SqliteStore
 from petriflow.ui import compare as cmp
 from petriflow.ui.auth import Guard
-from petriflow.ui.live import STATES, live_state
+from petriflow.ui.live import STATES, LiveState, live_state
 from petriflow.ui.metrics import MetricsFeed
 from petriflow.ui.views import Workflows, ago, review_queue, run_detail, run_summaries
 
@@ -232,42 +232,40 @@ async def run_page(request: Request) -> Response:
     return c.page("run.html", d=run_detail(c.store, row, c.workflows), row=row, nav="runs")
 
 
-def _live(c: Console, run_id: str) -> tuple[RunRow, Any, str | None] | Response:
-    """The run, its live state (None when its workflow cannot be read) and why not; or the 404 page."""
-    row = _row(c, run_id)
-    if isinstance(row, Response):
-        return row
-    wf, why = c.workflows.get(row.workflow)
-    return row, None if wf is None else live_state(c.store, row, wf, c.net_of(row.workflow)[0]), why
+LiveRoute = Callable[[Console, RunRow, LiveState | None, str | None], Awaitable[Response]]
 
 
-async def net_page(request: Request) -> Response:
-    c = _console(request)
-    live = _live(c, request.path_params["run_id"])
-    if isinstance(live, Response):
-        return live
-    row, state, why = live
+def _live(handler: LiveRoute) -> Callable[[Request], Awaitable[Response]]:
+    """A route over one run's live state, looked up once: the 404 page without the run; the state is
+    None (with why) when its workflow cannot be read."""
+    async def route(request: Request) -> Response:
+        c = _console(request)
+        row = _row(c, request.path_params["run_id"])
+        if isinstance(row, Response):
+            return row
+        wf, why = c.workflows.get(row.workflow)
+        state = None if wf is None else live_state(c.store, row, wf, c.net_of(row.workflow)[0])
+        return await handler(c, row, state, why)
+
+    route.__name__ = route.__qualname__ = handler.__name__
+    return route
+
+
+@_live
+async def net_page(c: Console, row: RunRow, state: LiveState | None, why: str | None) -> Response:
     return c.page("net.html", row=row, state=state, why=why, nav="runs")
 
 
-async def state_json(request: Request) -> Response:
-    c = _console(request)
-    live = _live(c, request.path_params["run_id"])
-    if isinstance(live, Response):
-        return live
-    _, s, why = live
+@_live
+async def state_json(c: Console, row: RunRow, s: LiveState | None, why: str | None) -> Response:
     if s is None:
         return JSONResponse({"error": why}, status_code=409)
     return JSONResponse({"key": s.key, "status": s.status, "driven": s.driven, "title": s.title(),
                          "finished": s.finished, "cases": s.cases, "counts": s.counts})
 
 
-async def net_svg(request: Request) -> Response:
-    c = _console(request)
-    live = _live(c, request.path_params["run_id"])
-    if isinstance(live, Response):
-        return live
-    row, s, why = live
+@_live
+async def net_svg(c: Console, row: RunRow, s: LiveState | None, why: str | None) -> Response:
     if s is None:
         return Response(why or "", status_code=409)
     data = await run_in_threadpool(c.svg, row.workflow, s)

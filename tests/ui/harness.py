@@ -129,3 +129,16 @@ def browser() -> Iterator[Any]:
 def finish(proc: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
+
+
+def approved_run(db: Path, run_id: str, *inputs: str) -> None:
+    """A real run of the review workflow, every case approved with ``petriflow answer`` once all wait; it exits 0."""
+    run = start_run(db, run_id, *inputs)
+    try:
+        wait_waiting(db, run_id, len(inputs))
+        said = petriflow("answer", run_id, "review", "approve", "--db", str(db))
+        assert said.returncode == 0, said.stderr
+        code, _, err = finish(run)
+        assert code == 0, err
+    finally:
+        run.kill()

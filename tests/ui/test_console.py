@@ -22,7 +22,7 @@ import pytest
 
 from petriflow.execute.store import SqliteStore
 from petriflow.trace import TraceRecord
-from tests.ui.harness import MODERATION, browser, console, finish, petriflow, start_run, wait_waiting
+from tests.ui.harness import MODERATION, approved_run, browser, console, finish, petriflow, start_run, wait_waiting
 
 pytestmark = pytest.mark.browser
 XSS = "hello <script>window.__xss = 1</script><img src=x onerror='window.__xss = 2'>"
@@ -122,14 +122,7 @@ def test_an_answer_is_recorded_once_and_validated(waiting: Any) -> None:
 
 def test_the_run_page_shows_every_attempt_with_its_retries(tmp_path: Path) -> None:
     db = tmp_path / "runs.sqlite"
-    run = start_run(db, "R", "first post", "second post")
-    try:
-        wait_waiting(db, "R", 2)
-        assert petriflow("answer", "R", "review", "approve", "--db", str(db)).returncode == 0
-        code, _, err = finish(run)
-        assert code == 0, err
-    finally:
-        run.kill()
+    approved_run(db, "R", "first post", "second post")
     recs = _records(db, "R")
     retried = [r for r in recs if r.attempt > 1]
     assert retried, "the workflow's fetch step fails once, so some attempt is a retry"
@@ -211,13 +204,7 @@ def test_metrics_parse_and_match_the_store(tmp_path: Path) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     db = tmp_path / "runs.sqlite"
-    done = start_run(db, "A", "one", "two", "three")
-    try:
-        wait_waiting(db, "A", 3)
-        assert petriflow("answer", "A", "review", "approve", "--db", str(db)).returncode == 0
-        assert finish(done)[0] == 0
-    finally:
-        done.kill()
+    approved_run(db, "A", "one", "two", "three")
     waiting = start_run(db, "B", "four", "five")
     try:
         wait_waiting(db, "B", 2)
@@ -256,13 +243,7 @@ def test_predicted_against_measured_and_the_refit_button(tmp_path: Path) -> None
     from petriflow.ui.compare import measured_cases
 
     db = tmp_path / "runs.sqlite"
-    run = start_run(db, "A", "one", "two", "three", "four")
-    try:
-        wait_waiting(db, "A", 4)
-        assert petriflow("answer", "A", "review", "approve", "--db", str(db)).returncode == 0
-        assert finish(run)[0] == 0
-    finally:
-        run.kill()
+    approved_run(db, "A", "one", "two", "three", "four")
     recs = _records(db, "A")
     spans: dict[int | str, list[float]] = {}
     for r in recs:
