@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +65,12 @@ def start_run(db: Path, run_id: str, *inputs: str, workflow: Path = WORKFLOW,
 
 def wait_waiting(db: Path, run_id: str, n: int, timeout: float = 300) -> None:
     """Until ``n`` cases of the run wait for a reviewer."""
+    wait_for(db, lambda store: len(store.waiting(run_id)) >= n, f"run {run_id} never had {n} case(s) waiting",
+             timeout)
+
+
+def wait_for(db: Path, check: Callable[[Any], bool], what: str, timeout: float = 300) -> None:
+    """Until ``check(store)`` holds for the store at ``db`` (once the run has made it); ``what`` says what never came."""
     from petriflow.execute.store import SqliteStore
 
     deadline = time.monotonic() + timeout
@@ -72,12 +78,12 @@ def wait_waiting(db: Path, run_id: str, n: int, timeout: float = 300) -> None:
         if db.exists():
             store = SqliteStore(db)
             try:
-                if len(store.waiting(run_id)) >= n:
+                if check(store):
                     return
             finally:
                 store.close()
         time.sleep(0.05)
-    raise AssertionError(f"run {run_id} never had {n} case(s) waiting")
+    raise AssertionError(what)
 
 
 @dataclass

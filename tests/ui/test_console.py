@@ -22,7 +22,18 @@ import pytest
 
 from petriflow.execute.store import SqliteStore
 from petriflow.trace import TraceRecord
-from tests.ui.harness import MODERATION, approved_run, browser, console, finish, petriflow, start_run, wait_waiting
+from tests.ui.harness import (
+    MODERATION,
+    WORKFLOW,
+    approved_run,
+    browser,
+    console,
+    finish,
+    petriflow,
+    start_run,
+    wait_for,
+    wait_waiting,
+)
 
 pytestmark = pytest.mark.browser
 XSS = "hello <script>window.__xss = 1</script><img src=x onerror='window.__xss = 2'>"
@@ -160,6 +171,37 @@ def test_the_live_net_changes_while_the_run_goes_on(waiting: Any) -> None:
                            "document.getElementById('net').naturalWidth > 0", timeout=180_000)
     code, _, err = finish(w.run)
     assert code == 0, err
+
+
+def test_the_live_net_shows_the_resource_waits_the_executor_records(tmp_path: Path) -> None:
+    from petriflow.execute import signals
+
+    db, gate = tmp_path / "runs.sqlite", tmp_path / "gate"
+    run = start_run(db, "R", "a", "b", "c", workflow=WORKFLOW.with_name("resource_flow.yaml"),
+                    env={"UI_GATE": str(gate)})
+    try:
+        wait_for(db, lambda store: len(signals.queued(store, "R")) == 2, "two cases never waited for the gpu")
+        with console(db) as ui, browser() as ctx:
+            page = ctx.new_page()
+            page.goto(f"{ui.url}/runs/R/net?token={ui.token}")
+            cells = "document.querySelectorAll('tr[data-step=work] td')"
+            page.wait_for_function(f"{cells}.length && {cells}[2].textContent === '2'", timeout=180_000)
+            work = page.locator("tr[data-step=work] td")
+            assert (work.nth(1).inner_text(), work.nth(2).inner_text()) == ("1", "2")  # running, waiting for gpu
+            store = SqliteStore(db)
+            try:  # what the page shows is what the executor wrote
+                waits = signals.queued(store, "R")
+                assert [(q.step, q.resource) for q in waits] == [("work", "gpu")] * 2
+            finally:
+                store.close()
+            gate.touch()
+            page.wait_for_function("document.getElementById('title').textContent.includes('3/3 case(s) finished')",
+                                   timeout=180_000)
+            assert work.nth(2).inner_text() == "" and work.nth(5).inner_text() == "3"
+        code, _, err = finish(run)
+        assert code == 0, err
+    finally:
+        run.kill()
 
 
 def test_a_script_in_a_step_output_is_shown_as_text(waiting: Any) -> None:
