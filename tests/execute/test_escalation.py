@@ -148,3 +148,24 @@ def test_petriflow_answer_escalate_is_the_same_escalation(tmp_path: Path) -> Non
     assert r.ok and r.output == "escalated"
     again = petriflow("answer", "R", "review", "--escalate", "--db", db)
     assert "is not waiting" in again.refusal
+
+
+def test_the_signals_read_back_what_was_written_on_every_durable_store(store_url: str) -> None:
+    """SQLite and PostgreSQL: an escalation is recorded once; a resource wait is there until it is cleared."""
+    from petriflow.execute.store import open_store
+
+    store = open_store(store_url)
+    try:
+        assert not signals.escalated(store, "R", 0, "review", 1)
+        assert signals.escalate(store, "R", 0, "review", 1) and not signals.escalate(store, "R", 0, "review", 1)
+        assert signals.escalated(store, "R", 0, "review", 1)
+        assert not signals.escalated(store, "R", 0, "review", 2) and not signals.escalated(store, "R", 1, "review", 1)
+        signals.set_queued(store, "R", 0, "work#1", "work", "gpu")
+        signals.set_queued(store, "R", 1, "work#1/2", "work", "api")
+        signals.set_queued(store, "S", 0, "work#1", "work", "gpu")
+        assert [(q.case, q.key, q.resource) for q in signals.queued(store, "R")] == [(0, "work#1", "gpu"),
+                                                                                  (1, "work#1/2", "api")]
+        signals.clear_queued(store, "R", 0, "work#1")
+        assert [q.case for q in signals.queued(store, "R")] == [1] and len(signals.queued(store, "S")) == 1
+    finally:
+        store.close()
