@@ -23,7 +23,8 @@ import json
 import os
 import tempfile
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -133,16 +134,19 @@ def _replace(doc: Any, choices: Sequence[int], value: Any) -> None:
         parent[key] = value
 
 
-def _dump(doc: Any, as_json: bool) -> str:
-    return json.dumps(doc) if as_json else yaml.safe_dump(doc, allow_unicode=True)
+@contextmanager
+def _written(doc: Any, as_json: bool, stem: str) -> Iterator[Path]:
+    """``doc`` in a fresh temporary file, written as JSON or as YAML (the test draws which reader parses it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{stem}.{'json' if as_json else 'yaml'}"
+        path.write_text(json.dumps(doc) if as_json else yaml.safe_dump(doc, allow_unicode=True))
+        yield path
 
 
 @FUZZ
 @given(doc=workflows(), as_json=st.booleans())
 def test_structured_workflows_get_a_verdict_or_a_clear_refusal(doc: dict[str, Any], as_json: bool) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / ("wf.json" if as_json else "wf.yaml")
-        path.write_text(_dump(doc, as_json))
+    with _written(doc, as_json, "wf") as path:
         run("check", path, "--max-states", "5000")
         run("simulate", path, "--cases", "20")
 
@@ -167,9 +171,7 @@ def profiles(draw: st.DrawFn) -> dict[str, Any]:
 @FUZZ
 @given(doc=profiles(), as_json=st.booleans())
 def test_structured_profiles_get_a_clear_refusal_or_a_result(doc: dict[str, Any], as_json: bool) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / ("p.json" if as_json else "p.yaml")
-        path.write_text(_dump(doc, as_json))
+    with _written(doc, as_json, "p") as path:
         run("simulate", ROOT / "models" / "qa_router.yaml", "--profile", path, "--cases", "20")
 
 

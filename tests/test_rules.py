@@ -163,8 +163,12 @@ rates = st.floats(0.01, 100.0)
 bursts = st.floats(1.0, 1000.0)
 
 
-@given(rates, bursts, st.lists(st.tuples(st.floats(0.0, 5.0), st.floats(0.01, 2000.0)), max_size=60),
-       st.floats(0.0, 500.0))
+def reservations(largest: float, most: int = 60) -> st.SearchStrategy[list[tuple[float, float]]]:
+    """Reservations for :func:`_admissions`: (gap since the last one, 0-5 s; amount, up to ``largest``)."""
+    return st.lists(st.tuples(st.floats(0.0, 5.0), st.floats(0.01, largest)), max_size=most)
+
+
+@given(rates, bursts, reservations(2000.0), st.floats(0.0, 500.0))
 def test_a_bucket_admits_at_most_its_rate_times_t_plus_its_burst(rate: float, burst: float,
                                                                  requests: list[tuple[float, float]],
                                                                  horizon: float) -> None:
@@ -172,8 +176,7 @@ def test_a_bucket_admits_at_most_its_rate_times_t_plus_its_burst(rate: float, bu
     assert admitted <= rate * horizon + burst + 1e-6 * (1 + admitted)
 
 
-@given(rates, bursts, st.lists(st.tuples(st.floats(0.0, 5.0), st.floats(0.01, 1.0)), max_size=60),
-       st.floats(0.0, 500.0))
+@given(rates, bursts, reservations(1.0), st.floats(0.0, 500.0))
 def test_in_any_window_a_bucket_admits_at_most_rate_times_t_plus_burst(rate: float, burst: float,
                                                                        requests: list[tuple[float, float]],
                                                                        width: float) -> None:
@@ -184,8 +187,7 @@ def test_in_any_window_a_bucket_admits_at_most_rate_times_t_plus_burst(rate: flo
         assert inside <= rate * width + burst + 1e-6 * (1 + inside)
 
 
-@given(rates, bursts, st.lists(st.tuples(st.floats(0.0, 5.0), st.floats(0.01, 50.0)), max_size=30),
-       st.floats(0.0, 200.0))
+@given(rates, bursts, reservations(50.0, most=30), st.floats(0.0, 200.0))
 def test_a_saturated_bucket_admits_at_least_its_rate_times_t_minus_one(rate: float, burst: float,
                                                                         history: list[tuple[float, float]],
                                                                         horizon: float) -> None:

@@ -1,13 +1,9 @@
 """The simulator: a stochastic timed token game over the verified workflow net.
 
 Each case (one request) has its own marking of the flow places; resource
-places are shared counters with a FIFO queue each, as ``simpy.Resource``
-serves requests: a request is granted at once when a unit is free and nobody
-waits, otherwise it joins the back of the queue; a release at time t hands
-the unit to the head of the queue at time t. Rate limits act as in the
-executor: a call holding its units reserves one request and its tokens from
-the resource's buckets (:class:`petriflow.rules.Bucket`, the executor's
-very rule), the wait lengthening the attempt.
+places are shared counters with a FIFO queue each, and rate limits lengthen
+the attempt as in the executor: their queues, buckets and time integrals
+live in :mod:`petriflow.simulate.resources`.
 
 Time passes in two places only (see :mod:`petriflow.simulate.tables`): a
 token in ``s.running`` completes after a latency draw, and a token in
@@ -30,7 +26,8 @@ A case that cannot move again (it has not ended, and it has no scheduled
 event and no place in a resource queue) is stuck in a deadlock: it counts
 as ``unfinished``, and under a closed population its user thinks and
 arrives again as after a finished case. Arrivals, ends and this detection
-live in :mod:`petriflow.simulate.arrivals`; the token game stays here.
+live in :mod:`petriflow.simulate.arrivals`; the token game and the
+attempts' outcomes stay here.
 
 One loop, two clocks. ``backend="fast"`` pops events from a binary heap
 keyed ``(time, sequence)``; ``backend="simpy"`` schedules the very same
@@ -58,10 +55,11 @@ from petriflow.limits import check_cases, failing
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import WorkflowNet
 from petriflow.profile.model import Profile
-from petriflow.rules import Bucket, TokenLedger, Verdict, after_failure, attempt_timeout, backoff_delay
+from petriflow.rules import Verdict, after_failure, attempt_timeout, backoff_delay
 from petriflow.simulate.arrivals import ARRIVE, BACKOFF_DONE, COMPLETE, Arrivals, Case
 from petriflow.simulate.guard import refuse_deadlock, unpriced_steps
 from petriflow.simulate.load import Load
+from petriflow.simulate.resources import SETTLE, Resources
 from petriflow.simulate.result import SimResult, summarize
 from petriflow.simulate.tables import RUNNING, Tables, compile_tables
 from petriflow.simulate.tables import given as _given
@@ -70,13 +68,13 @@ from petriflow.spec.model import Workflow
 __all__ = ["Load", "simulate"]
 
 _INF = float("inf")
-SETTLE = 3
-"""An event kind: a successful call's tokens are settled with its token buckets (:class:`~petriflow.rules.TokenLedger`)."""
 
-class _Engine(Arrivals):
+
+class _Engine(Arrivals, Resources):
     """Holds the run's mutable state; every handler is a method with its tables in attributes.
 
-    Arrivals, ends and stuck cases come from :class:`~petriflow.simulate.arrivals.Arrivals`.
+    Arrivals, ends and stuck cases come from :class:`~petriflow.simulate.arrivals.Arrivals`;
+    resource queues and rate limits from :class:`~petriflow.simulate.resources.Resources`.
     """
 
     def __init__(self, tab: Tables, load: Load, cases: int, seed: int) -> None:
@@ -85,24 +83,10 @@ class _Engine(Arrivals):
         self.post_plain, self.post_res, self.post_timed = tab.post_plain, tab.post_res, tab.post_timed
         self.post_sink, self.candidates, self.steps = tab.post_sink, tab.candidates, tab.steps
         self.is_spawn = [t in tab.spawn_group for t in range(len(tab.pre_flow))]
-        R = len(tab.resources)
-        self.cap = list(tab.capacity)
-        self.free = list(tab.capacity)
-        self.queue: list[deque[tuple[Case, int, int]]] = [deque() for _ in range(R)]
-        self.limited = [a is not None or b is not None for a, b in zip(tab.rpm, tab.tpm)]
         self.tspec = list(zip(tab.pre_flow, tab.pre_res, tab.post_res, tab.post_plain, tab.post_timed,
                               tab.post_sink, tab.candidates))
         self.ospec = list(zip(tab.pre_flow, tab.pre_res, self.is_spawn))
-        self.any_limited = [any(self.limited[r] for r, _ in res) for res in tab.pre_res]
-        self.requests = [Bucket.for_requests(rpm, capacity=cap, now=0.0) if rpm is not None else None
-                         for rpm, cap in zip(tab.rpm, tab.capacity)]
-        self.tokens = [Bucket.for_tokens(tpm, now=0.0) if tpm is not None else None for tpm in tab.tpm]
-        self.ledger = TokenLedger()
-        self.reserved: tuple[int, int, int] | None = None  # (reserved, drawn tokens, transition) of the admitted call
-        self.rate_wait = 0.0
-        self.busy_area = [0.0] * R
-        self.queue_area = [0.0] * R
-        self.serving = [False] * R
+        self._init_resources(tab)
         self.now = 0.0
         self.firings = 0
         self._init_arrivals(load, cases, seed)
@@ -110,7 +94,6 @@ class _Engine(Arrivals):
         # (number, Retry-After) of the failed attempts whose s.fail is firing, read by back_off; a stack, as a fail's
         # released units may start (and instantly fail) other calls before its own back-off is scheduled
         self.failed_attempts: list[tuple[int, float, float | None]] = []
-        self.precost: float | None = None
         self.instant: deque[tuple[Case, int, int, Any]] = deque()  # instant steps to complete (see drain)
         self.draining = False
         self.push = self._push_heap
@@ -174,9 +157,7 @@ class _Engine(Arrivals):
         elif kind == ARRIVE:
             self.arrive()
         elif kind == SETTLE:  # f is (step, reserved, used); a is the transition that admitted the call
-            sid, reserved, used = f
-            buckets = [b for b in (self.tokens[r] for r, _ in self.pre_res[a]) if b is not None]
-            self.ledger.settle(sid, buckets, now=self.now, reserved=reserved, used=used)
+            self.settle_tokens(a, f)
         else:  # BACKOFF_DONE; f is (step, next attempt)
             c.pending -= 1  # type: ignore[union-attr]
             if c.dead:  # type: ignore[union-attr]
@@ -192,27 +173,6 @@ class _Engine(Arrivals):
                 self.settle(c)  # type: ignore[arg-type]
 
     # -- the token game -------------------------------------------------------------------------
-    def release(self, res: tuple[tuple[int, int], ...]) -> None:
-        for r, w in res:
-            self.free[r] += w
-            self.busy_area[r] += self.now * w
-        for r, _ in res:
-            if self.queue[r]:
-                self.serve(r)
-
-    def finish_accounts(self) -> None:
-        """Close the time integrals at the end: units still held and requests still waiting count until now."""
-        for r in range(len(self.cap)):
-            self.busy_area[r] += self.now * (self.cap[r] - self.free[r])
-            self.queue_area[r] += self.now * len(self.queue[r])
-
-    def dequeue(self, r: int) -> None:
-        c = self.queue[r].popleft()[0]
-        self.queue_area[r] += self.now
-        c.pending -= 1
-        if not c.pending:
-            self.suspects.append(c)
-
     def fire(self, c: Case, t: int, mask: int) -> None:
         """Fire ``t`` for case ``c``: move tokens, then offer what they enable, then start timed tokens."""
         pre, res, released, plain, timed, sink, cands = self.tspec[t]
@@ -285,75 +245,6 @@ class _Engine(Arrivals):
                 if self.any_limited[t]:
                     self.reserve_rate(t)
             self.fire(c, t, mask)
-
-    def reserve_rate(self, t: int) -> None:
-        """Reserve ``t``'s request and token permits; the attempt waits, holding its units, until they are due.
-
-        As the executor does: it acquires the resource's units, then
-        reserves one request from the request bucket and the call's tokens
-        from the token bucket (:class:`~petriflow.rules.Bucket`), sleeping
-        until both are there. The simulator draws the call's tokens now
-        (input + output, with its cost), but reserves what the executor
-        would, the estimate of :class:`~petriflow.rules.TokenLedger` (the
-        step's last successful call's tokens), and settles the difference
-        when a successful call returns (a ``SETTLE`` event); reservations
-        queue in arrival order at the bucket's rate.
-        """
-        st = self.steps[self.tab.step_of_transition[t]]
-        pair = next(st.call_tokens) if st.call_tokens is not None else None
-        estimate = self.ledger.estimate(st.name) if pair is not None else 0
-        wait, now = 0.0, self.now
-        for r, _ in self.pre_res[t]:
-            bucket = self.requests[r]
-            if bucket is not None:
-                w = bucket.reserve(now, 1.0)
-                if w > wait:
-                    wait = w
-            bucket = self.tokens[r]
-            if bucket is not None and pair is not None:
-                w = bucket.reserve(now, estimate)
-                if w > wait:
-                    wait = w
-        self.rate_wait = wait
-        if pair is not None:
-            self.precost = pair[0]
-            self.reserved = (estimate, round(pair[1]), t)
-
-    def enqueue(self, r: int, entry: tuple[Case, int, int]) -> None:
-        entry[0].pending += 1
-        self.queue[r].append(entry)
-        self.queue_area[r] -= self.now
-
-    def serve(self, r: int) -> None:
-        """Hand free units of ``r`` to the requests at the head of its queue, first come first served."""
-        if self.serving[r]:
-            return
-        self.serving[r] = True
-        q = self.queue[r]
-        try:
-            while q:
-                c, t, mask = q[0]
-                if c.dead or not self.enabled(c, t):
-                    self.dequeue(r)
-                    continue
-                res = self.pre_res[t]
-                other = next((r2 for r2, w in res if self.free[r2] < w), -1)
-                if other == r:
-                    return
-                if other >= 0:  # wait for the other resource in its own queue
-                    self.dequeue(r)
-                    self.enqueue(other, (c, t, mask))
-                    continue
-                if self.any_limited[t]:
-                    self.reserve_rate(t)
-                self.dequeue(r)
-                self.fire(c, t, mask)
-                if self.enabled(c, t):  # more items of a map wait too
-                    q.appendleft((c, t, mask))
-                    c.pending += 1
-                    self.queue_area[r] -= self.now
-        finally:
-            self.serving[r] = False
 
     def run_step(self, c: Case, s: int, mask: int, attempt: int = 1, began: float | None = None) -> None:
         """A token entered ``s.running`` for its ``attempt``-th attempt: latency, outcome and cost are drawn now.

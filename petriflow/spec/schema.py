@@ -26,6 +26,8 @@ _EXCS = {"type": "array", "uniqueItems": True,
 _PROB = {"type": "number", "minimum": 0, "maximum": 1}
 _AMOUNT = {"type": "number", "minimum": 0, "maximum": MAX_NUMBER}
 _POSITIVE = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_NUMBER}
+_CLOSED = {"type": "object", "additionalProperties": False}
+"""An object with only the properties it lists: an unknown key (most often a typo) is refused, not ignored."""
 _TEXT = {"type": "string", "pattern": f"^[^{UNPRINTABLE}]*$", "maxLength": MAX_NAME,
          "description": "printable characters only: names are printed to terminals and written to metrics"}
 _NAME = {**_TEXT, "pattern": "^[A-Za-z0-9_][A-Za-z0-9_. -]*$", "minLength": 1, "maxLength": 128,
@@ -36,7 +38,7 @@ _DIST: dict[str, Any] = {
     "oneOf": [
         _AMOUNT,
         {
-            "type": "object",
+            **_CLOSED,
             "required": ["dist"],
             "properties": {
                 "dist": {"enum": list(DIST_FAMILIES)},
@@ -51,7 +53,6 @@ _DIST: dict[str, Any] = {
                 "components": {"type": "array", "items": {"$ref": "#/$defs/dist"}, "minItems": 1},
                 "weights": {"type": "array", "items": _AMOUNT},
             },
-            "additionalProperties": False,
         },
     ],
 }
@@ -60,9 +61,8 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://petriflow.dev/schema/workflow.json",
     "title": "petriflow workflow",
-    "type": "object",
+    **_CLOSED,
     "required": ["name", "steps"],
-    "additionalProperties": False,
     "properties": {
         "name": _NAME,
         "description": {"type": "string"},
@@ -91,8 +91,7 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
         "id": _ID,
         "dist": _DIST,
         "model": {
-            "type": "object",
-            "additionalProperties": False,
+            **_CLOSED,
             "properties": {
                 "name": {**_TEXT, "description": "the model name sent to the endpoint"},
                 "base_url": {**_TEXT, "description": "OpenAI-compatible endpoint, or `local` (default)"},
@@ -108,9 +107,8 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
             },
         },
         "tool": {
-            "type": "object",
+            **_CLOSED,
             "required": ["function"],
-            "additionalProperties": False,
             "properties": {
                 "function": {"type": "string", "pattern": "^[A-Za-z_][\\w.]*:[A-Za-z_]\\w*$",
                              "description": "module:callable"},
@@ -121,9 +119,8 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
             },
         },
         "resource": {
-            "type": "object",
+            **_CLOSED,
             "required": ["capacity"],
-            "additionalProperties": False,
             "properties": {
                 "capacity": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT,
                              "description": "calls in flight at once"},
@@ -132,9 +129,8 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
             },
         },
         "step": {
-            "type": "object",
+            **_CLOSED,
             "required": ["id", "kind"],
-            "additionalProperties": False,
             "properties": {
                 "id": {"$ref": "#/$defs/id"},
                 "kind": {"enum": list(STEP_KINDS)},
@@ -146,9 +142,8 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                     "type": "array",
                     "minItems": 2,
                     "items": {
-                        "type": "object",
+                        **_CLOSED,
                         "required": ["to", "p"],
-                        "additionalProperties": False,
                         "properties": {
                             "to": {"$ref": "#/$defs/id"},
                             "p": _PROB,
@@ -161,9 +156,8 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                 },
                 "loop": {
                     "description": "go back to an earlier step, at most `max` times",
-                    "type": "object",
+                    **_CLOSED,
                     "required": ["to", "max"],
-                    "additionalProperties": False,
                     "properties": {
                         "to": {"$ref": "#/$defs/id"},
                         "max": {"type": "integer", "minimum": 1, "maximum": MAX_LOOP},
@@ -177,9 +171,8 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                 },
                 "map": {
                     "description": "run once per item of an upstream step's list output, at most `max` items",
-                    "type": "object",
+                    **_CLOSED,
                     "required": ["over", "max"],
-                    "additionalProperties": False,
                     "properties": {"over": {"$ref": "#/$defs/id"},
                                    "max": {"type": "integer", "minimum": 1, "maximum": MAX_MAP_ITEMS}},
                 },
@@ -195,8 +188,7 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                     ],
                 },
                 "retry": {
-                    "type": "object",
-                    "additionalProperties": False,
+                    **_CLOSED,
                     "required": ["max_attempts"],
                     "properties": {
                         "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS},
@@ -228,8 +220,7 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
                 "cost": {**_AMOUNT, "description": "dollars per call (simulation)"},
                 "failure_rate": _PROB,
                 "tokens": {
-                    "type": "object",
-                    "additionalProperties": False,
+                    **_CLOSED,
                     "properties": {"input": {"$ref": "#/$defs/dist"}, "output": {"$ref": "#/$defs/dist"}},
                 },
             },

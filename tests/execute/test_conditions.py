@@ -16,24 +16,27 @@ from petriflow.spec import WorkflowBuilder, loads
 
 M = "tests.execute.condition_steps"
 
-MODERATE = f"""
-name: moderate
-steps:
-  - id: score
-    kind: python
-    function: {M}:scored
-    route:
-      - {{to: review, p: 0.3, when: "output.score < 0.6 or output.label == 'unsure'", name: low}}
-      - {{to: approve, p: 0.5, when: "output.score >= 0.6 and output.label == 'ok'"}}
-      - {{to: reject, p: 0.2, when: else}}
-  - {{id: review, kind: python, function: {M}:seen}}
-  - {{id: approve, kind: python, function: {M}:seen}}
-  - {{id: reject, kind: python, function: {M}:seen}}
-  - id: done
-    kind: python
-    function: petriflow.execute.builtins:first_answer
-    after_any: [review, approve, reject]
-"""
+
+def _routed(name: str, *routes: dict[str, Any]) -> str:
+    """A workflow whose step `pick` outputs the case's ``out`` and takes one of ``routes`` to a step of that name.
+
+    Every branch's step records what it saw, and `out` (first_answer, after any branch) names the branch
+    taken in its ``route``: the tests below differ only in their routes, so that is all they spell out.
+    """
+    targets = [r["to"] for r in routes]
+    branches = "".join(f"  - {{id: {t}, kind: python, function: {M}:seen}}\n" for t in targets)
+    return (f"name: {name}\nsteps:\n  - id: pick\n    kind: python\n    function: {M}:scored\n    route:\n"
+            + "".join(f"      - {json.dumps(r)}\n" for r in routes) + branches
+            + f"  - {{id: out, kind: python, function: petriflow.execute.builtins:first_answer, "
+              f"after_any: [{', '.join(targets)}]}}\n")
+
+
+MODERATE = _routed(
+    "moderate",
+    {"to": "review", "p": 0.3, "when": "output.score < 0.6 or output.label == 'unsure'", "name": "low"},
+    {"to": "approve", "p": 0.5, "when": "output.score >= 0.6 and output.label == 'ok'"},
+    {"to": "reject", "p": 0.2, "when": "else"},
+)
 
 
 def _run(text: str, values: list[Any], trace: TraceWriter | None = None) -> list[Any]:
@@ -48,44 +51,20 @@ def test_expressions_pick_the_branch_and_else_takes_the_rest() -> None:
     results = _run(MODERATE, [{"out": o} for o in outs], trace)
     assert all(r.ok for r in results), [r.error for r in results]
     assert [r.output["route"] for r in results] == ["review", "approve", "reject", "review", "approve"]
-    branches = [t.branch for t in sorted(trace.records, key=lambda t: t.case) if t.step == "score"]
+    branches = [t.branch for t in sorted(trace.records, key=lambda t: t.case) if t.step == "pick"]
     assert branches == ["low", "approve", "reject", "low", "approve"]  # name, else the target's id
 
 
 def test_case_fields_and_the_text_output_are_readable() -> None:
-    text = f"""
-name: lang
-steps:
-  - id: pick
-    kind: python
-    function: {M}:scored
-    route:
-      - {{to: fr, p: 0.5, when: "case.lang == 'fr' and output == 'x'"}}
-      - {{to: en, p: 0.5, when: else}}
-  - {{id: fr, kind: python, function: {M}:seen}}
-  - {{id: en, kind: python, function: {M}:seen}}
-  - {{id: out, kind: python, function: petriflow.execute.builtins:first_answer, after_any: [fr, en]}}
-"""
+    text = _routed("lang", {"to": "fr", "p": 0.5, "when": "case.lang == 'fr' and output == 'x'"},
+                   {"to": "en", "p": 0.5, "when": "else"})
     results = _run(text, [{"lang": "fr", "out": "x"}, {"lang": "fr", "out": "y"}, {"lang": "en", "out": "x"}])
     assert [r.output["route"] for r in results] == ["fr", "en", "en"]
 
 
 def test_two_true_conditions_fail_the_step_naming_both() -> None:
-    text = f"""
-name: both
-steps:
-  - id: pick
-    kind: python
-    function: {M}:scored
-    route:
-      - {{to: a, p: 0.4, when: "'refund' in output.words"}}
-      - {{to: b, p: 0.4, when: "'angry' in output.words"}}
-      - {{to: c, p: 0.2, when: else}}
-  - {{id: a, kind: python, function: {M}:seen}}
-  - {{id: b, kind: python, function: {M}:seen}}
-  - {{id: c, kind: python, function: {M}:seen}}
-  - {{id: out, kind: python, function: petriflow.execute.builtins:first_answer, after_any: [a, b, c]}}
-"""
+    text = _routed("both", {"to": "a", "p": 0.4, "when": "'refund' in output.words"},
+                   {"to": "b", "p": 0.4, "when": "'angry' in output.words"}, {"to": "c", "p": 0.2, "when": "else"})
     ok, both, missing = _run(text, [{"out": {"words": ["refund"]}}, {"out": {"words": ["refund", "angry"]}},
                                     {"out": {"other": 1}}])
     assert ok.ok and ok.output["route"] == "a"
@@ -94,19 +73,7 @@ steps:
 
 
 def test_a_label_route_with_else_takes_else_instead_of_failing() -> None:
-    text = f"""
-name: lab
-steps:
-  - id: pick
-    kind: python
-    function: {M}:scored
-    route:
-      - {{to: a, p: 0.5, when: approved}}
-      - {{to: b, p: 0.5, when: else}}
-  - {{id: a, kind: python, function: {M}:seen}}
-  - {{id: b, kind: python, function: {M}:seen}}
-  - {{id: out, kind: python, function: petriflow.execute.builtins:first_answer, after_any: [a, b]}}
-"""
+    text = _routed("lab", {"to": "a", "p": 0.5, "when": "approved"}, {"to": "b", "p": 0.5, "when": "else"})
     results = _run(text, [{"out": "approved"}, {"out": "something else"}])
     assert [r.output["route"] for r in results] == ["a", "b"]
 

@@ -9,18 +9,25 @@ from petriflow.errors import ProfileError
 from petriflow.profile import Profile
 from petriflow.profile.fit import fit
 from petriflow.simulate import Load, simulate
-from petriflow.spec import loads
+from petriflow.spec import Workflow, loads
 
-# `pick` routes to a (latency 0) or b (latency 100); both lead to `draft` (1 s per pass), which `review`
-# sends back at most 3 times: a case's latency is 100 * [b] + passes, so each branch's passes can be read off
-WF = loads("""
-name: cond
+
+def _after_pick(name: str, b_latency: float, rest: str) -> Workflow:
+    """A workflow whose `pick` routes evenly to a (latency 0) or b (``b_latency``), then runs ``rest`` (YAML steps)."""
+    return loads(f"""
+name: {name}
 steps:
   - id: pick
     kind: classify
-    route: [{when: a, to: a, p: 0.5}, {when: b, to: b, p: 0.5}]
-  - {id: a, kind: tool, latency: 0}
-  - {id: b, kind: tool, latency: 100}
+    route: [{{when: a, to: a, p: 0.5}}, {{when: b, to: b, p: 0.5}}]
+  - {{id: a, kind: tool, latency: 0}}
+  - {{id: b, kind: tool, latency: {b_latency}}}
+""" + rest)
+
+
+# `pick` routes to a (latency 0) or b (latency 100); both lead to `draft` (1 s per pass), which `review`
+# sends back at most 3 times: a case's latency is 100 * [b] + passes, so each branch's passes can be read off
+WF = _after_pick("cond", 100, """
   - {id: draft, kind: tool, after_any: [a, b], latency: 1}
   - {id: review, kind: tool, after: [draft], latency: 0, loop: {to: draft, max: 3, p: 0.5}}
 """)
@@ -53,14 +60,8 @@ def test_without_given_both_branches_loop_alike() -> None:
     assert abs(a.mean() - passes(0.5)) < 4 * a.std() / np.sqrt(a.size)
 
 
-ROUTE2 = loads("""
-name: cond_route
-steps:
-  - id: pick
-    kind: classify
-    route: [{when: a, to: a, p: 0.5}, {when: b, to: b, p: 0.5}]
-  - {id: a, kind: tool, latency: 0}
-  - {id: b, kind: tool, latency: 0}
+# `check`, after either branch of `pick`, routes to ok (1 s) or slow (10 s)
+ROUTE2 = _after_pick("cond_route", 0, """
   - id: check
     kind: classify
     after_any: [a, b]
