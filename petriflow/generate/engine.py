@@ -95,14 +95,20 @@ def triage_workflow(catalog: Catalog) -> Any:
 
 
 def support_case(message: str, *, customer_id: str, ticket_id: str | None = None) -> dict[str, Any]:
-    """The case the engine runs: the message and the caller's authenticated ids (never a model's)."""
+    """The case the engine runs: the message and the caller's authenticated ids (never a model's).
+
+    The message is redacted of secrets (API keys, bearer tokens) first: it is embedded, templated into
+    prompts, stored and traced, and a key a customer pasted must reach none of them.
+    """
+    from petriflow.execute.redact import redact
+
     for what, value in (("customer_id", customer_id), ("ticket_id", ticket_id)):
         if value is not None and not _ID.fullmatch(str(value)):
             raise InputError(f"{what} must be 1-64 letters, digits, '_' or '-'", where=f"--{what.split('_')[0]}",
                              hint="pass the id the caller was authenticated as")
     if not message.strip():
         raise InputError("the message is empty", hint='petriflow support "MESSAGE" --customer ID')
-    case = {"question": message, "customer_id": str(customer_id)}
+    case = {"question": redact(message), "customer_id": str(customer_id)}
     if ticket_id is not None:
         case["ticket_id"] = str(ticket_id)
     return case
@@ -191,7 +197,7 @@ async def support(message: str, catalog: Catalog, *, customer_id: str, ticket_id
             if log is not None:
                 log(rnd)
 
-        gen = await generate(_request(message, triage), catalog, client=cli, rounds=rounds, budget=budget,
+        gen = await generate(_request(str(case["question"]), triage), catalog, client=cli, rounds=rounds, budget=budget,
                              max_tokens=max_tokens, log=round_done)
 
         # 3. the choice
