@@ -71,7 +71,6 @@ def support(message: str, customer_id: str, ticket_id: str | None, catalog_path:
 
     from petriflow.cli.run import _default_db
     from petriflow.cli.runs import answer_command
-    from petriflow.execute.servers import home
     from petriflow.execute.store import open_store
     from petriflow.execute.trace import TraceWriter
     from petriflow.generate import load_catalog
@@ -101,7 +100,7 @@ def support(message: str, customer_id: str, ticket_id: str | None, catalog_path:
     try:
         done = asyncio.run(engine(message, catalog, customer_id=customer_id, ticket_id=ticket_id, store=store,
                                   trace=trace, rounds=rounds, on_refusal=on_refusal, fallback=fallback,
-                                  escalation=escalation, workdir=out_dir or home() / "support", run_id=run_id,
+                                  escalation=escalation, workdir=out_dir, run_id=run_id,
                                   budget=budget, max_tokens=max_tokens, catalog_path=catalog_path, log=logged,
                                   told=lambda line: click.echo(line, err=True), on_wait=waits))
     finally:

@@ -140,14 +140,15 @@ def _defaults(catalog: Catalog) -> tuple[Path, Path]:
 async def support(message: str, catalog: Catalog, *, customer_id: str, ticket_id: str | None = None,
                   store: Any = None, trace: Any = None, client: Any = None, rounds: int = 3,
                   on_refusal: str = "fallback", fallback: str | Path | None = None,
-                  escalation: str | Path | None = None, workdir: str | Path = ".", run_id: str | None = None,
+                  escalation: str | Path | None = None, workdir: str | Path | None = None, run_id: str | None = None,
                   budget: float | None = None, max_tokens: int = 600, catalog_path: str | None = None,
                   log: Callable[[Round], None] | None = None, told: Callable[[str], None] | None = None,
                   on_wait: Callable[[str, int, str, int], None] | None = None) -> Support:
     """Triage ``message``, generate and gate a workflow for it, run what passed (or the fallback); see the module.
 
     ``told`` receives one line per stage for a person to read; ``log`` every round; ``on_wait`` a human step
-    that waits (run, case, step, pass).
+    that waits (run, case, step, pass). A generated workflow is written to ``workdir`` (default
+    ``$PETRIFLOW_HOME/support``) as ``RUN.json``, so ``petriflow run --resume RUN`` can gate and finish it.
     """
     from petriflow.execute.client import ModelClient
     from petriflow.execute.executor import Executor, new_run_id
@@ -201,7 +202,9 @@ async def support(message: str, catalog: Catalog, *, customer_id: str, ticket_id
                              max_tokens=max_tokens, log=round_done)
 
         # 3. the choice
-        work = Path(workdir)
+        from petriflow.execute.servers import home
+
+        work = Path(workdir) if workdir is not None else home() / "support"
         if gen.ok and gen.document is not None:
             path = work / f"{rid}.json"
             work.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,11 @@ def test_a_workflow_passing_the_first_round_runs_and_the_trace_has_every_node(en
         case = json.loads(_cli(env, server, "runs", "show", "r1", "--db", str(tmp_path / "runs.sqlite"),
                                "--json").stdout)["cases"][0]
         assert case["input"]["customer_id"] == "1" and case["input"]["intent"]["label"] == "order"
+    from petriflow.execute.store import open_store
+
+    store = open_store(str(tmp_path / "runs.sqlite"))  # every record was committed to the store, then the file
+    stored = store.trace_lines("r1-engine") + store.trace_lines("r1")
+    assert stored == (tmp_path / "t.jsonl").read_text().splitlines()
     t = ticket(env, 501)
     assert t["status"] == "answered" and "1001" in t["note"] and "shipped" in t["note"]
 
@@ -230,3 +235,26 @@ def test_a_changed_case_is_not_the_engines_to_make(env: dict[str, str], tmp_path
         p = support_cli(env, server, tmp_path, "where is my order 1001?")
     assert p.returncode == 0, p.stderr
     assert [r["check"] for r in json.loads(p.stdout)["rounds"]] == ["catalog", None]
+
+
+def test_an_engine_run_killed_while_a_person_is_asked_resumes_with_petriflow_run(env: dict[str, str],
+                                                                                 tmp_path: Path) -> None:
+    with ScriptedServer([CLARIFY]) as server:
+        proc = _start(env, server, tmp_path, "my parcel has not arrived", customer="3", ticket_id="503")
+        _wait_pending(env, server, tmp_path, "step 'clarify' pass 1", proc)
+        proc.kill()
+        proc.wait()
+        calls = server.generate_calls
+        resumed = subprocess.Popen([sys.executable, "-m", "petriflow", "run", "--resume", "r1", "--db",
+                                    str(tmp_path / "runs.sqlite"), "--json"], cwd=ROOT,
+                                   env={**env, "PETRIFLOW_LOCAL_BASE_URL": server.base_url}, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        _wait_pending(env, server, tmp_path, "step 'clarify' pass 1", resumed)
+        _answer(env, server, tmp_path, "clarify", "order 1004")
+        stdout, stderr = resumed.communicate(timeout=90)
+        assert resumed.returncode == 0, stderr
+        assert server.generate_calls == calls  # the resume ran the gated file; nothing was generated again
+    assert json.loads(stdout)["cases"][0]["ok"]
+    t = ticket(env, 503)
+    assert t["status"] == "answered" and "1004" in t["note"]
+    assert [r.step for r in _records(tmp_path, "r1")].count("find_order") == 2  # pass 1 saved, pass 2 after
