@@ -120,15 +120,44 @@ def _request(message: str, triage: Mapping[str, Any]) -> str:
     return f"{message}\n(triage: {told})" if told else message
 
 
-def _gate_file(path: Path, catalog: Catalog) -> Verdict:
-    """Gate a workflow file (a shipped fallback): every check, or a clear error naming the file."""
+def _gate_file(path: Path, catalog: Catalog, *, what: str) -> Verdict:
+    """Gate a workflow file (the shipped fallback or escalation): every check, or a clear error naming the file."""
     text = read_text(path, what="workflow file", max_bytes=MAX_DOCUMENT_BYTES, fail=failing(InputError, str(path)))
     doc = text if path.suffix.lower() == ".json" else load_yaml(text, fail=failing(InputError, str(path)))
     verdict = gate(doc, catalog)
     if not verdict.ok:
-        raise SpecError(f"the fallback workflow does not pass the gate: {verdict.message()}", file=str(path),
-                        hint="a fallback must be a verified workflow of the catalog")
+        raise SpecError(f"the {what} workflow does not pass the gate: {verdict.message()}", file=str(path),
+                        hint=f"the {what} must be a verified workflow of the catalog")
     return verdict
+
+
+def _round_records(run_id: str, rnd: Round, *, last: bool) -> tuple[Any, Any]:
+    """A round's ``generate`` record (the model call) and ``gate`` record (its verdict), timed back from now.
+
+    The gate's ``branch`` is ``passed`` or the refusing check; a refusal is ``retryable`` while another round
+    follows, ``fatal`` for the last.
+    """
+    from petriflow.trace import TraceRecord
+
+    end = time.time()
+    v = rnd.verdict
+    asked = end - v.seconds
+    return (TraceRecord(run_id, 0, "generate", asked - rnd.model_seconds, asked, rnd.number, "ok", model=rnd.model,
+                        input_tokens=rnd.input_tokens, output_tokens=rnd.output_tokens, cost=rnd.cost),
+            TraceRecord(run_id, 0, "gate", asked, end, rnd.number, "ok" if v.ok else "error",
+                        branch="passed" if v.ok else v.check, error=None if v.ok else ("fatal" if last else "retryable")))
+
+
+def _write_generated(gen: Generation, workdir: str | Path | None, run_id: str) -> Path:
+    """Write the workflow that passed as ``RUN.json`` (its steps; the catalog supplies models and tools)."""
+    from petriflow.execute.servers import home
+
+    work = Path(workdir) if workdir is not None else home() / "support"
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / f"{run_id}.json"
+    doc = {k: v for k, v in (gen.document or {}).items() if k not in ("models", "tools")}
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def _defaults(catalog: Catalog) -> tuple[Path, Path]:
@@ -165,9 +194,11 @@ async def support(message: str, catalog: Catalog, *, customer_id: str, ticket_id
     trace = trace if trace is not None else TraceWriter()
     rid = run_id or new_run_id()
     eng = f"{rid}-engine"
+    fixed = _defaults(catalog)
+    refuse_to = Path((fallback or fixed[0]) if on_refusal == "fallback" else (escalation or fixed[1]))
+    refusal = (refuse_to, _gate_file(refuse_to, catalog, what="fallback" if on_refusal == "fallback" else "escalation"))  # before any call: a bad fallback costs nothing
     own = client is None
     cli = client if client is not None else ModelClient()
-    defaults = _defaults(catalog)
     try:
         # 1. triage
         tri = Executor(plan(triage_workflow(catalog)), store=store, trace=trace, client=cli, budget=budget)
@@ -181,41 +212,26 @@ async def support(message: str, catalog: Catalog, *, customer_id: str, ticket_id
 
         # 2. generation, every round a checkpoint and two trace records
         def round_done(rnd: Round) -> None:
-            end = time.time()
-            v = rnd.verdict
-            asked = end - v.seconds
-            gen_rec = TraceRecord(eng, 0, "generate", asked - rnd.model_seconds, asked, rnd.number, "ok",
-                                  model=rnd.model, input_tokens=rnd.input_tokens, output_tokens=rnd.output_tokens,
-                                  cost=rnd.cost)
-            gate_rec = TraceRecord(eng, 0, "gate", asked, end, rnd.number, "ok" if v.ok else "error",
-                                   branch="passed" if v.ok else v.check,
-                                   error=None if v.ok else ("retryable" if rnd.number < rounds else "fatal"))
-            store.save_step(eng, 0, f"generate#{rnd.number}", Checkpoint("generate", v.check or "passed",
+            gen_rec, gate_rec = _round_records(eng, rnd, last=rnd.number == rounds)
+            store.save_step(eng, 0, f"generate#{rnd.number}", Checkpoint("generate", rnd.verdict.check or "passed",
                                                                         rnd.to_json(), rnd.cost), trace=gen_rec)
             trace.write(gen_rec, stored=True)
             trace.write(gate_rec)
-            say(f"round {rnd.number}: {v.message()}")
+            say(f"round {rnd.number}: {rnd.verdict.message()}")
             if log is not None:
                 log(rnd)
 
-        gen = await generate(_request(str(case["question"]), triage), catalog, client=cli, rounds=rounds, budget=budget,
-                             max_tokens=max_tokens, log=round_done)
+        gen = await generate(_request(str(case["question"]), triage), catalog, client=cli, rounds=rounds,
+                             budget=budget, max_tokens=max_tokens, log=round_done)
 
-        # 3. the choice
-        from petriflow.execute.servers import home
-
-        work = Path(workdir) if workdir is not None else home() / "support"
+        # 3. the choice: what passed, else the verified workflow gated above
         if gen.ok and gen.document is not None:
-            path = work / f"{rid}.json"
-            work.mkdir(parents=True, exist_ok=True)
-            doc = {k: v for k, v in gen.document.items() if k not in ("models", "tools")}  # the catalog's
-            path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-            chosen, verdict = "generated", gen.verdict
+            path, verdict, chosen = _write_generated(gen, workdir, rid), gen.verdict, "generated"
         else:
-            path = Path(fallback or defaults[0]) if on_refusal == "fallback" else Path(escalation or defaults[1])
+            path, verdict = refusal
             chosen = "fallback" if on_refusal == "fallback" else "escalated"
-            verdict = _gate_file(path, catalog)
-            say(f"every round was refused: {'falling back to the verified' if chosen == 'fallback' else 'escalating to a person with'} {path}")
+            how = "falling back to the verified" if chosen == "fallback" else "escalating to a person with"
+            say(f"every round was refused: {how} {path}")
         now = time.time()
         trace.write(TraceRecord(eng, 0, "choose", now, now, 1, "ok", branch=chosen))
         store.set_run_status(eng, "ok")

@@ -220,9 +220,14 @@ def test_bad_input_is_one_line_and_exit_2(env: dict[str, str], tmp_path: Path) -
         bad_id = support_cli(env, server, tmp_path, "where is my order?", customer="1 OR 1=1")
         empty = support_cli(env, server, tmp_path, "   ")
         no_catalog = _cli(env, server, "support", "hi", "--customer", "1", "--catalog", str(tmp_path / "none.yaml"))
+        broken = support_cli(env, server, tmp_path, "where is my order?", "--fallback",
+                             str(HERE / "customer_support_broken.yaml"))
+        missing = support_cli(env, server, tmp_path, "where is my order?", "--on-refusal", "escalate",
+                              "--escalation", str(tmp_path / "nowhere.yaml"))
         assert not server.requests  # refused before any model was asked
     for p, says in ((bad_id, "customer_id must be"), (empty, "the message is empty"),
-                    (no_catalog, "no such catalog file")):
+                    (no_catalog, "no such catalog file"), (broken, "the fallback workflow does not pass the gate"),
+                    (missing, "nowhere.yaml")):
         assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert ticket(env, 501)["status"] == "open"
 
