@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from petriflow.errors import InputError, SpecError
+from petriflow.errors import InputError, ModelCallError, ServerError, SpecError
 from petriflow.generate.catalog import Catalog
 from petriflow.generate.gate import Verdict, gate
 from petriflow.generate.generator import Generation, Round, generate
@@ -211,7 +211,10 @@ async def support(message: str, catalog: Catalog, *, customer_id: str, ticket_id
         say("triage: " + ", ".join(f"{k} {v['label']} ({v['score']:.2f})" for k, v in triage.items()))
 
         # 2. generation, every round a checkpoint and two trace records
+        done: list[Round] = []
+
         def round_done(rnd: Round) -> None:
+            done.append(rnd)
             gen_rec, gate_rec = _round_records(eng, rnd, last=rnd.number == rounds)
             store.save_step(eng, 0, f"generate#{rnd.number}", Checkpoint("generate", rnd.verdict.check or "passed",
                                                                         rnd.to_json(), rnd.cost), trace=gen_rec)
@@ -221,8 +224,13 @@ async def support(message: str, catalog: Catalog, *, customer_id: str, ticket_id
             if log is not None:
                 log(rnd)
 
-        gen = await generate(_request(str(case["question"]), triage), catalog, client=cli, rounds=rounds,
-                             budget=budget, max_tokens=max_tokens, log=round_done)
+        request = _request(str(case["question"]), triage)
+        try:
+            gen = await generate(request, catalog, client=cli, rounds=rounds, budget=budget, max_tokens=max_tokens,
+                                 log=round_done)
+        except (ModelCallError, ServerError) as exc:  # no answer is no workflow: the case still gets served
+            say(f"the generator did not answer: {exc}")
+            gen = Generation(request, tuple(done))
 
         # 3. the choice: what passed, else the verified workflow gated above
         if gen.ok and gen.document is not None:
@@ -231,7 +239,8 @@ async def support(message: str, catalog: Catalog, *, customer_id: str, ticket_id
             path, verdict = refusal
             chosen = "fallback" if on_refusal == "fallback" else "escalated"
             how = "falling back to the verified" if chosen == "fallback" else "escalating to a person with"
-            say(f"every round was refused: {how} {path}")
+            why = "every round was refused" if len(done) == rounds else "no workflow was written"
+            say(f"{why}: {how} {path}")
         now = time.time()
         trace.write(TraceRecord(eng, 0, "choose", now, now, 1, "ok", branch=chosen))
         store.set_run_status(eng, "ok")

@@ -131,9 +131,9 @@ def test_refused_every_round_falls_back_to_the_verified_workflow(env: dict[str, 
 
 
 def _start(env: dict[str, str], server: ScriptedServer, tmp_path: Path, message: str, *extra: str,
-           customer: str, ticket_id: str) -> subprocess.Popen[str]:
+           customer: str, ticket_id: str, catalog: Path = HERE / "catalog.yaml") -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "petriflow", "support", message, "--customer", customer,
-                             "--ticket", ticket_id, "--catalog", str(HERE / "catalog.yaml"), *_files(tmp_path),
+                             "--ticket", ticket_id, "--catalog", str(catalog), *_files(tmp_path),
                              "--run-id", "r1", "--json", *extra], cwd=ROOT,
                             env={**env, "PETRIFLOW_LOCAL_BASE_URL": server.base_url}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -263,3 +263,28 @@ def test_an_engine_run_killed_while_a_person_is_asked_resumes_with_petriflow_run
     t = ticket(env, 503)
     assert t["status"] == "answered" and "1004" in t["note"]
     assert [r.step for r in _records(tmp_path, "r1")].count("find_order") == 2  # pass 1 saved, pass 2 after
+
+
+def test_a_generator_that_does_not_answer_is_no_workflow_and_the_case_is_still_served(env: dict[str, str],
+                                                                                       tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    cat = tmp_path / "catalog"
+    cat.mkdir()
+    for f in ("support_tools.py", "escalation.yaml"):
+        shutil.copy(HERE / f, cat / f)
+    doc = yaml.safe_load((HERE / "catalog.yaml").read_text())
+    doc["models"]["smollm2"]["base_url"] = "http://127.0.0.1:9/v1"  # nothing listens there: refused at once
+    (cat / "catalog.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    with ScriptedServer([GOOD]) as server:
+        proc = _start(env, server, tmp_path, "where is my order 1001?", "--on-refusal", "escalate", customer="1",
+                      ticket_id="501", catalog=cat / "catalog.yaml")
+        _wait_pending(env, server, tmp_path, "r1 case 0 step 'agent'", proc)
+        _answer(env, server, tmp_path, "agent", "answered by phone")
+        out = _finish(proc)
+        assert server.generate_calls == 0
+    assert out["rounds"] == [] and out["chosen"] == "escalated"
+    assert [r.step for r in _records(tmp_path, "r1-engine")] == ["sentiment", "intent", "choose"]
+    assert ticket(env, 501)["status"] == "escalated"
