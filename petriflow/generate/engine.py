@@ -205,8 +205,8 @@ async def support(message: str, catalog: Catalog, *, customer_id: str, ticket_id
         tri.kinds.prepare()
         res = await tri.run(case, run_id=eng)
         if not res.ok:
-            raise InputError(f"the triage failed: {res.error}", hint="is the embedding model up? "
-                             "petriflow models status")
+            raise InputError(f"the triage failed: {res.error}",
+                             hint=f"nothing was generated or run; the triage's records: petriflow runs show {eng}")
         triage = {s: res.outputs[s] for s in catalog.labels}
         say("triage: " + ", ".join(f"{k} {v['label']} ({v['score']:.2f})" for k, v in triage.items()))
 

@@ -288,3 +288,12 @@ def test_a_generator_that_does_not_answer_is_no_workflow_and_the_case_is_still_s
     assert out["rounds"] == [] and out["chosen"] == "escalated"
     assert [r.step for r in _records(tmp_path, "r1-engine")] == ["sentiment", "intent", "choose"]
     assert ticket(env, 501)["status"] == "escalated"
+
+
+def test_a_message_over_the_triages_token_limit_is_refused_before_anything_is_generated(env: dict[str, str],
+                                                                                         tmp_path: Path) -> None:
+    with ScriptedServer([GOOD]) as server:
+        p = support_cli(env, server, tmp_path, "where is my order " * 800)
+        assert not server.generation_requests()
+    assert p.returncode == 2 and "the triage failed" in p.stderr and "more than its max_input_tokens (512)" in p.stderr
+    assert "Traceback" not in p.stderr and ticket(env, 501)["status"] == "open"
