@@ -8,8 +8,8 @@ Each stage's commands live in a module of this package and are imported
 here by name: :mod:`~petriflow.cli.verify` (check, schema, lower, draw),
 :mod:`~petriflow.cli.simulate` (simulate, fit, sweep),
 :mod:`~petriflow.cli.run` (run), :mod:`~petriflow.cli.runs` (runs, answer),
-:mod:`~petriflow.cli.models` (models), :mod:`~petriflow.cli.ui` (ui) and :mod:`~petriflow.cli.generate` (generate, and the gate
-behind ``check --catalog`` and ``run --catalog``).
+:mod:`~petriflow.cli.models` (models), :mod:`~petriflow.cli.ui` (ui), :mod:`~petriflow.cli.generate` (generate, and the gate
+behind ``check --catalog`` and ``run --catalog``) and :mod:`~petriflow.cli.support` (support: the engine).
 Each imports its stage only when the command runs, so ``petriflow --help``
 stays fast.
 """
@@ -22,7 +22,7 @@ import sys
 
 import click
 
-from petriflow.cli import generate, models, run, runs, simulate, ui, verify
+from petriflow.cli import generate, models, run, runs, simulate, support, ui, verify
 from petriflow.cli.verify import load_net
 from petriflow.errors import PetriflowError, printable
 
@@ -38,7 +38,7 @@ def cli() -> None:
     """
 
 
-for _module in (verify, simulate, run, runs, models, generate, ui):
+for _module in (verify, simulate, run, runs, models, generate, support, ui):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

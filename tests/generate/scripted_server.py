@@ -3,7 +3,8 @@
 Chat requests whose ``X-Petriflow-Step`` header is ``generate`` get the next
 prepared answer of the script (the last one again once it runs out); other
 chat requests (the steps of a generated workflow that runs) get a fixed kind
-reply; embedding requests get deterministic vectors from the text's hash.
+reply; embedding requests get a bag of words (each word of the text hashed to one of 64 dimensions), so a
+classifier's nearest centroid is the label whose examples share the most words with the message.
 Every request body is kept, so a test can read exactly what the model was
 told (the repair message, that no secret was in it).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -65,8 +67,10 @@ class ScriptedServer:
                 texts = [texts] if isinstance(texts, str) else texts
                 rows = []
                 for i, t in enumerate(texts):
-                    h = hashlib.sha256(str(t).encode()).digest()
-                    rows.append({"object": "embedding", "index": i, "embedding": [b / 255 for b in h[:16]]})
+                    vec = [0.0] * 64
+                    for word in re.findall(r"[a-z0-9]+", str(t).lower()):
+                        vec[hashlib.sha256(word.encode()).digest()[0] % 64] += 1.0
+                    rows.append({"object": "embedding", "index": i, "embedding": vec})
                 n = sum(len(str(t).split()) for t in texts)
                 return {"object": "list", "data": rows, "model": body.get("model"),
                         "usage": {"prompt_tokens": n, "total_tokens": n}}
