@@ -71,7 +71,7 @@ MAX_COUNT = 2**40
 can add 8 million of them without overflowing."""
 MAX_INT64 = 2**63 - 1
 """What numpy and C hold: no integer in a document may be larger in size, whatever its field."""
-MAX_STEPS = 1000
+MAX_STEPS = 5000
 """Steps of a workflow: its net has a few places and transitions per step, and at this size its dense
 matrices take tens of MB (three times as many steps would pass :data:`MAX_MATRIX_CELLS`)."""
 MAX_ATTEMPTS = 100
@@ -382,13 +382,14 @@ def check_name(text: Any, *, what: str, fail: Fail) -> str:
 
 # -- sizes ---------------------------------------------------------------------------------------------------------
 
-def check_matrix(transitions: int, places: int, *, fail: Fail, line: int | None = None) -> None:
+def check_matrix(transitions: int, places: int, *, fail: Fail, line: int | None = None,
+                 hint: str = "petriflow stores a net as dense transition x place matrices; reduce or split the net"
+                 ) -> None:
     """Refuse a net whose dense ``pre``/``post`` matrices would pass :data:`MAX_MATRIX_CELLS`, before allocating them."""
     if transitions * places > MAX_MATRIX_CELLS:
         raise fail(f"a net of {transitions} transitions and {places} places (at least) has more than "
                    f"{MAX_MATRIX_CELLS:,} transition-place pairs: its dense arc matrices would take more than "
-                   f"the {2 * MAX_MATRIX_CELLS * 8 // MiB} MiB petriflow allows", line=line,
-                   hint="petriflow stores a net as dense transition x place matrices; reduce or split the net")
+                   f"the {2 * MAX_MATRIX_CELLS * 8 // MiB} MiB petriflow allows", line=line, hint=hint)
 
 
 def check_cases(cases: Any, *, fail: Fail) -> int:

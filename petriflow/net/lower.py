@@ -54,12 +54,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import cast
 
 import numpy as np
 
 from petriflow.errors import NetError
-from petriflow.limits import check_matrix, failing
+from petriflow.limits import MAX_MATRIX_CELLS, check_matrix, failing
 from petriflow.net.petrinet import Origin, WorkflowNet
+from petriflow.net.sparse import SparseArcs
 from petriflow.net.wiring import (
     EntryKind,
     Finish,
@@ -150,6 +152,10 @@ class _Lowering:
             for br in u.route:
                 if u.id not in self.routers.get(br.to, ()):
                     self.routers[br.to] = (*self.routers.get(br.to, ()), u.id)
+        self.loops_into: dict[str, list[str]] = {}  # loop target -> the steps looping back to it, in order
+        for u in wf.steps:
+            if u.loop is not None:
+                self.loops_into.setdefault(u.loop.to, []).append(u.id)
         self.handlers = wf.failure_handlers
         self.terminal = set(wf.terminal_steps())
         self.initial = set(wf.initial_steps())
@@ -206,10 +212,9 @@ class _Lowering:
         if s.after_any:
             ordinary[self.edge(s.after_any[0], s.id)] = 1
         ways = [(Way(EntryKind.INPUTS), ordinary)]
-        for other in self.wf.steps:
-            if other.loop is not None and other.loop.to == s.id:
-                entry = self.b.place(f"{s.id}.loop_from.{other.id}", Origin("loop", s.id, "entry", other.id))
-                ways.append((Way(EntryKind.LOOP, other.id, entry), {entry: 1}))
+        for other in self.loops_into.get(s.id, ()):
+            entry = self.b.place(f"{s.id}.loop_from.{other}", Origin("loop", s.id, "entry", other))
+            ways.append((Way(EntryKind.LOOP, other, entry), {entry: 1}))
         return ways
 
     def fails_to(self, sid: str) -> str | None:
@@ -355,7 +360,7 @@ class _Lowering:
                               _merge({handover: 1}, res))
         return GiveUp(t, s.fallback, handover)
 
-    def run(self) -> WorkflowNet:
+    def run(self, sparse: bool | None) -> WorkflowNet:
         b, wf = self.b, self.wf
         source = b.place("source", Origin("begin", None, "source"), 1)
         begin = b.transition("begin", Origin("begin", None, "begin"), {source: 1},
@@ -372,20 +377,27 @@ class _Lowering:
             resources=MappingProxyType(dict(sorted(self.resource_places.items(), key=lambda kv: order[kv[1]]))),
             links=MappingProxyType(dict(sorted(self.links.items(), key=lambda kv: order[kv[0]]))),
         )
-        return self.freeze(wiring)
+        return self.freeze(wiring, sparse)
 
-    def freeze(self, wiring: NetWiring) -> WorkflowNet:
+    def freeze(self, wiring: NetWiring, sparse: bool | None) -> WorkflowNet:
         b = self.b
         pids, tids = list(b.places), b.transitions
         pix, tix = {p: i for i, p in enumerate(pids)}, {t: i for i, t in enumerate(tids)}
-        check_matrix(len(tids), len(pids), fail=failing(NetError, f"workflow '{self.wf.name}'"))
-        pre = np.zeros((len(tids), len(pids)), dtype=np.int64)
-        post = np.zeros_like(pre)
-        for src, dst, w in b.arcs:
-            if src in tix:
-                post[tix[src], pix[dst]] += w
-            else:
-                pre[tix[dst], pix[src]] += w
+        shape = (len(tids), len(pids))
+        if sparse is None:  # dense when it fits (what the search kernels read), else kept sparse for check to reduce
+            sparse = shape[0] * shape[1] > MAX_MATRIX_CELLS
+        consumed = [(tix[dst], pix[src], w) for src, dst, w in b.arcs if src not in tix]
+        produced = [(tix[src], pix[dst], w) for src, dst, w in b.arcs if src in tix]
+        pre: np.ndarray | SparseArcs
+        post: np.ndarray | SparseArcs
+        if sparse:
+            pre, post = _sparse(consumed, shape), _sparse(produced, shape)
+        else:
+            check_matrix(*shape, fail=failing(NetError, f"workflow '{self.wf.name}'"))
+            pre, post = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=np.int64)
+            for matrix, arcs in ((pre, consumed), (post, produced)):
+                for ti, pi, w in arcs:
+                    matrix[ti, pi] += w
         resources = tuple(wiring.resources.values())
         budget_set = wiring.budgets  # a property that scans every place: read it once
         budgets = tuple(p for p in pids if p in budget_set)
@@ -393,15 +405,26 @@ class _Lowering:
         final[pix[wiring.sink]] = 1
         for r in resources:
             final[pix[r]] = b.places[r]
-        mask = np.array([p not in budgets for p in pids])
+        mask = np.array([p not in budget_set for p in pids])
         return WorkflowNet(
-            places=tuple(pids), transitions=tuple(tids), pre=pre, post=post,
+            places=tuple(pids), transitions=tuple(tids), pre=cast(np.ndarray, pre), post=cast(np.ndarray, post),
             initial=np.array([b.places[p] for p in pids], dtype=np.int64), name=self.wf.name,
             final=final, final_mask=mask, source=wiring.source, sink=wiring.sink, origins=dict(b.origins),
             resources=resources, budgets=budgets, wiring=wiring,
         )
 
 
-def lower(workflow: Workflow) -> WorkflowNet:
-    """The workflow net of ``workflow`` with its wiring: one source, one sink, every node traced to its step."""
-    return _Lowering(workflow).run()
+def _sparse(arcs: list[tuple[int, int, int]], shape: tuple[int, int]) -> SparseArcs:
+    t, p, w = (np.array(column, dtype=np.int64) for column in zip(*arcs)) if arcs else (np.zeros(0, np.int64),) * 3
+    return SparseArcs(t, p, w, shape)
+
+
+def lower(workflow: Workflow, *, sparse: bool | None = None) -> WorkflowNet:
+    """The workflow net of ``workflow`` with its wiring: one source, one sink, every node traced to its step.
+
+    Its arcs are dense matrices when they fit in :data:`~petriflow.limits.MAX_MATRIX_CELLS`; a larger net
+    (a chain of thousands of steps) keeps them as :class:`~petriflow.net.sparse.SparseArcs`, which ``check``
+    reduces before it builds anything dense. ``sparse=True`` asks for that form at any size (tests compare
+    the two paths).
+    """
+    return _Lowering(workflow).run(sparse)

@@ -23,6 +23,7 @@ import numpy as np
 
 from petriflow.errors import NetError
 from petriflow.limits import check_matrix, failing
+from petriflow.net.sparse import SparseArcs, as_sparse
 from petriflow.net.wiring import NetWiring
 
 __all__ = ["Marking", "Origin", "PetriNet", "WorkflowNet"]
@@ -32,6 +33,10 @@ Marking = np.ndarray
 
 
 def _frozen(array: Any, *, shape: tuple[int, ...], what: str) -> np.ndarray:
+    if isinstance(array, SparseArcs):  # validated when built; kept as it is (see petriflow.net.sparse)
+        if array.shape != shape:
+            raise NetError(f"{what} has shape {array.shape}, expected {shape}")
+        return array  # type: ignore[return-value]  # row reads behave as the dense matrix's
     out = np.array(array, dtype=np.int64, copy=True)
     if out.shape != shape:
         raise NetError(f"{what} has shape {out.shape}, expected {shape}")
@@ -49,6 +54,11 @@ class PetriNet:
     is final when ``m[final_mask] == final[final_mask]``. Places outside the
     mask (loop and retry budgets) may hold anything. ``final`` is ``None`` for
     a net with no declared goal, where every dead marking counts as a deadlock.
+
+    A net too big to hold densely (a lowered chain of thousands of steps)
+    keeps ``pre`` and ``post`` as :class:`~petriflow.net.sparse.SparseArcs`
+    (:attr:`is_sparse`): rows read as dense vectors, so firing, replaying and
+    explaining work; only ``check`` explores it, after reducing it.
     """
 
     places: tuple[str, ...]
@@ -150,6 +160,11 @@ class PetriNet:
 
     # -- structure ----------------------------------------------------------
     @property
+    def is_sparse(self) -> bool:
+        """Whether the arcs are kept as :class:`~petriflow.net.sparse.SparseArcs` (too big for dense matrices)."""
+        return isinstance(self.pre, SparseArcs)
+
+    @property
     def incidence(self) -> np.ndarray:
         """``post - pre``, shape ``(transitions, places)``: the effect of each firing."""
         effect: np.ndarray = self.post - self.pre
@@ -158,6 +173,8 @@ class PetriNet:
     @property
     def arc_count(self) -> int:
         """Number of arcs (non-zero entries of ``pre`` and ``post``)."""
+        if isinstance(self.pre, SparseArcs) and isinstance(self.post, SparseArcs):
+            return self.pre.nnz + self.post.nnz
         return int(np.count_nonzero(self.pre) + np.count_nonzero(self.post))
 
     def place_index(self, place: str) -> int:
@@ -185,9 +202,10 @@ class PetriNet:
     def arcs(self) -> list[tuple[str, str, int]]:
         """All arcs as ``(source id, target id, weight)``."""
         out: list[tuple[str, str, int]] = []
+        pre, post = as_sparse(self.pre), as_sparse(self.post)
         for t, tid in enumerate(self.transitions):
-            out += [(self.places[p], tid, int(self.pre[t, p])) for p in np.flatnonzero(self.pre[t])]
-            out += [(tid, self.places[p], int(self.post[t, p])) for p in np.flatnonzero(self.post[t])]
+            out += [(self.places[p], tid, int(w)) for p, w in zip(*pre.row(t))]
+            out += [(tid, self.places[p], int(w)) for p, w in zip(*post.row(t))]
         return out
 
     # -- the firing rule ----------------------------------------------------
@@ -200,6 +218,8 @@ class PetriNet:
 
     def enabled(self, marking: Marking) -> np.ndarray:
         """Boolean vector: which transitions the marking enables."""
+        if isinstance(self.pre, SparseArcs):
+            return self.pre.covered_by(marking)
         enabled: np.ndarray = np.all(self.pre <= marking, axis=1)
         return enabled
 
@@ -242,13 +262,20 @@ class PetriNet:
         return (
             self.places == other.places
             and self.transitions == other.transitions
-            and np.array_equal(self.pre, other.pre)
-            and np.array_equal(self.post, other.post)
+            and _same_arcs(self.pre, other.pre)
+            and _same_arcs(self.post, other.post)
             and np.array_equal(self.initial, other.initial)
         )
 
     def __hash__(self) -> int:
-        return hash((self.places, self.transitions, self.pre.tobytes(), self.post.tobytes(), self.initial.tobytes()))
+        return hash((self.places, self.transitions, self.arc_count, self.initial.tobytes()))
+
+
+def _same_arcs(a: np.ndarray | SparseArcs, b: np.ndarray | SparseArcs) -> bool:
+    """Equal arc matrices, whichever form each is kept in."""
+    if isinstance(a, SparseArcs) or isinstance(b, SparseArcs):
+        return as_sparse(a).same_as(as_sparse(b))
+    return bool(np.array_equal(a, b))
 
 
 @dataclass(frozen=True)

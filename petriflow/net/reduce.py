@@ -50,7 +50,10 @@ from typing import Any
 
 import numpy as np
 
+from petriflow.errors import NetError
+from petriflow.limits import check_matrix, failing
 from petriflow.net.petrinet import PetriNet, WorkflowNet
+from petriflow.net.sparse import as_sparse
 
 __all__ = ["Reduction", "reduce_net"]
 
@@ -106,9 +109,13 @@ class _Sparse:
         self.post: dict[str, Arcs] = {}
         self.prod: dict[str, dict[str, None]] = {p: {} for p in net.places}
         self.cons: dict[str, dict[str, None]] = {p: {} for p in net.places}
+        pre, post = as_sparse(net.pre), as_sparse(net.post)  # either form: a big lowered net is never dense
+        places = net.places
         for ti, t in enumerate(net.transitions):
-            self.pre[t] = {net.places[i]: int(net.pre[ti, i]) for i in np.flatnonzero(net.pre[ti])}
-            self.post[t] = {net.places[i]: int(net.post[ti, i]) for i in np.flatnonzero(net.post[ti])}
+            cols, w = pre.row(ti)
+            self.pre[t] = {places[i]: int(n) for i, n in zip(cols.tolist(), w.tolist())}
+            cols, w = post.row(ti)
+            self.post[t] = {places[i]: int(n) for i, n in zip(cols.tolist(), w.tolist())}
             for p in self.pre[t]:
                 self.cons[p][t] = None
             for p in self.post[t]:
@@ -283,8 +290,11 @@ def _implicit(s: _Sparse, p: str, initial: dict[str, int], final_of: dict[str, i
 def _rebuild(net: PetriNet, s: _Sparse) -> PetriNet:
     places = [p for p in net.places if p in s.cons]
     transitions = [t for t in net.transitions if t in s.pre]
+    check_matrix(len(transitions), len(places), fail=failing(NetError, f"net '{net.name}', after its reductions"),
+                 hint="the structural reductions (docs/verify.md) left it this big: shared resources and counters "
+                      "that are refilled keep steps apart; split the workflow into smaller ones and check each")
     pi = {p: i for i, p in enumerate(places)}
-    pre = np.zeros((len(transitions), len(places)), dtype=net.pre.dtype)
+    pre = np.zeros((len(transitions), len(places)), dtype=np.int64)
     post = np.zeros_like(pre)
     for ti, t in enumerate(transitions):
         for p, w in s.pre[t].items():

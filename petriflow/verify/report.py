@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from petriflow.errors import NetError
 from petriflow.net.petrinet import PetriNet, WorkflowNet
 from petriflow.verify import properties as props
 from petriflow.verify.explain import choices_made, never_lines, tell_sequence, why_stuck
@@ -251,11 +252,15 @@ def check(
             if not big and checked != ("deadlock",):
                 probe = explore_small(net, max_states=max_states, store_edges=need_edges)
             reduce = big or (checked != ("deadlock",) and probe is None)
+    if net.is_sparse and not reduce:
+        raise NetError(f"net '{net.name}' ({len(net.transitions)} transitions, {len(net.places)} places) is too big "
+                       "to explore without reducing it first", where=net.name,
+                       hint="check it without --full (and without reduce=False): the structural reductions run first")
     if reduce:
         from petriflow.net.reduce import reduce_net
 
-        red = reduce_net(net)
-        if red.changed:
+        red = reduce_net(net)  # a sparse net comes back dense, or as a NetError saying it stays too big
+        if red.changed or net.is_sparse:
             inner = check(red.net, properties=properties, max_states=max_states, max_bytes=max_bytes, full=full,
                           progress=progress, reduce=False)
             return _lift(red, inner, time.perf_counter() - t0)
