@@ -71,9 +71,13 @@ MAX_COUNT = 2**40
 can add 8 million of them without overflowing."""
 MAX_INT64 = 2**63 - 1
 """What numpy and C hold: no integer in a document may be larger in size, whatever its field."""
-MAX_STEPS = 5000
-"""Steps of a workflow: its net has a few places and transitions per step, and at this size its dense
-matrices take tens of MB (three times as many steps would pass :data:`MAX_MATRIX_CELLS`)."""
+MAX_STEPS = 3000
+"""Steps of a workflow: its net has about two places and two transitions per step, so past ~2,900 steps its
+dense matrices would pass :data:`MAX_MATRIX_CELLS`; such a net is lowered with sparse arcs
+(:mod:`petriflow.net.sparse`) and reduced before anything dense is built, so a chain of 3,000 steps (issue
+10) is checked in a fraction of a second, and one that does not reduce gets a one-line refusal. Lowering,
+loading and the reference check are linear in the steps; 3,000 keeps a whole ``petriflow check`` near a
+second."""
 MAX_ATTEMPTS = 100
 """Attempts of a step (its retry counter place holds this many tokens)."""
 MAX_LOOP = 100_000

@@ -214,12 +214,22 @@ class Workflow:
         return {s.id: s for s in self.steps}
 
     @cached_property
-    def _successors(self) -> dict[str, tuple[str, ...]]:
-        out: dict[str, list[str]] = {s.id: [] for s in self.steps}
-        routers: dict[str, list[str]] = {}  # what routers_of gives, for every step in one pass
+    def _routers(self) -> dict[str, tuple[str, ...]]:
+        """What ``routers_of`` gives, for every step in one pass (a scan per call is O(steps^2) over a workflow)."""
+        routers: dict[str, dict[str, None]] = {}
         for r in self.steps:
             for b in r.route:
-                routers.setdefault(b.to, []).append(r.id)
+                routers.setdefault(b.to, {})[r.id] = None
+        return {k: tuple(v) for k, v in routers.items()}
+
+    @cached_property
+    def _fallback_owner(self) -> Mapping[str, str]:
+        return MappingProxyType({s.fallback: s.id for s in self.steps if s.fallback})
+
+    @cached_property
+    def _successors(self) -> dict[str, tuple[str, ...]]:
+        out: dict[str, list[str]] = {s.id: [] for s in self.steps}
+        routers = self._routers
         for s in self.steps:  # file order of the waiting step, as users read it
             for u in dict.fromkeys((*s.inputs, *routers.get(s.id, ()))):
                 if u in out:
@@ -235,7 +245,7 @@ class Workflow:
 
     @property
     def fallback_owner(self) -> Mapping[str, str]:
-        return {s.fallback: s.id for s in self.steps if s.fallback}
+        return self._fallback_owner
 
     @property
     def failure_handlers(self) -> frozenset[str]:
@@ -255,7 +265,7 @@ class Workflow:
 
     def routers_of(self, step_id: str) -> tuple[str, ...]:
         """The steps whose route has a branch to ``step_id``, file order."""
-        return tuple(s.id for s in self.steps if any(b.to == step_id for b in s.route))
+        return self._routers.get(step_id, ())
 
     def successors(self, step_id: str) -> tuple[str, ...]:
         """Steps that wait on ``step_id`` (by after/after_any or as a route target), file order."""

@@ -245,6 +245,8 @@ def check(
     checked = tuple(p for p in PROPERTIES if p in properties and (p != "sound" or is_wf))
     need_edges = any(p in checked for p in ("sound", "live"))
     probe: StateSpace | None = None
+    if reduce is None and net.is_sparse:  # kept sparse because it is too big: only its reduced net is built dense
+        reduce = True
     if reduce is None:  # reduce a workflow net unless it is small enough to answer exactly, as it is, at once
         reduce = False
         if is_wf and not full:
