@@ -100,8 +100,9 @@ class SparseArcs:
         """Refused: the point of this form is that the dense matrix would not fit (see the module docstring)."""
         T, P = self.shape
         raise NetError(f"a net of {T} transitions and {P} places is too big to hold as dense matrices "
-                       f"({T * P:,} cells, more than {MAX_MATRIX_CELLS:,}); only `check` handles it, by reducing it first",
-                       hint="check the workflow without --full, or split it into smaller workflows")
+                       f"({T * P:,} cells, more than {MAX_MATRIX_CELLS:,}); only `petriflow check` handles a net this big, "
+                       "by reducing it first",
+                       hint="check it without --full; to simulate, run or export it, split the workflow into smaller ones")
 
 
 def as_sparse(matrix: np.ndarray | SparseArcs) -> SparseArcs:
