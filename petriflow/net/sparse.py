@@ -100,9 +100,9 @@ class SparseArcs:
         """Refused: the point of this form is that the dense matrix would not fit (see the module docstring)."""
         T, P = self.shape
         raise NetError(f"a net of {T} transitions and {P} places is too big to hold as dense matrices "
-                       f"({T * P:,} cells, more than {MAX_MATRIX_CELLS:,}); only `petriflow check` handles a net this big, "
-                       "by reducing it first",
-                       hint="check it without --full; to simulate, run or export it, split the workflow into smaller ones")
+                       f"({T * P:,} cells, more than {MAX_MATRIX_CELLS:,}); `check` (reducing it first) and `simulate` "
+                       "read it sparsely, this use needs it whole",
+                       hint="check it without --full, or split the workflow into smaller ones")
 
 
 def as_sparse(matrix: np.ndarray | SparseArcs) -> SparseArcs:

@@ -33,6 +33,7 @@ import numpy as np
 
 from petriflow.errors import ProfileError
 from petriflow.net.petrinet import WorkflowNet
+from petriflow.net.sparse import as_sparse
 from petriflow.net.wiring import TransitionRole, Way
 from petriflow.profile.distributions import Dist
 from petriflow.profile.model import ModelProfile, Profile
@@ -227,12 +228,12 @@ def _open_streams(st: StepTable, profile: Profile, sid: str, *, seed: int, probs
 
 
 def _arcs(matrix: np.ndarray) -> list[list[tuple[int, int]]]:
-    """Per row (transition) of a dense arc matrix its ``(place, weight)`` pairs with a weight, places ascending."""
-    rows: list[list[tuple[int, int]]] = [[] for _ in range(matrix.shape[0])]
-    ts, ps = np.nonzero(matrix)
-    for t, p, w in zip(ts.tolist(), ps.tolist(), matrix[ts, ps].tolist()):
-        rows[t].append((p, w))
-    return rows
+    """Per row (transition) of an arc matrix its ``(place, weight)`` pairs with a weight, places ascending.
+
+    Either form: a net too big for dense matrices keeps them sparse (:mod:`petriflow.net.sparse`).
+    """
+    arcs = as_sparse(matrix)
+    return [list(zip(*(a.tolist() for a in arcs.row(t)))) for t in range(arcs.shape[0])]
 
 
 def compile_tables(net: WorkflowNet, wf: Workflow, profile: Profile, *, seed: int) -> Tables:

@@ -245,7 +245,7 @@ def check(
     checked = tuple(p for p in PROPERTIES if p in properties and (p != "sound" or is_wf))
     need_edges = any(p in checked for p in ("sound", "live"))
     probe: StateSpace | None = None
-    if reduce is None and net.is_sparse:  # kept sparse because it is too big: only its reduced net is built dense
+    if reduce is None and net.is_sparse and not full:  # too big to hold densely: only its reduced net is built so
         reduce = True
     if reduce is None:  # reduce a workflow net unless it is small enough to answer exactly, as it is, at once
         reduce = False

@@ -115,5 +115,6 @@ def test_a_sparse_net_refuses_to_become_dense_and_to_be_explored_unreduced() -> 
     assert isinstance(net.pre, SparseArcs)
     with pytest.raises(NetError, match="too big to hold as dense"):
         np.asarray(net.pre)
-    with pytest.raises(NetError, match="without reducing it first"):
-        check(net, reduce=False)
+    for unreduced in ({"reduce": False}, {"full": True}):  # --full asks for no reductions: refused, not ignored
+        with pytest.raises(NetError, match="without reducing it first"):
+            check(net, **unreduced)  # type: ignore[arg-type]
