@@ -142,7 +142,12 @@ class _Sparse:
 
 
 def reduce_net(net: PetriNet) -> Reduction:
-    """Apply the rules of this module until none applies; the result keeps every verdict of ``net``."""
+    """Apply the rules of this module until none applies; the result keeps every verdict of ``net``.
+
+    ``net`` may keep its arcs sparse (:mod:`petriflow.net.sparse`, a net too big for dense matrices): the
+    rules read it row by row and only the reduced net is built densely, refused with a :class:`NetError`
+    when even that would pass :data:`~petriflow.limits.MAX_MATRIX_CELLS`.
+    """
     s = _Sparse(net)
     initial = {p: int(net.initial[i]) for i, p in enumerate(net.places)}
     final_of: dict[str, int | None] = {p: None for p in net.places}
