@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "petriflow"
 ORDER: dict[str, int] = {
-    "errors": 0, "limits": 1, "spec": 2, "net": 3, "verify": 4, "trace": 5, "rules": 6, "profile": 7,
+    "errors": 0, "limits": 1, "raycluster": 1, "spec": 2, "net": 3, "verify": 4, "trace": 5, "rules": 6, "profile": 7,
     "simulate": 8, "execute": 8, "generate": 9, "viz": 9, "ui": 10, "cli": 11, "__main__": 12,
 }
 

@@ -17,11 +17,9 @@ hold across all workers, as they do within one local executor. The limiter
 counts the units by worker, so a dead worker's units are given back when the
 driver replaces it.
 
-``ray`` is optional (the ``ray`` extra) and imported only here. Without
-``--address`` or ``RAY_ADDRESS`` a new local Ray instance is started and
-shut down after the batch (``address="local"``: a stale ``ray_current_cluster``
-file must not be joined). Ray's own servers listen on every interface; see
-:mod:`petriflow.simulate.ray_backend`.
+Ray is connected to, and a local instance started and stopped, by the one
+rule of :mod:`petriflow.raycluster` (which also says why Ray is best run in
+a network namespace with only loopback).
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ from petriflow.errors import ExecutionError, InputError
 from petriflow.execute.executor import Executor, RunResult
 from petriflow.execute.plan import Dag, plan
 from petriflow.execute.store import open_store
+from petriflow.raycluster import connected
 from petriflow.rules import Bucket
 
 __all__ = ["Limiter", "run_on_ray"]
@@ -167,15 +166,6 @@ class CaseWorker:
             return None
 
 
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise InputError("--backend ray needs the `ray` package", where="--backend",
-                         hint="pip install 'petriflow[ray]', or use --backend local") from None
-    return ray
-
-
 def _resources(dag: Dag) -> dict[str, dict[str, Any]]:
     return {rid: {"capacity": r.capacity, "rpm": r.requests_per_minute, "tpm": r.tokens_per_minute}
             for rid, r in dag.resources.items()}
@@ -200,71 +190,59 @@ async def _run(executor: Executor, workflow: str, db: str, run_id: str, todo: li
                workers: int, concurrency: int, budget: float | None, address: str | None,
                progress: Callable[[RunResult], None] | None,
                on_worker: Callable[[int, int], None] | None) -> list[RunResult]:
-    ray = _ray()
-    started = False
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(address="local", num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False,
-                     log_to_driver=False)
-        started = True
-    try:
-        limiter = (ray.remote(Limiter).options(max_concurrency=100_000).remote(_resources(executor.dag))
-                   if executor.dag.resources else None)
-        actor = ray.remote(CaseWorker).options(num_cpus=1, max_concurrency=max(1, concurrency))
-        slots: dict[int, tuple[Any, str]] = {}
+    with connected(address, num_cpus=max(workers, os.cpu_count() or 1)) as ray:
+        try:
+            limiter = (ray.remote(Limiter).options(max_concurrency=100_000).remote(_resources(executor.dag))
+                       if executor.dag.resources else None)
+            actor = ray.remote(CaseWorker).options(num_cpus=1, max_concurrency=max(1, concurrency))
+            slots: dict[int, tuple[Any, str]] = {}
 
-        def spawn(slot: int) -> None:
-            holder = f"w{slot}-{uuid.uuid4().hex[:6]}"
-            slots[slot] = (actor.remote(workflow, db, run_id, budget, limiter, holder), holder)
-            if on_worker is not None:
-                on_worker(slot, ray.get(slots[slot][0].pid.remote()))
+            def spawn(slot: int) -> None:
+                holder = f"w{slot}-{uuid.uuid4().hex[:6]}"
+                slots[slot] = (actor.remote(workflow, db, run_id, budget, limiter, holder), holder)
+                if on_worker is not None:
+                    on_worker(slot, ray.get(slots[slot][0].pid.remote()))
 
-        for slot in range(workers):
-            spawn(slot)
-        queue: deque[tuple[int, Any]] = deque(todo)
-        running: dict[asyncio.Future[Any], tuple[int, str, int, Any]] = {}
-        load = dict.fromkeys(slots, 0)
-        results: dict[int, RunResult] = {}
+            for slot in range(workers):
+                spawn(slot)
+            queue: deque[tuple[int, Any]] = deque(todo)
+            running: dict[asyncio.Future[Any], tuple[int, str, int, Any]] = {}
+            load = dict.fromkeys(slots, 0)
+            results: dict[int, RunResult] = {}
 
-        def feed() -> None:
-            for slot in sorted(slots, key=lambda s: load[s]):
-                while queue and load[slot] < concurrency:
-                    case, value = queue.popleft()
-                    fut = asyncio.wrap_future(slots[slot][0].run_case.remote(case, value).future())
-                    running[fut] = (slot, slots[slot][1], case, value)
-                    load[slot] += 1
+            def feed() -> None:
+                for slot in sorted(slots, key=lambda s: load[s]):
+                    while queue and load[slot] < concurrency:
+                        case, value = queue.popleft()
+                        fut = asyncio.wrap_future(slots[slot][0].run_case.remote(case, value).future())
+                        running[fut] = (slot, slots[slot][1], case, value)
+                        load[slot] += 1
 
-        feed()
-        while running:
-            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for fut in done:
-                slot, holder, case, value = running.pop(fut)
-                try:
-                    result = fut.result()
-                except ray.exceptions.RayActorError:
-                    result = None
-                    if slots[slot][1] == holder:  # the first of its cases to report the death: replace it
-                        if limiter is not None:
-                            limiter.forget.remote(holder)
-                        spawn(slot)
-                        load[slot] = sum(1 for s, h, _, _ in running.values() if s == slot and h != holder)
-                if slots[slot][1] == holder:
-                    load[slot] -= 1
-                if result is None:  # another worker holds it, or its worker died: offer it again
-                    queue.append((case, value))
-                    await asyncio.sleep(0.05)
-                    continue
-                results[case] = result
-                if progress is not None:
-                    progress(result)
             feed()
-        return [results[c] for c, _ in todo]
-    except ray.exceptions.RayError as exc:
-        raise ExecutionError(f"the Ray batch failed: {exc}", hint="--resume the run; nothing saved is redone") from None
-    finally:
-        if started:
-            ray.shutdown()
+            while running:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    slot, holder, case, value = running.pop(fut)
+                    try:
+                        result = fut.result()
+                    except ray.exceptions.RayActorError:
+                        result = None
+                        if slots[slot][1] == holder:  # the first of its cases to report the death: replace it
+                            if limiter is not None:
+                                limiter.forget.remote(holder)
+                            spawn(slot)
+                            load[slot] = sum(1 for s, h, _, _ in running.values() if s == slot and h != holder)
+                    if slots[slot][1] == holder:
+                        load[slot] -= 1
+                    if result is None:  # another worker holds it, or its worker died: offer it again
+                        queue.append((case, value))
+                        await asyncio.sleep(0.05)
+                        continue
+                    results[case] = result
+                    if progress is not None:
+                        progress(result)
+                feed()
+            return [results[c] for c, _ in todo]
+        except ray.exceptions.RayError as exc:
+            raise ExecutionError(f"the Ray batch failed: {exc}", hint="--resume the run; nothing saved is redone") from None
 
