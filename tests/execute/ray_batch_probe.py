@@ -21,6 +21,13 @@ from tests.execute.test_durability import _committed, _workflow, rows
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = 120
+CAPACITY = 3  # `llm` calls in flight across all workers: below the 2 workers x 4 cases they would start
+
+
+def _limited(base_url: str) -> str:
+    """The durability workflow with both steps on one `llm` resource of CAPACITY units."""
+    doc = _workflow(base_url).replace("steps:", f"resources:\n  llm: {{capacity: {CAPACITY}}}\nsteps:", 1)
+    return doc.replace("model: m,", "model: m, uses: [llm],")
 
 
 def _cli(*args: str) -> subprocess.Popen[str]:
@@ -37,7 +44,7 @@ def main(db_local: str, db_ray: str, out: str) -> None:
     for name, db in (("local", db_local), ("ray", db_ray)):
         with FaultServer(delay=0.02) as fs:
             wf = tmp / f"{name}.yaml"
-            wf.write_text(_workflow(fs.base_url))
+            wf.write_text(_limited(fs.base_url))
             args = [str(wf), "--inputs", str(inputs), "--db", db, "--run-id", "R", "--concurrency", "4", "--json",
                     "--trace", str(tmp / f"{name}.trace.jsonl")]
             if name == "ray":
@@ -60,7 +67,7 @@ def main(db_local: str, db_ray: str, out: str) -> None:
                 facts["killed_while_running"] = proc.poll() is None
             stdout, stderr = proc.communicate(timeout=300)
             facts[name] = {"rc": proc.returncode, "stdout": stdout, "stderr": stderr[-3000:],
-                           "counts": dict(fs.counts()["prompts"]),
+                           "counts": dict(fs.counts()["prompts"]), "peak": fs.counts()["peak_in_flight"],
                            "trace": (tmp / f"{name}.trace.jsonl").read_text().splitlines(),
                            "stored": [r[0] for r in rows(db, "SELECT line FROM trace WHERE run_id='R'")],
                            "steps": [list(k) + [v] for k, v in _committed(db).items()]}

@@ -13,7 +13,11 @@ This test makes the assertions:
 * the Ray batch's cases, outputs and costs equal the local batch's;
 * the killed worker's cases were taken over and finished exactly once;
 * no saved step was called again after the kill (counted at the server);
-* the trace file holds exactly the records the store committed.
+* the trace file holds exactly the records the store committed;
+* the workflow's `llm` resource (3 units, below the 8 cases the two workers
+  start at once) never had more calls in flight at the server than its
+  capacity, the killed worker's units included: the limit holds across
+  workers, and a dead worker's units are given back only after its calls end.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import pytest
 
 from tests.simulate.test_ray_backend import _loopback_only
 
-from .ray_batch_probe import CASES
+from .ray_batch_probe import CAPACITY, CASES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,6 +58,8 @@ def test_a_ray_batch_equals_the_local_one_and_a_killed_worker_calls_no_saved_ste
     local, ray = facts["local"], facts["ray"]
     assert local["rc"] == 0 and ray["rc"] == 0, ray["stderr"]
     assert facts["killed_while_running"]
+    assert local["peak"] <= CAPACITY and ray["peak"] <= CAPACITY, (local["peak"], ray["peak"])
+    assert ray["peak"] == CAPACITY  # the limit was reached, so it was what held the calls back
     a, b = json.loads(local["stdout"]), json.loads(ray["stdout"])
     assert [(c["case"], c["ok"], c["output"], c["cost"]) for c in b["cases"]] == [
         (c["case"], c["ok"], c["output"], c["cost"]) for c in a["cases"]]
