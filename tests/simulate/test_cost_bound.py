@@ -2,8 +2,8 @@
 
 Soundness: no simulated case costs more than the bound, over random
 workflows with loops, maps, retries, fallbacks and a route (the generator of
-:mod:`tests.simulate.test_random_workflows`) and over 10,000 cases of the
-shipped QA router, each simulated with its token draws cut at the step's
+:mod:`tests.simulate.test_random_workflows`) and over 10,000 cases of each
+shipped workflow with a profile, each simulated with its token draws cut at the step's
 limits (a server never answers more than ``max_tokens``; the executor
 refuses a prompt over ``max_input_tokens``). Tightness: for a workflow
 without loops, retries or maps the bound is the dearest execution's cost,
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
@@ -32,7 +33,7 @@ from petriflow.spec import WorkflowBuilder, load
 from petriflow.spec.model import Workflow, price_of
 from tests.simulate.test_random_workflows import workflows
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,15 +101,27 @@ def test_no_simulated_case_costs_more_than_the_bound(raw: Workflow, seed: int, m
     assert worst <= bound.usd * (1 + 1e-9), (worst, bound)
 
 
-def test_ten_thousand_cases_of_the_qa_router_stay_within_the_bound() -> None:
-    wf = load(ROOT / "models" / "qa_router.yaml")
-    prof = Profile.load(ROOT / "models" / "qa_router.profile.yaml", workflow=wf)
+SHIPPED = sorted(ROOT.glob("models/**/*.profile.yaml"))
+
+
+@pytest.mark.parametrize("profile_path", SHIPPED, ids=lambda p: p.name.removesuffix(".profile.yaml"))
+def test_ten_thousand_cases_of_each_shipped_workflow_stay_within_the_bound(profile_path: Path) -> None:
+    """Or the workflow has no bound, and says which step and what to set (no shipped workflow is left silent)."""
+    wf = load(profile_path.with_name(profile_path.name.replace(".profile.yaml", ".yaml")))
+    prof = Profile.load(profile_path, workflow=wf)
     bound = cost_bound(wf, prof)
-    assert bound.usd is not None
+    if bound.usd is None:
+        assert bound.reason is not None and "max_input_tokens" in bound.reason and not bound.path
+        return
     worst = worst_simulated(wf, clipped_profile(wf, prof), cases=10_000, seed=3)
     assert 0 < worst <= bound.usd
-    # the search branch carries the dearest prompt limit: the path goes through it
-    assert bound.path == ("classify", "retrieve", "search", "aggregate")
+
+
+def test_the_qa_routers_dearest_path_goes_through_search() -> None:
+    """The search branch carries the dearest prompt limit: the path is that one branch of the route, no other."""
+    wf = load(ROOT / "models" / "qa_router.yaml")
+    prof = Profile.load(ROOT / "models" / "qa_router.profile.yaml", workflow=wf)
+    assert cost_bound(wf, prof).path == ("classify", "retrieve", "search", "aggregate")
 
 
 # -- tightness: every route combination, by the workflow's own enabling rules -------------------------------
