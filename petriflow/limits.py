@@ -29,7 +29,9 @@ import math
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -41,9 +43,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_ATTACHMENT_BYTES", "MAX_ATTEMPTS", "MAX_CASES", "MAX_COUNT", "MAX_DEPTH", "MAX_DOCUMENT_BYTES",
     "MAX_LOOP", "MAX_MAP_ITEMS", "MAX_MATRIX_CELLS", "MAX_NAME", "MAX_NODES", "MAX_NUMBER", "MAX_PDF_BYTES",
-    "MAX_PDF_PAGES", "MAX_PNML_BYTES", "MAX_RECORDS_BYTES", "MAX_STEPS",
-    "NAME_PATTERN", "Fail", "check_cases", "check_matrix", "check_name", "check_output", "check_tree",
-    "compose_yaml", "failing", "load_json", "load_yaml", "number", "open_database", "read_bytes", "read_text",
+    "MAX_PDF_PAGES", "MAX_PNML_BYTES", "MAX_RECORDS_BYTES", "MAX_STEPS", "NAME_PATTERN", "PARSE_FACTOR",
+    "Fail", "check_cases", "check_matrix", "check_name", "check_output", "check_tree", "compose_yaml",
+    "dense_fits", "failing", "load_json", "load_yaml", "memory_budget", "memory_limit", "number",
+    "open_database", "read_bytes", "read_text",
 ]
 
 MiB = 2**20
@@ -139,6 +142,11 @@ def read_bytes(path: str | os.PathLike[str], *, what: str, max_bytes: int, fail:
             raise fail(f"cannot read {what}: {err.strerror}", hint="check the file") from None
     if len(data) > max_bytes:
         raise fail(f"cannot read {what}: larger than {max_bytes // MiB} MiB", hint="petriflow reads files up to that size")
+    budget = memory_budget()
+    if budget is not None and len(data) * PARSE_FACTOR > budget:
+        raise fail(f"cannot read {what}: parsing its {len(data):,} bytes takes about "
+                   f"{len(data) * PARSE_FACTOR / MiB:,.0f} MiB, more than --max-memory {budget / MiB:,.0f} MiB",
+                   hint="raise --max-memory, or split the file")
     return data
 
 
@@ -386,14 +394,62 @@ def check_name(text: Any, *, what: str, fail: Fail) -> str:
 
 # -- sizes ---------------------------------------------------------------------------------------------------------
 
+PARSE_FACTOR = 100
+"""Memory a loaded document takes per byte of its file, at most: YAML's nodes and then the workflow's own
+records (measured on a 3,000-step chain: 18 MB for 184 KB of YAML). Reading refuses a file whose parse would
+pass the memory budget, before parsing it."""
+
+_BUDGET: ContextVar[int | None] = ContextVar("petriflow_memory_budget", default=None)
+
+
+def memory_budget() -> int | None:
+    """The bytes the current ``--max-memory`` allows (:func:`memory_limit`), or None for no budget."""
+    return _BUDGET.get()
+
+
+@contextmanager
+def memory_limit(max_bytes: int | None) -> Iterator[None]:
+    """Hold every stage inside the block to ``max_bytes``: reading (:data:`PARSE_FACTOR`), the dense matrices of
+    a net (:func:`check_matrix`; lowering keeps a net sparse rather than pass it, :func:`dense_fits`) and the
+    state store of a search (which reads it as its default ``max_bytes``).
+
+    One owner for the budget, so that ``check --max-memory`` bounds loading and structural analysis as well
+    as exploration; each stage refuses before it allocates, in one line that names the stage.
+    """
+    if max_bytes is not None and max_bytes < 1:
+        raise InputError(f"a memory budget of {max_bytes} bytes", where="--max-memory", hint="give a positive size")
+    token = _BUDGET.set(max_bytes)
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def _dense_bytes(transitions: int, places: int) -> int:
+    """``pre`` and ``post`` as dense int64 matrices."""
+    return 2 * transitions * places * 8
+
+
+def dense_fits(transitions: int, places: int) -> bool:
+    """Whether a net's dense matrices fit both :data:`MAX_MATRIX_CELLS` and the memory budget."""
+    budget = memory_budget()
+    return transitions * places <= MAX_MATRIX_CELLS and (budget is None or _dense_bytes(transitions, places) <= budget)
+
+
 def check_matrix(transitions: int, places: int, *, fail: Fail, line: int | None = None,
                  hint: str = "petriflow stores a net as dense transition x place matrices; reduce or split the net"
                  ) -> None:
-    """Refuse a net whose dense ``pre``/``post`` matrices would pass :data:`MAX_MATRIX_CELLS`, before allocating them."""
+    """Refuse a net whose dense ``pre``/``post`` matrices would pass :data:`MAX_MATRIX_CELLS` or the memory
+    budget (:func:`memory_limit`), before allocating them."""
     if transitions * places > MAX_MATRIX_CELLS:
         raise fail(f"a net of {transitions} transitions and {places} places (at least) has more than "
                    f"{MAX_MATRIX_CELLS:,} transition-place pairs: its dense arc matrices would take more than "
                    f"the {2 * MAX_MATRIX_CELLS * 8 // MiB} MiB petriflow allows", line=line, hint=hint)
+    budget = memory_budget()
+    if budget is not None and _dense_bytes(transitions, places) > budget:
+        raise fail(f"a net of {transitions} transitions and {places} places: its dense arc matrices would take "
+                   f"{_dense_bytes(transitions, places) / MiB:,.1f} MiB, more than --max-memory "
+                   f"{budget / MiB:,.1f} MiB", line=line, hint=f"raise --max-memory; {hint}")
 
 
 def check_cases(cases: Any, *, fail: Fail) -> int:

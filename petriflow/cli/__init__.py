@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except MemoryError:  # a stage without its own estimate ran out: still one line, and what to do
+        click.echo("petriflow: error: out of memory (hint: `check --max-memory MB` refuses each stage before it "
+                   "allocates past MB; or split the workflow)", err=True)
+        sys.exit(2)
     except Exception as err:  # a bug: still one line, the traceback only on request
         if os.environ.get("PETRIFLOW_DEBUG"):
             raise

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from petriflow.errors import InputError
-from petriflow.limits import MAX_COUNT, check_output, failing, number
+from petriflow.limits import MAX_COUNT, MiB, check_output, failing, memory_limit, number
 
 __all__ = ["COMMANDS", "check", "draw", "load_net", "lower", "schema"]
 
@@ -54,7 +54,9 @@ def _final(spec: str, net: Any) -> Any:
 @click.option("--max-states", type=click.IntRange(min=1), default=5_000_000, show_default=True,
               help="Stop exploring after this many markings (exit 3 if that leaves a verdict open).")
 @click.option("--max-memory", type=click.IntRange(min=1), default=None, metavar="MB",
-              help="Stop exploring when the state store would pass this many megabytes (default: half the RAM).")
+              help="Hold every stage to this many megabytes: reading the file, the net's matrices (a net past it "
+                   "is kept sparse and reduced, or refused in one line) and the state store (exit 3 if that "
+                   "leaves a verdict open). Default: the state store stops at half the RAM.")
 @click.option("--final", "final", metavar="PLACE[=N],...", help="Declare the final marking of a PNML net.")
 @click.option("--property", "props", multiple=True, type=click.Choice(["deadlock", "bounded", "sound", "live"]),
               help="Check only these properties (repeatable). Default: all.")
@@ -87,6 +89,21 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
     docs/verify.md); --budget refuses one whose bound passes USD or is
     unknown, naming the path.
     """
+    with memory_limit(max_memory * MiB if max_memory else None):
+        _check(path, as_json, max_states, max_memory, final, props, full, progress, budget, catalog_path)
+
+
+def _path_words(path: list[str], keep: int = 6) -> str:
+    """A path of steps for a person: a long one (a chain of thousands) shows its ends; --json has it whole."""
+    if len(path) <= 2 * keep + 1:
+        return " -> ".join(path)
+    return f"{' -> '.join(path[:keep])} -> ... ({len(path) - 2 * keep:,} more steps) ... -> {' -> '.join(path[-keep:])}"
+
+
+def _check(path: str, as_json: bool, max_states: int, max_memory: int | None, final: str | None,
+           props: tuple[str, ...], full: bool, progress: bool | None, budget: float | None,
+           catalog_path: str | None) -> None:
+    """:func:`check` inside its memory budget."""
     from petriflow.verify.report import PROPERTIES
     from petriflow.verify.report import check as run_check
 
@@ -107,7 +124,7 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
         net = _final(final, net)
     show = sys.stderr.isatty() if progress is None else progress
     report = run_check(net, properties=props or PROPERTIES, max_states=max_states, full=full,
-                       max_bytes=max_memory * 2**20 if max_memory else None, progress=show and not as_json)
+                       max_bytes=max_memory * MiB if max_memory else None, progress=show and not as_json)
     bound = _cost_bound(wf)
     over = _over_budget(bound, budget)
     refs = _references(wf)
@@ -124,7 +141,7 @@ def check(path: str, as_json: bool, max_states: int, max_memory: int | None, fin
             for r in refs:
                 click.echo(f"  {r.message}")
         if bound["usd"] is not None:
-            click.echo(f"worst-case cost of one case: ${bound['usd']:.6g} along {' -> '.join(bound['path'])}")
+            click.echo(f"worst-case cost of one case: ${bound['usd']:.6g} along {_path_words(bound['path'])}")
         else:
             click.echo(f"worst-case cost of one case: unknown ({bound['reason']})")
     if over:
@@ -162,7 +179,7 @@ def _over_budget(bound: dict[str, Any], budget: float | None) -> str | None:
         return f"budget ${budget:g}: the worst-case cost is unknown: {bound['reason']}"
     if bound["usd"] > budget:
         return (f"budget ${budget:g}: one case can cost up to ${bound['usd']:.6g}, along "
-                f"{' -> '.join(bound['path'])}; lower max_tokens, max_input_tokens, loop or map bounds "
+                f"{_path_words(bound['path'])}; lower max_tokens, max_input_tokens, loop or map bounds "
                 "on that path, or raise --budget")
     return None
 

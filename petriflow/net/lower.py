@@ -59,7 +59,7 @@ from typing import cast
 import numpy as np
 
 from petriflow.errors import NetError
-from petriflow.limits import MAX_MATRIX_CELLS, check_matrix, failing
+from petriflow.limits import check_matrix, dense_fits, failing
 from petriflow.net.petrinet import Origin, WorkflowNet
 from petriflow.net.sparse import SparseArcs
 from petriflow.net.wiring import (
@@ -385,7 +385,7 @@ class _Lowering:
         pix, tix = {p: i for i, p in enumerate(pids)}, {t: i for i, t in enumerate(tids)}
         shape = (len(tids), len(pids))
         if sparse is None:  # dense when it fits (what the search kernels read), else kept sparse for check to reduce
-            sparse = shape[0] * shape[1] > MAX_MATRIX_CELLS
+            sparse = not dense_fits(*shape)
         consumed = [(tix[dst], pix[src], w) for src, dst, w in b.arcs if src not in tix]
         produced = [(tix[src], pix[dst], w) for src, dst, w in b.arcs if src in tix]
         pre: np.ndarray | SparseArcs
@@ -422,7 +422,8 @@ def _sparse(arcs: list[tuple[int, int, int]], shape: tuple[int, int]) -> SparseA
 def lower(workflow: Workflow, *, sparse: bool | None = None) -> WorkflowNet:
     """The workflow net of ``workflow`` with its wiring: one source, one sink, every node traced to its step.
 
-    Its arcs are dense matrices when they fit in :data:`~petriflow.limits.MAX_MATRIX_CELLS`; a larger net
+    Its arcs are dense matrices when they fit in :data:`~petriflow.limits.MAX_MATRIX_CELLS` and the memory
+    budget (:func:`~petriflow.limits.memory_limit`); a larger net
     (a chain of thousands of steps) keeps them as :class:`~petriflow.net.sparse.SparseArcs`, which ``check``
     reduces before it builds anything dense. ``sparse=True`` asks for that form at any size (tests compare
     the two paths).
