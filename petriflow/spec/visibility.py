@@ -49,45 +49,112 @@ AFTER_ANY_STEP = "after_any_step"
 """In a step with ``after_any``: the id of the step that ran (``{after_any_step}``, ``inputs["after_any_step"]``)."""
 
 
-def _preds(wf: Workflow, sid: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """A step's AND inputs (its ``after`` and the routers that lead to it) and its XOR inputs."""
-    root = wf.step(wf.root_of(sid))
-    return tuple(dict.fromkeys((*root.after, *wf.routers_of(root.id)))), root.after_any
+class _Graph:
+    """The step graph as the rule reads it, built in one pass: who each step waits on, and how.
 
+    ``ands[i]`` are step ``i``'s AND inputs (its root's ``after`` and the
+    routers that lead to the root), ``xors[i]`` its root's ``after_any``,
+    ``owners[i]`` the steps that hand over to it when it is a failure handler;
+    all as step indices in file order. Building it once keeps the table
+    linear in the workflow's size (looking up a step's routers per step, as
+    ``Workflow.routers_of`` does, would scan every step for each).
+    """
 
-def _handled_by(wf: Workflow) -> dict[str, tuple[str, ...]]:
-    """Failure handler -> the steps that hand over to it."""
-    out: dict[str, list[str]] = {}
-    for s in wf.steps:
-        if s.on_failure:
-            out.setdefault(s.on_failure, []).append(s.id)
-    return {k: tuple(v) for k, v in out.items()}
+    def __init__(self, wf: Workflow) -> None:
+        self.ids = wf.step_ids
+        index = {sid: i for i, sid in enumerate(self.ids)}
+        owner = wf.fallback_owner
+        routers: dict[str, list[str]] = {}
+        handled: dict[str, list[str]] = {}
+        for s in wf.steps:
+            for b in s.route:
+                routers.setdefault(b.to, []).append(s.id)
+            if s.on_failure:
+                handled.setdefault(s.on_failure, []).append(s.id)
+
+        def root(sid: str) -> Step:
+            seen = {sid}
+            while sid in owner and owner[sid] not in seen:
+                sid = owner[sid]
+                seen.add(sid)
+            return wf.step(sid)
+
+        def idx(names: Iterator[str] | tuple[str, ...]) -> tuple[int, ...]:
+            return tuple(index[u] for u in dict.fromkeys(names) if u in index)
+
+        self.ands: list[tuple[int, ...]] = []
+        self.xors: list[tuple[int, ...]] = []
+        self.owners: list[tuple[int, ...]] = []
+        for s in wf.steps:
+            r = root(s.id)
+            self.ands.append(idx((*r.after, *routers.get(r.id, ()))))
+            self.xors.append(idx(r.after_any))
+            self.owners.append(idx(tuple(handled.get(s.id, ()))))
+
+    def order(self) -> list[int]:
+        """The steps in dependency order (Kahn's algorithm); ``ValueError`` on a cycle."""
+        n = len(self.ids)
+        succ: list[list[int]] = [[] for _ in range(n)]
+        waiting = [0] * n
+        for i in range(n):
+            deps = set((*self.ands[i], *self.xors[i], *self.owners[i]))
+            waiting[i] = len(deps)
+            for u in deps:
+                succ[u].append(i)
+        ready = [i for i in range(n) if not waiting[i]]
+        out: list[int] = []
+        while ready:
+            i = ready.pop()
+            out.append(i)
+            for v in succ[i]:
+                waiting[v] -= 1
+                if not waiting[v]:
+                    ready.append(v)
+        if len(out) != n:  # a cycle: the loader refuses these, so only a hand-made Workflow
+            raise ValueError(f"the steps {[self.ids[i] for i in range(n) if waiting[i]]} wait on each other")
+        return out
+
+    def seen_bits(self) -> list[int]:
+        """Per step, its visible set as a bitset over step indices (bit ``i`` = step ``i``).
+
+        One pass in dependency order; a union or an intersection of two sets
+        is one integer ``|`` or ``&``, so the table costs O(steps x edges / 64)
+        word operations, not a set of names per step.
+        """
+        bits = [0] * len(self.ids)
+        for i in self.order():
+            if self.owners[i]:
+                acc = bits[self.owners[i][0]]
+                for u in self.owners[i][1:]:
+                    acc &= bits[u]
+                bits[i] = acc
+                continue
+            out = 0
+            for u in self.ands[i]:
+                out |= bits[u] | (1 << u)
+            if self.xors[i]:
+                u0 = self.xors[i][0]
+                common = bits[u0] | (1 << u0)
+                for u in self.xors[i][1:]:
+                    common &= bits[u] | (1 << u)
+                out |= common
+            bits[i] = out
+        return bits
+
+    def names(self, bits: int) -> frozenset[str]:
+        """The step ids of a bitset."""
+        out = []
+        while bits:
+            low = bits & -bits
+            out.append(self.ids[low.bit_length() - 1])
+            bits ^= low
+        return frozenset(out)
 
 
 def visible_table(wf: Workflow) -> dict[str, frozenset[str]]:
     """Every step's visible set, in one pass over the step graph in dependency order (it is acyclic)."""
-    handled = _handled_by(wf)
-    deps = {s.id: (*_preds(wf, s.id)[0], *_preds(wf, s.id)[1], *handled.get(s.id, ())) for s in wf.steps}
-    table: dict[str, frozenset[str]] = {}
-    todo = [s.id for s in wf.steps]
-    while todo:
-        later = []
-        for sid in todo:
-            if any(u not in table for u in deps[sid]):
-                later.append(sid)
-                continue
-            if sid in handled:
-                table[sid] = frozenset.intersection(*(table[o] for o in handled[sid]))
-                continue
-            ands, xors = _preds(wf, sid)
-            out = frozenset().union(*(table[u] | {u} for u in ands))
-            if xors:
-                out |= frozenset.intersection(*(table[u] | {u} for u in xors))
-            table[sid] = out
-        if len(later) == len(todo):  # a cycle: the loader refuses these, so only a hand-made Workflow
-            raise ValueError(f"the steps {later} wait on each other")
-        todo = later
-    return table
+    g = _Graph(wf)
+    return {sid: g.names(b) for sid, b in zip(g.ids, g.seen_bits(), strict=True)}
 
 
 def visible(wf: Workflow, step_id: str) -> frozenset[str]:
@@ -134,34 +201,36 @@ class Reference:
                 "message": self.message}
 
 
-def _path_without(wf: Workflow, table: Mapping[str, frozenset[str]], sid: str, missing: str) -> tuple[str, ...]:
-    """A chain of steps from a start to ``sid`` on which ``missing`` does not run (it is not in ``visible``)."""
-    handled = _handled_by(wf)
-    path, cur = [sid], sid
-    for _ in range(len(wf.steps)):
-        ands, xors = _preds(wf, cur)
-        owners = handled.get(cur, ())
-        nxt = next((u for u in (*ands, *xors, *owners) if u != missing and missing not in table[u]), None)
+def _path_without(g: _Graph, bits: list[int], i: int, missing: int) -> tuple[str, ...]:
+    """A chain of steps from a start to step ``i`` on which ``missing`` does not run (it is not in ``visible``)."""
+    path, cur = [i], i
+    for _ in range(len(g.ids)):
+        nxt = next((u for u in (*g.ands[cur], *g.xors[cur], *g.owners[cur])
+                    if u != missing and not bits[u] >> missing & 1), None)
         if nxt is None:
             break
         path.append(nxt)
         cur = nxt
-    return tuple(reversed(path))
+    return tuple(g.ids[k] for k in reversed(path))
 
 
 def problems(wf: Workflow) -> list[Reference]:
     """Every template reference to a step that may be missing where it is read."""
-    ids = set(wf.step_ids)
-    table = visible_table(wf)
+    g = _Graph(wf)
+    index = {sid: i for i, sid in enumerate(g.ids)}
+    bits: list[int] | None = None  # computed on the first template that names a step
     out: list[Reference] = []
-    for s in wf.steps:
-        seen = table[s.id]
+    for i, s in enumerate(wf.steps):
         for what, template in _templates(s):
             try:
                 names = list(dict.fromkeys(names_in(template)))
             except ValueError:
                 continue  # a malformed template is the renderer's error, with its own message
             for name in names:
-                if name in ids and name not in seen:
-                    out.append(Reference(s.id, what, name, _path_without(wf, table, s.id, name)))
+                if name not in index:
+                    continue
+                if bits is None:
+                    bits = g.seen_bits()
+                if not bits[i] >> index[name] & 1:
+                    out.append(Reference(s.id, what, name, _path_without(g, bits, i, index[name])))
     return out

@@ -23,10 +23,11 @@ repacking, so a count never wraps), the state budget is hit, or a chunk ends
 (progress bar).
 Numba is a wheel on PyPI, so nothing is compiled at install time; the first
 call compiles (a few seconds) and caches the machine code next to this file.
-The kernels stay in this one file although it is past ~500 lines: numba's
-on-disk cache is invalidated only when the cached function's own file
-changes, so a helper moved to another module could be edited and the
-kernels that inlined it would keep running the old machine code.
+The expansion kernels and the helpers they inline stay in this one file:
+numba's on-disk cache is invalidated only when the cached function's own
+file changes, so a helper moved to another module could be edited and the
+kernels that inlined it would keep running the old machine code. Passes
+that inline nothing (repacking, bounds) are in :mod:`petriflow.verify._kernel_scan`.
 """
 
 from __future__ import annotations
@@ -44,14 +45,12 @@ __all__ = [
     "GROW_EDGES",
     "LIMIT",
     "OVERFLOW",
-    "bounds",
     "expand_general",
     "expand_safe",
     "fill_keys",
     "grow_keys",
     "lookup",
     "rehash",
-    "repack",
     "walk_back",
 ]
 
@@ -190,33 +189,6 @@ def walk_back(index: A, packed: A, i: int, pre_ptr: A, pre_word: A, pre_shift: A
     return out[:L]
 
 
-@njit(cache=True)
-def repack(old: np.ndarray, n: int, o_word: np.ndarray, o_shift: np.ndarray, o_mask: np.ndarray,
-           new: np.ndarray, n_word: np.ndarray, n_shift: np.ndarray) -> None:
-    """Copy states ``0..n-1`` from one field layout to another (``new`` zeroed)."""
-    P = o_word.shape[0]
-    for i in range(n):
-        for p in range(P):
-            v = (old[i, o_word[p]] >> o_shift[p]) & o_mask[p]
-            new[i, n_word[p]] |= v << n_shift[p]
-
-
-@njit(cache=True)
-def bounds(packed: np.ndarray, n: int, word: np.ndarray, shift: np.ndarray, mask: np.ndarray,
-           out: np.ndarray) -> Any:
-    """Per-place maxima into ``out``; returns the largest token sum of one marking."""
-    P = word.shape[0]
-    best = np.int64(0)
-    for i in range(n):
-        total = np.int64(0)
-        for p in range(P):
-            v = np.int64((packed[i, word[p]] >> shift[p]) & mask[p])
-            total += v
-            out[p] = max(out[p], v)
-        best = max(best, total)
-    return best
-
-
 @njit(inline="always", cache=True)
 def _find(keys: np.ndarray, s: int, x: np.ndarray, k: int, W: int) -> tuple[int, bool]:
     """Probe ``keys`` from slot ``s`` for row ``k`` of ``x``: ``(slot, found)``; the slot is free if not found."""
@@ -350,6 +322,19 @@ def _resolve(packed: A, n: int, head: int, keys: A, tidx: A, special: A, esrc: A
 
 
 @njit(inline="always", cache=True)
+def _settle(packed: A, n: int, head: int, keys: A, tidx: A, special: A, dead: A, n_dead: int, esrc: A, etr: A,
+            edst: A, n_stored: int, store_edges: bool, n_edges: int, limit: int, succ: A, st: A, hs: A, K: int,
+            sink: A) -> tuple[bool, int, int, int, int]:
+    """The end of expanding ``head`` in both kernels: dead, or its ``K`` successors stored (``_resolve``)."""
+    if K == 0:
+        dead[n_dead] = head
+        return False, n, n_dead + 1, n_stored, n_edges
+    hit, n, n_stored, n_edges = _resolve(packed, n, head, keys, tidx, special, esrc, etr, edst,
+                                         n_stored, store_edges, n_edges, limit, succ, st, hs, K, sink)
+    return hit, n, n_dead, n_stored, n_edges
+
+
+@njit(inline="always", cache=True)
 def _pause(head: int, stop_head: int, n: int, T: int, cap: int, table_limit: int, n_dead: int, dead_cap: int,
            store_edges: bool, n_stored: int, edges_cap: int) -> int:
     """Why an ``expand_*`` kernel must return to Python before expanding state ``head``, or ``DONE`` if it need not.
@@ -454,14 +439,10 @@ def expand_safe(packed: A, n: int, head: int, stop_head: int, keys: A, table_lim
                     return OVERFLOW, n, head, n_dead, n_stored, n_edges, w * 64 + bit
                 succ[e, w] = a | post[t, w]
             st[e] = t
-        if E == 0:
-            dead[n_dead] = head
-            n_dead += 1
-        else:
-            hit, n, n_stored, n_edges = _resolve(packed, n, head, keys, tidx, special, esrc, etr, edst,
-                                                 n_stored, store_edges, n_edges, limit, succ, st, hs, E, sink)
-            if hit:
-                return LIMIT, n, head, n_dead, n_stored, n_edges, -1
+        hit, n, n_dead, n_stored, n_edges = _settle(packed, n, head, keys, tidx, special, dead, n_dead, esrc, etr,
+                                                    edst, n_stored, store_edges, n_edges, limit, succ, st, hs, E, sink)
+        if hit:
+            return LIMIT, n, head, n_dead, n_stored, n_edges, -1
         head += 1
     return DONE, n, head, n_dead, n_stored, n_edges, -1
 
@@ -511,13 +492,9 @@ def expand_general(packed: A, n: int, head: int, stop_head: int, keys: A, table_
                 succ[K, w] = packed[head, w] + delta[t, w]
             st[K] = t
             K += 1
-        if K == 0:
-            dead[n_dead] = head
-            n_dead += 1
-        else:
-            hit, n, n_stored, n_edges = _resolve(packed, n, head, keys, tidx, special, esrc, etr, edst,
-                                                 n_stored, store_edges, n_edges, limit, succ, st, hs, K, sink)
-            if hit:
-                return LIMIT, n, head, n_dead, n_stored, n_edges, -1
+        hit, n, n_dead, n_stored, n_edges = _settle(packed, n, head, keys, tidx, special, dead, n_dead, esrc, etr,
+                                                    edst, n_stored, store_edges, n_edges, limit, succ, st, hs, K, sink)
+        if hit:
+            return LIMIT, n, head, n_dead, n_stored, n_edges, -1
         head += 1
     return DONE, n, head, n_dead, n_stored, n_edges, -1

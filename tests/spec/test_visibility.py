@@ -5,7 +5,6 @@ with the path; Python inputs and templates follow the same rule; `{after_any}` n
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from pathlib import Path
 
@@ -14,9 +13,9 @@ import pytest
 from petriflow.errors import SpecError
 from petriflow.execute import Executor, plan
 from petriflow.spec import load, loads
-from petriflow.spec.model import Workflow
 from petriflow.spec.visibility import problems, visible
 from tests.cli_in_process import petriflow
+from tests.spec._visibility_oracle import seen_in_every_case
 
 F = "petriflow.execute.builtins:echo"
 
@@ -38,26 +37,6 @@ steps:
     after_any: [general, check_inventory]
     prompt: "Reply using {{check_inventory}}: {{question}}"
 """
-
-
-def _runs(wf: Workflow) -> list[list[str]]:
-    """Every case the route choices allow, as the steps that run."""
-    routers = [s for s in wf.steps if s.route]
-    out = []
-    for choice in itertools.product(*[[b.to for b in r.route] for r in routers]):
-        chosen = dict(zip([r.id for r in routers], choice, strict=True))
-        ran: list[str] = []
-        for _ in wf.steps:
-            for s in wf.steps:
-                if s.id in ran:
-                    continue
-                ins = wf.routers_of(s.id)
-                ok = all(a in ran for a in s.after) and (not s.after_any or any(a in ran for a in s.after_any))
-                ok = ok and all(r in ran and chosen[r] == s.id for r in ins)
-                if ok:
-                    ran.append(s.id)
-        out.append(ran)
-    return out
 
 
 DIAMONDS = [
@@ -82,17 +61,10 @@ steps:
 @pytest.mark.parametrize("text", [*DIAMONDS, Path("models/qa_router.yaml").read_text()])
 def test_what_a_step_sees_is_what_ran_before_it_in_every_case(text: str) -> None:
     wf = loads(text)
-    runs = _runs(wf)
-    def past(run: list[str], sid: str) -> set[str]:
-        """The steps whose finish this case's run of ``sid`` waited for, directly or not."""
-        step = wf.step(sid)
-        direct = [u for u in (*step.after, *step.after_any, *wf.routers_of(sid)) if u in run]
-        return set(direct).union(*(past(run, u) for u in direct))
-
+    oracle = seen_in_every_case(wf)
     for s in wf.steps:
-        befores = [past(r, s.id) for r in runs if s.id in r]
-        assert befores, s.id
-        assert visible(wf, s.id) == set.intersection(*befores), s.id
+        assert s.id in oracle, s.id
+        assert visible(wf, s.id) == oracle[s.id], s.id
 
 
 def test_a_prompt_naming_a_step_of_one_branch_fails_check_with_the_path(tmp_path: Path) -> None:
