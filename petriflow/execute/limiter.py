@@ -50,6 +50,7 @@ class Limiter:
                           for rid, r in resources.items() if r.get("rpm")}
         self._tokens = {rid: Bucket.for_tokens(r["tpm"], now=now) for rid, r in resources.items() if r.get("tpm")}
         self._held: dict[str, dict[str, int]] = {}
+        self._gone: set[str] = set()  # holders forgotten: what they still wait for is given back when granted
 
     async def acquire(self, holder: str, units: Uses, rated: tuple[str, ...], estimate: int) -> float:
         """Give ``holder`` ``units``, then reserve one call's permits on each of ``rated``; returns the wait."""
@@ -62,6 +63,10 @@ class Limiter:
             for rid, n in taken:
                 self._units[rid].release(n)
             raise
+        if holder in self._gone:  # it died while it waited: nobody will give these back
+            for rid, n in taken:
+                self._units[rid].release(n)
+            return 0.0
         mine = self._held.setdefault(holder, {})
         for rid, n in taken:
             mine[rid] = mine.get(rid, 0) + n
@@ -90,7 +95,8 @@ class Limiter:
                 self._units[rid].release(k)
 
     def forget(self, holder: str) -> None:
-        """Give back every unit a dead worker held, the ones it kept unused included."""
+        """Give back every unit a dead worker held, the ones it kept unused included, and all it still waits for."""
+        self._gone.add(holder)
         for rid, n in self._held.pop(holder, {}).items():
             if n > 0:
                 self._units[rid].release(n)

@@ -71,6 +71,21 @@ def test_capacity_holds_across_workers_and_a_dead_workers_units_come_back() -> N
     assert asyncio.run(main()) == ["w0", "w1", "w2", "1"]
 
 
+def test_what_a_dead_worker_was_still_waiting_for_is_not_lost() -> None:
+    """A worker dies while its call waits at the limiter: once granted, those units go back, not to the dead."""
+    async def main() -> dict[str, int]:
+        lim = Limiter({"llm": {"capacity": 1, **UNLIMITED}})
+        await lim.acquire("w0", USES, (), 0)
+        waiting = asyncio.ensure_future(lim.acquire("w0", USES, (), 0))  # sent before w0 died
+        await asyncio.sleep(0.01)
+        lim.forget("w0")
+        await waiting
+        await asyncio.wait_for(lim.acquire("w1", USES, (), 0), timeout=1)  # the unit is free for the living
+        return lim.in_use()
+
+    assert asyncio.run(main()) == {"llm": 1}
+
+
 def test_a_request_rate_spaces_grants_across_workers() -> None:
     async def main() -> list[float]:
         lim = Limiter({"llm": {"capacity": 10, "rpm": 60, "tpm": None}})  # one a second, a burst of 10
