@@ -40,7 +40,7 @@ from typing import Any, NamedTuple, Protocol
 from petriflow.errors import BudgetExceeded, InputError, RetryableCallError, StepFailed
 from petriflow.execute.case import Case, Done, message
 from petriflow.execute.plan import Dag, StepPlan
-from petriflow.execute.signals import clear_queued, set_queued
+from petriflow.execute.store import Queued
 from petriflow.execute.tools import KindRunner, StepCall
 from petriflow.execute.trace import TraceWriter
 from petriflow.execute.units import Units
@@ -118,7 +118,7 @@ class StepPolicies:
         """Take the step's units, then its rate permits; returns the tokens reserved (settled after the call).
 
         ``at`` is the case and execution key of the attempt: while it has to
-        wait for a unit or a permit, the store says so (:func:`~petriflow.execute.signals.set_queued`).
+        wait for a unit or a permit, the store says so (:meth:`~petriflow.execute.store.RunStore.set_queued`).
         """
         if self.shared is not None:
             estimate = self.ledger.estimate(sp.id)
@@ -150,13 +150,13 @@ class StepPolicies:
             raise
         finally:
             if queued and at is not None:
-                clear_queued(self.kinds.store, at[0].run_id, at[0].index, at[1])
+                self.kinds.store.clear_queued(at[0].run_id, at[0].index, at[1])
 
     def _queued(self, at: tuple[Case, str] | None, sp: StepPlan, rid: str) -> bool:
         """Record that the attempt waits for ``rid`` (True), when it is known which attempt it is."""
         if at is None:
             return False
-        set_queued(self.kinds.store, at[0].run_id, at[0].index, at[1], sp.id, rid)
+        self.kinds.store.set_queued(Queued(at[0].run_id, at[0].index, at[1], sp.id, rid, time.time()))
         return True
 
     def settle(self, sp: StepPlan, reserved: int, used: int) -> None:

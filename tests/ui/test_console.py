@@ -174,13 +174,12 @@ def test_the_live_net_changes_while_the_run_goes_on(waiting: Any) -> None:
 
 
 def test_the_live_net_shows_the_resource_waits_the_executor_records(tmp_path: Path) -> None:
-    from petriflow.execute import signals
 
     db, gate = tmp_path / "runs.sqlite", tmp_path / "gate"
     run = start_run(db, "R", "a", "b", "c", workflow=WORKFLOW.with_name("resource_flow.yaml"),
                     env={"UI_GATE": str(gate)})
     try:
-        wait_for(db, lambda store: len(signals.queued(store, "R")) == 2, "two cases never waited for the gpu")
+        wait_for(db, lambda store: len(store.queued("R")) == 2, "two cases never waited for the gpu")
         with console(db) as ui, browser() as ctx:
             page = ctx.new_page()
             page.goto(f"{ui.url}/runs/R/net?token={ui.token}")
@@ -190,7 +189,7 @@ def test_the_live_net_shows_the_resource_waits_the_executor_records(tmp_path: Pa
             assert (work.nth(1).inner_text(), work.nth(2).inner_text()) == ("1", "2")  # running, waiting for gpu
             store = SqliteStore(db)
             try:  # what the page shows is what the executor wrote
-                waits = signals.queued(store, "R")
+                waits = store.queued("R")
                 assert [(q.step, q.resource) for q in waits] == [("work", "gpu")] * 2
             finally:
                 store.close()
