@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,25 @@ def test_a_request_without_the_token_is_refused(tmp_path: Path) -> None:
         assert status == 403 and "CSRF" in body
         assert _get(ui.url + "/review", {**cookie, "Host": "evil.example:80"})[0] == 403
         assert ui.token not in _get(ui.url + "/review", cookie)[1]
+
+
+def test_a_workflow_that_fails_check_is_drawn_with_its_deadlock_witness(tmp_path: Path) -> None:
+    """The shipped broken router (an AND-join after an exclusive route) drawn as ``petriflow draw`` draws it."""
+    from petriflow.net.lower import lower
+    from petriflow.spec import load
+    from petriflow.viz.witness import deadlock_overlay
+
+    broken = MODERATION.parent / "qa_router_broken.yaml"
+    overlay = deadlock_overlay(lower(load(broken)))
+    assert overlay is not None
+    db = tmp_path / "runs.sqlite"
+    store = SqliteStore(db)
+    store.create_run("R", workflow=str(broken))
+    store.close()
+    with console(db) as ui:
+        status, svg = _get(ui.url + "/runs/R/net.svg", {"Cookie": f"petriflow_ui={ui.token}"})
+    assert status == 200 and "DEADLOCK" in svg and escape(overlay.title) in svg
+    assert "aggregate" in svg
 
 
 def test_metrics_parse_and_match_the_store(tmp_path: Path) -> None:
