@@ -36,6 +36,7 @@ import yaml
 
 from petriflow.errors import PetriflowError
 from petriflow.generate import Generation, gate, generate, load_catalog
+from petriflow.generate.draft import expand_text
 
 SMOKE_ARGS = ["--messages", "0"]
 HERE = ROOT / "models" / "customer_support"
@@ -99,7 +100,7 @@ def summarize(records: list[dict[str, Any]], catalog: Any, rounds: int) -> None:
     reasons = Counter(str(r["rounds"][0]["check"]) for r in answered if not r["rounds"][0]["ok"])
     final_reasons = Counter(str(r["rounds"][-1]["check"]) for r in answered if not r["rounds"][-1]["ok"])
     texts = [x["text"] for r in answered for x in r["rounds"]]
-    gate_s = [gate_time(t, catalog)[0] for t in texts]
+    gate_s = [gate_time(expand_text(t, catalog), catalog)[0] for t in texts]
     model_s = [x["model_seconds"] for r in answered for x in r["rounds"]]
     adversarial = [r for r in answered if r["intent"] == "adversarial"]
     print(f"\n{n} messages answered ({errors} model errors), at most {rounds} rounds, {len(texts)} generated "

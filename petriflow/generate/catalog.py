@@ -60,7 +60,12 @@ CATALOG_SCHEMA: dict[str, Any] = {
         "functions": {**_IDMAP, "additionalProperties": {
             "type": "object", "required": ["function"], "additionalProperties": False,
             "properties": {"function": {"type": "string", "pattern": "^[A-Za-z_][\\w.]*:[A-Za-z_]\\w*$"},
-                           "description": {"type": "string"}, "kwargs": _OBJ}}},
+                           "description": {"type": "string"}, "kwargs": _OBJ,
+                           "labels": {"type": "array", "uniqueItems": True, "minItems": 1, "maxItems": 8,
+                                      "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}}}}},
+        "humans": {**_IDMAP, "additionalProperties": {"type": "string"}},
+        "generate_order": {"type": "array", "uniqueItems": True, "items": {"type": "string"}},
+        "example": _OBJ,
         "prompts": {**_IDMAP, "additionalProperties": {
             "type": "object", "required": ["prompt"], "additionalProperties": False,
             "properties": {"prompt": {"type": "string"}, "system": {"type": "string"}}}},
@@ -114,6 +119,12 @@ class Catalog:
     generate_kinds: tuple[str, ...] | None = None
     """The step kinds a model is offered when it writes a workflow (None: every kind the catalog supports).
     Narrows generation only: a file the operator wrote may still use the catalog's other kinds."""
+    humans: Mapping[str, str] = field(default_factory=lambda: _ro({"agent": "a person takes the case over"}))
+    """The human steps a draft may hold, by id, with what each is for (default: one ``agent``)."""
+    generate_order: tuple[str, ...] = ()
+    """The order a draft lists its steps in (:mod:`petriflow.generate.draft`): what a step reads before it."""
+    example: Mapping[str, Any] | None = None
+    """A draft that passes the gate, shown to the model as the one example of the format."""
     description: str = ""
     source: str | None = None
     document: Mapping[str, Any] = field(default_factory=lambda: _ro(None))
@@ -156,6 +167,8 @@ def catalog_from(doc: Mapping[str, Any], *, file: str = "<catalog>") -> Catalog:
         prompts=_ro({k: _ro(v) for k, v in doc.get("prompts", {}).items()}), labels=_ro(labels),
         inputs=tuple(doc.get("inputs", ["question"])), generator=gen, description=str(doc.get("description", "")),
         generate_kinds=tuple(doc["generate_kinds"]) if "generate_kinds" in doc else None,
+        humans=_ro(doc.get("humans", {"agent": "a person takes the case over"})),
+        generate_order=tuple(doc.get("generate_order", ())), example=doc.get("example"),
         source=file, document=_ro(doc))
 
 
