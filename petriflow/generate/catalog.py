@@ -62,10 +62,12 @@ CATALOG_SCHEMA: dict[str, Any] = {
             "properties": {"function": {"type": "string", "pattern": "^[A-Za-z_][\\w.]*:[A-Za-z_]\\w*$"},
                            "description": {"type": "string"}, "kwargs": _OBJ,
                            "labels": {"type": "array", "uniqueItems": True, "minItems": 1, "maxItems": 8,
+                                      "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}},
+                           "fields": {"type": "array", "uniqueItems": True, "maxItems": 8,
                                       "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}}}}},
         "humans": {**_IDMAP, "additionalProperties": {"type": "string"}},
         "generate_order": {"type": "array", "uniqueItems": True, "items": {"type": "string"}},
-        "example": _OBJ,
+        "examples": {"type": "array", "items": _OBJ, "maxItems": 4},
         "prompts": {**_IDMAP, "additionalProperties": {
             "type": "object", "required": ["prompt"], "additionalProperties": False,
             "properties": {"prompt": {"type": "string"}, "system": {"type": "string"}}}},
@@ -123,8 +125,8 @@ class Catalog:
     """The human steps a draft may hold, by id, with what each is for (default: one ``agent``)."""
     generate_order: tuple[str, ...] = ()
     """The order a draft lists its steps in (:mod:`petriflow.generate.draft`): what a step reads before it."""
-    example: Mapping[str, Any] | None = None
-    """A draft that passes the gate, shown to the model as the one example of the format."""
+    examples: tuple[Mapping[str, Any], ...] = ()
+    """Drafts that pass the gate, shown to the model as examples of the format."""
     description: str = ""
     source: str | None = None
     document: Mapping[str, Any] = field(default_factory=lambda: _ro(None))
@@ -168,7 +170,7 @@ def catalog_from(doc: Mapping[str, Any], *, file: str = "<catalog>") -> Catalog:
         inputs=tuple(doc.get("inputs", ["question"])), generator=gen, description=str(doc.get("description", "")),
         generate_kinds=tuple(doc["generate_kinds"]) if "generate_kinds" in doc else None,
         humans=_ro(doc.get("humans", {"agent": "a person takes the case over"})),
-        generate_order=tuple(doc.get("generate_order", ())), example=doc.get("example"),
+        generate_order=tuple(doc.get("generate_order", ())), examples=tuple(doc.get("examples", ())),
         source=file, document=_ro(doc))
 
 

@@ -40,13 +40,12 @@ from typing import Any
 
 from petriflow.generate.catalog import Catalog
 
-__all__ = ["draft_ids", "draft_schema", "draft_tokens", "expand", "expand_text"]
+__all__ = ["chosen_steps", "draft_ids", "draft_schema", "draft_tokens", "expand", "expand_text", "plan_schema",
+           "template_names"]
 
 _ID = "^[a-z][a-z0-9_]{0,31}$"
 _FREE = 60
 """The longest literal string a draft may hold (a tool argument, the name): room for a note, no room to wander."""
-_JOIN = 3
-"""The most steps an ``after`` or ``after_any`` lists."""
 
 
 def draft_ids(catalog: Catalog) -> dict[str, tuple[str, str]]:
@@ -77,19 +76,25 @@ def _labels(catalog: Catalog, name: str) -> tuple[str, ...]:
 
 
 def _template(catalog: Catalog, ids: list[str], own: str) -> dict[str, Any]:
-    """The templates an argument may be: a case input or another step's whole output (an enum: the
-    decoder cannot invent a name)."""
-    return {"enum": [f"{{{n}}}" for n in (*catalog.inputs, *(i for i in ids if i != own))]}
+    """The templates an argument may be: a case input, another step's output, or a field of it that the
+    function's catalog entry lists (an enum: the decoder cannot invent a name)."""
+    names = [f"{{{n}}}" for n in (*catalog.inputs, *(i for i in ids if i != own))]
+    names += [f"{{{i}[{f}]}}" for i in ids if i != own and i in catalog.functions
+              for f in catalog.functions[i].get("fields", ())]
+    return {"enum": names}
 
 
 def _narrow(schema: Any) -> Any:
-    """A literal argument's schema with free strings cut to :data:`_FREE` characters (still within the
-    tool's own schema: a shorter string it allows is one it allows)."""
+    """A literal argument's schema: a free string cut to :data:`_FREE` characters and without braces (still
+    within the tool's own schema: such a string it allows is one it allows)."""
     if not isinstance(schema, Mapping):
         return schema
     out = dict(schema)
     if out.get("type") == "string" and "enum" not in out and "pattern" not in out:
-        out["maxLength"] = min(int(out.get("maxLength", _FREE)), _FREE)
+        # no braces: a literal is never read as a template (the templates are the enum beside it), and the
+        # length inside the pattern, which the grammar keeps (it drops maxLength next to a pattern)
+        most = min(int(out.pop("maxLength", _FREE)), _FREE)
+        out["pattern"] = f"^[^{{}}]{{0,{most}}}$"
     return out
 
 
@@ -102,12 +107,12 @@ def _args(catalog: Catalog, schema: Mapping[str, Any], ids: list[str], own: str)
 
 
 def _step(catalog: Catalog, sid: str, kind: str, ids: list[str]) -> dict[str, Any]:
-    others = {"enum": [i for i in ids if i != sid]}
-    props: dict[str, Any] = {
-        "after": {"type": "array", "items": others, "minItems": 1, "maxItems": _JOIN, "uniqueItems": True},
-        "after_any": {"type": "array", "items": others, "minItems": 2, "maxItems": _JOIN, "uniqueItems": True},
-    }
-    required: list[str] = []
+    others = [i for i in ids if i != sid]
+    reads = [i for i in _reads_steps(catalog, kind, sid) if i in others]
+    # one predecessor, written as a name, not a list: a grammar cannot keep a list's items unique, and a tiny
+    # model repeats them ("after": ["facts", "facts", "facts"]); a step that reads another step waits for it
+    props: dict[str, Any] = {"after": {"enum": reads or others}} if reads or others else {}
+    required: list[str] = ["after"] if reads else []
     if kind == "tool":
         props["args"] = _args(catalog, catalog.tools[sid].schema, ids, sid)
         required.append("args")
@@ -116,13 +121,13 @@ def _step(catalog: Catalog, sid: str, kind: str, ids: list[str]) -> dict[str, An
         if kwargs is not None:
             props["kwargs"] = dict(kwargs)
         labels = _labels(catalog, sid)
-        if len(labels) >= 2:
+        if len(labels) >= 2 and others:
             props["route"] = {"type": "object", "additionalProperties": False, "required": list(labels),
-                              "properties": {lab: others for lab in labels}}
-        elif len(labels) == 1 and catalog.limits.loop:
+                              "properties": {lab: {"enum": others} for lab in labels}}
+        elif len(labels) == 1 and catalog.limits.loop and others:
             props["loop"] = {"type": "object", "additionalProperties": False, "required": ["to", "max"],
-                             "properties": {"to": others, "max": {"type": "integer", "minimum": 1,
-                                                                  "maximum": catalog.limits.loop}}}
+                             "properties": {"to": {"enum": others}, "max": {"type": "integer", "minimum": 1,
+                                                                          "maximum": catalog.limits.loop}}}
     elif kind == "chat":
         chat = [m for m, e in catalog.models.items() if e.kind == "chat"]
         if len(chat) > 1:
@@ -131,55 +136,118 @@ def _step(catalog: Catalog, sid: str, kind: str, ids: list[str]) -> dict[str, An
     return {"type": "object", "additionalProperties": False, "required": required, "properties": props}
 
 
-def draft_schema(catalog: Catalog) -> dict[str, Any]:
-    """The JSON Schema a model writes its draft under (``response_format: json_schema``); see the module
-    docstring for what it leaves out and why."""
+def _reads_steps(catalog: Catalog, kind: str, name: str) -> list[str]:
+    """The step names a catalog entry's own text reads (a chat prompt's templates), case inputs left out."""
+    if kind != "chat":
+        return []
+    texts = [catalog.prompts[name]["prompt"], catalog.prompts[name].get("system", "")]
+    return sorted({n for t in texts for n in template_names(t)} - set(catalog.inputs))
+
+
+def template_names(template: str) -> list[str]:
+    """The top-level names a template reads (``{a[b]}`` reads ``a``); none if it cannot be read (the gate
+    says why)."""
+    import re
+    import string
+
+    try:
+        return [re.split(r"[.\[]", f, maxsplit=1)[0] for _, f, _, _ in string.Formatter().parse(template) if f]
+    except ValueError:
+        return []
+
+
+def plan_schema(catalog: Catalog) -> dict[str, Any]:
+    """The schema of the plan, the first of a round's two calls: which of the catalog's steps the case needs.
+
+    A draft written all at once names steps it then never writes (``"after": "update_ticket"`` with no
+    ``update_ticket``: a tiny model mixes its examples), and a grammar cannot know which optional keys an
+    object already holds. Choosing the steps first lets the second call's schema (:func:`draft_schema` with
+    ``chosen``) require exactly those steps and allow references to them alone."""
+    ids = list(draft_ids(catalog))
+    return {"type": "object", "required": ["steps"], "additionalProperties": False,
+            "properties": {"steps": {"type": "array", "items": {"enum": ids}, "minItems": 1,
+                                     "maxItems": min(len(ids), catalog.limits.steps)}}}
+
+
+def chosen_steps(plan: Any, catalog: Catalog) -> tuple[str, ...] | None:
+    """The steps a plan chose, in the draft's order, with every step a chosen one reads (a reply reads the
+    facts: choosing it brings them, for the model to write); None if ``plan`` is not a plan of catalog steps.
+    """
     ids = draft_ids(catalog)
+    names = plan.get("steps") if isinstance(plan, Mapping) else None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in ids for n in names):
+        return None
+    picked = set(names)
+    while True:
+        more = {r for n in picked for r in _reads_steps(catalog, ids[n][0], ids[n][1]) if r in ids} - picked
+        if not more:
+            break
+        picked |= more
+    if len(picked) > catalog.limits.steps:
+        return None
+    return tuple(i for i in ids if i in picked)
+
+
+def draft_schema(catalog: Catalog, chosen: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The JSON Schema a model writes its draft under (``response_format: json_schema``); see the module
+    docstring for what it leaves out and why. With ``chosen`` (:func:`chosen_steps`), exactly those steps,
+    each required, and every reference names one of them."""
+    ids = draft_ids(catalog)
+    if chosen is not None:
+        ids = {i: ids[i] for i in ids if i in chosen}
     order = list(ids)
     steps = {sid: _step(catalog, sid, kind, order) for sid, (kind, _) in ids.items()}
+    box: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": steps}
+    if chosen is None:
+        box.update(minProperties=1, maxProperties=min(len(steps), catalog.limits.steps))
+    else:
+        box["required"] = order
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"petriflow workflow draft for catalog {catalog.name}",
         "type": "object", "required": ["name", "steps"], "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "pattern": "^[a-z][a-z_]{0,23}$"},
-            "steps": {"type": "object", "additionalProperties": False, "minProperties": 1,
-                      "maxProperties": min(len(steps), catalog.limits.steps), "properties": steps},
-        },
+        "properties": {"name": {"type": "string", "pattern": "^[a-z][a-z_]{0,23}$"}, "steps": box},
     }
 
 
-def draft_tokens(catalog: Catalog) -> int:
-    """An upper bound on the tokens of any answer the draft schema allows: every step, every optional key at
-    its longest, each character counted as a token (a tokenizer never needs more than one token a byte for
-    this ASCII text). ``max_tokens`` at least this large means no answer is cut off."""
-    schema = draft_schema(catalog)
-    longest_id = max((len(i) for i in draft_ids(catalog)), default=1)
-    return 40 + sum(_longest(s, longest_id) + longest_id + 4 for s in schema["properties"]["steps"]
-                    ["properties"].values())
+_WS = 22
+"""The most whitespace llama.cpp's JSON grammar lets a model put at one place (``"\\n" [ \\t]{0,20}``)."""
 
 
-def _longest(schema: Any, longest_id: int) -> int:
-    """Characters of the longest JSON value ``schema`` allows (the shapes :func:`draft_schema` writes)."""
+def draft_tokens(catalog: Catalog, chosen: tuple[str, ...] | None = None) -> int:
+    """An upper bound on the tokens of any answer :func:`draft_schema` allows: every key at its longest,
+    the most whitespace at every place the grammar allows it, a token per character of its punctuation and
+    names (a token is at least one character) and six per character of a free string (an escape or a
+    character's UTF-8 bytes). ``max_tokens`` this large means no answer is cut off."""
+    return _WS + _longest(draft_schema(catalog, chosen)) + _WS
+
+
+def _longest(schema: Any) -> int:
+    """Characters of the longest JSON text ``schema`` allows, whitespace included (the shapes
+    :func:`draft_schema` writes: enums, objects, arrays, integers, strings whose pattern ends in
+    ``{0,n}$`` or is a name of at most 32 characters)."""
+    import re
+
     if not isinstance(schema, Mapping):
-        return 8
+        raise ValueError(f"no bound for {schema!r}")
     if "enum" in schema:
         return max(len(json.dumps(v)) for v in schema["enum"])
-    if "const" in schema:
-        return len(json.dumps(schema["const"]))
     if "anyOf" in schema:
-        return max(_longest(s, longest_id) for s in schema["anyOf"])
+        return max(_longest(s) for s in schema["anyOf"])
     kind = schema.get("type")
     if kind == "object":
-        props = schema.get("properties", {})
-        return 2 + sum(len(json.dumps(k)) + 2 + _longest(v, longest_id) for k, v in props.items())
+        props = schema.get("properties", {})  # {, then per key: ws "key" ws : ws value ws , ; then }
+        return 2 + sum(len(json.dumps(k)) + 4 * _WS + 2 + _longest(v) for k, v in props.items())
     if kind == "array":
-        return 2 + int(schema.get("maxItems", 16)) * (_longest(schema.get("items"), longest_id) + 1)
+        return 2 + _WS + int(schema["maxItems"]) * (_longest(schema["items"]) + 2 * _WS + 1)
     if kind == "string":
-        return 2 + 2 * int(schema.get("maxLength", 64))  # a pattern's strings here are at most 64 characters
+        m = re.search(r"\{(\d+),(\d+)\}\$$", str(schema.get("pattern", "")))
+        if m is None:
+            raise ValueError(f"no bound for the string {schema!r}")
+        return 2 + 6 * int(m.group(2))  # a character is at most 6 tokens: an escape \uXXXX, or 4 UTF-8 bytes
     if kind == "integer":
-        return len(str(schema.get("maximum", 10**9)))
-    return 24
+        return len(str(schema["maximum"])) + 1 if "maximum" in schema and schema.get("minimum", -1) >= 0 else 21
+    raise ValueError(f"no bound for {schema!r}")
 
 
 def expand(doc: Any, catalog: Catalog) -> Any:
@@ -223,6 +291,8 @@ def expand(doc: Any, catalog: Catalog) -> Any:
                 step["system"] = prompt["system"]
             step["config"] = {"max_tokens": catalog.limits.max_tokens,
                               "max_input_tokens": catalog.limits.max_input_tokens}
+        if isinstance(rest.get("after"), str):
+            step["after"] = [rest.pop("after")]
         step.update(rest)
         steps.append(step)
     return {**{k: v for k, v in doc.items() if k != "steps"}, "steps": steps}
