@@ -14,8 +14,15 @@ import pytest
 
 from petriflow.generate import gate, load_catalog
 from petriflow.generate.catalog import Catalog
-from petriflow.generate.draft import (chosen_steps, draft_ids, draft_schema, draft_tokens, expand, expand_text,
-                                      plan_schema)
+from petriflow.generate.draft import (
+    chosen_steps,
+    draft_ids,
+    draft_schema,
+    draft_tokens,
+    expand,
+    expand_text,
+    plan_schema,
+)
 from petriflow.spec.load import from_document
 
 ROOT = Path(__file__).resolve().parents[2]
