@@ -16,8 +16,11 @@ inputs: [question]                 # case variables a template may read
 models: {smollm2: {name: SmolLM2-135M-Instruct, price_input: 0.1, price_output: 0.3}}
 tools:                             # as a workflow's `tools:`; functions next to this file
   lookup_order: {function: support_tools:lookup_order, schema: {...}}
-functions: {find_order: {function: support_tools:find_order}}
+functions: {find_order: {function: support_tools:find_order, labels: [found, missing], fields: [order_id]}}
 prompts: {reply: {system: "...", prompt: "..."}}
+humans: {agent: a person takes the case over}   # the human steps a generated draft may hold
+generate_order: [find_order, lookup_order, reply, agent]   # the order of a draft's steps
+examples: [{name: order, steps: {find_order: {route: {found: lookup_order, missing: agent}}, ...}}]
 labels: {intent: {order: ["where is my order?"], human: ["get me a person"]}}
 limits: {steps: 12, depth: 10, loop: 2, map: 5, attempts: 3, max_tokens: 256, max_input_tokens: 1024, budget: 0.01}
 ```

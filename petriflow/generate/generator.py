@@ -1,13 +1,15 @@
 """Generation with repair: a model writes a workflow for a request, the gate checks it, refusals go back.
 
-Each round sends the catalog (what may be used), the request (as data: the
-customer's words never become instructions, and nothing in them is read as
-a catalog entry) and, after a refusal, the gate's verdict with its witness.
-The model answers under ``response_format: json_schema`` with the catalog's
-strict generation schema (:func:`petriflow.generate.schema.generation_schema`);
-its answer is taken as text and gated whatever it is, so an answer that is
-not even JSON is the ``parse`` check's refusal and is repaired like any
-other. At most ``rounds`` rounds; every round is handed to ``log`` (the CLI
+Each round sends the catalog's steps (what may be used, one line each, and
+its examples), the request (as data: the customer's words never become
+instructions, and nothing in them is read as a catalog entry) and, after a
+refusal, the gate's verdict in one line. The model answers in two calls under
+``response_format: json_schema``: a plan (which of the catalog's steps), then
+a draft under the schema those steps allow (:mod:`petriflow.generate.draft`:
+the small format a 135M model can fill without wandering). The draft is
+expanded with the catalog's own entries and gated whatever it is, so an
+answer that is not even JSON is the ``parse`` check's refusal and is
+repaired like any other. At most ``rounds`` rounds; every round is handed to ``log`` (the CLI
 writes them as JSON lines) with its verdict, tokens, cost and times.
 """
 
@@ -44,7 +46,8 @@ verdict and witness are what it needs."""
 
 @dataclass(frozen=True)
 class Round:
-    """One model call and the gate's verdict on its answer."""
+    """One round's model calls (the plan and the draft: tokens, cost and seconds are both) and the gate's
+    verdict on its answer (``text``, the draft)."""
 
     number: int
     text: str
