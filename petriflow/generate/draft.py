@@ -13,16 +13,21 @@ grammar-constrained decoder cannot write them:
   ``generate_order``;
 * what a step *is* (kind, tool, function, model, prompt and system text,
   token limits) follows from its id, so the model writes only what it
-  decides: ``after``, ``after_any``, tool ``args``, function ``kwargs``, and
-  ``route`` or ``loop`` on a function whose catalog entry lists the
-  ``labels`` its output names;
+  decides: ``after`` (one step, a name: a grammar cannot keep a list's
+  items unique, and the model repeats them), tool ``args``, function
+  ``kwargs``, and ``route`` or ``loop`` on a function whose catalog entry
+  lists the ``labels`` its output names;
 * a ``route`` is ``{label: step}`` with every label of the function required
   once: no branch can be repeated or missing, and it has no probabilities to
   get wrong; the expansion gives the branches equal shares (the route's
   ``p`` is a profile's prior, which petriflow fits from traces; the gate's
   cost bound takes the dearest branch whatever the shares);
-* every array and free string is bounded, so a whole answer fits the tokens
-  it is given (:func:`draft_tokens` is that bound).
+* every string is bounded by its pattern (a literal holds no braces, so it is
+  never read as a template; a template is one of an enum), every integer by
+  the catalog's limits, so a whole answer fits the tokens it is given
+  (:func:`draft_tokens` is that bound);
+* with a plan (:func:`plan_schema`, :func:`chosen_steps`), the steps are
+  fixed before the draft is written, and every reference names one of them.
 
 :func:`expand` turns a draft into a workflow document by adding only what
 the catalog holds; the gate then checks that document like any other file,
@@ -34,6 +39,7 @@ as written, for the gate to refuse by name.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
@@ -53,14 +59,12 @@ def draft_ids(catalog: Catalog) -> dict[str, tuple[str, str]]:
 
     A name that is not a valid step id, or that an earlier section already took, is left out (the
     sections are read in the order functions, tools, prompts, humans)."""
-    from petriflow.generate.schema import _kinds
+    from petriflow.generate.schema import _kinds  # the kinds the catalog offers: one rule for both formats
 
     kinds = set(_kinds(catalog))
     found: dict[str, tuple[str, str]] = {}
     sections = [("python", catalog.functions), ("tool", catalog.tools), ("chat", catalog.prompts),
                 ("human", catalog.humans)]
-    import re
-
     for kind, names in sections:
         if kind not in kinds:
             continue
@@ -147,7 +151,6 @@ def _reads_steps(catalog: Catalog, kind: str, name: str) -> list[str]:
 def template_names(template: str) -> list[str]:
     """The top-level names a template reads (``{a[b]}`` reads ``a``); none if it cannot be read (the gate
     says why)."""
-    import re
     import string
 
     try:
@@ -225,9 +228,7 @@ def draft_tokens(catalog: Catalog, chosen: tuple[str, ...] | None = None) -> int
 def _longest(schema: Any) -> int:
     """Characters of the longest JSON text ``schema`` allows, whitespace included (the shapes
     :func:`draft_schema` writes: enums, objects, arrays, integers, strings whose pattern ends in
-    ``{0,n}$`` or is a name of at most 32 characters)."""
-    import re
-
+    ``{m,n}$``)."""
     if not isinstance(schema, Mapping):
         raise ValueError(f"no bound for {schema!r}")
     if "enum" in schema:
