@@ -6,11 +6,15 @@ For each support message of ``models/customer_support/messages.jsonl`` (52,
 written by the project: order, stock and escalation requests in every tone,
 and adversarial ones: injected instructions, other customers' records,
 invented tools, million-step plans, SQL, secrets), SmolLM2-135M writes a
-workflow against ``models/customer_support/catalog.yaml`` under the
-catalog's strict JSON Schema, and the gate checks it; a refusal goes back
-for repair, at most ``--rounds`` rounds. Prints the share passing at round 1
-and after repair, the rounds needed, the share refused per check at round 1,
-and the gate's time per generated workflow (each re-gated warm, best of 3)
+workflow against ``models/customer_support/catalog.yaml`` (a plan of the
+catalog's steps, then a draft under the schema those steps allow:
+``petriflow/generate/draft.py``), and the gate checks the expanded workflow;
+a refusal goes back for repair, at most ``--rounds`` rounds. Prints the
+share passing at round 1 and after repair, the rounds needed, the share
+refused per check at round 1, how many passing drafts are copies of the
+catalog's examples or hold a step of their message's intent (a coarse
+reading of fit, which the gate does not judge), and the gate's time per
+generated workflow (each re-gated warm, best of 3)
 beside the model's time per round: the gate must stay under 1 s, so a repair
 loop spends its time in the model. ``--messages 0`` gates only the shipped
 workflow, its broken variant and prepared refusals (no model).
@@ -36,10 +40,21 @@ import yaml
 
 from petriflow.errors import PetriflowError
 from petriflow.generate import Generation, gate, generate, load_catalog
+from petriflow.generate.draft import expand_text
 
 SMOKE_ARGS = ["--messages", "0"]
 HERE = ROOT / "models" / "customer_support"
 TARGET_GATE_S = 1.0
+FITS = {"order": {"lookup_order"}, "stock": {"check_inventory"}, "human": {"agent", "update_ticket"}}
+"""A passing draft fits its request (a coarse reading, not the gate's) when it holds one of these steps: the
+order is looked up, the stock checked, the case handed over or its ticket updated."""
+
+
+def _draft(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def gate_time(doc: Any, catalog: Any, repeat: int = 3) -> tuple[float, Any]:
@@ -99,7 +114,7 @@ def summarize(records: list[dict[str, Any]], catalog: Any, rounds: int) -> None:
     reasons = Counter(str(r["rounds"][0]["check"]) for r in answered if not r["rounds"][0]["ok"])
     final_reasons = Counter(str(r["rounds"][-1]["check"]) for r in answered if not r["rounds"][-1]["ok"])
     texts = [x["text"] for r in answered for x in r["rounds"]]
-    gate_s = [gate_time(t, catalog)[0] for t in texts]
+    gate_s = [gate_time(expand_text(t, catalog), catalog)[0] for t in texts]
     model_s = [x["model_seconds"] for r in answered for x in r["rounds"]]
     adversarial = [r for r in answered if r["intent"] == "adversarial"]
     print(f"\n{n} messages answered ({errors} model errors), at most {rounds} rounds, {len(texts)} generated "
@@ -111,6 +126,20 @@ def summarize(records: list[dict[str, Any]], catalog: Any, rounds: int) -> None:
     print("refused at the end   " + (", ".join(f"{k}: {v}" for k, v in final_reasons.most_common()) or "none"))
     print(f"adversarial passing  {sum(r['rounds'][-1]['ok'] for r in adversarial)}/{len(adversarial)} (a passing "
           "one holds only catalog tools, functions and prompts: the gate checked it)")
+    passing = [r for r in answered if r["rounds"][-1]["ok"]]
+    drafts = [_draft(r["rounds"][-1]["text"]) for r in passing]
+    examples = [json.dumps(x, sort_keys=True) for x in catalog.examples]
+    copies = sum(json.dumps(d, sort_keys=True) in examples for d in drafts)
+    fits = [r for r, d in zip(passing, drafts, strict=True) if r["intent"] in FITS]
+    fit = sum(bool(FITS[r["intent"]] & set((d or {}).get("steps") or ())) for r, d in
+              zip(passing, drafts, strict=True) if r["intent"] in FITS)
+    planned = [x for r in answered for x in r["rounds"] if x.get("plan") is not None]
+    print(f"passing drafts       {len({json.dumps(d, sort_keys=True) for d in drafts})} distinct; {copies} "
+          f"identical to an example of the catalog; {fit}/{len(fits)} of the order, stock and escalation ones "
+          "hold a step of their intent (" + ", ".join(f"{k}: {'/'.join(sorted(v))}" for k, v in FITS.items()) + ")")
+    print(f"rounds with a plan   {len(planned)}/{len(texts)} (the rest wrote under the whole draft schema)")
+    sizes = Counter(len((d or {}).get("steps") or ()) for d in drafts)
+    print("passing draft steps  " + ", ".join(f"{k} steps: {v}" for k, v in sorted(sizes.items())))
     gmed, gmax, mmed = statistics.median(gate_s), max(gate_s), statistics.median(model_s)
     print(f"gate per workflow    median {gmed * 1000:.1f} ms, max {gmax * 1000:.1f} ms "
           f"(target < {TARGET_GATE_S:.0f} s: {'met' if gmax < TARGET_GATE_S else 'NOT met'})")
@@ -121,8 +150,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=52, help="how many messages of messages.jsonl (0: gate only)")
     ap.add_argument("--rounds", type=int, default=3, help="repair rounds per message")
-    ap.add_argument("--concurrency", type=int, default=2)
-    ap.add_argument("--max-tokens", type=int, default=400, help="tokens per generated answer")
+    ap.add_argument("--concurrency", type=int, default=2, help="requests at once (as many as the server's slots: "
+                                                              "PETRIFLOW_LOCAL_SLOTS, each of PETRIFLOW_LOCAL_CTX / slots)")
+    ap.add_argument("--max-tokens", type=int, default=2048, help="tokens per generated answer (the plan: at most 200)")
     ap.add_argument("--records", help="append one JSON line per message here; messages already in it are skipped "
                                       "(an interrupted run goes on), and the figures are over all of it")
     ap.add_argument("--summarize", action="store_true", help="only print the figures of --records (no model)")

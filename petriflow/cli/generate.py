@@ -108,11 +108,12 @@ def generate(request: str, catalog_path: str, output: str | None, rounds: int, b
             click.echo(json.dumps(doc, indent=2))
     if as_json:
         try:
-            answer = json.loads(gen.rounds[-1].text)  # what the model wrote last, passed or not
+            answer = json.loads(gen.rounds[-1].text)  # what the model wrote last (a draft), passed or not
         except ValueError:
             answer = None
+        workflow = {k: v for k, v in raw.items() if k not in ("models", "tools")} if gen.ok and raw else None
         click.echo(json.dumps({"ok": gen.ok, "rounds": [r.to_json() for r in gen.rounds],
-                               "workflow": answer if gen.ok else None, "answer": answer, "written": written},
+                               "workflow": workflow, "answer": answer, "written": written},
                               indent=2))
     elif written:
         click.echo(f"wrote {written}: passed the gate in round {len(gen.rounds)}; run it with: "

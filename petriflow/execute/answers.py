@@ -78,13 +78,12 @@ def record_answer(store: Any, run_id: str, step: str, value: str, *, npass: int 
 
 
 def record_escalation(store: Any, run_id: str, step: str, *, npass: int = 1, case: int | None = None) -> str:
-    """Escalate a waiting human step now, as its deadline would (:mod:`petriflow.execute.signals`).
+    """Escalate a waiting human step now, as its deadline would (:meth:`~petriflow.execute.store.RunStore.escalate`).
 
     Only a step that waits (``petriflow runs pending`` lists it) can be
     escalated, each wait once; ``case=None`` escalates every case of the run
     that waits at that step and pass. Returns a sentence saying what was escalated.
     """
-    from petriflow.execute.signals import escalate
 
     _check(store, run_id, step, npass, case)
     waits = [w.case for w in store.waiting(run_id) if w.step == step and w.npass == npass
@@ -93,7 +92,7 @@ def record_escalation(store: Any, run_id: str, step: str, *, npass: int = 1, cas
         which = f"case {case} of " if case is not None else ""
         raise InputError(f"step '{step}' (pass {npass}) of {which}run '{short(run_id)}' is not waiting",
                          hint="only a waiting step can be escalated: petriflow runs pending lists them")
-    fresh = [k for k in waits if escalate(store, run_id, k, step, npass)]
+    fresh = [k for k in waits if store.escalate(run_id, k, step, npass)]
     if not fresh:
         raise InputError(f"step '{step}' of run '{short(run_id)}' is already escalated",
                          hint="its fallback or on_failure step takes over at the wait's next poll")

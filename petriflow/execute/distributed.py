@@ -10,12 +10,14 @@ once that lease lapses and no saved step is called again. The store must be
 one every worker reaches: PostgreSQL (``--db postgresql://...``) across
 machines, an SQLite file on one.
 
-Shared resources and rate limits are held by one :class:`Limiter` actor:
-every worker takes a step's units and rate permits there and gives them
-back there, so a resource's capacity and its requests and tokens per minute
-hold across all workers, as they do within one local executor. The limiter
-counts the units by worker, so a dead worker's units are given back when the
-driver replaces it.
+Shared resources and rate limits are held by one
+:class:`~petriflow.execute.limiter.Limiter` actor, so a resource's capacity
+and its requests and tokens per minute hold across all workers, as they do
+within one local executor; each worker keeps the units its calls give back,
+up to its share, rather than asking for every call
+(:class:`~petriflow.execute.limiter.WorkerLimits`). The limiter counts the
+units by worker, so a dead worker's units are given back when the driver
+replaces it.
 
 Ray is connected to, and a local instance started and stopped, by the one
 rule of :mod:`petriflow.raycluster` (which also says why Ray is best run in
@@ -35,124 +37,27 @@ from typing import Any
 
 from petriflow.errors import ExecutionError, InputError
 from petriflow.execute.executor import Executor, RunResult
+from petriflow.execute.limiter import Limiter, WorkerLimits
 from petriflow.execute.plan import Dag, plan
 from petriflow.execute.store import open_store
 from petriflow.raycluster import connected
-from petriflow.rules import Bucket
 
-__all__ = ["Limiter", "run_on_ray"]
-
-
-class Limiter:
-    """The one owner of every resource's units and rate buckets for all workers (a Ray actor).
-
-    The same rule as one executor's :class:`~petriflow.execute.policies.StepPolicies`:
-    units first, then a wait for the rate permits; the wait is returned and
-    slept by the worker.
-    """
-
-    def __init__(self, resources: Mapping[str, Mapping[str, Any]]) -> None:
-        import time
-
-        self._clock = time.monotonic
-        now = self._clock()
-        self._units = {rid: asyncio.Semaphore(int(r["capacity"])) for rid, r in resources.items()}
-        self._requests = {rid: Bucket.for_requests(r["rpm"], capacity=int(r["capacity"]), now=now)
-                          for rid, r in resources.items() if r.get("rpm")}
-        self._tokens = {rid: Bucket.for_tokens(r["tpm"], now=now) for rid, r in resources.items() if r.get("tpm")}
-        self._held: dict[str, dict[str, int]] = {}
-
-    async def acquire(self, holder: str, uses: tuple[tuple[str, int], ...], estimate: int) -> float:
-        taken: list[str] = []
-        try:
-            for rid, n in uses:
-                for _ in range(n):
-                    await self._units[rid].acquire()
-                    taken.append(rid)
-        except asyncio.CancelledError:
-            for rid in taken:
-                self._units[rid].release()
-            raise
-        mine = self._held.setdefault(holder, {})
-        for rid in taken:
-            mine[rid] = mine.get(rid, 0) + 1
-        wait, now = 0.0, self._clock()
-        for rid, _ in uses:
-            if rid in self._requests:
-                wait = max(wait, self._requests[rid].reserve(now, 1))
-            if rid in self._tokens:
-                wait = max(wait, self._tokens[rid].reserve(now, estimate))
-        return wait
-
-    def settle(self, uses: tuple[tuple[str, int], ...], tokens: int) -> None:
-        now = self._clock()
-        for rid, _ in uses:
-            if rid in self._tokens:
-                self._tokens[rid].reserve(now, tokens)
-
-    def release(self, holder: str, uses: tuple[tuple[str, int], ...]) -> None:
-        mine = self._held.get(holder, {})
-        for rid, n in uses:
-            for _ in range(n):
-                if mine.get(rid, 0) > 0:
-                    mine[rid] -= 1
-                    self._units[rid].release()
-
-    def forget(self, holder: str) -> None:
-        """Give back every unit a dead worker held."""
-        for rid, n in self._held.pop(holder, {}).items():
-            for _ in range(n):
-                self._units[rid].release()
-
-    def in_use(self) -> dict[str, int]:
-        """Units taken now, per resource (for tests and progress)."""
-        return {rid: sum(h.get(rid, 0) for h in self._held.values()) for rid in self._units}
-
-
-class _Shared:
-    """A worker's side of the limiter: what :class:`~petriflow.execute.policies.SharedLimits` asks."""
-
-    def __init__(self, limiter: Any, holder: str) -> None:
-        self.limiter, self.holder = limiter, holder
-        self._returning: set[asyncio.Future[None]] = set()
-
-    async def _give_back(self, ref: Any, uses: tuple[tuple[str, int], ...]) -> None:
-        try:
-            await ref
-        except Exception:  # the limiter is gone: nothing is held there
-            return
-        self.limiter.release.remote(self.holder, uses)
-
-    async def acquire(self, uses: tuple[tuple[str, int], ...], estimate: int) -> None:
-        ref = self.limiter.acquire.remote(self.holder, uses, estimate)
-        try:
-            wait = await ref
-        except asyncio.CancelledError:  # the limiter may still grant them: give them back once it has
-            task = asyncio.ensure_future(self._give_back(ref, uses))
-            self._returning.add(task)
-            task.add_done_callback(self._returning.discard)
-            raise
-        if wait > 0:
-            await asyncio.sleep(wait)
-
-    def settle(self, uses: tuple[tuple[str, int], ...], tokens: int) -> None:
-        self.limiter.settle.remote(uses, tokens)
-
-    def release(self, uses: tuple[tuple[str, int], ...]) -> None:
-        self.limiter.release.remote(self.holder, uses)
+__all__ = ["run_on_ray"]
 
 
 class CaseWorker:
     """One Ray worker: an executor on the run's store, running the cases it is given (a Ray actor)."""
 
     def __init__(self, workflow: str, db: str, run_id: str, budget: float | None, limiter: Any,
-                 holder: str) -> None:
+                 holder: str, keep: Mapping[str, int]) -> None:
         from petriflow.spec import load
 
         self.run_id = run_id
         self.executor = Executor(plan(load(workflow)), store=open_store(db), budget=budget)
         if limiter is not None:
-            self.executor.policies.shared = _Shared(limiter, holder)
+            rated = frozenset(rid for rid, r in self.executor.dag.resources.items()
+                              if r.requests_per_minute or r.tokens_per_minute)
+            self.executor.policies.shared = WorkerLimits(limiter, holder, keep=keep, rated=rated)
         self.executor.kinds.prepare()
 
     def pid(self) -> int:
@@ -194,12 +99,13 @@ async def _run(executor: Executor, workflow: str, db: str, run_id: str, todo: li
         try:
             limiter = (ray.remote(Limiter).options(max_concurrency=100_000).remote(_resources(executor.dag))
                        if executor.dag.resources else None)
+            keep = {rid: max(1, r.capacity // workers) for rid, r in executor.dag.resources.items()}  # a fair share
             actor = ray.remote(CaseWorker).options(num_cpus=1, max_concurrency=max(1, concurrency))
             slots: dict[int, tuple[Any, str]] = {}
 
             def spawn(slot: int) -> None:
                 holder = f"w{slot}-{uuid.uuid4().hex[:6]}"
-                slots[slot] = (actor.remote(workflow, db, run_id, budget, limiter, holder), holder)
+                slots[slot] = (actor.remote(workflow, db, run_id, budget, limiter, holder, keep), holder)
                 if on_worker is not None:
                     on_worker(slot, ray.get(slots[slot][0].pid.remote()))
 

@@ -6,8 +6,10 @@ read (and changed) without the loop around it. The decisions themselves are
 the step rules of :mod:`petriflow.rules`, which the simulator obeys too;
 this module applies them with the executor's clock and sleep:
 
-* resources are ``asyncio.Semaphore`` s shared by every case (capacity exactly
-  as declared), acquired in sorted order so no two steps wait on each other;
+* resources are :class:`~petriflow.execute.units.Units` shared by every case
+  (capacity exactly as declared); a step takes its units of one resource all
+  at once, as the net's start transition does, and its resources in sorted
+  order, so no two steps wait on each other;
 * ``requests_per_minute`` and ``tokens_per_minute`` are
   :class:`~petriflow.rules.Bucket` s: a call holding its units reserves one
   request and an estimate of its tokens (what the step's last call used),
@@ -38,9 +40,10 @@ from typing import Any, NamedTuple, Protocol
 from petriflow.errors import BudgetExceeded, InputError, RetryableCallError, StepFailed
 from petriflow.execute.case import Case, Done, message
 from petriflow.execute.plan import Dag, StepPlan
-from petriflow.execute.signals import clear_queued, set_queued
+from petriflow.execute.store import Queued
 from petriflow.execute.tools import KindRunner, StepCall
 from petriflow.execute.trace import TraceWriter
+from petriflow.execute.units import Units
 from petriflow.rules import (
     Bucket,
     ErrorKind,
@@ -63,7 +66,7 @@ Clock = Callable[[], float]
 class Limits(NamedTuple):
     """One resource on one event loop: its units, and its request and token buckets if it has limits."""
 
-    units: asyncio.Semaphore
+    units: Units
     requests: Bucket | None
     tokens: Bucket | None
 
@@ -98,13 +101,13 @@ class StepPolicies:
 
     # -- shared resources ---------------------------------------------------------
     def bind(self) -> None:
-        """Semaphores belong to one event loop: make the limits for the running one (buckets start full)."""
+        """Units belong to one event loop: make the limits for the running one (buckets start full)."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._loop = loop
             now = self.clock()
             self.limits = {
-                rid: Limits(asyncio.Semaphore(r.capacity),
+                rid: Limits(Units(r.capacity),
                             Bucket.for_requests(r.requests_per_minute, capacity=r.capacity, now=now)
                             if r.requests_per_minute else None,
                             Bucket.for_tokens(r.tokens_per_minute, now=now) if r.tokens_per_minute else None)
@@ -115,46 +118,45 @@ class StepPolicies:
         """Take the step's units, then its rate permits; returns the tokens reserved (settled after the call).
 
         ``at`` is the case and execution key of the attempt: while it has to
-        wait for a unit or a permit, the store says so (:func:`~petriflow.execute.signals.set_queued`).
+        wait for a unit or a permit, the store says so (:meth:`~petriflow.execute.store.RunStore.set_queued`).
         """
         if self.shared is not None:
             estimate = self.ledger.estimate(sp.id)
             if sp.uses:
                 await self.shared.acquire(sp.uses, estimate)
             return estimate
-        held: list[asyncio.Semaphore] = []
+        held: list[tuple[Units, int]] = []
         queued = False
         try:
             for rid, n in sp.uses:  # sorted order: no two steps wait on each other
-                sem = self.limits[rid].units
-                for _ in range(n):
-                    if sem.locked() and not queued:
-                        queued = self._queued(at, sp, rid)
-                    await sem.acquire()
-                    held.append(sem)
+                units = self.limits[rid].units
+                if units.would_wait(n) and not queued:
+                    queued = self._queued(at, sp, rid)
+                await units.acquire(n)
+                held.append((units, n))
             estimate, wait, now, why = self.ledger.estimate(sp.id), 0.0, self.clock(), ""
             for rid, _ in sp.uses:
                 lim = self.limits[rid]
-                for bucket, units in ((lim.requests, 1), (lim.tokens, estimate)):
-                    if bucket is not None and (w := bucket.reserve(now, units)) > wait:
+                for bucket, asked in ((lim.requests, 1), (lim.tokens, estimate)):
+                    if bucket is not None and (w := bucket.reserve(now, asked)) > wait:
                         wait, why = w, rid
             if wait > 0:
                 queued = self._queued(at, sp, why) or queued
                 await self.sleep(wait)
             return estimate
         except asyncio.CancelledError:
-            for sem in held:
-                sem.release()
+            for units, n in held:
+                units.release(n)
             raise
         finally:
             if queued and at is not None:
-                clear_queued(self.kinds.store, at[0].run_id, at[0].index, at[1])
+                self.kinds.store.clear_queued(at[0].run_id, at[0].index, at[1])
 
     def _queued(self, at: tuple[Case, str] | None, sp: StepPlan, rid: str) -> bool:
         """Record that the attempt waits for ``rid`` (True), when it is known which attempt it is."""
         if at is None:
             return False
-        set_queued(self.kinds.store, at[0].run_id, at[0].index, at[1], sp.id, rid)
+        self.kinds.store.set_queued(Queued(at[0].run_id, at[0].index, at[1], sp.id, rid, time.time()))
         return True
 
     def settle(self, sp: StepPlan, reserved: int, used: int) -> None:
@@ -174,8 +176,7 @@ class StepPolicies:
                 self.shared.release(sp.uses)
             return
         for rid, n in sp.uses:
-            for _ in range(n):
-                self.limits[rid].units.release()
+            self.limits[rid].units.release(n)
 
     # -- one step execution: reuse, attempts, fallback ------------------------------
     async def execute(self, c: Case, sp: StepPlan, start: str, key: str, item: Any = None,

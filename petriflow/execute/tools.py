@@ -36,7 +36,6 @@ from typing import Any
 from petriflow.errors import Escalated, InputError, SpecError
 from petriflow.execute.attachments import part_kind
 from petriflow.execute.imports import resolve, resolve_exceptions
-from petriflow.execute.signals import escalated
 from petriflow.execute.templates import as_text, render, render_content
 from petriflow.rules import billed, output_limit, prompt_limit
 from petriflow.spec.model import Retry
@@ -475,7 +474,7 @@ class KindRunner:
     async def _human(self, sp: Any, call: StepCall, timeout: float | None) -> KindResult:
         """Wait for an answer given through ``petriflow answer`` or ``store.answer``; the timeout escalates.
 
-        So does a person (:func:`~petriflow.execute.signals.escalate`): :class:`Escalated` is a timeout.
+        So does a person (:meth:`~petriflow.execute.store.RunStore.escalate`): :class:`Escalated` is a timeout.
         The wait is recorded in the store (so ``petriflow runs pending`` lists it) and told once to
         ``on_wait`` (the CLI prints the command that answers it); answers are per loop pass.
         """
@@ -483,7 +482,7 @@ class KindRunner:
         npass, waiting = call.loop_pass, False
         while True:
             text = self.store.get_answer(call.run_id, sp.id, call.case, npass=npass)
-            if text is not None or (waiting and escalated(self.store, call.run_id, call.case, sp.id, npass)):
+            if text is not None or (waiting and self.store.escalated(call.run_id, call.case, sp.id, npass)):
                 if waiting:
                     self.store.stop_waiting(call.run_id, call.case, sp.id, npass)
                 if text is None:  # the wait ends as its deadline ends it, only sooner

@@ -16,8 +16,11 @@ inputs: [question]                 # case variables a template may read
 models: {smollm2: {name: SmolLM2-135M-Instruct, price_input: 0.1, price_output: 0.3}}
 tools:                             # as a workflow's `tools:`; functions next to this file
   lookup_order: {function: support_tools:lookup_order, schema: {...}}
-functions: {find_order: {function: support_tools:find_order}}
+functions: {find_order: {function: support_tools:find_order, labels: [found, missing], fields: [order_id]}}
 prompts: {reply: {system: "...", prompt: "..."}}
+humans: {agent: a person takes the case over}   # the human steps a generated draft may hold
+generate_order: [find_order, lookup_order, reply, agent]   # the order of a draft's steps
+examples: [{name: order, steps: {find_order: {route: {found: lookup_order, missing: agent}}, ...}}]
 labels: {intent: {order: ["where is my order?"], human: ["get me a person"]}}
 limits: {steps: 12, depth: 10, loop: 2, map: 5, attempts: 3, max_tokens: 256, max_input_tokens: 1024, budget: 0.01}
 ```
@@ -60,7 +63,14 @@ CATALOG_SCHEMA: dict[str, Any] = {
         "functions": {**_IDMAP, "additionalProperties": {
             "type": "object", "required": ["function"], "additionalProperties": False,
             "properties": {"function": {"type": "string", "pattern": "^[A-Za-z_][\\w.]*:[A-Za-z_]\\w*$"},
-                           "description": {"type": "string"}, "kwargs": _OBJ}}},
+                           "description": {"type": "string"}, "kwargs": _OBJ,
+                           "labels": {"type": "array", "uniqueItems": True, "minItems": 1, "maxItems": 8,
+                                      "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}},
+                           "fields": {"type": "array", "uniqueItems": True, "maxItems": 8,
+                                      "items": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}}}}},
+        "humans": {**_IDMAP, "additionalProperties": {"type": "string"}},
+        "generate_order": {"type": "array", "uniqueItems": True, "items": {"type": "string"}},
+        "examples": {"type": "array", "items": _OBJ, "maxItems": 4},
         "prompts": {**_IDMAP, "additionalProperties": {
             "type": "object", "required": ["prompt"], "additionalProperties": False,
             "properties": {"prompt": {"type": "string"}, "system": {"type": "string"}}}},
@@ -114,6 +124,12 @@ class Catalog:
     generate_kinds: tuple[str, ...] | None = None
     """The step kinds a model is offered when it writes a workflow (None: every kind the catalog supports).
     Narrows generation only: a file the operator wrote may still use the catalog's other kinds."""
+    humans: Mapping[str, str] = field(default_factory=lambda: _ro({"agent": "a person takes the case over"}))
+    """The human steps a draft may hold, by id, with what each is for (default: one ``agent``)."""
+    generate_order: tuple[str, ...] = ()
+    """The order a draft lists its steps in (:mod:`petriflow.generate.draft`): what a step reads before it."""
+    examples: tuple[Mapping[str, Any], ...] = ()
+    """Drafts that pass the gate, shown to the model as examples of the format."""
     description: str = ""
     source: str | None = None
     document: Mapping[str, Any] = field(default_factory=lambda: _ro(None))
@@ -156,6 +172,8 @@ def catalog_from(doc: Mapping[str, Any], *, file: str = "<catalog>") -> Catalog:
         prompts=_ro({k: _ro(v) for k, v in doc.get("prompts", {}).items()}), labels=_ro(labels),
         inputs=tuple(doc.get("inputs", ["question"])), generator=gen, description=str(doc.get("description", "")),
         generate_kinds=tuple(doc["generate_kinds"]) if "generate_kinds" in doc else None,
+        humans=_ro(doc.get("humans", {"agent": "a person takes the case over"})),
+        generate_order=tuple(doc.get("generate_order", ())), examples=tuple(doc.get("examples", ())),
         source=file, document=_ro(doc))
 
 

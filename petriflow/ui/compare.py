@@ -55,7 +55,8 @@ def gap(predicted: np.ndarray, measured: np.ndarray) -> Gap:
         if a + b == 0:
             half = 0.0
         else:
-            df = (a + b) ** 2 / (a * a / (predicted.size - 1) + b * b / (measured.size - 1))
+            ra, rb = a / (a + b), b / (a + b)  # Welch-Satterthwaite in shares, so tiny variances cannot underflow
+            df = 1.0 / (ra * ra / (predicted.size - 1) + rb * rb / (measured.size - 1))
             half = float(stats.t.ppf(0.975, df)) * math.sqrt(a + b)
     return Gap(mp, mm, d, d - half, d + half, float(np.percentile(predicted, 95)), float(np.percentile(measured, 95)))
 

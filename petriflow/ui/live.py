@@ -5,7 +5,7 @@ checkpoint is done (its label says which route branch it took), a human
 step in the ``waiting`` table waits for its reviewer, and a step whose
 inputs are done but that has no checkpoint yet is running, unless the
 executor recorded that its attempt waits for a resource's unit or rate
-permit (:func:`petriflow.execute.signals.queued`). A run marked running whose lease has lapsed, or whose driver
+permit (:meth:`petriflow.execute.store.RunStore.queued`). A run marked running whose lease has lapsed, or whose driver
 is gone, has nobody to move it on: its would-be running steps are stuck.
 
 The counts become a marking of the workflow's net (tokens on each step's
@@ -22,7 +22,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from petriflow.execute import signals
 from petriflow.execute.identity import step_of_key
 from petriflow.execute.ownership import owner_alive
 from petriflow.execute.store import RunRow, SqliteStore
@@ -87,7 +86,7 @@ def live_state(store: SqliteStore, row: RunRow, wf: Workflow, net: WorkflowNet |
     lease = store.lease(row.run_id)
     driven = lease is not None and lease[1] > time.time() and owner_alive(lease[0])
     humans = {(w.case, w.step) for w in store.waiting(row.run_id)}
-    queued = {(q.case, q.step) for q in signals.queued(store, row.run_id)}
+    queued = {(q.case, q.step) for q in store.queued(row.run_id)}
     counts: dict[str, Counter[str]] = {s.id: Counter() for s in wf.steps}
     cases = store.cases(row.run_id)
     finished = 0

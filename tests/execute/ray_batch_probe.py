@@ -1,9 +1,11 @@
 """Inside a loopback-only namespace: one batch run locally and on Ray, a Ray worker killed mid-case.
 
-``python -m tests.execute.ray_batch_probe DB_LOCAL DB_RAY OUT.json`` is what
-``test_ray_batch.py`` runs under ``in-netns.sh`` (the fault servers must live
-in the namespace, where the Ray workers can reach them). It only gathers the
-facts and writes them to OUT.json; the test makes every assertion.
+``python -m tests.execute.ray_batch_probe DB_LOCAL DB_RAY DB_DRIVER OUT.json``
+is what ``test_ray_batch.py`` runs under ``in-netns.sh`` (the fault servers
+must live in the namespace, where the Ray workers can reach them). It only
+gathers the facts and writes them to OUT.json; the test makes every
+assertion. The third batch has its *driver* killed mid-run and is then
+picked up with ``--resume`` on Ray.
 """
 
 from __future__ import annotations
@@ -36,7 +38,35 @@ def _cli(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def main(db_local: str, db_ray: str, out: str) -> None:
+def _facts(proc: subprocess.Popen[str], fs: FaultServer, db: str, trace: Path) -> dict[str, object]:
+    """What a finished CLI batch left: its exit, output, calls at the server, trace file and stored records."""
+    stdout, stderr = proc.communicate(timeout=300)
+    return {"rc": proc.returncode, "stdout": stdout, "stderr": stderr[-3000:],
+            "counts": dict(fs.counts()["prompts"]), "peak": fs.counts()["peak_in_flight"],
+            "trace": trace.read_text().splitlines() if trace.exists() else [],
+            "stored": [r[0] for r in rows(db, "SELECT line FROM trace WHERE run_id='R'")],
+            "steps": [list(k) + [v] for k, v in _committed(db).items()]}
+
+
+def _driver_killed(tmp: Path, inputs: Path, db: str) -> dict[str, object]:
+    """A Ray batch whose driver is killed (SIGKILL) once half the steps are saved, then ``--resume`` d on Ray."""
+    with FaultServer(delay=0.02) as fs:
+        wf, trace = tmp / "driver.yaml", tmp / "driver.trace.jsonl"
+        wf.write_text(_limited(fs.base_url))
+        ray = ["--backend", "ray", "--workers", "2", "--concurrency", "4", "--json", "--trace", str(trace)]
+        proc = _cli(str(wf), "--inputs", str(inputs), "--db", db, "--run-id", "R", *ray)
+        while len(_committed(db)) < CASES // 2 and proc.poll() is None:
+            time.sleep(0.01)
+        facts: dict[str, object] = {"killed_while_running": proc.poll() is None}
+        proc.kill()
+        proc.communicate(timeout=60)
+        facts["saved_at_kill"] = [list(k) for k in _committed(db)]
+        facts["counts_at_kill"] = dict(fs.counts()["prompts"])
+        facts["resumed"] = _facts(_cli("--resume", "R", "--db", db, *ray), fs, db, trace)
+        return facts
+
+
+def main(db_local: str, db_ray: str, db_driver: str, out: str) -> None:
     tmp = Path(out).parent
     inputs = tmp / "in.jsonl"
     inputs.write_text("".join(json.dumps(f"case-{i}") + "\n" for i in range(CASES)))
@@ -65,14 +95,10 @@ def main(db_local: str, db_ray: str, out: str) -> None:
                 facts["saved_at_kill"] = [list(k) for k in _committed(db)]
                 facts["counts_at_kill"] = dict(fs.counts()["prompts"])
                 facts["killed_while_running"] = proc.poll() is None
-            stdout, stderr = proc.communicate(timeout=300)
-            facts[name] = {"rc": proc.returncode, "stdout": stdout, "stderr": stderr[-3000:],
-                           "counts": dict(fs.counts()["prompts"]), "peak": fs.counts()["peak_in_flight"],
-                           "trace": (tmp / f"{name}.trace.jsonl").read_text().splitlines(),
-                           "stored": [r[0] for r in rows(db, "SELECT line FROM trace WHERE run_id='R'")],
-                           "steps": [list(k) + [v] for k, v in _committed(db).items()]}
+            facts[name] = _facts(proc, fs, db, tmp / f"{name}.trace.jsonl")
+    facts["driver"] = _driver_killed(tmp, inputs, db_driver)
     Path(out).write_text(json.dumps(facts))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

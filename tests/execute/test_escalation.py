@@ -9,15 +9,16 @@ the output must be the same, for a step with a fallback and for one whose
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from petriflow.errors import InputError
-from petriflow.execute import Executor, plan, signals
+from petriflow.execute import Executor, plan
 from petriflow.execute.answers import record_escalation
-from petriflow.execute.store import MemoryStore, SqliteStore
+from petriflow.execute.store import MemoryStore, Queued, SqliteStore
 from petriflow.execute.trace import record_of
 from petriflow.spec import WorkflowBuilder
 from petriflow.ui.live import live_state
@@ -110,10 +111,10 @@ def test_an_attempt_waiting_for_a_resource_is_recorded_while_it_waits(kind: str,
         gate_steps.GATE["open"] = asyncio.Event()
         async with Executor(plan(wf), store=store) as ex:
             task = asyncio.ensure_future(ex.run_many(["a", "b", "c"], run_id="R"))
-            while len(signals.queued(store, "R")) < 2:
+            while len(store.queued("R")) < 2:
                 assert not task.done(), task.result()
                 await asyncio.sleep(0.01)
-            waits = signals.queued(store, "R")
+            waits = store.queued("R")
             row = store.get_run("R")
             state = live_state(store, row, wf, None)
             gate_steps.GATE["open"].set()
@@ -124,7 +125,7 @@ def test_an_attempt_waiting_for_a_resource_is_recorded_while_it_waits(kind: str,
     assert [(q.step, q.resource, q.key) for q in waits] == [("work", "gpu", "work#1")] * 2
     assert len({q.case for q in waits}) == 2  # two of the three cases wait; one holds the unit
     assert state.counts["work"] == {"running": 1, "waiting for a resource": 2}
-    assert signals.queued(store, "R") == []  # each wait is cleared once its unit is held
+    assert store.queued("R") == []  # each wait is cleared once its unit is held
 
 
 def test_petriflow_answer_escalate_is_the_same_escalation(tmp_path: Path) -> None:
@@ -150,22 +151,22 @@ def test_petriflow_answer_escalate_is_the_same_escalation(tmp_path: Path) -> Non
     assert "is not waiting" in again.refusal
 
 
-def test_the_signals_read_back_what_was_written_on_every_durable_store(store_url: str) -> None:
+def test_escalations_and_resource_waits_read_back_what_was_written_on_every_durable_store(store_url: str) -> None:
     """SQLite and PostgreSQL: an escalation is recorded once; a resource wait is there until it is cleared."""
     from petriflow.execute.store import open_store
 
     store = open_store(store_url)
     try:
-        assert not signals.escalated(store, "R", 0, "review", 1)
-        assert signals.escalate(store, "R", 0, "review", 1) and not signals.escalate(store, "R", 0, "review", 1)
-        assert signals.escalated(store, "R", 0, "review", 1)
-        assert not signals.escalated(store, "R", 0, "review", 2) and not signals.escalated(store, "R", 1, "review", 1)
-        signals.set_queued(store, "R", 0, "work#1", "work", "gpu")
-        signals.set_queued(store, "R", 1, "work#1/2", "work", "api")
-        signals.set_queued(store, "S", 0, "work#1", "work", "gpu")
-        assert [(q.case, q.key, q.resource) for q in signals.queued(store, "R")] == [(0, "work#1", "gpu"),
+        assert not store.escalated("R", 0, "review", 1)
+        assert store.escalate("R", 0, "review", 1) and not store.escalate("R", 0, "review", 1)
+        assert store.escalated("R", 0, "review", 1)
+        assert not store.escalated("R", 0, "review", 2) and not store.escalated("R", 1, "review", 1)
+        store.set_queued(Queued("R", 0, "work#1", "work", "gpu", time.time()))
+        store.set_queued(Queued("R", 1, "work#1/2", "work", "api", time.time()))
+        store.set_queued(Queued("S", 0, "work#1", "work", "gpu", time.time()))
+        assert [(q.case, q.key, q.resource) for q in store.queued("R")] == [(0, "work#1", "gpu"),
                                                                                   (1, "work#1/2", "api")]
-        signals.clear_queued(store, "R", 0, "work#1")
-        assert [q.case for q in signals.queued(store, "R")] == [1] and len(signals.queued(store, "S")) == 1
+        store.clear_queued("R", 0, "work#1")
+        assert [q.case for q in store.queued("R")] == [1] and len(store.queued("S")) == 1
     finally:
         store.close()

@@ -134,6 +134,31 @@ def test_resource_capacity_is_never_exceeded_across_cases(fault_server: Any) -> 
     assert counts["peak_in_flight"] == 2
 
 
+def test_steps_taking_several_units_get_them_all_at_once_and_never_deadlock(fault_server: Any) -> None:
+    """Three cases whose one call takes both units of a capacity-2 resource: one call at a time, all finish.
+
+    In the net the step's start takes both tokens at once, so the verifier
+    finds no deadlock. A semaphore taken unit by unit reaches one: when the
+    first call gives its two units back, each of the two waiting calls is
+    handed one and both wait for the other forever. The peak of 1 at the
+    server shows the units were what held the calls back.
+    """
+    fault_server.set_delay(0.2)
+    wf = (WorkflowBuilder("pair").model("m", name="fault-model", base_url="http://unused/v1")
+          .resource("llm", capacity=2)
+          .step("ask", kind="chat", model="m", prompt="Say hi to {question}", uses={"llm": 2})
+          .build())
+    dag = plan(wf)
+
+    async def main() -> list[Any]:
+        batch = Executor(dag, endpoints=endpoint(fault_server.base_url)).run_many("abc", concurrency=3)
+        return await asyncio.wait_for(batch, timeout=30)
+
+    results = asyncio.run(main())
+    assert all(r.ok for r in results) and all(replays(dag, r.events) for r in results)
+    assert fault_server.counts()["peak_in_flight"] == 1
+
+
 def test_python_retries_only_retryable_errors_then_falls_back() -> None:
     wf = (WorkflowBuilder("p")
           .step("flaky", kind="python", function=S, config=script("!retryable", "!timeout", "ok"),

@@ -17,7 +17,10 @@ This test makes the assertions:
 * the workflow's `llm` resource (3 units, below the 8 cases the two workers
   start at once) never had more calls in flight at the server than its
   capacity, the killed worker's units included: the limit holds across
-  workers, and a dead worker's units are given back only after its calls end.
+  workers, and a dead worker's units are given back only after its calls end;
+* a third batch whose *driver* is killed mid-run is finished by
+  ``run --resume --backend ray``: every case once, with the right output, no
+  step saved at the kill called again, one ``ok`` record per step.
 """
 
 from __future__ import annotations
@@ -43,18 +46,25 @@ def _prompt(case: int, step: str, steps: dict[tuple[int, str], str]) -> str:
     return f"A case-{case}" if step == "a" else f"B {steps[(case, 'a')]}"
 
 
-@pytest.mark.timeout(600)
-def test_a_ray_batch_equals_the_local_one_and_a_killed_worker_calls_no_saved_step_again(
-        pg_server: Any, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def ray_facts(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """What the probe saw of its three batches (run once for the module's tests, in the namespace)."""
     prefix = _loopback_only()
     if importlib.util.find_spec("ray") is None:
         pytest.skip("ray is not installed (pip install 'petriflow[ray]')")
-    out = tmp_path / "facts.json"
+    out = tmp_path_factory.mktemp("ray") / "facts.json"
     proc = subprocess.run([*prefix, sys.executable, "-m", "tests.execute.ray_batch_probe", pg_server.database(),
-                           pg_server.database(), str(out)], cwd=ROOT, capture_output=True, text=True, timeout=540,
-                          stdin=subprocess.DEVNULL)
+                           pg_server.database(), pg_server.database(), str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=840, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    facts = json.loads(out.read_text())
+    facts: dict[str, Any] = json.loads(out.read_text())
+    return facts
+
+
+@pytest.mark.timeout(900)
+def test_a_ray_batch_equals_the_local_one_and_a_killed_worker_calls_no_saved_step_again(
+        ray_facts: dict[str, Any]) -> None:
+    facts = ray_facts
     local, ray = facts["local"], facts["ray"]
     assert local["rc"] == 0 and ray["rc"] == 0, ray["stderr"]
     assert facts["killed_while_running"]
@@ -66,13 +76,29 @@ def test_a_ray_batch_equals_the_local_one_and_a_killed_worker_calls_no_saved_ste
     assert [c["output"] for c in b["cases"]] == [f"echo: B echo: A case-{n}" for n in range(CASES)]
     steps = {(n, s): v for n, s, v in ray["steps"]}
     assert len(steps) == 2 * CASES
-    # no saved step called again after the kill
-    for n, s in facts["saved_at_kill"]:
-        prompt = _prompt(n, s, steps)
-        assert ray["counts"][prompt] == facts["counts_at_kill"][prompt], f"case {n} step {s} was called again"
-    # each case done exactly once: one ok record per (case, step), trace file and store agree
+    _exactly_once(facts, ray, steps)
     assert Counter(ray["trace"]) == Counter(ray["stored"])
-    records = [json.loads(x) for x in ray["stored"]]
+    assert sum(json.loads(r)["cost"] for r in ray["stored"]) == sum(c["cost"] for c in b["cases"])
+
+
+def _exactly_once(kill: dict[str, Any], batch: dict[str, Any], steps: dict[tuple[int, str], str]) -> None:
+    """No step saved at the kill was called again, and each (case, step) has one ``ok`` record."""
+    for n, s in kill["saved_at_kill"]:
+        prompt = _prompt(n, s, steps)
+        assert batch["counts"][prompt] == kill["counts_at_kill"][prompt], f"case {n} step {s} was called again"
+    records = [json.loads(x) for x in batch["stored"]]
     assert Counter((r["case"], r["step"]) for r in records if r["outcome"] == "ok") == Counter(
         {(n, s): 1 for n in range(CASES) for s in ("a", "b")})
-    assert sum(r["cost"] for r in records) == sum(c["cost"] for c in b["cases"])
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_ray_driver_is_resumed_on_ray_with_nothing_saved_called_again(ray_facts: dict[str, Any]) -> None:
+    driver = ray_facts["driver"]
+    resumed = driver["resumed"]
+    assert driver["killed_while_running"] and 0 < len(driver["saved_at_kill"]) < 2 * CASES
+    assert resumed["rc"] == 0, resumed["stderr"]
+    out = json.loads(resumed["stdout"])
+    assert [(c["case"], c["ok"], c["output"]) for c in out["cases"]] == [
+        (n, True, f"echo: B echo: A case-{n}") for n in range(CASES)]
+    assert resumed["peak"] <= CAPACITY
+    _exactly_once(driver, resumed, {(n, s): v for n, s, v in resumed["steps"]})

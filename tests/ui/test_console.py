@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -174,13 +175,12 @@ def test_the_live_net_changes_while_the_run_goes_on(waiting: Any) -> None:
 
 
 def test_the_live_net_shows_the_resource_waits_the_executor_records(tmp_path: Path) -> None:
-    from petriflow.execute import signals
 
     db, gate = tmp_path / "runs.sqlite", tmp_path / "gate"
     run = start_run(db, "R", "a", "b", "c", workflow=WORKFLOW.with_name("resource_flow.yaml"),
                     env={"UI_GATE": str(gate)})
     try:
-        wait_for(db, lambda store: len(signals.queued(store, "R")) == 2, "two cases never waited for the gpu")
+        wait_for(db, lambda store: len(store.queued("R")) == 2, "two cases never waited for the gpu")
         with console(db) as ui, browser() as ctx:
             page = ctx.new_page()
             page.goto(f"{ui.url}/runs/R/net?token={ui.token}")
@@ -190,7 +190,7 @@ def test_the_live_net_shows_the_resource_waits_the_executor_records(tmp_path: Pa
             assert (work.nth(1).inner_text(), work.nth(2).inner_text()) == ("1", "2")  # running, waiting for gpu
             store = SqliteStore(db)
             try:  # what the page shows is what the executor wrote
-                waits = signals.queued(store, "R")
+                waits = store.queued("R")
                 assert [(q.step, q.resource) for q in waits] == [("work", "gpu")] * 2
             finally:
                 store.close()
@@ -240,6 +240,25 @@ def test_a_request_without_the_token_is_refused(tmp_path: Path) -> None:
         assert status == 403 and "CSRF" in body
         assert _get(ui.url + "/review", {**cookie, "Host": "evil.example:80"})[0] == 403
         assert ui.token not in _get(ui.url + "/review", cookie)[1]
+
+
+def test_a_workflow_that_fails_check_is_drawn_with_its_deadlock_witness(tmp_path: Path) -> None:
+    """The shipped broken router (an AND-join after an exclusive route) drawn as ``petriflow draw`` draws it."""
+    from petriflow.net.lower import lower
+    from petriflow.spec import load
+    from petriflow.viz.witness import deadlock_overlay
+
+    broken = MODERATION.parent / "qa_router_broken.yaml"
+    overlay = deadlock_overlay(lower(load(broken)))
+    assert overlay is not None
+    db = tmp_path / "runs.sqlite"
+    store = SqliteStore(db)
+    store.create_run("R", workflow=str(broken))
+    store.close()
+    with console(db) as ui:
+        status, svg = _get(ui.url + "/runs/R/net.svg", {"Cookie": f"petriflow_ui={ui.token}"})
+    assert status == 200 and "DEADLOCK" in svg and escape(overlay.title) in svg
+    assert "aggregate" in svg
 
 
 def test_metrics_parse_and_match_the_store(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from petriflow.execute.store.base import (
     CaseRow,
     Checkpoint,
     MemoryStore,
+    Queued,
     RunRow,
     RunStore,
     RunTotals,
@@ -29,8 +30,8 @@ from petriflow.execute.store.base import (
 from petriflow.execute.store.postgres import PostgresStore
 from petriflow.execute.store.sqlite import SqliteStore
 
-__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "PostgresStore", "RunRow", "RunStore", "RunTotals", "SqliteStore", "Waiting",
-           "is_url", "open_store", "output_json"]
+__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "PostgresStore", "Queued", "RunRow", "RunStore", "RunTotals",
+           "SqliteStore", "Waiting", "is_url", "open_store", "output_json"]
 
 _POSTGRES = ("postgresql://", "postgres://")
 _SQLITE = "sqlite:///"

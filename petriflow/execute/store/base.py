@@ -27,7 +27,8 @@ from petriflow.errors import ExecutionError
 from petriflow.execute.ownership import owner_alive
 from petriflow.trace import TraceRecord
 
-__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "RunRow", "RunStore", "RunTotals", "Waiting", "output_json"]
+__all__ = ["CaseRow", "Checkpoint", "MemoryStore", "Queued", "RunRow", "RunStore", "RunTotals", "Waiting",
+           "output_json"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,23 @@ class CaseRow:
     status: str
     output: Any
     error: str | None
+
+
+@dataclass(frozen=True)
+class Queued:
+    """An attempt of ``step`` (its execution ``key``) in ``case`` waiting for ``resource``'s units or permits.
+
+    Written by :meth:`~petriflow.execute.policies.StepPolicies.acquire` from
+    when the attempt starts waiting until it holds them; the console's live
+    net reads these rows instead of guessing from capacities.
+    """
+
+    run_id: str
+    case: int
+    key: str
+    step: str
+    resource: str
+    since: float
 
 
 @dataclass(frozen=True)
@@ -187,6 +205,11 @@ class RunStore(Protocol):
     def start_waiting(self, run_id: str, case: int, step: str, npass: int) -> None: ...
     def stop_waiting(self, run_id: str, case: int, step: str, npass: int) -> None: ...
     def waiting(self, run_id: str | None = None) -> list[Waiting]: ...
+    def escalate(self, run_id: str, case: int, step: str, npass: int) -> bool: ...
+    def escalated(self, run_id: str, case: int, step: str, npass: int) -> bool: ...
+    def set_queued(self, q: Queued) -> None: ...
+    def clear_queued(self, run_id: str, case: int, key: str) -> None: ...
+    def queued(self, run_id: str) -> list[Queued]: ...
     def runs(self) -> list[RunRow]: ...
     def run_page(self, *, status: str | None = None, text: str | None = None, limit: int = 50,
                  offset: int = 0) -> tuple[list[RunRow], int]: ...
@@ -206,6 +229,8 @@ class MemoryStore:
         self._steps: dict[tuple[str, int], dict[str, Checkpoint]] = {}
         self._answers: dict[tuple[str, str, int | None, int | None], str] = {}
         self._waiting: dict[tuple[str, int, str, int], float] = {}
+        self._escalations: dict[tuple[str, int, str, int], float] = {}
+        self._queued: dict[tuple[str, int, str], Queued] = {}
         self._tools: dict[str, Any] = {}
         self._leases: dict[str, tuple[str, float]] = {}
 
@@ -302,6 +327,34 @@ class MemoryStore:
         """Human steps waiting for an answer, oldest first (of one run, or of every run)."""
         rows = [Waiting(*k, since) for k, since in self._waiting.items() if run_id in (None, k[0])]
         return sorted(rows, key=lambda w: w.since)
+
+    def escalate(self, run_id: str, case: int, step: str, npass: int) -> bool:
+        """Ask that the waiting human step be escalated now; False when it was asked already (recorded once).
+
+        The step's wait (:meth:`~petriflow.execute.tools.KindRunner._human`)
+        sees it at its next poll and ends exactly as when its deadline passes
+        (:class:`~petriflow.errors.Escalated` is a ``TimeoutError``).
+        """
+        if (run_id, case, step, npass) in self._escalations:
+            return False
+        self._escalations[(run_id, case, step, npass)] = time.time()
+        return True
+
+    def escalated(self, run_id: str, case: int, step: str, npass: int) -> bool:
+        """Whether someone asked that this wait be escalated."""
+        return (run_id, case, step, npass) in self._escalations
+
+    def set_queued(self, q: Queued) -> None:
+        """Record that the attempt waits (until :meth:`clear_queued`); the first record's ``since`` stays."""
+        self._queued.setdefault((q.run_id, q.case, q.key), q)
+
+    def clear_queued(self, run_id: str, case: int, key: str) -> None:
+        """The attempt holds what it waited for (or was cancelled while waiting)."""
+        self._queued.pop((run_id, case, key), None)
+
+    def queued(self, run_id: str) -> list[Queued]:
+        """The run's attempts waiting for a resource now, longest waiting first."""
+        return sorted((q for q in self._queued.values() if q.run_id == run_id), key=lambda q: q.since)
 
     def runs(self) -> list[RunRow]:
         """Every run, newest first (ties broken by run id, newest-looking first)."""

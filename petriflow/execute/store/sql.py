@@ -26,6 +26,7 @@ from petriflow.execute.store.base import (
     CaseRow,
     Checkpoint,
     MemoryStore,
+    Queued,
     RunRow,
     RunTotals,
     Waiting,
@@ -65,6 +66,10 @@ def schema(serial: str) -> list[str]:
         "CREATE TABLE IF NOT EXISTS waiting (run_id TEXT, ncase INTEGER, step TEXT, npass INTEGER, "
         "since DOUBLE PRECISION, PRIMARY KEY (run_id, ncase, step, npass))",
         f"CREATE TABLE IF NOT EXISTS trace (seq {serial}, run_id TEXT, ncase INTEGER, line TEXT, token TEXT)",
+        "CREATE TABLE IF NOT EXISTS escalations (run_id TEXT, ncase INTEGER, step TEXT, npass INTEGER, "
+        "asked DOUBLE PRECISION, PRIMARY KEY (run_id, ncase, step, npass))",
+        "CREATE TABLE IF NOT EXISTS queued (run_id TEXT, ncase INTEGER, key TEXT, step TEXT, resource TEXT, "
+        "since DOUBLE PRECISION, PRIMARY KEY (run_id, ncase, key))",
     ]
 
 
@@ -281,6 +286,26 @@ class SqlStore(MemoryStore):
         rows = self._q("SELECT run_id, ncase, step, npass, since FROM waiting WHERE CAST(? AS TEXT) IS NULL "
                        "OR run_id=? ORDER BY since", (run_id, run_id))
         return [Waiting(str(r[0]), int(r[1]), str(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+    def escalate(self, run_id: str, case: int, step: str, npass: int) -> bool:
+        return bool(self._w("INSERT INTO escalations VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                            (run_id, case, step, npass, time.time())))
+
+    def escalated(self, run_id: str, case: int, step: str, npass: int) -> bool:
+        return bool(self._q("SELECT 1 FROM escalations WHERE run_id=? AND ncase=? AND step=? AND npass=?",
+                            (run_id, case, step, npass)))
+
+    def set_queued(self, q: Queued) -> None:
+        self._w("INSERT INTO queued VALUES (?,?,?,?,?,?) ON CONFLICT (run_id, ncase, key) DO UPDATE SET "
+                "resource=excluded.resource", (q.run_id, q.case, q.key, q.step, q.resource, q.since))
+
+    def clear_queued(self, run_id: str, case: int, key: str) -> None:
+        self._w("DELETE FROM queued WHERE run_id=? AND ncase=? AND key=?", (run_id, case, key))
+
+    def queued(self, run_id: str) -> list[Queued]:
+        rows = self._q("SELECT run_id, ncase, key, step, resource, since FROM queued WHERE run_id=? ORDER BY since",
+                       (run_id,))
+        return [Queued(str(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4]), float(r[5])) for r in rows]
 
     def tool_result(self, key: str) -> tuple[bool, Any]:
         rows = self._q("SELECT result FROM tool_calls WHERE key=?", (key,))
