@@ -2,7 +2,7 @@
 
 The oracle is the full search of the unreduced net (``check(reduce=False)``):
 over random workflows (routes into AND-joins that deadlock, loops, maps,
-retries, fallbacks) and random P/T nets, ``check(reduce=True)`` must give
+retries, fallbacks, steps sharing resources) and random P/T nets, ``check(reduce=True)`` must give
 the same deadlock, boundedness, liveness and soundness verdicts and the
 same dead transitions wherever the full search finishes, and every witness
 it prints must fire on the original net and end where it says.
