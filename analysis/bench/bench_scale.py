@@ -27,6 +27,10 @@ figure is the whole ``python -m petriflow check models/qa_router.yaml``
 command in fresh processes (median of ``--repeat``) beside ``python -c
 "import numpy"`` measured in the same run, the issue's reference for it.
 
+The ``shared llm`` chains are the case found after the first targets were met: every step uses one
+resource of capacity 1 and retries, which kept every place until the free-resource rule
+(``petriflow/net/_invariant.py``).
+
 Targets (issue 10): each of 3 parallel maps of 50 items with retries, a
 60-way router, a chain of 3,000 steps and ``map.max: 1000`` checked in at
 most 1 s; every size the schema accepts answered (a verdict or a clear
@@ -103,6 +107,17 @@ def chain(n: int) -> Any:
     return b.build()
 
 
+def shared_chain(n: int, attempts: int = 3) -> Any:
+    """``n`` steps one after another, each using one ``llm`` of capacity 1 and retrying (``max_attempts``)."""
+    from petriflow.spec.builder import WorkflowBuilder
+
+    b = WorkflowBuilder(f"shared_chain_{n}").resource("llm", capacity=1)
+    for i in range(n):
+        b.step(f"s{i}", kind="chat", prompt="x", uses=["llm"], retry={"max_attempts": attempts}, latency=1.0,
+               **({"after": [f"s{i - 1}"]} if i else {}))
+    return b.build()
+
+
 def loop(passes: int) -> Any:
     """``draft`` then ``review``, which sends it back to ``draft`` at most ``passes`` times; then ``publish``."""
     from petriflow.spec.builder import WorkflowBuilder
@@ -114,7 +129,7 @@ def loop(passes: int) -> Any:
     return b.build()
 
 
-GENERATORS = {"maps": parallel_maps, "router": router, "chain": chain, "loop": loop}
+GENERATORS = {"maps": parallel_maps, "router": router, "chain": chain, "shared": shared_chain, "loop": loop}
 
 CASES = (
     Case("2 maps x 4 items, retries", "maps", (2, 4)),
@@ -127,6 +142,11 @@ CASES = (
     Case("60-way router", "router", (60,)),
     Case("chain of 1,000 steps", "chain", (1000,)),
     Case("chain of 3,000 steps (MAX_STEPS)", "chain", (3000,), ("reduced", "full")),
+    Case("shared llm chain of 5 steps, 3 attempts", "shared", (5,)),
+    Case("shared llm chain of 10 steps, 3 attempts", "shared", (10,)),
+    Case("shared llm chain of 50 steps, 3 attempts", "shared", (50,)),
+    Case("shared llm chain of 400 steps, 3 attempts", "shared", (400,)),
+    Case("shared llm chain of 3,000 steps, 3 attempts", "shared", (3000,), ("reduced", "full")),
     Case("loop.max 1000", "loop", (1000,)),
     Case("loop.max 100000", "loop", (100_000,)),
 )
@@ -135,6 +155,7 @@ QUICK = (
     Case("10-way router", "router", (10,)),
     Case("chain of 30 steps", "chain", (30,)),
     Case("chain of 3,000 steps", "chain", (3000,), ("reduced",)),
+    Case("shared llm chain of 400 steps, 3 attempts", "shared", (400,), ("reduced",)),
     Case("map.max 50", "maps", (1, 50), ("reduced",)),
     Case("loop.max 20", "loop", (20,)),
 )

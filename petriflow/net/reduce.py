@@ -31,6 +31,14 @@ original net (:meth:`Reduction.expand`) and dead transitions map back
   implies. ``p`` never disables anything: the reachability graph is the
   same without it (a map's ``done`` place beside its per-count places). Its
   own bound is not recovered (``Reduction.exact_bound`` turns False).
+* **Resources that never bind** (structurally implicit places, Colom and
+  Silva 1991): a marked place ``r`` with ``M(r) = y.M + mu`` for a place
+  invariant ``y >= 0`` grown from its consumers (:mod:`petriflow.net._invariant`),
+  where ``y.pre[t] + mu`` covers each consumer's need of ``r``: a resource
+  taken by steps that the control flow already runs one at a time (a chain of
+  steps sharing ``llm`` with retries). ``r`` never disables anything and its
+  count is a function of the others: the reachability graph is the same
+  without it. Its bound is its capacity when a second invariant shows it.
 * **Parallel transitions** (Murata 1989): transitions with the same pre-
   and post-sets are the same edge of the reachability graph; one is kept,
   the others are dead or live exactly when it is.
@@ -52,6 +60,7 @@ import numpy as np
 
 from petriflow.errors import NetError
 from petriflow.limits import check_matrix, failing
+from petriflow.net._invariant import deltas, never_binds
 from petriflow.net.petrinet import PetriNet, WorkflowNet
 from petriflow.net.sparse import as_sparse
 
@@ -73,7 +82,8 @@ class Reduction:
     exact_bound: bool
     """Whether the largest token count of the reduced net (with ``extra_bound``) is the original's."""
     extra_bound: int
-    """The largest count of the removed budget places (they only ever lose tokens)."""
+    """The largest count of the removed places whose bound is known: budgets (they only ever lose tokens)
+    and resources that never bind (their capacity)."""
     applied: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -156,12 +166,16 @@ def reduce_net(net: PetriNet) -> Reduction:
             if net.final_mask is not None and net.final_mask[i]:
                 final_of[p] = int(net.final[i])
     keep: set[str] = set()
+    ends: set[str] = set()
     budgets_ok = isinstance(net, WorkflowNet)
     if isinstance(net, WorkflowNet):
         keep = {net.source, net.sink, *net.resources}
+        ends = {net.source, net.sink}
     expansion: dict[str, tuple[str, ...]] = {t: (t,) for t in net.transitions}
     groups = _Groups()
-    applied = {"agglomeration": 0, "spent_budget": 0, "implicit_place": 0, "parallel_transition": 0}
+    applied = {"agglomeration": 0, "spent_budget": 0, "implicit_place": 0, "free_resource": 0,
+               "parallel_transition": 0}
+    binding: set[str] = set()  # marked places tried for the resource rule and kept: not tried again
     exact = True
     extra_bound = 0
 
@@ -224,6 +238,26 @@ def reduce_net(net: PetriNet) -> Reduction:
                 exact = False
                 applied["implicit_place"] += 1
                 changed = True
+        if changed:
+            continue
+        delta: dict[str, Arcs] | None = None
+        for p in list(s.cons):
+            if p in ends or p in binding or initial[p] == 0 or not s.cons[p] or not s.prod[p]:
+                continue
+            delta = delta if delta is not None else deltas(s.pre, s.post)
+            implicit, capped = never_binds(s.pre, s.post, s.cons, delta, p, initial, final_of)
+            if not implicit:
+                binding.add(p)
+                continue
+            for t in list(s.cons[p]) + list(s.prod[p]):
+                delta[t].pop(p, None)
+            s.drop_place(p)
+            if capped:
+                extra_bound = max(extra_bound, initial[p])
+            else:
+                exact = False
+            applied["free_resource"] += 1
+            changed = True
         if changed:
             continue
         seen: dict[tuple[frozenset[tuple[str, int]], frozenset[tuple[str, int]]], str] = {}

@@ -28,6 +28,11 @@ def _chain(n: int, **step: object) -> list[dict[str, object]]:
     return [{"id": f"s{i}", "kind": "tool", **step, **({"after": [f"s{i - 1}"]} if i else {})} for i in range(n)]
 
 
+def _two_chains(n: int, **step: object) -> list[dict[str, object]]:
+    """Two chains side by side (even and odd steps): a resource of capacity 1 they both use binds."""
+    return [{"id": f"s{i}", "kind": "tool", **step, **({"after": [f"s{i - 2}"]} if i > 1 else {})} for i in range(n)]
+
+
 def _check(doc: dict[str, object], tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "wf.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -68,9 +73,9 @@ def test_a_net_past_the_budget_is_kept_sparse_and_still_gets_its_verdict(tmp_pat
 
 
 def test_a_reduced_net_past_the_budget_is_refused_in_one_line(tmp_path: Path) -> None:
-    """Every step holds a shared resource and retries, so nothing agglomerates: past 20 MB even reduced."""
-    doc = {"name": "busy", "resources": {"api": {"capacity": 2}},
-           "steps": _chain(400, uses={"api": 1}, retry={"max_attempts": 2})}
+    """Two chains side by side hold one resource of capacity 1 and retry: it binds, nothing agglomerates: past 20 MB."""
+    doc = {"name": "busy", "resources": {"api": {"capacity": 1}},
+           "steps": _two_chains(400, uses={"api": 1}, retry={"max_attempts": 2})}
     line = _one_line(_check(doc, tmp_path, "--max-memory", "20"))
     assert "after its reductions" in line and "dense arc matrices would take" in line
     need = float(line.split("would take ")[1].split(" MiB")[0])

@@ -2,7 +2,7 @@
 
 The oracle is the full search of the unreduced net (``check(reduce=False)``):
 over random workflows (routes into AND-joins that deadlock, loops, maps,
-retries, fallbacks) and random P/T nets, ``check(reduce=True)`` must give
+retries, fallbacks, steps sharing resources) and random P/T nets, ``check(reduce=True)`` must give
 the same deadlock, boundedness, liveness and soundness verdicts and the
 same dead transitions wherever the full search finishes, and every witness
 it prints must fire on the original net and end where it says.
@@ -11,9 +11,10 @@ it prints must fire on the original net and end where it says.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
+from petriflow.errors import SpecError
 from petriflow.net.lower import lower
 from petriflow.net.petrinet import PetriNet, WorkflowNet
 from petriflow.net.reduce import reduce_net
@@ -77,6 +78,45 @@ def wide_workflows(draw: st.DrawFn) -> Workflow:
     return b.build()
 
 
+@st.composite
+def resource_workflows(draw: st.DrawFn) -> Workflow:
+    """Steps sharing one or two resources, most with retries: chains, where a resource never binds (the
+    free-resource rule applies), fan-outs and maps, where it binds unless its capacity covers them (the rule
+    must then keep it), routes into joins, fallbacks."""
+    b = WorkflowBuilder("shared")
+    caps = draw(st.lists(st.integers(1, 3), min_size=1, max_size=2))
+    for k, c in enumerate(caps):
+        b.resource(f"r{k}", capacity=c)
+    ids: list[str] = []
+    for i in range(draw(st.integers(1, 4))):
+        sid = f"s{i}"
+        opts: dict[str, object] = {}
+        if ids and draw(st.integers(0, 3)):  # else it starts beside the first steps, from `begin`
+            opts["after"] = draw(st.lists(st.sampled_from(ids), unique=True, min_size=1, max_size=2))
+        used = draw(st.lists(st.integers(0, len(caps) - 1), unique=True, max_size=2))
+        if used:
+            opts["uses"] = {f"r{k}": draw(st.integers(1, caps[k])) for k in used}
+        if draw(st.integers(0, 3)):
+            opts["retry"] = {"max_attempts": draw(st.integers(2, 3))}
+            if draw(st.integers(0, 3)) == 0:
+                opts["fallback"] = f"fb{i}"
+        if opts.get("after") and "fallback" not in opts and draw(st.integers(0, 3)) == 0:
+            opts["map"] = {"over": opts["after"][0], "max": draw(st.integers(1, 2))}  # type: ignore[index]
+        b.step(sid, kind="tool", **opts)
+        if "fallback" in opts:
+            b.step(f"fb{i}", kind="tool", **({"uses": opts["uses"]} if used and draw(st.booleans()) else {}))
+        ids.append(sid)
+    if draw(st.integers(0, 2)) == 0:
+        b.step("router", kind="classify", after=[ids[-1]], route={"x": 0.5, "y": 0.5}, uses={"r0": 1})
+        b.step("x", kind="tool", uses={"r0": 1}, retry={"max_attempts": 2}).step("y", kind="tool")
+        join = {"after": ["x", "y"]} if draw(st.booleans()) else {"after_any": ["x", "y"]}
+        b.step("join", kind="python", **join)
+    try:
+        return b.build()
+    except SpecError:
+        reject()
+
+
 def _differential(net: PetriNet) -> None:
     full = check(net, reduce=False, max_states=200_000)
     if not full.complete:
@@ -103,13 +143,19 @@ def test_reduced_and_full_agree_on_wide_workflows(wf: Workflow) -> None:
 
 
 @SETTINGS
+@given(resource_workflows())
+def test_reduced_and_full_agree_on_workflows_sharing_resources(wf: Workflow) -> None:
+    _differential(lower(wf))
+
+
+@SETTINGS
 @given(random_nets(places=(1, 6), transitions=(1, 6), sparse=True) | random_nets(places=(1, 4), transitions=(1, 5)))
 def test_reduced_and_full_agree_on_random_nets(net: PetriNet) -> None:
     _differential(net)
 
 
 @SETTINGS
-@given(workflows())
+@given(workflows() | resource_workflows())
 def test_every_reachable_marking_of_the_reduced_net_is_reachable_in_the_original(wf: Workflow) -> None:
     net = lower(wf)
     red = reduce_net(net)

@@ -35,6 +35,11 @@ def _chain(n: int, **step: object) -> list[dict[str, object]]:
     return [{"id": f"s{i}", "kind": "tool", **step, **({"after": [f"s{i - 1}"]} if i else {})} for i in range(n)]
 
 
+def _two_chains(n: int, **step: object) -> list[dict[str, object]]:
+    """Two chains side by side (even and odd steps): a resource of capacity 1 they both use binds."""
+    return [{"id": f"s{i}", "kind": "tool", **step, **({"after": [f"s{i - 2}"]} if i > 1 else {})} for i in range(n)]
+
+
 def _cli(doc: dict[str, object], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "wf.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -99,9 +104,9 @@ def test_a_long_chain_ending_in_a_join_on_an_unchosen_branch_fails_with_a_witnes
 
 
 def test_a_big_workflow_that_does_not_reduce_is_refused_in_one_line(tmp_path: Path) -> None:
-    """Every step holds a shared resource and retries: nothing agglomerates, and 12,000 x 12,000 is too big."""
-    doc = {"name": "busy", "resources": {"api": {"capacity": 2}},
-           "steps": _chain(3000, uses={"api": 1}, retry={"max_attempts": 2})}
+    """Two chains side by side hold one resource of capacity 1 and retry: nothing agglomerates; 12,000 x 12,000."""
+    doc = {"name": "busy", "resources": {"api": {"capacity": 1}},
+           "steps": _two_chains(3000, uses={"api": 1}, retry={"max_attempts": 2})}
     res = _cli(doc, tmp_path)
     assert res.returncode == 2 and "Traceback" not in res.stderr and res.stdout == ""
     (line,) = res.stderr.strip().splitlines()
