@@ -1,7 +1,9 @@
 """A batch on Ray (``petriflow run --inputs FILE --backend ray``): cases spread over workers, one store for all.
 
 The driver owns the run (its lease, as a local batch's driver does), records
-it and its cases in the store, then hands cases to ``--workers`` Ray actors.
+it and its cases in the store, then hands cases to ``--workers`` Ray actors,
+a chunk of them per call (a round trip per case was most of what a Ray batch
+cost over a local one).
 Each worker runs its cases on the one asyncio executor inside it, up to
 ``--concurrency`` at once, each under the *case's* lease
 (:meth:`~petriflow.execute.executor.Executor.run_leased_case`) and from the
@@ -70,6 +72,10 @@ class CaseWorker:
         except InputError:
             return None
 
+    async def run_cases(self, batch: list[tuple[int, Any]]) -> list[RunResult | None]:
+        """Several cases at once, in one call: one round trip to the driver for a chunk, not for each case."""
+        return list(await asyncio.gather(*(self.run_case(case, value) for case, value in batch)))
+
 
 def _resources(dag: Dag) -> dict[str, dict[str, Any]]:
     return {rid: {"capacity": r.capacity, "rpm": r.requests_per_minute, "tpm": r.tokens_per_minute}
@@ -112,41 +118,44 @@ async def _run(executor: Executor, workflow: str, db: str, run_id: str, todo: li
             for slot in range(workers):
                 spawn(slot)
             queue: deque[tuple[int, Any]] = deque(todo)
-            running: dict[asyncio.Future[Any], tuple[int, str, int, Any]] = {}
-            load = dict.fromkeys(slots, 0)
+            running: dict[asyncio.Future[Any], tuple[int, str, list[tuple[int, Any]]]] = {}
+            load = dict.fromkeys(slots, 0)  # cases in flight per worker
             results: dict[int, RunResult] = {}
+            chunk = -(-max(1, concurrency) // 8)  # cases per call: an eighth of the worker's concurrency
 
             def feed() -> None:
                 for slot in sorted(slots, key=lambda s: load[s]):
                     while queue and load[slot] < concurrency:
-                        case, value = queue.popleft()
-                        fut = asyncio.wrap_future(slots[slot][0].run_case.remote(case, value).future())
-                        running[fut] = (slot, slots[slot][1], case, value)
-                        load[slot] += 1
+                        batch = [queue.popleft() for _ in range(min(chunk, concurrency - load[slot], len(queue)))]
+                        fut = asyncio.wrap_future(slots[slot][0].run_cases.remote(batch).future())
+                        running[fut] = (slot, slots[slot][1], batch)
+                        load[slot] += len(batch)
 
             feed()
             while running:
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for fut in done:
-                    slot, holder, case, value = running.pop(fut)
+                    slot, holder, batch = running.pop(fut)
                     try:
-                        result = fut.result()
+                        got = fut.result()
                     except ray.exceptions.RayActorError:
-                        result = None
-                        if slots[slot][1] == holder:  # the first of its cases to report the death: replace it
+                        got = [None] * len(batch)
+                        if slots[slot][1] == holder:  # the first of its calls to report the death: replace it
                             if limiter is not None:
                                 limiter.forget.remote(holder)
                             spawn(slot)
-                            load[slot] = sum(1 for s, h, _, _ in running.values() if s == slot and h != holder)
+                            load[slot] = sum(len(b) for s, h, b in running.values() if s == slot and h != holder)
                     if slots[slot][1] == holder:
-                        load[slot] -= 1
-                    if result is None:  # another worker holds it, or its worker died: offer it again
-                        queue.append((case, value))
+                        load[slot] -= len(batch)
+                    for (case, value), result in zip(batch, got, strict=True):
+                        if result is None:  # another worker holds it, or its worker died: offer it again
+                            queue.append((case, value))
+                            continue
+                        results[case] = result
+                        if progress is not None:
+                            progress(result)
+                    if None in got:
                         await asyncio.sleep(0.05)
-                        continue
-                    results[case] = result
-                    if progress is not None:
-                        progress(result)
                 feed()
             return [results[c] for c, _ in todo]
         except ray.exceptions.RayError as exc:
