@@ -84,7 +84,6 @@ def record_escalation(store: Any, run_id: str, step: str, *, npass: int = 1, cas
     escalated, each wait once; ``case=None`` escalates every case of the run
     that waits at that step and pass. Returns a sentence saying what was escalated.
     """
-
     _check(store, run_id, step, npass, case)
     waits = [w.case for w in store.waiting(run_id) if w.step == step and w.npass == npass
              and case in (None, w.case)]

@@ -36,7 +36,7 @@ class Units:
     """``capacity`` units; :meth:`acquire` waits until ``n`` are free and takes them together."""
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = self.free = capacity
+        self.free = capacity
         self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
 
     def would_wait(self, n: int = 1) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from petriflow.ui.compare import gap
@@ -14,6 +14,7 @@ samples = st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=3, max_size=
 
 @settings(max_examples=60, deadline=None)
 @given(samples, samples)
+@example([0.0, 0.0, 0.0], [0.0, 0.0, 8.372679174792216e-151])  # tiny variances: the old df divided by zero
 def test_the_interval_is_welchs(predicted: list[float], measured: list[float]) -> None:
     from scipy import stats
 
