@@ -70,7 +70,7 @@ def check_with_catalog(path: str, catalog_path: str, *, budget: float | None, as
               help="Rounds of generation and repair: a refusal's verdict and witness go back to the model.")
 @click.option("--budget", type=Amount(), metavar="USD", help="Worst-case dollars per case (default: the catalog's).")
 @click.option("--max-tokens", type=click.IntRange(1, 32_768), default=1024, show_default=True,
-              help="Tokens the model may write per round.")
+              help="Tokens the model may write for a round's draft (its plan: at most 200).")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), metavar="ROUNDS.jsonl",
               help="Append one JSON line per round: verdict, witness, tokens, cost, model and gate seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rounds and the workflow as JSON.")
